@@ -1,0 +1,318 @@
+//! The one TOML configuration file: typed sections, a default for every key,
+//! unknown keys refused with their line, and the commented example that
+//! `tomare config example` prints.
+//!
+//! Parsing is pure: this crate reads no files and opens no sockets.
+
+mod units;
+
+pub use units::{ByteSize, Duration, IpNet};
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The commented example; also the source of truth for the documented defaults
+/// (a test checks that it parses to exactly `Config::default()`).
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub smtp: Smtp,
+    pub web: Web,
+    pub storage: Storage,
+    pub delivery: Delivery,
+    pub hold: Hold,
+    pub org: Org,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Smtp {
+    pub listen: String,
+    /// Name in the greeting and Received headers; the machine's host name when empty.
+    pub hostname: String,
+    pub allowed_networks: Vec<IpNet>,
+    pub max_message_size: ByteSize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    /// Refused after this many bad commands in one session.
+    pub max_errors: usize,
+    pub tls: Option<Tls>,
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Smtp {
+            listen: "127.0.0.1:2525".into(),
+            hostname: String::new(),
+            allowed_networks: vec![IpNet::parse("127.0.0.0/8").expect("valid literal")],
+            max_message_size: ByteSize(50 * 1000 * 1000),
+            max_recipients: 1000,
+            max_connections: 500,
+            idle_timeout: Duration::secs(300),
+            max_errors: 20,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Web {
+    pub listen: String,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Web { listen: "127.0.0.1:8025".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { data_dir: "./tomare-data".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    Sandbox,
+    Relay,
+    Mx,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Delivery {
+    pub mode: DeliveryMode,
+    pub retry: Vec<Duration>,
+    pub max_lifetime: Duration,
+    /// Messages delivered at the same time (outbound connections).
+    pub concurrency: usize,
+    pub connect_timeout: Duration,
+    /// Time allowed for each SMTP reply from the remote server.
+    pub command_timeout: Duration,
+    /// Our name in EHLO; `[smtp] hostname` when empty.
+    pub helo_name: String,
+    pub relay: Relay,
+    pub mx: Mx,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            mode: DeliveryMode::Sandbox,
+            retry: ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]
+                .iter()
+                .map(|s| Duration::parse(s).expect("valid literal"))
+                .collect(),
+            max_lifetime: Duration::secs(5 * 86_400),
+            concurrency: 16,
+            connect_timeout: Duration::secs(30),
+            command_timeout: Duration::secs(300),
+            helo_name: String::new(),
+            relay: Relay::default(),
+            mx: Mx::default(),
+        }
+    }
+}
+
+impl Delivery {
+    /// The wait before attempt number `attempts + 1`; the last entry repeats.
+    pub fn retry_after(&self, attempts: u32) -> std::time::Duration {
+        let i = (attempts.max(1) as usize - 1).min(self.retry.len().saturating_sub(1));
+        self.retry.get(i).map(|d| d.0).unwrap_or(std::time::Duration::from_secs(300))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Relay {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM file of CAs to trust instead of the built-in web PKI roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            host: "smtp-relay.example.net".into(),
+            port: 587,
+            tls: TlsMode::Starttls,
+            username: None,
+            password: None,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mx {
+    pub port: u16,
+    /// Resolvers as `ip:port`; the system's (`/etc/resolv.conf`) when empty.
+    pub nameservers: Vec<String>,
+}
+
+impl Default for Mx {
+    fn default() -> Self {
+        Mx { port: 25, nameservers: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hold {
+    pub external: Duration,
+    pub internal: Duration,
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Hold { external: Duration::secs(300), internal: Duration::secs(0) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Org {
+    pub name: String,
+    pub internal_domains: Vec<String>,
+}
+
+impl Default for Org {
+    fn default() -> Self {
+        Org { name: "Example Corp".into(), internal_domains: vec!["example.com".into()] }
+    }
+}
+
+/// One problem in a config file, with the 1-based line it is on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ConfigError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl Config {
+    /// Parses `text`, or returns every error found, each with its line.
+    pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        // serde stops at the first error; to name each one, the offending line
+        // is blanked and the text parsed again, a bounded number of times.
+        let mut errors = Vec::new();
+        let mut text = text.to_string();
+        for _ in 0..32 {
+            match toml::from_str::<Config>(&text) {
+                Ok(config) if errors.is_empty() => {
+                    return config.validate().map(|()| config).map_err(|e| vec![e]);
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    let offset = e.span().map(|s| s.start).unwrap_or(0);
+                    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+                    errors.push(ConfigError { line, message: e.message().trim().to_string() });
+                    let Some(span) = e.span() else { break };
+                    let start = text[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+                    let end = text[span.start..].find('\n').map(|i| span.start + i).unwrap_or(text.len());
+                    // A broken table header cannot be blanked without moving
+                    // its keys into the table before it: stop there.
+                    if text[start..end].trim_start().starts_with('[') {
+                        break;
+                    }
+                    text.replace_range(start..end, &" ".repeat(end - start));
+                }
+            }
+        }
+        errors.sort_by_key(|e| e.line);
+        errors.dedup();
+        Err(errors)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: &str| Err(ConfigError { line: 0, message: message.into() });
+        if self.org.internal_domains.is_empty() {
+            return fail("[org] internal_domains must name at least one domain");
+        }
+        if self.delivery.retry.is_empty() {
+            return fail("[delivery] retry must list at least one wait");
+        }
+        if self.delivery.concurrency == 0 {
+            return fail("[delivery] concurrency must be at least 1");
+        }
+        if self.delivery.mode == DeliveryMode::Relay && self.delivery.relay.host.is_empty() {
+            return fail("[delivery.relay] host is required when mode = \"relay\"");
+        }
+        if self.delivery.relay.username.is_some() != self.delivery.relay.password.is_some() {
+            return fail("[delivery.relay] username and password go together");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_is_the_default() {
+        assert_eq!(Config::parse(EXAMPLE).unwrap(), Config::default());
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_unknown_key_is_named_with_its_line() {
+        let text = "[smtp]\nlisten = \"0.0.0.0:25\"\nlisen = \"x\"\n[hold]\nexternal = \"10m\"\nextrnal = \"1m\"\n";
+        let errors = Config::parse(text).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 6], "{errors:?}");
+        assert!(errors[0].message.contains("lisen"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_line() {
+        let errors = Config::parse("[delivery]\nmode = \"carrier-pigeon\"\n").unwrap_err();
+        assert_eq!(errors[0].line, 2);
+        let errors = Config::parse("[hold]\n\nexternal = \"5 fortnights\"\n").unwrap_err();
+        assert_eq!(errors[0].line, 3);
+        assert!(errors[0].message.contains("duration"), "{}", errors[0].message);
+        let errors = Config::parse("[smtp]\nallowed_networks = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert_eq!(errors[0].line, 2);
+    }
+
+    #[test]
+    fn retry_schedule_repeats_its_last_wait() {
+        let d = Delivery::default();
+        assert_eq!(d.retry_after(1).as_secs(), 60);
+        assert_eq!(d.retry_after(2).as_secs(), 300);
+        assert_eq!(d.retry_after(7).as_secs(), 4 * 3600);
+        assert_eq!(d.retry_after(50).as_secs(), 4 * 3600);
+    }
+}

@@ -1,0 +1,65 @@
+//! Plain data that crosses the pipeline's stages: message ids, envelopes,
+//! queue states, clock helpers and the process-wide metrics counters.
+//!
+//! This crate does no I/O; every stage depends on it and on nothing else of
+//! the project's, so stages stay independent of each other.
+
+mod id;
+mod metrics;
+mod state;
+mod time;
+
+pub use id::MessageId;
+pub use metrics::Metrics;
+pub use state::{RcptStatus, State};
+pub use time::{now_ms, rfc2822, rfc3339};
+
+use serde::{Deserialize, Serialize};
+
+/// The organisation (tenant) every row belongs to.
+pub type OrgId = i64;
+
+/// What the SMTP client told us: who sends, to whom, from where.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Envelope {
+    /// Reverse path; empty for the null sender `<>`.
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub helo: String,
+    pub client_ip: String,
+    /// The SMTP AUTH identity, when the client authenticated.
+    pub auth_user: Option<String>,
+}
+
+/// The domain part of an address, lower-cased; empty when there is none.
+pub fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Whether `domain` is one of `internal` or a subdomain of one.
+pub fn is_internal_domain(domain: &str, internal: &[String]) -> bool {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    internal.iter().any(|d| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        domain == d || domain.strip_suffix(&d).is_some_and(|rest| rest.ends_with('.'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_domains_match_subdomains_only_on_label_boundary() {
+        let internal = vec!["example.com".to_string()];
+        assert!(is_internal_domain("example.com", &internal));
+        assert!(is_internal_domain("Mail.Example.COM", &internal));
+        assert!(!is_internal_domain("badexample.com", &internal));
+        assert!(!is_internal_domain("example.com.evil.net", &internal));
+        assert_eq!(domain_of("Taro@Example.COM"), "example.com");
+        assert_eq!(domain_of("nodomain"), "");
+    }
+}

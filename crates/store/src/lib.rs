@@ -1,0 +1,171 @@
+//! The database behind one interface. [`Store`] is what the rest of tomare
+//! sees; [`SqliteStore`] is the embedded implementation (WAL, one writer
+//! connection so commits queue instead of spinning on SQLite's busy lock).
+//! A PostgreSQL implementation will sit beside it for multi-node scale-out:
+//! every state change is a conditional update, so two nodes (or the CLI and
+//! the server) can never both move the same message.
+//!
+//! The store never touches message bytes: those live in the spool (queue).
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tomare_model::{Envelope, MessageId, OrgId, RcptStatus, State};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("corrupt row for {id}: {what}")]
+    Corrupt { id: String, what: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A message just accepted, spooled and about to be committed.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub envelope: Envelope,
+    pub subject: String,
+    pub header_from: String,
+    pub message_id_header: String,
+    pub size: u64,
+    pub received_at: i64,
+    /// `Held` (with `release_at` in the future) or `Released`.
+    pub state: State,
+    pub release_at: i64,
+    /// A DSN we generated: it must never cause another DSN.
+    pub is_dsn: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipientRow {
+    pub address: String,
+    pub status: RcptStatus,
+    pub reply: String,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRow {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub state: State,
+    pub mail_from: String,
+    pub recipients: Vec<RecipientRow>,
+    pub subject: String,
+    pub header_from: String,
+    pub message_id_header: String,
+    pub size: i64,
+    pub received_at: i64,
+    pub release_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+    pub attempts: i64,
+    pub helo: String,
+    pub client_ip: String,
+    pub auth_user: Option<String>,
+    pub is_dsn: bool,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub detail: String,
+}
+
+/// A message moved to `delivering`, with the recipients still to be tried.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    pub attempts: i64,
+    pub received_at: i64,
+    pub is_dsn: bool,
+}
+
+/// The result of one delivery attempt of one message.
+#[derive(Debug, Clone)]
+pub struct DeliveryReport {
+    pub id: MessageId,
+    pub results: Vec<RecipientResult>,
+    /// `Delivered`, `Deferred` or `Failed`.
+    pub state: State,
+    pub next_attempt_at: Option<i64>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecipientResult {
+    pub address: String,
+    pub status: RcptStatus,
+    pub reply: String,
+}
+
+/// What a requested state change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Done,
+    NotFound,
+    /// The message was in this state, from which the change is not allowed.
+    Refused(State),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The org with this name, created on first use.
+    async fn ensure_org(&self, name: &str) -> Result<OrgId>;
+
+    /// Commits a batch of accepted messages in one transaction.
+    async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()>;
+
+    /// Moves every held message whose time has come to `released`.
+    async fn release_due(&self, now: i64) -> Result<Vec<MessageId>>;
+
+    /// The earliest moment something becomes due: a hold ends or a retry is
+    /// scheduled.
+    async fn next_wakeup(&self) -> Result<Option<i64>>;
+
+    /// `held` → `released` now, by request of `actor`.
+    async fn release(&self, id: &MessageId, actor: &str) -> Result<Transition>;
+
+    /// `held`, `released` or `deferred` → `cancelled`.
+    async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition>;
+
+    /// Moves up to `limit` messages that are released, or deferred and due,
+    /// to `delivering` and returns them.
+    async fn claim(&self, now: i64, limit: usize) -> Result<Vec<Claimed>>;
+
+    /// Records delivery attempts, in one transaction.
+    async fn finish(&self, reports: &[DeliveryReport]) -> Result<()>;
+
+    /// After a crash, messages left `delivering` go back to `released`.
+    async fn recover(&self) -> Result<u64>;
+
+    /// Ids of every message not in a final state (their spool files must stay).
+    async fn live_ids(&self) -> Result<Vec<MessageId>>;
+
+    /// Newest first.
+    async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<MessageRow>>;
+
+    async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>>;
+
+    /// Messages per state, every state listed.
+    async fn depth(&self) -> Result<Vec<(State, i64)>>;
+
+    /// Sets the argon2 hash for an SMTP AUTH user.
+    async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()>;
+
+    async fn user_hash(&self, email: &str) -> Result<Option<(OrgId, String)>>;
+
+    async fn list_users(&self) -> Result<Vec<String>>;
+}

@@ -1,0 +1,690 @@
+use crate::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS orgs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    state TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    helo TEXT NOT NULL,
+    client_ip TEXT NOT NULL,
+    auth_user TEXT,
+    subject TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    message_id_header TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    release_at INTEGER,
+    next_attempt_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    is_dsn INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_state_release ON messages(state, release_at);
+CREATE INDEX IF NOT EXISTS messages_state_next ON messages(state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS recipients (
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    idx INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reply TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, idx)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    message_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_message ON events(message_id, id);
+CREATE TABLE IF NOT EXISTS users (
+    email TEXT PRIMARY KEY,
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#;
+
+/// SQLite's limit on bound parameters per statement is 32766; batches are
+/// split well below it.
+const MAX_PARAMS: usize = 30_000;
+
+pub struct SqliteStore {
+    /// Exactly one connection: SQLite has one writer, and queueing in the
+    /// pool is cheaper than SQLite's sleep-and-retry busy handler.
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before it returns, which the 250
+            // reply promises. Batching keeps the fsyncs few.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(","));
+    vec![row; rows].join(",")
+}
+
+fn parse_id(s: String) -> Result<MessageId> {
+    MessageId::parse(&s).ok_or(StoreError::Corrupt { id: s, what: "bad id".into() })
+}
+
+fn parse_state(id: &str, s: &str) -> Result<State> {
+    State::parse(s).ok_or_else(|| StoreError::Corrupt { id: id.into(), what: format!("unknown state {s:?}") })
+}
+
+struct Event<'a> {
+    org_id: OrgId,
+    message_id: &'a str,
+    kind: &'a str,
+    actor: &'a str,
+    detail: String,
+}
+
+async fn insert_events(tx: &mut sqlx::SqliteConnection, at: i64, events: &[Event<'_>]) -> Result<()> {
+    for chunk in events.chunks(MAX_PARAMS / 6) {
+        let sql = format!(
+            "INSERT INTO events (org_id, message_id, at, kind, actor, detail) VALUES {}",
+            placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for e in chunk {
+            q = q.bind(e.org_id).bind(e.message_id).bind(at).bind(e.kind).bind(e.actor).bind(&e.detail);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Conditional state change of one message, with its event.
+async fn transition(
+    pool: &SqlitePool,
+    id: &MessageId,
+    from: &[State],
+    to: State,
+    actor: &str,
+    set_release_now: bool,
+) -> Result<Transition> {
+    let now = tomare_model::now_ms();
+    let mut tx = pool.begin().await?;
+    let allowed = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "UPDATE messages SET state = ?, updated_at = ?{} WHERE id = ? AND state IN ({allowed}) RETURNING org_id",
+        if set_release_now { ", release_at = ?" } else { "" }
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(to.as_str()).bind(now);
+    if set_release_now {
+        q = q.bind(now);
+    }
+    let row = q.bind(id.as_str()).fetch_optional(&mut *tx).await?;
+    let Some(row) = row else {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM messages WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        return match state {
+            None => Ok(Transition::NotFound),
+            Some(s) => Ok(Transition::Refused(parse_state(id.as_str(), &s)?)),
+        };
+    };
+    let org_id: i64 = row.try_get(0)?;
+    let event = Event { org_id, message_id: id.as_str(), kind: to.as_str(), actor, detail: String::new() };
+    insert_events(&mut tx, now, &[event]).await?;
+    tx.commit().await?;
+    Ok(Transition::Done)
+}
+
+const MESSAGE_COLUMNS: &str = "id, org_id, state, mail_from, subject, header_from, message_id_header, size, \
+     received_at, release_at, next_attempt_at, attempts, helo, client_ip, auth_user, is_dsn, updated_at";
+
+fn message_from_row(row: &SqliteRow) -> Result<MessageRow> {
+    let id: String = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    Ok(MessageRow {
+        state: parse_state(&id, &state)?,
+        id: parse_id(id)?,
+        org_id: row.try_get("org_id")?,
+        mail_from: row.try_get("mail_from")?,
+        recipients: Vec::new(),
+        subject: row.try_get("subject")?,
+        header_from: row.try_get("header_from")?,
+        message_id_header: row.try_get("message_id_header")?,
+        size: row.try_get("size")?,
+        received_at: row.try_get("received_at")?,
+        release_at: row.try_get("release_at")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        attempts: row.try_get("attempts")?,
+        helo: row.try_get("helo")?,
+        client_ip: row.try_get("client_ip")?,
+        auth_user: row.try_get("auth_user")?,
+        is_dsn: row.try_get("is_dsn")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl SqliteStore {
+    async fn attach_recipients(&self, rows: &mut [MessageRow]) -> Result<()> {
+        for chunk in rows.chunks_mut(MAX_PARAMS) {
+            let sql = format!(
+                "SELECT message_id, address, status, reply, attempts FROM recipients WHERE message_id IN ({}) ORDER BY message_id, idx",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk.iter() {
+                q = q.bind(m.id.as_str());
+            }
+            let found = q.fetch_all(&self.reader).await?;
+            for r in found {
+                let mid: String = r.try_get(0)?;
+                let status: String = r.try_get(2)?;
+                let status = RcptStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt { id: mid.clone(), what: format!("recipient status {status:?}") })?;
+                if let Some(m) = chunk.iter_mut().find(|m| m.id.as_str() == mid) {
+                    m.recipients.push(RecipientRow {
+                        address: r.try_get(1)?,
+                        status,
+                        reply: r.try_get(3)?,
+                        attempts: r.try_get(4)?,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ensure_org(&self, name: &str) -> Result<OrgId> {
+        sqlx::query("INSERT INTO orgs (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
+            .bind(name)
+            .bind(tomare_model::now_ms())
+            .execute(&self.writer)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?").bind(name).fetch_one(&self.writer).await?)
+    }
+
+    async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        const COLS: usize = 15;
+        for chunk in batch.chunks(MAX_PARAMS / COLS) {
+            let sql = format!(
+                "INSERT INTO messages (id, org_id, state, mail_from, helo, client_ip, auth_user, subject, header_from, \
+                 message_id_header, size, received_at, release_at, is_dsn, updated_at) VALUES {}",
+                placeholders(chunk.len(), COLS)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk {
+                q = q
+                    .bind(m.id.as_str())
+                    .bind(m.org_id)
+                    .bind(m.state.as_str())
+                    .bind(&m.envelope.mail_from)
+                    .bind(&m.envelope.helo)
+                    .bind(&m.envelope.client_ip)
+                    .bind(&m.envelope.auth_user)
+                    .bind(&m.subject)
+                    .bind(&m.header_from)
+                    .bind(&m.message_id_header)
+                    .bind(m.size as i64)
+                    .bind(m.received_at)
+                    .bind(m.release_at)
+                    .bind(m.is_dsn)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let rcpts: Vec<(&NewMessage, usize, &String)> = batch
+            .iter()
+            .flat_map(|m| m.envelope.rcpt_to.iter().enumerate().map(move |(i, r)| (m, i, r)))
+            .collect();
+        for chunk in rcpts.chunks(MAX_PARAMS / 6) {
+            let sql = format!(
+                "INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) VALUES {}",
+                placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (m, i, r) in chunk {
+                q = q.bind(m.id.as_str()).bind(m.org_id).bind(*i as i64).bind(*r).bind("pending").bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut events = Vec::with_capacity(batch.len() * 2);
+        for m in batch {
+            let detail = format!(
+                "from=<{}> rcpts={} size={} client={} helo={}",
+                m.envelope.mail_from,
+                m.envelope.rcpt_to.len(),
+                m.size,
+                m.envelope.client_ip,
+                m.envelope.helo
+            );
+            events.push(Event { org_id: m.org_id, message_id: m.id.as_str(), kind: "received", actor: "smtp", detail });
+            let detail = match m.state {
+                State::Held => format!("until {}", tomare_model::rfc3339(m.release_at)),
+                _ => String::new(),
+            };
+            events.push(Event { org_id: m.org_id, message_id: m.id.as_str(), kind: m.state.as_str(), actor: "hold", detail });
+        }
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_due(&self, now: i64) -> Result<Vec<MessageId>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'released', updated_at = ? WHERE state = 'held' AND release_at <= ? RETURNING id, org_id",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut orgs = Vec::with_capacity(rows.len());
+        for r in &rows {
+            ids.push(parse_id(r.try_get(0)?)?);
+            orgs.push(r.try_get::<i64, _>(1)?);
+        }
+        let events: Vec<Event> = ids
+            .iter()
+            .zip(&orgs)
+            .map(|(id, org)| Event {
+                org_id: *org,
+                message_id: id.as_str(),
+                kind: "released",
+                actor: "hold",
+                detail: "hold time over".into(),
+            })
+            .collect();
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn next_wakeup(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(t) FROM (SELECT MIN(release_at) AS t FROM messages WHERE state = 'held' \
+             UNION ALL SELECT MIN(next_attempt_at) FROM messages WHERE state = 'deferred')",
+        )
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    async fn release(&self, id: &MessageId, actor: &str) -> Result<Transition> {
+        transition(&self.writer, id, &[State::Held], State::Released, actor, true).await
+    }
+
+    async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition> {
+        let from = [State::Received, State::Held, State::Released, State::Deferred];
+        transition(&self.writer, id, &from, State::Cancelled, actor, false).await
+    }
+
+    async fn claim(&self, now: i64, limit: usize) -> Result<Vec<Claimed>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'delivering', updated_at = ? WHERE id IN (\
+               SELECT id FROM messages WHERE state = 'released' \
+               UNION ALL SELECT id FROM messages WHERE state = 'deferred' AND next_attempt_at <= ? \
+               ORDER BY id LIMIT ?) \
+             RETURNING id, org_id, mail_from, attempts, received_at, is_dsn",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            claimed.push(Claimed {
+                id: parse_id(r.try_get(0)?)?,
+                org_id: r.try_get(1)?,
+                mail_from: r.try_get(2)?,
+                recipients: Vec::new(),
+                attempts: r.try_get(3)?,
+                received_at: r.try_get(4)?,
+                is_dsn: r.try_get(5)?,
+            });
+        }
+        if claimed.is_empty() {
+            tx.commit().await?;
+            return Ok(claimed);
+        }
+        let sql = format!(
+            "SELECT message_id, address FROM recipients WHERE status IN ('pending', 'deferred') AND message_id IN ({}) ORDER BY message_id, idx",
+            vec!["?"; claimed.len()].join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in &claimed {
+            q = q.bind(c.id.as_str());
+        }
+        for r in q.fetch_all(&mut *tx).await? {
+            let mid: String = r.try_get(0)?;
+            if let Some(c) = claimed.iter_mut().find(|c| c.id.as_str() == mid) {
+                c.recipients.push(r.try_get(1)?);
+            }
+        }
+        let events: Vec<Event> = claimed
+            .iter()
+            .map(|c| Event {
+                org_id: c.org_id,
+                message_id: c.id.as_str(),
+                kind: "delivering",
+                actor: "relay",
+                detail: format!("attempt {}", c.attempts + 1),
+            })
+            .collect();
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish(&self, reports: &[DeliveryReport]) -> Result<()> {
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        let mut events = Vec::with_capacity(reports.len());
+        for r in reports {
+            for res in &r.results {
+                sqlx::query(
+                    "UPDATE recipients SET status = ?, reply = ?, attempts = attempts + 1, updated_at = ? \
+                     WHERE message_id = ? AND address = ? AND status IN ('pending', 'deferred')",
+                )
+                .bind(res.status.as_str())
+                .bind(&res.reply)
+                .bind(now)
+                .bind(r.id.as_str())
+                .bind(&res.address)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let org_id: Option<i64> = sqlx::query_scalar(
+                "UPDATE messages SET state = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ? \
+                 WHERE id = ? AND state = 'delivering' RETURNING org_id",
+            )
+            .bind(r.state.as_str())
+            .bind(r.next_attempt_at)
+            .bind(now)
+            .bind(r.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(org_id) = org_id {
+                events.push(Event {
+                    org_id,
+                    message_id: r.id.as_str(),
+                    kind: r.state.as_str(),
+                    actor: "relay",
+                    detail: r.detail.clone(),
+                });
+            }
+        }
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover(&self) -> Result<u64> {
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'released', updated_at = ? WHERE state IN ('delivering', 'received') RETURNING id, org_id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<(String, i64)> =
+            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_>>()?;
+        let events: Vec<Event> = ids
+            .iter()
+            .map(|(id, org)| Event {
+                org_id: *org,
+                message_id: id,
+                kind: "released",
+                actor: "recovery",
+                detail: "interrupted by a restart".into(),
+            })
+            .collect();
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn live_ids(&self) -> Result<Vec<MessageId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled')")
+                .fetch_all(&self.reader)
+                .await?;
+        ids.into_iter().map(parse_id).collect()
+    }
+
+    async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<MessageRow>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages {} ORDER BY id DESC LIMIT ?",
+            if state.is_some() { "WHERE state = ?" } else { "" }
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(s) = state {
+            q = q.bind(s.as_str());
+        }
+        let rows = q.bind(limit).fetch_all(&self.reader).await?;
+        let mut out = rows.iter().map(message_from_row).collect::<Result<Vec<_>>>()?;
+        self.attach_recipients(&mut out).await?;
+        Ok(out)
+    }
+
+    async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
+        let Some(row) = sqlx::query(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&self.reader).await? else {
+            return Ok(None);
+        };
+        let mut message = [message_from_row(&row)?];
+        self.attach_recipients(&mut message).await?;
+        let events = sqlx::query("SELECT at, kind, actor, detail FROM events WHERE message_id = ? ORDER BY id")
+            .bind(id.as_str())
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(EventRow { at: r.try_get(0)?, kind: r.try_get(1)?, actor: r.try_get(2)?, detail: r.try_get(3)? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let [message] = message;
+        Ok(Some((message, events)))
+    }
+
+    async fn depth(&self) -> Result<Vec<(State, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM messages GROUP BY state").fetch_all(&self.reader).await?;
+        let mut out: Vec<(State, i64)> = State::ALL.iter().map(|s| (*s, 0)).collect();
+        for r in rows {
+            let s: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            if let Some(slot) = out.iter_mut().find(|(st, _)| st.as_str() == s) {
+                slot.1 = n;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (email, org_id, password_hash, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(email) DO UPDATE SET password_hash = excluded.password_hash",
+        )
+        .bind(email.to_ascii_lowercase())
+        .bind(org)
+        .bind(password_hash)
+        .bind(tomare_model::now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn user_hash(&self, email: &str) -> Result<Option<(OrgId, String)>> {
+        let row = sqlx::query("SELECT org_id, password_hash FROM users WHERE email = ?")
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT email FROM users ORDER BY email").fetch_all(&self.reader).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(org_id: OrgId, state: State, release_at: i64, rcpts: &[&str]) -> NewMessage {
+        let now = tomare_model::now_ms();
+        NewMessage {
+            id: MessageId::generate(now),
+            org_id,
+            envelope: Envelope {
+                mail_from: "taro@example.com".into(),
+                rcpt_to: rcpts.iter().map(|s| s.to_string()).collect(),
+                helo: "client".into(),
+                client_ip: "127.0.0.1".into(),
+                auth_user: None,
+            },
+            subject: "件名".into(),
+            header_from: "taro@example.com".into(),
+            message_id_header: "<a@b>".into(),
+            size: 100,
+            received_at: now,
+            state,
+            release_at,
+            is_dsn: false,
+        }
+    }
+
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn hold_release_claim_finish() {
+        let (_dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        assert_eq!(store.ensure_org("Example").await.unwrap(), org);
+        let now = tomare_model::now_ms();
+        let held = message(org, State::Held, now + 60_000, &["a@x.test", "b@y.test"]);
+        let due = message(org, State::Held, now - 1, &["c@x.test"]);
+        store.insert_messages(&[held.clone(), due.clone()]).await.unwrap();
+
+        assert_eq!(store.next_wakeup().await.unwrap(), Some(now - 1));
+        assert_eq!(store.release_due(now).await.unwrap(), vec![due.id.clone()]);
+        let claimed = store.claim(now, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "only the released message is claimed");
+        assert_eq!(claimed[0].recipients, vec!["c@x.test".to_string()]);
+        assert!(store.claim(now, 10).await.unwrap().is_empty(), "claimed once only");
+
+        // The held one cannot be delivered until released, and a cancelled
+        // message cannot be released.
+        assert_eq!(store.cancel(&held.id, "cli").await.unwrap(), Transition::Done);
+        assert_eq!(store.release(&held.id, "cli").await.unwrap(), Transition::Refused(State::Cancelled));
+
+        store
+            .finish(&[DeliveryReport {
+                id: due.id.clone(),
+                results: vec![RecipientResult {
+                    address: "c@x.test".into(),
+                    status: RcptStatus::Delivered,
+                    reply: "250 ok".into(),
+                }],
+                state: State::Delivered,
+                next_attempt_at: None,
+                detail: String::new(),
+            }])
+            .await
+            .unwrap();
+        let (row, events) = store.get(&due.id).await.unwrap().unwrap();
+        assert_eq!(row.state, State::Delivered);
+        assert_eq!(row.recipients[0].status, RcptStatus::Delivered);
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["received", "held", "released", "delivering", "delivered"]);
+        assert_eq!(store.release(&due.id, "cli").await.unwrap(), Transition::Refused(State::Delivered));
+        let missing = MessageId::generate(0);
+        assert_eq!(store.cancel(&missing, "cli").await.unwrap(), Transition::NotFound);
+    }
+
+    #[tokio::test]
+    async fn deferred_recipients_are_retried_and_crashes_recovered() {
+        let (_dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        let now = tomare_model::now_ms();
+        let m = message(org, State::Released, now, &["ok@x.test", "later@x.test"]);
+        store.insert_messages(std::slice::from_ref(&m)).await.unwrap();
+        store.claim(now, 10).await.unwrap();
+        store
+            .finish(&[DeliveryReport {
+                id: m.id.clone(),
+                results: vec![
+                    RecipientResult { address: "ok@x.test".into(), status: RcptStatus::Delivered, reply: "250".into() },
+                    RecipientResult { address: "later@x.test".into(), status: RcptStatus::Deferred, reply: "451".into() },
+                ],
+                state: State::Deferred,
+                next_attempt_at: Some(now + 1000),
+                detail: String::new(),
+            }])
+            .await
+            .unwrap();
+        assert!(store.claim(now, 10).await.unwrap().is_empty(), "not due yet");
+        let again = store.claim(now + 1000, 10).await.unwrap();
+        assert_eq!(again[0].recipients, vec!["later@x.test".to_string()], "delivered recipient not retried");
+        assert_eq!(again[0].attempts, 1);
+        // A crash while delivering: recovery puts it back.
+        assert_eq!(store.recover().await.unwrap(), 1);
+        assert_eq!(store.claim(now + 1000, 10).await.unwrap().len(), 1);
+        let depth = store.depth().await.unwrap();
+        assert!(depth.contains(&(State::Delivering, 1)));
+    }
+}
