@@ -63,3 +63,21 @@ mod tests {
         assert_eq!(domain_of("nodomain"), "");
     }
 }
+
+/// How one recipient fared in one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptOutcome {
+    pub address: String,
+    pub class: OutcomeClass,
+    /// The remote server's reply, or what went wrong before it could answer.
+    pub reply: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeClass {
+    Delivered,
+    /// 4xx or a connection problem: try again later.
+    Temporary,
+    /// 5xx: give up and tell the sender.
+    Permanent,
+}

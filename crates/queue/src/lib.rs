@@ -1,1 +1,24 @@
+//! The durable queue: accept (spool + record, then the 250), hold timers,
+//! delivery dispatch, retries with backoff, and DSNs on permanent failure.
+//!
+//! # Layout
+//! - [`spool`]: raw messages as files, fsynced before anything is promised.
+//! - [`accept`]: the [`Acceptor`] batches records of concurrent sessions into
+//!   one transaction (group commit) and answers each once it is durable.
+//! - [`scheduler`]: releases held mail on time, claims due messages, hands
+//!   them to a [`Transport`], records the outcome and schedules retries.
+//! - [`dsn`]: the multipart/report sent to the sender when delivery fails.
+//!
+//! The queue never speaks SMTP itself: delivery goes through the
+//! [`Transport`] trait, which the binary wires to the relay stage.
 
+pub mod accept;
+pub mod dsn;
+mod headers;
+pub mod scheduler;
+pub mod spool;
+
+pub use accept::{AcceptError, Acceptor};
+pub use headers::Summary;
+pub use scheduler::{Queue, Transport};
+pub use spool::Spool;

@@ -1,0 +1,358 @@
+//! Hold timers, delivery dispatch and the recording of outcomes.
+//!
+//! Three tasks: the *hold loop* releases held messages on time (and notices
+//! work the CLI queued, by polling at most every half second); the
+//! *dispatcher* claims due messages up to the delivery concurrency and sends
+//! each through the [`Transport`]; the *finisher* records outcomes in batches,
+//! schedules retries, removes finished spool files and queues DSNs.
+
+use crate::{Acceptor, Spool, dsn};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tomare_config::Config;
+use tomare_model::{Envelope, MessageId, Metrics, OutcomeClass, RcptOutcome, RcptStatus, State, now_ms};
+use tomare_store::{Claimed, DeliveryReport, RecipientResult, Store};
+
+/// Longest sleep of the hold loop and the dispatcher: changes made by the CLI
+/// (release, cancel) are seen within this time.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Sends one message to its recipients. Implemented by the relay stage.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    async fn send(&self, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome>;
+}
+
+pub struct Queue {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Ctx {
+    store: Arc<dyn Store>,
+    spool: Spool,
+    acceptor: Acceptor,
+    transport: Arc<dyn Transport>,
+    metrics: Arc<Metrics>,
+    config: Config,
+    reporting_mta: String,
+}
+
+impl Queue {
+    /// Starts the hold loop, dispatcher and finisher. `released` is the
+    /// notifier the [`Acceptor`] pokes when mail is ready to go.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        config: &Config,
+        reporting_mta: String,
+        store: Arc<dyn Store>,
+        acceptor: Acceptor,
+        transport: Arc<dyn Transport>,
+        metrics: Arc<Metrics>,
+        released: Arc<Notify>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Queue {
+        let ctx = Arc::new(Ctx {
+            store,
+            spool: acceptor.spool().clone(),
+            acceptor,
+            transport,
+            metrics,
+            config: config.clone(),
+            reporting_mta,
+        });
+        let (done_tx, done_rx) = mpsc::channel(4096);
+        let tasks = vec![
+            tokio::spawn(hold_loop(ctx.clone(), released.clone(), shutdown.clone())),
+            tokio::spawn(dispatcher(ctx.clone(), released, done_tx, shutdown)),
+            tokio::spawn(finisher(ctx, done_rx)),
+        ];
+        Queue { tasks }
+    }
+
+    /// Waits for the tasks to stop after shutdown was signalled. In-flight
+    /// deliveries get `grace` to finish; the rest resume after restart.
+    pub async fn join(self, grace: Duration) {
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("deliveries still running at shutdown; they resume after restart");
+        }
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn hold_loop(ctx: Arc<Ctx>, released: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        let now = now_ms();
+        match ctx.store.release_due(now).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::info!(count = ids.len(), "hold time over, released");
+                released.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "releasing held mail failed"),
+        }
+        let next = ctx.store.next_wakeup().await.unwrap_or(None);
+        if next.is_some_and(|t| t <= now) {
+            released.notify_one();
+        }
+        let wait = next.map(|t| Duration::from_millis((t - now).clamp(1, 500) as u64)).unwrap_or(POLL);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+type Done = (Claimed, Vec<RcptOutcome>);
+
+async fn dispatcher(
+    ctx: Arc<Ctx>,
+    released: Arc<Notify>,
+    done: mpsc::Sender<Done>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let concurrency = ctx.config.delivery.concurrency;
+    let slots = Arc::new(Semaphore::new(concurrency));
+    while !*shutdown.borrow() {
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let free = slots.available_permits() + 1;
+        let claimed = match ctx.store.claim(now_ms(), free).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming messages for delivery failed");
+                Vec::new()
+            }
+        };
+        if claimed.is_empty() {
+            drop(first);
+            tokio::select! {
+                _ = released.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let mut permits = vec![first];
+        // Only this task takes permits, so the ones counted are still free.
+        while permits.len() < claimed.len() {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let permits = permits.into_iter().map(Some).chain(std::iter::repeat_with(|| None));
+        for (message, permit) in claimed.into_iter().zip(permits) {
+            let ctx = ctx.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let outcomes = deliver(&ctx, &message).await;
+                let _ = done.send((message, outcomes)).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn deliver(ctx: &Ctx, message: &Claimed) -> Vec<RcptOutcome> {
+    let spool = ctx.spool.clone();
+    let id = message.id.clone();
+    let data = match tokio::task::spawn_blocking(move || spool.read(&id)).await {
+        Ok(Ok(data)) => data,
+        Ok(Err(e)) => return all(message, OutcomeClass::Temporary, &format!("spool file unreadable: {e}")),
+        Err(e) => return all(message, OutcomeClass::Temporary, &format!("spool read failed: {e}")),
+    };
+    ctx.transport.send(&message.id, &message.mail_from, &message.recipients, &data).await
+}
+
+fn all(message: &Claimed, class: OutcomeClass, reply: &str) -> Vec<RcptOutcome> {
+    message
+        .recipients
+        .iter()
+        .map(|r| RcptOutcome { address: r.clone(), class, reply: reply.to_string() })
+        .collect()
+}
+
+/// Turns one attempt's outcomes into the recorded report: which recipients
+/// are done, which wait for a retry, and whether the message has expired.
+pub fn report(config: &Config, message: &Claimed, outcomes: &[RcptOutcome], now: i64) -> DeliveryReport {
+    let expires_at = message.received_at + config.delivery.max_lifetime.0.as_millis() as i64;
+    let expired = now >= expires_at;
+    let results: Vec<RecipientResult> = message
+        .recipients
+        .iter()
+        .map(|address| {
+            let outcome = outcomes.iter().find(|o| &o.address == address);
+            let (class, reply) = match outcome {
+                Some(o) => (o.class, o.reply.clone()),
+                None => (OutcomeClass::Temporary, "no result from delivery".to_string()),
+            };
+            let status = match class {
+                OutcomeClass::Delivered => RcptStatus::Delivered,
+                OutcomeClass::Permanent => RcptStatus::Failed,
+                OutcomeClass::Temporary if expired => RcptStatus::Failed,
+                OutcomeClass::Temporary => RcptStatus::Deferred,
+            };
+            let reply = if class == OutcomeClass::Temporary && expired {
+                format!("gave up after {}: {reply}", humanize(expires_at - message.received_at))
+            } else {
+                reply
+            };
+            RecipientResult { address: address.clone(), status, reply }
+        })
+        .collect();
+    let deferred = results.iter().filter(|r| r.status == RcptStatus::Deferred).count();
+    let failed = results.iter().filter(|r| r.status == RcptStatus::Failed).count();
+    let delivered = results.len() - deferred - failed;
+    let (state, next_attempt_at) = if deferred > 0 {
+        let wait = config.delivery.retry_after(message.attempts as u32 + 1).as_millis() as i64;
+        // The last try happens at the deadline, not a whole backoff after it.
+        (State::Deferred, Some((now + wait).min(expires_at)))
+    } else if failed > 0 {
+        (State::Failed, None)
+    } else {
+        (State::Delivered, None)
+    };
+    let detail = format!("attempt {}: {delivered} delivered, {deferred} deferred, {failed} failed", message.attempts + 1);
+    DeliveryReport { id: message.id.clone(), results, state, next_attempt_at, detail }
+}
+
+fn humanize(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let now = now_ms();
+        let reports: Vec<DeliveryReport> = batch.iter().map(|(m, o)| report(&ctx.config, m, o, now)).collect();
+        if let Err(e) = ctx.store.finish(&reports).await {
+            // Left `delivering`: recovered and retried after a restart.
+            tracing::error!(error = %e, "recording delivery results failed");
+            batch.clear();
+            continue;
+        }
+        for ((message, _), report) in batch.drain(..).zip(&reports) {
+            let m = &ctx.metrics;
+            match report.state {
+                State::Delivered => m.delivered.fetch_add(1, Relaxed),
+                State::Deferred => m.deferred.fetch_add(1, Relaxed),
+                _ => m.failed.fetch_add(1, Relaxed),
+            };
+            tracing::info!(id = %message.id, state = report.state.as_str(), detail = %report.detail, "delivery attempt");
+            let failed: Vec<&RecipientResult> =
+                report.results.iter().filter(|r| r.status == RcptStatus::Failed).collect();
+            if !failed.is_empty() {
+                send_dsn(&ctx, &message, &failed).await;
+            }
+            if report.state.is_final() {
+                ctx.spool.remove(&message.id);
+            }
+        }
+    }
+}
+
+/// Never a bounce for a bounce: no DSN for the null sender or for our own DSNs.
+async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult]) {
+    if message.mail_from.is_empty() || message.is_dsn {
+        return;
+    }
+    let original = ctx.spool.read(&message.id).unwrap_or_default();
+    let failures: Vec<(String, String)> = failed.iter().map(|r| (r.address.clone(), r.reply.clone())).collect();
+    let data = dsn::build(&dsn::Dsn {
+        reporting_mta: &ctx.reporting_mta,
+        org_name: &ctx.config.org.name,
+        postmaster_domain: ctx.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost"),
+        queue_id: message.id.as_str(),
+        mail_from: &message.mail_from,
+        received_at: message.received_at,
+        failures: &failures,
+        original: &original,
+        now: now_ms(),
+    });
+    let envelope = Envelope {
+        mail_from: String::new(),
+        rcpt_to: vec![message.mail_from.clone()],
+        helo: ctx.reporting_mta.clone(),
+        client_ip: "127.0.0.1".into(),
+        auth_user: None,
+    };
+    match ctx.acceptor.accept(envelope, data, true).await {
+        Ok(id) => {
+            ctx.metrics.dsn_sent.fetch_add(1, Relaxed);
+            tracing::info!(original = %message.id, dsn = %id, "DSN queued for the sender");
+        }
+        Err(e) => tracing::error!(id = %message.id, error = %e, "could not queue the DSN"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(attempts: i64, received_at: i64) -> Claimed {
+        Claimed {
+            id: MessageId::generate(received_at),
+            org_id: 1,
+            mail_from: "s@example.com".into(),
+            recipients: vec!["a@x.test".into(), "b@x.test".into(), "c@x.test".into()],
+            attempts,
+            received_at,
+            is_dsn: false,
+        }
+    }
+
+    fn outcome(a: &str, class: OutcomeClass) -> RcptOutcome {
+        RcptOutcome { address: a.into(), class, reply: "r".into() }
+    }
+
+    #[test]
+    fn mixed_outcomes_defer_with_backoff() {
+        let config = Config::default();
+        let m = claimed(0, 0);
+        let o = [
+            outcome("a@x.test", OutcomeClass::Delivered),
+            outcome("b@x.test", OutcomeClass::Temporary),
+            outcome("c@x.test", OutcomeClass::Permanent),
+        ];
+        let r = report(&config, &m, &o, 1000);
+        assert_eq!(r.state, State::Deferred);
+        assert_eq!(r.next_attempt_at, Some(1000 + 60_000));
+        let s: Vec<RcptStatus> = r.results.iter().map(|r| r.status).collect();
+        assert_eq!(s, [RcptStatus::Delivered, RcptStatus::Deferred, RcptStatus::Failed]);
+        // Third attempt waits the third step of the schedule.
+        let r = report(&config, &claimed(2, 0), &o, 1000);
+        assert_eq!(r.next_attempt_at, Some(1000 + 15 * 60_000));
+    }
+
+    #[test]
+    fn expiry_fails_what_is_still_temporary() {
+        let config = Config::default();
+        let lifetime = config.delivery.max_lifetime.0.as_millis() as i64;
+        let m = claimed(30, 0);
+        let o = [outcome("a@x.test", OutcomeClass::Delivered), outcome("b@x.test", OutcomeClass::Temporary)];
+        let r = report(&config, &m, &o, lifetime - 1000);
+        assert_eq!(r.next_attempt_at, Some(lifetime), "last try at the deadline");
+        let r = report(&config, &m, &o, lifetime);
+        assert_eq!(r.state, State::Failed);
+        assert!(r.results[1].reply.starts_with("gave up after 5d"), "{}", r.results[1].reply);
+        assert_eq!(r.results[2].status, RcptStatus::Failed, "a recipient with no result is not lost");
+    }
+}

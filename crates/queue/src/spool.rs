@@ -1,0 +1,70 @@
+//! Raw messages as files under `data_dir/spool/`, one per message, named by
+//! id. A file is complete only once it is fsynced and its directory entry is
+//! fsynced; a file without a database record is an orphan (its sender never
+//! got a 250) and is removed at start.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use tomare_model::MessageId;
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    pub fn open(data_dir: &Path) -> io::Result<Spool> {
+        let dir = data_dir.join("spool");
+        fs::create_dir_all(&dir)?;
+        Ok(Spool { dir })
+    }
+
+    pub fn path(&self, id: &MessageId) -> PathBuf {
+        self.dir.join(format!("{id}.eml"))
+    }
+
+    /// Writes and fdatasyncs one message. Blocking: call from a blocking thread.
+    pub fn write_durable(&self, id: &MessageId, data: &[u8]) -> io::Result<()> {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(self.path(id))?;
+        file.write_all(data)?;
+        file.sync_data()
+    }
+
+    /// Makes the directory entries of files written so far durable.
+    pub fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    pub fn read(&self, id: &MessageId) -> io::Result<Vec<u8>> {
+        fs::read(self.path(id))
+    }
+
+    pub fn remove(&self, id: &MessageId) {
+        if let Err(e) = fs::remove_file(self.path(id))
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(%id, error = %e, "could not remove spool file");
+        }
+    }
+
+    /// Removes files that belong to no live message. Returns how many.
+    pub fn remove_orphans(&self, live: &HashSet<MessageId>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let live_file = name
+                .strip_suffix(".eml")
+                .and_then(MessageId::parse)
+                .is_some_and(|id| live.contains(&id));
+            if !live_file {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
