@@ -214,13 +214,24 @@ impl Default for Org {
     }
 }
 
-/// One problem in a config file, with the 1-based line it is on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
+/// One problem in a config file, with the 1-based line it is on (0 when it
+/// concerns the file as a whole, such as two keys that must go together).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub line: usize,
     pub message: String,
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => f.write_str(&self.message),
+            n => write!(f, "line {n}: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Parses `text`, or returns every error found, each with its line.

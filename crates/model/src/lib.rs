@@ -4,6 +4,7 @@
 //! This crate does no I/O; every stage depends on it and on nothing else of
 //! the project's, so stages stay independent of each other.
 
+pub mod i18n;
 mod id;
 mod metrics;
 mod state;

@@ -1,1 +1,123 @@
-fn main() {}
+//! `tomare`: the binary. It parses the command line, loads the config and
+//! wires the stages together; the stages themselves live in their crates.
+
+mod commands;
+mod serve;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tomare_config::Config;
+
+#[derive(Parser)]
+#[command(name = "tomare", version, about = "Outbound mail gateway that stops mis-sent mail before it leaves")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: SMTP, web and delivery workers.
+    Serve {
+        /// Config file; without it, the embedded default (data in ./tomare-data).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Print or check configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Look at and act on queued messages (also while the server runs).
+    Queue {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// SMTP AUTH users.
+    User {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a fully commented config with every default.
+    Example,
+    /// Check a config file; each error names its line.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    /// List messages, newest first.
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message: envelope, recipients' status, event log.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver a held message now.
+    Release { id: String },
+    /// Cancel a message that has not been delivered yet.
+    Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a user (or set a new password); the password is read from stdin.
+    Add { email: String },
+    /// Set a user's password, read from stdin.
+    Passwd { email: String },
+    /// List users.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, log_format } => load(config.as_deref()).and_then(|c| serve::run(c, log_format)),
+        Command::Config { command } => commands::config(command),
+        Command::Queue { config, command } => load(config.as_deref()).and_then(|c| commands::queue(c, command)),
+        Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tomare: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The config at `path`, or the embedded default.
+fn load(path: Option<&Path>) -> Result<Config> {
+    let Some(path) = path else { return Ok(Config::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Config::parse(&text).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", path.display())).collect();
+        anyhow::anyhow!("invalid config:\n{}", lines.join("\n"))
+    })
+}

@@ -1,0 +1,271 @@
+//! The command-line tools besides `serve`: `config`, `queue` and `user`.
+//! They open the same database as the server (SQLite in WAL mode lets both
+//! work at once); every state change is a conditional update, so a command
+//! racing the server can never, say, cancel a message already delivering.
+
+use crate::{ConfigCommand, QueueCommand, UserCommand};
+use anyhow::{Context, Result, bail};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde_json::json;
+use std::io::BufRead;
+use std::process::ExitCode;
+use tomare_config::{Config, EXAMPLE};
+use tomare_model::i18n::{Lang, t};
+use tomare_model::{MessageId, State, domain_of, is_internal_domain, rfc3339};
+use tomare_store::{MessageRow, Store, Transition};
+
+pub fn config(command: ConfigCommand) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    match command {
+        ConfigCommand::Example => {
+            print!("{EXAMPLE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Check { file } => {
+            let name = file.display().to_string();
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    eprintln!("{}", t(lang, "config.read_error", &[&name, &e]));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match Config::parse(&text) {
+                Ok(_) => {
+                    println!("{}", t(lang, "config.ok", &[&name]));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in errors {
+                        match e.line {
+                            0 => eprintln!("{name}: {}", e.message),
+                            line => eprintln!("{}", t(lang, "config.error", &[&name, &line, &e.message])),
+                        }
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn parse_id(lang: Lang, id: &str) -> Result<MessageId> {
+    MessageId::parse(id).ok_or_else(|| anyhow::anyhow!(t(lang, "queue.bad_id", &[&id])))
+}
+
+fn row_json(m: &MessageRow) -> serde_json::Value {
+    json!({
+        "id": m.id.as_str(),
+        "state": m.state.as_str(),
+        "from": m.mail_from,
+        "to": m.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
+        "subject": m.subject,
+        "header_from": m.header_from,
+        "message_id": m.message_id_header,
+        "size": m.size,
+        "received_at": rfc3339(m.received_at),
+        "release_at": m.release_at.map(rfc3339),
+        "next_attempt_at": m.next_attempt_at.map(rfc3339),
+        "attempts": m.attempts,
+        "dsn": m.is_dsn,
+    })
+}
+
+/// Cuts `s` to at most `width` characters for table output.
+fn cell(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    runtime()?.block_on(async move {
+        let store = crate::serve::open_store(&config).await?;
+        let code = match command {
+            QueueCommand::List { state, limit, json } => {
+                let state = match state.as_deref() {
+                    None => None,
+                    Some(s) => Some(State::parse(s).with_context(|| {
+                        let names: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+                        format!("unknown state {s:?}; one of {}", names.join(", "))
+                    })?),
+                };
+                let rows = store.list(state, limit).await?;
+                if json {
+                    let rows: Vec<_> = rows.iter().map(row_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else if rows.is_empty() {
+                    println!("{}", t(lang, "queue.empty", &[]));
+                } else {
+                    println!("{:<26}  {:<10}  {:<20}  {:<28}  {:<28}  SUBJECT", "ID", "STATE", "RECEIVED", "FROM", "TO");
+                    for m in &rows {
+                        let to: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+                        println!(
+                            "{:<26}  {:<10}  {:<20}  {:<28}  {:<28}  {}",
+                            m.id,
+                            m.state.as_str(),
+                            rfc3339(m.received_at),
+                            cell(&m.mail_from, 28),
+                            cell(&to.join(","), 28),
+                            cell(&m.subject, 60)
+                        );
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            QueueCommand::Show { id, json } => {
+                let id = parse_id(lang, &id)?;
+                let Some((m, events)) = store.get(&id).await? else {
+                    eprintln!("{}", t(lang, "queue.not_found", &[&id]));
+                    return Ok(ExitCode::FAILURE);
+                };
+                let sandbox = config.storage.data_dir.join("sandbox").join(format!("{id}.eml"));
+                let sandbox = sandbox.exists().then(|| sandbox.display().to_string());
+                if json {
+                    let mut v = row_json(&m);
+                    v["helo"] = json!(m.helo);
+                    v["client_ip"] = json!(m.client_ip);
+                    v["auth_user"] = json!(m.auth_user);
+                    v["recipients"] = json!(m.recipients);
+                    v["events"] = json!(events
+                        .iter()
+                        .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail }))
+                        .collect::<Vec<_>>());
+                    v["sandbox_copy"] = json!(sandbox);
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("ID:          {}", m.id);
+                    println!("State:       {}", m.state.as_str());
+                    println!("From:        <{}>", m.mail_from);
+                    println!("Subject:     {}", m.subject);
+                    println!("Message-ID:  {}", m.message_id_header);
+                    println!("Size:        {} bytes", m.size);
+                    println!("Received:    {} from {} [{}]", rfc3339(m.received_at), m.helo, m.client_ip);
+                    if let Some(r) = m.release_at {
+                        println!("Release at:  {}", rfc3339(r));
+                    }
+                    if let Some(n) = m.next_attempt_at {
+                        println!("Next try:    {}", rfc3339(n));
+                    }
+                    println!("Recipients:");
+                    for r in &m.recipients {
+                        println!("  <{}>  {}  {}", r.address, r.status.as_str(), r.reply);
+                    }
+                    println!("Events:");
+                    for e in &events {
+                        println!("  {}  {:<10}  {:<8}  {}", rfc3339(e.at), e.kind, e.actor, e.detail);
+                    }
+                    if let Some(path) = sandbox {
+                        println!("{}", t(lang, "queue.sandbox_copy", &[&path]));
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            QueueCommand::Release { id } => {
+                let id = parse_id(lang, &id)?;
+                let result = store.release(&id, "cli").await?;
+                report(lang, &id, result, "queue.released").await?
+            }
+            QueueCommand::Cancel { id } => {
+                let id = parse_id(lang, &id)?;
+                let result = store.cancel(&id, "cli").await?;
+                if result == Transition::Done {
+                    // The spool copy goes once the server sees it; nothing
+                    // else will read it.
+                    let spool = tomare_queue::Spool::open(&config.storage.data_dir)?;
+                    spool.remove(&id);
+                }
+                report(lang, &id, result, "queue.cancelled").await?
+            }
+        };
+        store.close().await;
+        Ok(code)
+    })
+}
+
+async fn report(lang: Lang, id: &MessageId, result: Transition, done_key: &str) -> Result<ExitCode> {
+    Ok(match result {
+        Transition::Done => {
+            println!("{}", t(lang, done_key, &[id]));
+            ExitCode::SUCCESS
+        }
+        Transition::NotFound => {
+            eprintln!("{}", t(lang, "queue.not_found", &[id]));
+            ExitCode::FAILURE
+        }
+        Transition::Refused(state) => {
+            eprintln!("{}", t(lang, "queue.refused", &[id, &state.as_str()]));
+            ExitCode::FAILURE
+        }
+    })
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let hash = Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(hash.to_string())
+}
+
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    runtime()?.block_on(async move {
+        let store = crate::serve::open_store(&config).await?;
+        match command {
+            UserCommand::Add { email } | UserCommand::Passwd { email } => {
+                if !is_internal_domain(&domain_of(&email), &config.org.internal_domains) {
+                    bail!(t(lang, "user.outside_org", &[&email, &config.org.internal_domains.join(", ")]));
+                }
+                eprintln!("{}", t(lang, "user.password_prompt", &[]));
+                let mut password = String::new();
+                std::io::stdin().lock().read_line(&mut password)?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                if password.is_empty() {
+                    bail!(t(lang, "user.empty_password", &[]));
+                }
+                let org = store.ensure_org(&config.org.name).await?;
+                store.put_user(org, &email, &hash_password(password)?).await?;
+                println!("{}", t(lang, "user.saved", &[&email]));
+            }
+            UserCommand::List => {
+                let users = store.list_users().await?;
+                if users.is_empty() {
+                    println!("{}", t(lang, "user.none", &[]));
+                }
+                for u in users {
+                    println!("{u}");
+                }
+            }
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_when_right() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "wrong"));
+        assert!(!verify_password("not a hash", "correct horse"));
+    }
+}

@@ -1,0 +1,235 @@
+//! `tomare serve`: opens the store and spool, recovers from the last stop,
+//! and runs the SMTP listener, the queue and the web listener until SIGINT
+//! or SIGTERM, then shuts them down in order (stop accepting, let sessions
+//! finish, let deliveries finish, close the database).
+
+use crate::LogFormat;
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tomare_config::{Config, DeliveryMode};
+use tomare_model::i18n::{Lang, t};
+use tomare_model::{Envelope, MessageId, Metrics, RcptOutcome};
+use tomare_queue::{Acceptor, Queue, Spool, Transport};
+use tomare_relay::Delivery;
+use tomare_smtp::{Authenticator, MessageSink, Server, SessionConfig};
+use tomare_store::{SqliteStore, Store};
+
+/// How long open SMTP sessions and deliveries may take to finish at shutdown.
+const GRACE: Duration = Duration::from_secs(30);
+
+pub fn run(config: Config, log_format: LogFormat) -> Result<ExitCode> {
+    init_logging(log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOMARE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// The host name for greetings and Received headers.
+pub fn hostname(config: &Config) -> String {
+    if !config.smtp.hostname.is_empty() {
+        return config.smtp.hostname.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
+    let dir = &config.storage.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let db = dir.join("tomare.db");
+    let store = SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let lang = Lang::from_env();
+    let host = hostname(&config);
+    let store = open_store(&config).await?;
+    let org_id = store.ensure_org(&config.org.name).await?;
+    let spool = Spool::open(&config.storage.data_dir).context("opening the spool")?;
+
+    // Resume from the last stop: interrupted deliveries go back to the
+    // queue, and spool files whose sender never got a 250 are removed.
+    let recovered = store.recover().await?;
+    if recovered > 0 {
+        println!("{}", t(lang, "serve.recovered", &[&recovered]));
+    }
+    let live: HashSet<MessageId> = store.live_ids().await?.into_iter().collect();
+    let orphans = spool.remove_orphans(&live).context("cleaning the spool")?;
+    if orphans > 0 {
+        tracing::info!(orphans, "removed spool files that were never acknowledged");
+    }
+
+    let smtp_listener = TcpListener::bind(&config.smtp.listen)
+        .await
+        .with_context(|| format!("listening for SMTP on {}", config.smtp.listen))?;
+    let web_listener = TcpListener::bind(&config.web.listen)
+        .await
+        .with_context(|| format!("listening for HTTP on {}", config.web.listen))?;
+    let tls = match &config.smtp.tls {
+        Some(tls) => Some(load_tls(&tls.cert, &tls.key)?),
+        None => None,
+    };
+    let helo_name = if config.delivery.helo_name.is_empty() { host.clone() } else { config.delivery.helo_name.clone() };
+    let delivery = Arc::new(Delivery::from_config(&config, helo_name).context("setting up delivery")?);
+
+    let metrics = Arc::new(Metrics::default());
+    let released = Arc::new(Notify::new());
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let (acceptor, committer) =
+        Acceptor::start(&config, org_id, spool, dyn_store.clone(), metrics.clone(), released.clone());
+    let queue = Queue::start(
+        &config,
+        host.clone(),
+        dyn_store.clone(),
+        acceptor.clone(),
+        Arc::new(Relay(delivery.clone())),
+        metrics.clone(),
+        released,
+        shutdown.clone(),
+    );
+    let smtp = Server {
+        config: Arc::new(SessionConfig::new(&config, host.clone(), tls.clone())),
+        sink: Arc::new(Sink(acceptor)),
+        auth: Arc::new(Users(dyn_store.clone())),
+        metrics: metrics.clone(),
+        max_connections: config.smtp.max_connections,
+    };
+    let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
+    let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(dyn_store, metrics), shutdown));
+
+    banner(lang, &config, tls.is_some());
+    wait_for_signal().await;
+    println!("{}", t(lang, "serve.stopping", &[]));
+    let _ = shutdown_tx.send(true);
+    let _ = smtp_task.await;
+    queue.join(GRACE).await;
+    // The queue held the last acceptor; the committer drains and ends.
+    let _ = tokio::time::timeout(GRACE, committer).await;
+    let _ = web_task.await;
+    delivery.close().await;
+    store.close().await;
+    println!("{}", t(lang, "serve.stopped", &[]));
+    Ok(())
+}
+
+fn banner(lang: Lang, config: &Config, tls: bool) {
+    let nets: Vec<String> = config.smtp.allowed_networks.iter().map(|n| format!("{}/{}", n.addr, n.prefix)).collect();
+    let domains = config.org.internal_domains.join(", ");
+    let data_dir = config.storage.data_dir.display();
+    println!("{}", t(lang, "serve.running", &[&env!("CARGO_PKG_VERSION")]));
+    println!("{}", t(lang, "serve.smtp", &[&config.smtp.listen, &nets.join(", "), &domains]));
+    if tls {
+        println!("{}", t(lang, "serve.smtp_tls", &[]));
+    }
+    println!("{}", t(lang, "serve.web", &[&config.web.listen]));
+    println!("{}", t(lang, "serve.data", &[&data_dir]));
+    match config.delivery.mode {
+        DeliveryMode::Sandbox => {
+            let dir = config.storage.data_dir.join("sandbox");
+            println!("{}", t(lang, "serve.delivery_sandbox", &[&dir.display()]));
+        }
+        DeliveryMode::Relay => {
+            println!("{}", t(lang, "serve.delivery_relay", &[&config.delivery.relay.host, &config.delivery.relay.port]))
+        }
+        DeliveryMode::Mx => println!("{}", t(lang, "serve.delivery_mx", &[])),
+    }
+    let hold = |d: &tomare_config::Duration| format!("{}s", d.0.as_secs());
+    println!("{}", t(lang, "serve.hold", &[&hold(&config.hold.external), &hold(&config.hold.internal)]));
+    if config == &Config::default() {
+        let domain = config.org.internal_domains.first().cloned().unwrap_or_default();
+        println!();
+        println!("{}", t(lang, "serve.first_message", &[]));
+        println!("  swaks --server {} --from you@{domain} --to colleague@{domain}", config.smtp.listen);
+        println!("{}", t(lang, "serve.see_it", &[]));
+        println!("  cargo run --release -- queue list");
+        println!("  ls {}", config.storage.data_dir.join("sandbox").display());
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn load_tls(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not match")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+struct Sink(Acceptor);
+
+#[async_trait]
+impl MessageSink for Sink {
+    async fn accept(&self, envelope: Envelope, data: Vec<u8>) -> Result<String, String> {
+        self.0.accept(envelope, data, false).await.map(|id| id.to_string()).map_err(|e| e.to_string())
+    }
+}
+
+struct Users(Arc<dyn Store>);
+
+#[async_trait]
+impl Authenticator for Users {
+    async fn verify(&self, user: &str, password: &str) -> bool {
+        let Ok(Some((_, hash))) = self.0.user_hash(user).await else { return false };
+        let password = password.to_string();
+        // argon2 is slow on purpose: keep it off the async workers.
+        tokio::task::spawn_blocking(move || crate::commands::verify_password(&hash, &password))
+            .await
+            .unwrap_or(false)
+    }
+}
+
+struct Relay(Arc<Delivery>);
+
+#[async_trait]
+impl Transport for Relay {
+    async fn send(&self, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome> {
+        self.0.send(id, mail_from, rcpts, data).await
+    }
+}
