@@ -95,7 +95,10 @@ async fn serve(config: Config) -> Result<()> {
 
     let metrics = Arc::new(Metrics::default());
     let released = Arc::new(Notify::new());
+    // Two stages: SMTP stops first; the queue keeps delivering what the last
+    // sessions handed over until they are done.
     let (shutdown_tx, shutdown) = watch::channel(false);
+    let (queue_shutdown_tx, queue_shutdown) = watch::channel(false);
     let dyn_store: Arc<dyn Store> = store.clone();
     let (acceptor, committer) =
         Acceptor::start(&config, org_id, spool, dyn_store.clone(), metrics.clone(), released.clone());
@@ -107,7 +110,7 @@ async fn serve(config: Config) -> Result<()> {
         Arc::new(Relay(delivery.clone())),
         metrics.clone(),
         released,
-        shutdown.clone(),
+        queue_shutdown,
     );
     let smtp = Server {
         config: Arc::new(SessionConfig::new(&config, host.clone(), tls.clone())),
@@ -124,6 +127,7 @@ async fn serve(config: Config) -> Result<()> {
     println!("{}", t(lang, "serve.stopping", &[]));
     let _ = shutdown_tx.send(true);
     let _ = smtp_task.await;
+    let _ = queue_shutdown_tx.send(true);
     queue.join(GRACE).await;
     // The queue held the last acceptor; the committer drains and ends.
     let _ = tokio::time::timeout(GRACE, committer).await;

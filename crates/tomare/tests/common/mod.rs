@@ -1,0 +1,411 @@
+//! Helpers for end-to-end tests: the real `tomare` binary on loopback, an
+//! in-test SMTP sink with programmable faults, and a tiny SMTP client.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub smtp: String,
+    pub web: String,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Starts `tomare serve` with `extra` appended to a config that listens
+    /// on free loopback ports and keeps data in a fresh directory.
+    pub fn start(extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let smtp = format!("127.0.0.1:{}", free_port());
+        let web = format!("127.0.0.1:{}", free_port());
+        let config = dir.path().join("tomare.toml");
+        let text = format!(
+            "[smtp]\nlisten = \"{smtp}\"\nhostname = \"gw.example.com\"\n[web]\nlisten = \"{web}\"\n\
+             [storage]\ndata_dir = \"{}\"\n{extra}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut g = Gateway { dir, config, smtp, web, child: None };
+        g.spawn();
+        g
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("serve.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tomare"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("TOMARE_LOG", "info,tomare=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start tomare");
+        self.child = Some(child);
+        let smtp = self.smtp.clone();
+        assert!(
+            wait_until(Duration::from_secs(20), || TcpStream::connect(&smtp).is_ok()),
+            "gateway did not start:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        c.wait().unwrap()
+    }
+
+    /// Waits for a process already sent SIGTERM to exit.
+    pub fn terminate_wait(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        for _ in 0..600 {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tomare did not exit after SIGTERM:\n{}", self.log());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tomare"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The queue row of message `id`.
+    pub fn show(&self, id: &str) -> serde_json::Value {
+        self.cli_json(&["queue", "show", id, "--json"])
+    }
+
+    pub fn state(&self, id: &str) -> String {
+        self.show(id)["state"].as_str().unwrap().to_string()
+    }
+
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.web).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (code, body)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpts: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+impl Received {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        let text = self.text();
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        text.split("\r\n\r\n").next()?.split("\r\n").find_map(|l| {
+            l.to_ascii_lowercase().starts_with(&prefix).then(|| l[prefix.len()..].trim().to_string())
+        })
+    }
+}
+
+/// What the sink answers. Counts go down as they are used.
+#[derive(Default)]
+pub struct Plan {
+    /// Answer the end of DATA with 451 this many times.
+    pub temp_fail_data: usize,
+    /// RCPT TO answered with 550 for these addresses.
+    pub reject_rcpt: Vec<String>,
+    /// Pause before answering the end of DATA.
+    pub data_delay: Duration,
+}
+
+/// An SMTP server in the test process, recording what it receives.
+pub struct Sink {
+    pub port: u16,
+    pub messages: Arc<Mutex<Vec<Received>>>,
+    pub plan: Arc<Mutex<Plan>>,
+    pub connections: Arc<Mutex<usize>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        Self::start_on(0)
+    }
+
+    pub fn start_on(port: u16) -> Sink {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sink = Sink {
+            port,
+            messages: Arc::default(),
+            plan: Arc::default(),
+            connections: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (messages, plan, stop, conns) =
+            (sink.messages.clone(), sink.plan.clone(), sink.stop.clone(), sink.connections.clone());
+        listener.set_nonblocking(true).unwrap();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        *conns.lock().unwrap() += 1;
+                        let (messages, plan, stop) = (messages.clone(), plan.clone(), stop.clone());
+                        thread::spawn(move || {
+                            let _ = serve_sink(stream, messages, plan, stop);
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        sink
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_sink(
+    stream: TcpStream,
+    messages: Arc<Mutex<Vec<Received>>>,
+    plan: Arc<Mutex<Plan>>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut out = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    out.write_all(b"220 sink ESMTP\r\n")?;
+    let (mut from, mut rcpts) = (String::new(), Vec::new());
+    let mut line = Vec::new();
+    let read_line = |reader: &mut BufReader<TcpStream>, line: &mut Vec<u8>| -> std::io::Result<bool> {
+        line.clear();
+        loop {
+            match reader.read_until(b'\n', line) {
+                Ok(0) => return Ok(false),
+                Ok(_) if line.ends_with(b"\n") => return Ok(true),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    while read_line(&mut reader, &mut line)? {
+        let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            out.write_all(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n")?;
+        } else if upper.starts_with("MAIL FROM:") {
+            from = addr(&cmd[10..]);
+            rcpts.clear();
+            out.write_all(b"250 2.1.0 ok\r\n")?;
+        } else if upper.starts_with("RCPT TO:") {
+            let to = addr(&cmd[8..]);
+            if plan.lock().unwrap().reject_rcpt.contains(&to) {
+                out.write_all(b"550 5.1.1 no such user here\r\n")?;
+            } else {
+                rcpts.push(to);
+                out.write_all(b"250 2.1.5 ok\r\n")?;
+            }
+        } else if upper == "DATA" {
+            if rcpts.is_empty() {
+                out.write_all(b"554 5.5.1 no valid recipients\r\n")?;
+                continue;
+            }
+            out.write_all(b"354 go\r\n")?;
+            let mut data = Vec::new();
+            loop {
+                if !read_line(&mut reader, &mut line)? {
+                    return Ok(());
+                }
+                if line == b".\r\n" {
+                    break;
+                }
+                let l = if line.starts_with(b"..") { &line[1..] } else { &line[..] };
+                data.extend_from_slice(l);
+            }
+            let (fail, delay) = {
+                let mut p = plan.lock().unwrap();
+                let fail = p.temp_fail_data > 0;
+                if fail {
+                    p.temp_fail_data -= 1;
+                }
+                (fail, p.data_delay)
+            };
+            thread::sleep(delay);
+            if fail {
+                out.write_all(b"451 4.3.0 try again later\r\n")?;
+            } else {
+                messages.lock().unwrap().push(Received { mail_from: from.clone(), rcpts: rcpts.clone(), data });
+                out.write_all(b"250 2.0.0 queued\r\n")?;
+            }
+        } else if upper == "QUIT" {
+            out.write_all(b"221 bye\r\n")?;
+            let _ = out.shutdown(Shutdown::Both);
+            return Ok(());
+        } else {
+            out.write_all(b"250 ok\r\n")?;
+        }
+    }
+    Ok(())
+}
+
+fn addr(s: &str) -> String {
+    let s = s.trim();
+    let end = s.find('>').map(|i| i + 1).unwrap_or(s.len());
+    s[..end].trim_start_matches('<').trim_end_matches('>').to_string()
+}
+
+/// Sends one message with a minimal SMTP client; returns the final reply
+/// or the first error reply.
+pub fn smtp_send(server: &str, from: &str, rcpts: &[&str], data: &str) -> Result<String, String> {
+    let stream = TcpStream::connect(server).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut out = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut reply = || -> Result<String, String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                return Err(format!("connection closed after {all:?}"));
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(all.trim_end().to_string());
+            }
+        }
+    };
+    let expect = |r: String, code: &str| if r.starts_with(code) { Ok(r) } else { Err(r) };
+    expect(reply()?, "220")?;
+    let mut cmd = |line: String, code: &str, reply: &mut dyn FnMut() -> Result<String, String>| {
+        out.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+        expect(reply()?, code)
+    };
+    cmd("EHLO test\r\n".into(), "250", &mut reply)?;
+    cmd(format!("MAIL FROM:<{from}>\r\n"), "250", &mut reply)?;
+    for r in rcpts {
+        cmd(format!("RCPT TO:<{r}>\r\n"), "250", &mut reply)?;
+    }
+    cmd("DATA\r\n".into(), "354", &mut reply)?;
+    let mut body = data.replace("\r\n.", "\r\n..");
+    if body.starts_with('.') {
+        body.insert(0, '.');
+    }
+    let last = cmd(format!("{body}\r\n.\r\n"), "250", &mut reply)?;
+    let _ = cmd("QUIT\r\n".into(), "221", &mut reply);
+    Ok(last)
+}
+
+/// The queue id in a `250 2.0.0 Ok: queued as ID` reply.
+pub fn queued_id(reply: &str) -> String {
+    reply.rsplit(' ').next().unwrap().trim().to_string()
+}
+
+pub fn message(subject: &str, message_id: &str) -> String {
+    format!(
+        "From: Taro <taro@example.com>\r\nTo: Hanako <hanako@customer.test>\r\nSubject: {subject}\r\n\
+         Message-ID: <{message_id}>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0900\r\n\r\nHello.\r\n.leading dot\r\n"
+    )
+}
+
+pub fn relay_to(port: u16, extra: &str) -> String {
+    format!(
+        "[delivery]\nmode = \"relay\"\nretry = [\"1s\"]\n{extra}\n[delivery.relay]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n"
+    )
+}
+
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+pub fn count_by<T: std::hash::Hash + Eq + Clone>(items: &[T]) -> HashMap<T, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i.clone()).or_insert(0) += 1;
+    }
+    m
+}
