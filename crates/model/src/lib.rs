@@ -45,7 +45,10 @@ pub fn is_internal_domain(domain: &str, internal: &[String]) -> bool {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     internal.iter().any(|d| {
         let d = d.trim_end_matches('.').to_ascii_lowercase();
-        domain == d || domain.strip_suffix(&d).is_some_and(|rest| rest.ends_with('.'))
+        domain == d
+            || domain
+                .strip_suffix(&d)
+                .is_some_and(|rest| rest.ends_with('.'))
     })
 }
 

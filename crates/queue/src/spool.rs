@@ -27,7 +27,10 @@ impl Spool {
 
     /// Writes and fdatasyncs one message. Blocking: call from a blocking thread.
     pub fn write_durable(&self, id: &MessageId, data: &[u8]) -> io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(self.path(id))?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.path(id))?;
         file.write_all(data)?;
         file.sync_data()
     }

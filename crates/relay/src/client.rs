@@ -111,8 +111,12 @@ pub struct Conn {
 }
 
 fn tls_name(host: &str) -> io::Result<rustls_pki_types::ServerName<'static>> {
-    rustls_pki_types::ServerName::try_from(host.to_string())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad TLS server name {host:?}")))
+    rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad TLS server name {host:?}"),
+        )
+    })
 }
 
 impl Conn {
@@ -160,10 +164,13 @@ impl Conn {
                 return Err(ClientError::Refused(r));
             }
             let Conn { stream, .. } = conn;
-            let tls = tokio::time::timeout(s.connect_timeout, connector.connect(tls_name(host)?, stream))
-                .await
-                .map_err(|_| ClientError::Timeout)?
-                .map_err(ClientError::Tls)?;
+            let tls = tokio::time::timeout(
+                s.connect_timeout,
+                connector.connect(tls_name(host)?, stream),
+            )
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(ClientError::Tls)?;
             conn = Conn {
                 stream: Box::new(tls),
                 buf: Vec::with_capacity(4096),
@@ -199,7 +206,10 @@ impl Conn {
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();
                 let line = String::from_utf8_lossy(&line);
                 let line = line.trim_end();
-                let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or(ClientError::Protocol)?;
+                let code: u16 = line
+                    .get(..3)
+                    .and_then(|c| c.parse().ok())
+                    .ok_or(ClientError::Protocol)?;
                 if !(200..600).contains(&code) {
                     return Err(ClientError::Protocol);
                 }
@@ -220,7 +230,10 @@ impl Conn {
                 .await
                 .map_err(|_| ClientError::Timeout)??;
             if n == 0 {
-                return Err(ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed")));
+                return Err(ClientError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                )));
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -258,7 +271,8 @@ impl Conn {
     async fn auth(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
         let r = if self.caps.auth_plain || !self.caps.auth_login {
             let token = B64.encode(format!("\0{user}\0{password}"));
-            self.write(format!("AUTH PLAIN {token}\r\n").as_bytes()).await?;
+            self.write(format!("AUTH PLAIN {token}\r\n").as_bytes())
+                .await?;
             self.read_reply().await?
         } else {
             self.write(b"AUTH LOGIN\r\n").await?;
@@ -267,7 +281,8 @@ impl Conn {
                 if r.code != 334 {
                     break;
                 }
-                self.write(format!("{}\r\n", B64.encode(secret)).as_bytes()).await?;
+                self.write(format!("{}\r\n", B64.encode(secret)).as_bytes())
+                    .await?;
                 r = self.read_reply().await?;
             }
             r
@@ -275,14 +290,22 @@ impl Conn {
         if r.code != 235 {
             // A rejected login is a configuration problem the admin can fix:
             // keep the mail queued rather than bouncing it.
-            return Err(ClientError::Refused(Reply { code: 454, text: format!("authentication failed: {r}") }));
+            return Err(ClientError::Refused(Reply {
+                code: 454,
+                text: format!("authentication failed: {r}"),
+            }));
         }
         Ok(())
     }
 
     /// One mail transaction. `Err` means the connection is unusable and
     /// nothing was delivered; `Ok` carries each recipient's outcome.
-    pub async fn send(&mut self, mail_from: &str, rcpts: &[String], data: &[u8]) -> Result<Vec<RcptOutcome>, ClientError> {
+    pub async fn send(
+        &mut self,
+        mail_from: &str,
+        rcpts: &[String],
+        data: &[u8],
+    ) -> Result<Vec<RcptOutcome>, ClientError> {
         let mut mail = format!("MAIL FROM:<{mail_from}>");
         if self.caps.size {
             mail.push_str(&format!(" SIZE={}", data.len()));
@@ -296,7 +319,14 @@ impl Conn {
         }
         mail.push_str("\r\n");
         let all = |class, reply: &Reply| -> Vec<RcptOutcome> {
-            rcpts.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.to_string() }).collect()
+            rcpts
+                .iter()
+                .map(|r| RcptOutcome {
+                    address: r.clone(),
+                    class,
+                    reply: reply.to_string(),
+                })
+                .collect()
         };
 
         let (mail_reply, rcpt_replies, data_reply) = if self.caps.pipelining {
@@ -329,7 +359,10 @@ impl Conn {
                 self.write(b"DATA\r\n").await?;
                 self.read_reply().await?
             } else {
-                Reply { code: 554, text: "no recipient accepted".into() }
+                Reply {
+                    code: 554,
+                    text: "no recipient accepted".into(),
+                }
             };
             (mail_reply, rcpt_replies, data_reply)
         };
@@ -343,11 +376,17 @@ impl Conn {
             self.rset().await?;
             return Ok(all(mail_reply.class(), &mail_reply));
         }
-        let accepted: Vec<usize> = (0..rcpts.len()).filter(|&i| rcpt_replies[i].code / 100 == 2).collect();
+        let accepted: Vec<usize> = (0..rcpts.len())
+            .filter(|&i| rcpt_replies[i].code / 100 == 2)
+            .collect();
         let mut outcomes: Vec<RcptOutcome> = rcpts
             .iter()
             .zip(&rcpt_replies)
-            .map(|(r, reply)| RcptOutcome { address: r.clone(), class: reply.class(), reply: reply.to_string() })
+            .map(|(r, reply)| RcptOutcome {
+                address: r.clone(),
+                class: reply.class(),
+                reply: reply.to_string(),
+            })
             .collect();
         if data_reply.code != 354 {
             self.rset().await?;
@@ -433,7 +472,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -442,7 +486,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

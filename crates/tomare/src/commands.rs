@@ -5,8 +5,8 @@
 
 use crate::{ConfigCommand, QueueCommand, UserCommand};
 use anyhow::{Context, Result, bail};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde_json::json;
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -40,7 +40,10 @@ pub fn config(command: ConfigCommand) -> Result<ExitCode> {
                     for e in errors {
                         match e.line {
                             0 => eprintln!("{name}: {}", e.message),
-                            line => eprintln!("{}", t(lang, "config.error", &[&name, &line, &e.message])),
+                            line => eprintln!(
+                                "{}",
+                                t(lang, "config.error", &[&name, &line, &e.message])
+                            ),
                         }
                     }
                     Ok(ExitCode::FAILURE)
@@ -51,7 +54,9 @@ pub fn config(command: ConfigCommand) -> Result<ExitCode> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn parse_id(lang: Lang, id: &str) -> Result<MessageId> {
@@ -193,7 +198,12 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
     })
 }
 
-async fn report(lang: Lang, id: &MessageId, result: Transition, done_key: &str) -> Result<ExitCode> {
+async fn report(
+    lang: Lang,
+    id: &MessageId,
+    result: Transition,
+    done_key: &str,
+) -> Result<ExitCode> {
     Ok(match result {
         Transition::Done => {
             println!("{}", t(lang, done_key, &[id]));
@@ -214,12 +224,18 @@ pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(hash.to_string())
 }
 
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
@@ -229,7 +245,11 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
         match command {
             UserCommand::Add { email } | UserCommand::Passwd { email } => {
                 if !is_internal_domain(&domain_of(&email), &config.org.internal_domains) {
-                    bail!(t(lang, "user.outside_org", &[&email, &config.org.internal_domains.join(", ")]));
+                    bail!(t(
+                        lang,
+                        "user.outside_org",
+                        &[&email, &config.org.internal_domains.join(", ")]
+                    ));
                 }
                 eprintln!("{}", t(lang, "user.password_prompt", &[]));
                 let mut password = String::new();
@@ -239,7 +259,9 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
                     bail!(t(lang, "user.empty_password", &[]));
                 }
                 let org = store.ensure_org(&config.org.name).await?;
-                store.put_user(org, &email, &hash_password(password)?).await?;
+                store
+                    .put_user(org, &email, &hash_password(password)?)
+                    .await?;
                 println!("{}", t(lang, "user.saved", &[&email]));
             }
             UserCommand::List => {

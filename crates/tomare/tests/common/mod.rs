@@ -13,7 +13,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -49,13 +53,23 @@ impl Gateway {
             dir.path().join("data").display()
         );
         std::fs::write(&config, text).unwrap();
-        let mut g = Gateway { dir, config, smtp, web, child: None };
+        let mut g = Gateway {
+            dir,
+            config,
+            smtp,
+            web,
+            child: None,
+        };
         g.spawn();
         g
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("serve.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tomare"))
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -67,7 +81,8 @@ impl Gateway {
         self.child = Some(child);
         let smtp = self.smtp.clone();
         assert!(
-            wait_until(Duration::from_secs(20), || TcpStream::connect(&smtp).is_ok()),
+            wait_until(Duration::from_secs(20), || TcpStream::connect(&smtp)
+                .is_ok()),
             "gateway did not start:\n{}",
             self.log()
         );
@@ -92,7 +107,10 @@ impl Gateway {
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
         c.wait().unwrap()
     }
 
@@ -123,7 +141,11 @@ impl Gateway {
 
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cli(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -138,11 +160,18 @@ impl Gateway {
 
     pub fn http_get(&self, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(&self.web).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (code, body)
     }
 }
@@ -169,7 +198,9 @@ impl Received {
         let text = self.text();
         let prefix = format!("{}:", name.to_ascii_lowercase());
         text.split("\r\n\r\n").next()?.split("\r\n").find_map(|l| {
-            l.to_ascii_lowercase().starts_with(&prefix).then(|| l[prefix.len()..].trim().to_string())
+            l.to_ascii_lowercase()
+                .starts_with(&prefix)
+                .then(|| l[prefix.len()..].trim().to_string())
         })
     }
 }
@@ -209,8 +240,12 @@ impl Sink {
             connections: Arc::default(),
             stop: Arc::default(),
         };
-        let (messages, plan, stop, conns) =
-            (sink.messages.clone(), sink.plan.clone(), sink.stop.clone(), sink.connections.clone());
+        let (messages, plan, stop, conns) = (
+            sink.messages.clone(),
+            sink.plan.clone(),
+            sink.stop.clone(),
+            sink.connections.clone(),
+        );
         listener.set_nonblocking(true).unwrap();
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -257,22 +292,26 @@ fn serve_sink(
     out.write_all(b"220 sink ESMTP\r\n")?;
     let (mut from, mut rcpts) = (String::new(), Vec::new());
     let mut line = Vec::new();
-    let read_line = |reader: &mut BufReader<TcpStream>, line: &mut Vec<u8>| -> std::io::Result<bool> {
-        line.clear();
-        loop {
-            match reader.read_until(b'\n', line) {
-                Ok(0) => return Ok(false),
-                Ok(_) if line.ends_with(b"\n") => return Ok(true),
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(false);
+    let read_line =
+        |reader: &mut BufReader<TcpStream>, line: &mut Vec<u8>| -> std::io::Result<bool> {
+            line.clear();
+            loop {
+                match reader.read_until(b'\n', line) {
+                    Ok(0) => return Ok(false),
+                    Ok(_) if line.ends_with(b"\n") => return Ok(true),
+                    Ok(_) => continue,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(false);
+                        }
                     }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
-        }
-    };
+        };
     while read_line(&mut reader, &mut line)? {
         let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
@@ -304,7 +343,11 @@ fn serve_sink(
                 if line == b".\r\n" {
                     break;
                 }
-                let l = if line.starts_with(b"..") { &line[1..] } else { &line[..] };
+                let l = if line.starts_with(b"..") {
+                    &line[1..]
+                } else {
+                    &line[..]
+                };
                 data.extend_from_slice(l);
             }
             let (fail, delay) = {
@@ -319,7 +362,11 @@ fn serve_sink(
             if fail {
                 out.write_all(b"451 4.3.0 try again later\r\n")?;
             } else {
-                messages.lock().unwrap().push(Received { mail_from: from.clone(), rcpts: rcpts.clone(), data });
+                messages.lock().unwrap().push(Received {
+                    mail_from: from.clone(),
+                    rcpts: rcpts.clone(),
+                    data,
+                });
                 out.write_all(b"250 2.0.0 queued\r\n")?;
             }
         } else if upper == "QUIT" {
@@ -336,7 +383,10 @@ fn serve_sink(
 fn addr(s: &str) -> String {
     let s = s.trim();
     let end = s.find('>').map(|i| i + 1).unwrap_or(s.len());
-    s[..end].trim_start_matches('<').trim_end_matches('>').to_string()
+    s[..end]
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
 }
 
 /// Sends one message with a minimal SMTP client; returns the final reply
@@ -399,7 +449,9 @@ pub fn relay_to(port: u16, extra: &str) -> String {
 }
 
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
 }
 
 pub fn count_by<T: std::hash::Hash + Eq + Clone>(items: &[T]) -> HashMap<T, usize> {

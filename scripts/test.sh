@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test. On a fresh Debian machine (as root) it first installs the
+# real SMTP peers the end-to-end tests talk to: swaks, and Postfix for
+# smtp-sink / smtp-source. Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v swaks >/dev/null || need+=(swaks)
+command -v smtp-sink >/dev/null || need+=(postfix)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: ${need[*]} (install them, or run as root to let this script do it)" >&2
+    exit 2
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  # Postfix only for its test tools: no mail system is configured or started.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo test --workspace "$@"
+
+# The robustness run over the shared corpus, where it exists.
+if [ -x scripts/corpus-check.sh ] && [ -d ../shared/corpus ]; then
+  scripts/corpus-check.sh ../shared/corpus
+fi
