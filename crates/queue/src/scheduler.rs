@@ -22,6 +22,9 @@ use tomare_store::{Claimed, DeliveryReport, RecipientResult, Store};
 /// Longest sleep of the hold loop and the dispatcher: changes made by the CLI
 /// (release, cancel) are seen within this time.
 const POLL: Duration = Duration::from_millis(500);
+/// How long the dispatcher and finisher wait to gather work into one
+/// transaction when busy.
+const BATCH_WAIT: Duration = Duration::from_millis(3);
 
 /// Sends one message to its recipients. Implemented by the relay stage.
 #[async_trait]
@@ -132,11 +135,17 @@ async fn dispatcher(
 ) {
     let concurrency = ctx.config.delivery.concurrency;
     let slots = Arc::new(Semaphore::new(concurrency));
+    let mut busy = false;
     while !*shutdown.borrow() {
         let first = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
+        if busy {
+            // Under load, let a few more slots free up so that one claim
+            // transaction takes several messages instead of one.
+            tokio::time::sleep(BATCH_WAIT).await;
+        }
         let free = slots.available_permits() + 1;
         let claimed = match ctx.store.claim(now_ms(), free).await {
             Ok(c) => c,
@@ -145,6 +154,7 @@ async fn dispatcher(
                 Vec::new()
             }
         };
+        busy = !claimed.is_empty();
         if claimed.is_empty() {
             drop(first);
             tokio::select! {
@@ -305,6 +315,18 @@ fn humanize(ms: i64) -> String {
 async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
+        if batch.len() < 32 {
+            // Results come in one by one under load: gather a few more to
+            // record them in one transaction. A record only trails the
+            // delivery it describes; nothing waits for it.
+            tokio::time::sleep(BATCH_WAIT).await;
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
         let now = now_ms();
         let reports: Vec<DeliveryReport> = batch
             .iter()
@@ -316,6 +338,7 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
             batch.clear();
             continue;
         }
+        let mut finished = Vec::new();
         for ((message, _), report) in batch.drain(..).zip(&reports) {
             let m = &ctx.metrics;
             match report.state {
@@ -333,8 +356,12 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                 send_dsn(&ctx, &message, &failed).await;
             }
             if report.state.is_final() {
-                ctx.spool.remove(&message.id);
+                finished.push(message.id);
             }
+        }
+        if !finished.is_empty() {
+            let spool = ctx.spool.clone();
+            let _ = tokio::task::spawn_blocking(move || finished.iter().for_each(|id| spool.remove(id))).await;
         }
     }
 }

@@ -525,39 +525,48 @@ impl Store for SqliteStore {
     async fn finish(&self, reports: &[DeliveryReport]) -> Result<()> {
         let now = tomare_model::now_ms();
         let mut tx = self.writer.begin().await?;
-        let mut events = Vec::with_capacity(reports.len());
-        for r in reports {
-            for res in &r.results {
-                sqlx::query(
-                    "UPDATE recipients SET status = ?, reply = ?, attempts = attempts + 1, updated_at = ? \
-                     WHERE message_id = ? AND address = ? AND status IN ('pending', 'deferred')",
-                )
-                .bind(res.status.as_str())
-                .bind(&res.reply)
-                .bind(now)
-                .bind(r.id.as_str())
-                .bind(&res.address)
-                .execute(&mut *tx)
-                .await?;
+        // One statement per table for the whole batch (UPDATE ... FROM VALUES),
+        // not one per message: the batch is what makes recording cheap.
+        let results: Vec<(&DeliveryReport, &RecipientResult)> =
+            reports.iter().flat_map(|r| r.results.iter().map(move |res| (r, res))).collect();
+        for chunk in results.chunks(MAX_PARAMS / 4) {
+            let sql = format!(
+                "UPDATE recipients SET status = v.column3, reply = v.column4, attempts = attempts + 1, updated_at = ? \
+                 FROM (VALUES {}) AS v \
+                 WHERE recipients.message_id = v.column1 AND recipients.address = v.column2 \
+                 AND recipients.status IN ('pending', 'deferred')",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for (r, res) in chunk {
+                q = q.bind(r.id.as_str()).bind(&res.address).bind(res.status.as_str()).bind(&res.reply);
             }
-            let org_id: Option<i64> = sqlx::query_scalar(
-                "UPDATE messages SET state = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ? \
-                 WHERE id = ? AND state = 'delivering' RETURNING org_id",
-            )
-            .bind(r.state.as_str())
-            .bind(r.next_attempt_at)
-            .bind(now)
-            .bind(r.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(org_id) = org_id {
-                events.push(Event {
-                    org_id,
-                    message_id: r.id.as_str(),
-                    kind: r.state.as_str(),
-                    actor: "relay",
-                    detail: r.detail.clone(),
-                });
+            q.execute(&mut *tx).await?;
+        }
+        let mut events = Vec::with_capacity(reports.len());
+        for chunk in reports.chunks(MAX_PARAMS / 3) {
+            let sql = format!(
+                "UPDATE messages SET state = v.column2, next_attempt_at = v.column3, attempts = attempts + 1, \
+                 updated_at = ? FROM (VALUES {}) AS v \
+                 WHERE messages.id = v.column1 AND messages.state = 'delivering' RETURNING messages.id, messages.org_id",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for r in chunk {
+                q = q.bind(r.id.as_str()).bind(r.state.as_str()).bind(r.next_attempt_at);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let id: String = row.try_get(0)?;
+                let org_id: i64 = row.try_get(1)?;
+                if let Some(r) = chunk.iter().find(|r| r.id.as_str() == id) {
+                    events.push(Event {
+                        org_id,
+                        message_id: r.id.as_str(),
+                        kind: r.state.as_str(),
+                        actor: "relay",
+                        detail: r.detail.clone(),
+                    });
+                }
             }
         }
         insert_events(&mut tx, now, &events).await?;
