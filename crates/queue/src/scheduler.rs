@@ -361,7 +361,10 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
         }
         if !finished.is_empty() {
             let spool = ctx.spool.clone();
-            let _ = tokio::task::spawn_blocking(move || finished.iter().for_each(|id| spool.remove(id))).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                finished.iter().for_each(|id| spool.remove(id))
+            })
+            .await;
         }
     }
 }

@@ -37,6 +37,8 @@ pub enum SetupError {
     Resolver(String),
 }
 
+// One value per process, behind an Arc: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Delivery {
     Sandbox(PathBuf),
     Relay {
@@ -298,11 +300,11 @@ impl Pool {
         rcpts: &[String],
         data: &[u8],
     ) -> Result<Vec<RcptOutcome>, ClientError> {
-        if let Some(mut conn) = self.take(host, port) {
-            if let Ok(outcomes) = conn.send(mail_from, rcpts, data).await {
-                self.put(host, port, conn);
-                return Ok(outcomes);
-            }
+        if let Some(mut conn) = self.take(host, port)
+            && let Ok(outcomes) = conn.send(mail_from, rcpts, data).await
+        {
+            self.put(host, port, conn);
+            return Ok(outcomes);
         }
         let mut conn = Conn::open(host, port, settings).await?;
         let outcomes = conn.send(mail_from, rcpts, data).await?;

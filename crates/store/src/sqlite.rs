@@ -527,8 +527,10 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         // One statement per table for the whole batch (UPDATE ... FROM VALUES),
         // not one per message: the batch is what makes recording cheap.
-        let results: Vec<(&DeliveryReport, &RecipientResult)> =
-            reports.iter().flat_map(|r| r.results.iter().map(move |res| (r, res))).collect();
+        let results: Vec<(&DeliveryReport, &RecipientResult)> = reports
+            .iter()
+            .flat_map(|r| r.results.iter().map(move |res| (r, res)))
+            .collect();
         for chunk in results.chunks(MAX_PARAMS / 4) {
             let sql = format!(
                 "UPDATE recipients SET status = v.column3, reply = v.column4, attempts = attempts + 1, updated_at = ? \
@@ -539,7 +541,11 @@ impl Store for SqliteStore {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
             for (r, res) in chunk {
-                q = q.bind(r.id.as_str()).bind(&res.address).bind(res.status.as_str()).bind(&res.reply);
+                q = q
+                    .bind(r.id.as_str())
+                    .bind(&res.address)
+                    .bind(res.status.as_str())
+                    .bind(&res.reply);
             }
             q.execute(&mut *tx).await?;
         }
@@ -553,7 +559,10 @@ impl Store for SqliteStore {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
             for r in chunk {
-                q = q.bind(r.id.as_str()).bind(r.state.as_str()).bind(r.next_attempt_at);
+                q = q
+                    .bind(r.id.as_str())
+                    .bind(r.state.as_str())
+                    .bind(r.next_attempt_at);
             }
             for row in q.fetch_all(&mut *tx).await? {
                 let id: String = row.try_get(0)?;

@@ -56,6 +56,7 @@ fn swaks_to_postfix_smtp_sink() {
         })
     });
     let _ = sink.kill();
+    let _ = sink.wait();
     assert!(arrived, "message did not reach smtp-sink:\n{}", g.log());
     let file = files_in(sink_dir.path()).into_iter().next().unwrap();
     let text = std::fs::read_to_string(file).unwrap();
