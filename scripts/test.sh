@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v swaks >/dev/null || need+=(swaks)
+# swaks speaks STARTTLS through Net::SSLeay (only a Recommends of swaks).
+perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 command -v smtp-sink >/dev/null || need+=(postfix)
 command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then

@@ -5,6 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -120,10 +121,22 @@ fn tls_name(host: &str) -> io::Result<rustls_pki_types::ServerName<'static>> {
 }
 
 impl Conn {
-    /// Connects to `host:port` (`tls_host` names the certificate to expect)
-    /// and gets the session ready for MAIL FROM.
-    pub async fn open(host: &str, port: u16, s: &ConnectSettings) -> Result<Conn, ClientError> {
-        let tcp = tokio::time::timeout(s.connect_timeout, TcpStream::connect((host, port)))
+    /// Connects to `host:port` and gets the session ready for MAIL FROM.
+    /// `addr`, when given, is where to connect (an MX host's address from
+    /// our resolver); `host` is still the name TLS expects.
+    pub async fn open(
+        host: &str,
+        addr: Option<IpAddr>,
+        port: u16,
+        s: &ConnectSettings,
+    ) -> Result<Conn, ClientError> {
+        let connect = async {
+            match addr {
+                Some(ip) => TcpStream::connect((ip, port)).await,
+                None => TcpStream::connect((host, port)).await,
+            }
+        };
+        let tcp = tokio::time::timeout(s.connect_timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout)??;
         let _ = tcp.set_nodelay(true);

@@ -11,6 +11,7 @@ mod mx;
 
 use client::{AnyCert, ClientError, Conn, ConnectSettings, Security};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -136,7 +137,7 @@ impl Delivery {
                 settings,
                 pool,
             } => {
-                pool.send(host, *port, settings, mail_from, rcpts, data)
+                pool.send(host, None, *port, settings, mail_from, rcpts, data)
                     .await
             }
             Delivery::Mx {
@@ -260,11 +261,13 @@ impl Pool {
         idle.entry((host.to_string(), port)).or_default().push(conn);
     }
 
-    /// Sends over a pooled connection, or a new one. A pooled connection
-    /// that turns out dead is replaced once without counting as an attempt.
+    /// Sends over a pooled connection, or a new one; a failure becomes an
+    /// outcome for every recipient.
+    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
         host: &str,
+        addr: Option<IpAddr>,
         port: u16,
         settings: &ConnectSettings,
         mail_from: &str,
@@ -272,7 +275,7 @@ impl Pool {
         data: &[u8],
     ) -> Vec<RcptOutcome> {
         match self
-            .try_send(host, port, settings, mail_from, rcpts, data)
+            .try_send(host, addr, port, settings, mail_from, rcpts, data)
             .await
         {
             Ok(outcomes) => outcomes,
@@ -291,9 +294,13 @@ impl Pool {
         }
     }
 
+    /// A pooled connection that turns out dead is replaced once, without
+    /// counting as an attempt.
+    #[allow(clippy::too_many_arguments)]
     pub async fn try_send(
         &self,
         host: &str,
+        addr: Option<IpAddr>,
         port: u16,
         settings: &ConnectSettings,
         mail_from: &str,
@@ -306,7 +313,7 @@ impl Pool {
             self.put(host, port, conn);
             return Ok(outcomes);
         }
-        let mut conn = Conn::open(host, port, settings).await?;
+        let mut conn = Conn::open(host, addr, port, settings).await?;
         let outcomes = conn.send(mail_from, rcpts, data).await?;
         self.put(host, port, conn);
         Ok(outcomes)

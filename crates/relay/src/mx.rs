@@ -6,7 +6,7 @@ use crate::client::{ClientError, ConnectSettings};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use tomare_model::{OutcomeClass, RcptOutcome};
 
 pub struct Resolver(TokioResolver);
@@ -102,16 +102,34 @@ pub async fn deliver(
     };
     let mut last: Option<ClientError> = None;
     for host in &hosts {
-        match pool
-            .try_send(host, port, settings, mail_from, rcpts, data)
-            .await
-        {
-            Ok(outcomes) => return outcomes,
-            // A 5xx greeting or EHLO from one MX says nothing about the next:
-            // try them all, then report the last problem.
-            Err(e) => {
-                tracing::debug!(%domain, %host, error = %e, "MX attempt failed");
-                last = Some(e);
+        // Addresses come from our resolver too, so `[delivery.mx]
+        // nameservers` governs the whole lookup.
+        let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => match resolver
+                .0
+                .lookup_ip(format!("{}.", host.trim_end_matches('.')))
+                .await
+            {
+                Ok(ips) => ips.iter().collect(),
+                Err(e) => {
+                    tracing::debug!(%domain, %host, error = %e, "MX host has no address");
+                    continue;
+                }
+            },
+        };
+        for addr in addrs {
+            match pool
+                .try_send(host, Some(addr), port, settings, mail_from, rcpts, data)
+                .await
+            {
+                Ok(outcomes) => return outcomes,
+                // A 5xx greeting or EHLO from one MX says nothing about the
+                // next: try them all, then report the last problem.
+                Err(e) => {
+                    tracing::debug!(%domain, %host, %addr, error = %e, "MX attempt failed");
+                    last = Some(e);
+                }
             }
         }
     }

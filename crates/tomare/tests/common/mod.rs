@@ -461,3 +461,126 @@ pub fn count_by<T: std::hash::Hash + Eq + Clone>(items: &[T]) -> HashMap<T, usiz
     }
     m
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM
+/// files: (cert, key).
+pub fn write_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// A DNS server on loopback UDP answering from a fixed table, enough for
+/// MX delivery: MX and A records, NXDOMAIN, empty answers.
+pub struct Dns {
+    pub addr: String,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+pub enum Rr {
+    Mx(u16, &'static str),
+    A([u8; 4]),
+}
+
+impl Dns {
+    /// `zone`: (name, records); a name not listed is NXDOMAIN, a listed name
+    /// without records of the asked type gets an empty answer.
+    pub fn start(zone: Vec<(&'static str, Vec<Rr>)>) -> Dns {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(reply) = dns_answer(&buf[..n], &zone) {
+                    let _ = socket.send_to(&reply, peer);
+                }
+            }
+        });
+        Dns { addr, stop }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn encode_name(name: &str, out: &mut Vec<u8>) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
+fn dns_answer(query: &[u8], zone: &[(&'static str, Vec<Rr>)]) -> Option<Vec<u8>> {
+    if query.len() < 12 {
+        return None;
+    }
+    // The question: labels, then type and class.
+    let mut i = 12;
+    let mut labels = Vec::new();
+    while *query.get(i)? != 0 {
+        let len = query[i] as usize;
+        labels.push(String::from_utf8_lossy(query.get(i + 1..i + 1 + len)?).to_ascii_lowercase());
+        i += 1 + len;
+    }
+    let qtype = u16::from_be_bytes([*query.get(i + 1)?, *query.get(i + 2)?]);
+    let question_end = i + 5;
+    let name = labels.join(".");
+    let records = zone.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
+    let answers: Vec<&Rr> = records
+        .map(|r| {
+            r.iter()
+                .filter(|rr| matches!((rr, qtype), (Rr::Mx(..), 15) | (Rr::A(_), 1)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    out.extend_from_slice(&query[..2]);
+    let rcode = if records.is_none() { 3 } else { 0 };
+    out.extend_from_slice(&[0x81, 0x80 | rcode]);
+    out.extend_from_slice(&[0, 1]);
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&query[12..question_end]);
+    for rr in answers {
+        out.extend_from_slice(&[0xC0, 12]);
+        let mut rdata = Vec::new();
+        let rtype: u16 = match rr {
+            Rr::Mx(pref, host) => {
+                rdata.extend_from_slice(&pref.to_be_bytes());
+                encode_name(host, &mut rdata);
+                15
+            }
+            Rr::A(ip) => {
+                rdata.extend_from_slice(ip);
+                1
+            }
+        };
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rdata);
+    }
+    Some(out)
+}
