@@ -9,6 +9,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Messages an in-test server received.
+type Captured = Arc<Mutex<Vec<(tomare_model::Envelope, Vec<u8>)>>>;
+
 const HOLD_NONE: &str = "[hold]\nexternal = \"0s\"\ninternal = \"0s\"\n";
 
 #[test]
@@ -263,7 +266,7 @@ fn relay_refuses_a_smarthost_without_starttls_or_with_an_untrusted_certificate()
 fn relay_with_implicit_tls() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = write_cert(dir.path());
-    let got: Arc<Mutex<Vec<(tomare_model::Envelope, Vec<u8>)>>> = Arc::default();
+    let got: Captured = Arc::default();
     let port = implicit_tls_server(&cert, &key, got.clone());
     let g = Gateway::start(&format!(
         "[delivery]\nmode = \"relay\"\n[delivery.relay]\nhost = \"localhost\"\nport = {port}\ntls = \"tls\"\nca_file = \"{}\"\n{HOLD_NONE}",
@@ -289,14 +292,10 @@ fn relay_with_implicit_tls() {
 }
 
 /// tomare's own SMTP session behind TLS from the first byte (port 465 style).
-fn implicit_tls_server(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-    got: Arc<Mutex<Vec<(tomare_model::Envelope, Vec<u8>)>>>,
-) -> u16 {
+fn implicit_tls_server(cert: &std::path::Path, key: &std::path::Path, got: Captured) -> u16 {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    struct Keep(Arc<Mutex<Vec<(tomare_model::Envelope, Vec<u8>)>>>);
+    struct Keep(Captured);
     #[async_trait::async_trait]
     impl tomare_smtp::MessageSink for Keep {
         async fn accept(&self, e: tomare_model::Envelope, d: Vec<u8>) -> Result<String, String> {
