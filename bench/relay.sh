@@ -81,7 +81,7 @@ pids+=("$tomare_pid")
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$t_listen") 2>/dev/null && break; sleep 0.1; done
 read -r t_total t_accept < <(run_side tomare "$t_listen" "$t_sink")
 t_rss=$(awk '/VmHWM/ {print $2}' "/proc/$tomare_pid/status")
-cat /proc/$tomare_pid/stat | awk "{print \"tomare cpu s:\", (\$14+\$15)/100}" >&2; kill "$tomare_pid"; wait "$tomare_pid" 2>/dev/null || true
+cat /proc/$tomare_pid/stat | awk "{print \"tomare cpu s: user\", \$14/100, \"sys\", \$15/100}" >&2; kill "$tomare_pid"; wait "$tomare_pid" 2>/dev/null || true
 
 # --- Postfix (private instance, default tuning) ---------------------------
 p_listen=$(port); p_sink=$(port)
