@@ -91,6 +91,7 @@ pub struct Claimed {
     pub attempts: i64,
     pub received_at: i64,
     pub is_dsn: bool,
+    pub size: i64,
 }
 
 /// The result of one delivery attempt of one message.

@@ -470,7 +470,7 @@ impl Store for SqliteStore {
                SELECT id FROM messages WHERE state = 'released' \
                UNION ALL SELECT id FROM messages WHERE state = 'deferred' AND next_attempt_at <= ? \
                ORDER BY id LIMIT ?) \
-             RETURNING id, org_id, mail_from, attempts, received_at, is_dsn",
+             RETURNING id, org_id, mail_from, attempts, received_at, is_dsn, size",
         )
         .bind(now)
         .bind(now)
@@ -487,6 +487,7 @@ impl Store for SqliteStore {
                 attempts: r.try_get(3)?,
                 received_at: r.try_get(4)?,
                 is_dsn: r.try_get(5)?,
+                size: r.try_get(6)?,
             });
         }
         if claimed.is_empty() {
