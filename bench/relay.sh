@@ -37,6 +37,8 @@ now() { date +%s.%N; }
 # run_side NAME LISTEN_PORT SINK_PORT: prints "seconds accept_seconds"
 run_side() {
   local name=$1 listen=$2 sink=$3
+  # Start each side with no writeback left over from the other.
+  sync; sleep 1
   smtp-sink -u postfix -M "$N" "127.0.0.1:$sink" 256 &
   local sink_pid=$!
   sleep 0.3
