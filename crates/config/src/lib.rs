@@ -73,9 +73,7 @@ pub struct Web {
 
 impl Default for Web {
     fn default() -> Self {
-        Web {
-            listen: "127.0.0.1:8025".into(),
-        }
+        Web { listen: "127.0.0.1:8025".into() }
     }
 }
 
@@ -87,9 +85,7 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage {
-            data_dir: "./tomare-data".into(),
-        }
+        Storage { data_dir: "./tomare-data".into() }
     }
 }
 
@@ -149,10 +145,7 @@ impl Delivery {
     /// The wait before attempt number `attempts + 1`; the last entry repeats.
     pub fn retry_after(&self, attempts: u32) -> std::time::Duration {
         let i = (attempts.max(1) as usize - 1).min(self.retry.len().saturating_sub(1));
-        self.retry
-            .get(i)
-            .map(|d| d.0)
-            .unwrap_or(std::time::Duration::from_secs(300))
+        self.retry.get(i).map(|d| d.0).unwrap_or(std::time::Duration::from_secs(300))
     }
 }
 
@@ -191,10 +184,7 @@ pub struct Mx {
 
 impl Default for Mx {
     fn default() -> Self {
-        Mx {
-            port: 25,
-            nameservers: Vec::new(),
-        }
+        Mx { port: 25, nameservers: Vec::new() }
     }
 }
 
@@ -207,10 +197,7 @@ pub struct Hold {
 
 impl Default for Hold {
     fn default() -> Self {
-        Hold {
-            external: Duration::secs(300),
-            internal: Duration::secs(0),
-        }
+        Hold { external: Duration::secs(300), internal: Duration::secs(0) }
     }
 }
 
@@ -223,10 +210,7 @@ pub struct Org {
 
 impl Default for Org {
     fn default() -> Self {
-        Org {
-            name: "Example Corp".into(),
-            internal_domains: vec!["example.com".into()],
-        }
+        Org { name: "Example Corp".into(), internal_domains: vec!["example.com".into()] }
     }
 }
 
@@ -265,16 +249,10 @@ impl Config {
                 Err(e) => {
                     let offset = e.span().map(|s| s.start).unwrap_or(0);
                     let line = text[..offset.min(text.len())].matches('\n').count() + 1;
-                    errors.push(ConfigError {
-                        line,
-                        message: e.message().trim().to_string(),
-                    });
+                    errors.push(ConfigError { line, message: e.message().trim().to_string() });
                     let Some(span) = e.span() else { break };
                     let start = text[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                    let end = text[span.start..]
-                        .find('\n')
-                        .map(|i| span.start + i)
-                        .unwrap_or(text.len());
+                    let end = text[span.start..].find('\n').map(|i| span.start + i).unwrap_or(text.len());
                     // A broken table header cannot be blanked without moving
                     // its keys into the table before it: stop there.
                     if text[start..end].trim_start().starts_with('[') {
@@ -290,12 +268,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |message: &str| {
-            Err(ConfigError {
-                line: 0,
-                message: message.into(),
-            })
-        };
+        let fail = |message: &str| Err(ConfigError { line: 0, message: message.into() });
         if self.org.internal_domains.is_empty() {
             return fail("[org] internal_domains must name at least one domain");
         }
@@ -340,11 +313,7 @@ mod tests {
         assert_eq!(errors[0].line, 2);
         let errors = Config::parse("[hold]\n\nexternal = \"5 fortnights\"\n").unwrap_err();
         assert_eq!(errors[0].line, 3);
-        assert!(
-            errors[0].message.contains("duration"),
-            "{}",
-            errors[0].message
-        );
+        assert!(errors[0].message.contains("duration"), "{}", errors[0].message);
         let errors = Config::parse("[smtp]\nallowed_networks = [\"10.0.0.0/33\"]\n").unwrap_err();
         assert_eq!(errors[0].line, 2);
     }

@@ -16,11 +16,7 @@ impl Duration {
     /// `"90s"`, `"5m"`, `"1h30m"`, `"5d"`, `"250ms"`, `"0"`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let bad = || {
-            format!(
-                "invalid duration {s:?}: use a number with a unit, e.g. \"30s\", \"5m\", \"2h\", \"5d\""
-            )
-        };
+        let bad = || format!("invalid duration {s:?}: use a number with a unit, e.g. \"30s\", \"5m\", \"2h\", \"5d\"");
         if s == "0" {
             return Ok(Duration::secs(0));
         }
@@ -30,17 +26,13 @@ impl Duration {
             return Err(bad());
         }
         while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
             if digits == 0 {
                 return Err(bad());
             }
             let n: u128 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
             let ms = match &rest[..unit_len] {
                 "ms" => 1,
                 "s" => 1000,
@@ -49,9 +41,7 @@ impl Duration {
                 "d" => 86_400_000,
                 _ => return Err(bad()),
             };
-            total_ms = total_ms
-                .checked_add(n.checked_mul(ms).ok_or_else(bad)?)
-                .ok_or_else(bad)?;
+            total_ms = total_ms.checked_add(n.checked_mul(ms).ok_or_else(bad)?).ok_or_else(bad)?;
             rest = &rest[unit_len..];
         }
         let ms = u64::try_from(total_ms).map_err(|_| bad())?;
@@ -73,8 +63,7 @@ impl ByteSize {
     /// `"50MB"`, `"512KiB"`, `"1G"`, `"1000"`; SI units are powers of 1000.
     pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let bad =
-            || format!("invalid size {s:?}: use e.g. \"50MB\", \"512KiB\" or a number of bytes");
+        let bad = || format!("invalid size {s:?}: use e.g. \"50MB\", \"512KiB\" or a number of bytes");
         let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let n: u64 = t[..digits].parse().map_err(|_| bad())?;
         let mult: u64 = match t[digits..].trim().to_ascii_uppercase().as_str() {
@@ -119,11 +108,7 @@ impl IpNet {
         let (a, p) = s.trim().split_once('/').unwrap_or((s.trim(), ""));
         let addr: IpAddr = a.parse().map_err(|_| bad())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if p.is_empty() {
-            max
-        } else {
-            p.parse().map_err(|_| bad())?
-        };
+        let prefix = if p.is_empty() { max } else { p.parse().map_err(|_| bad())? };
         if prefix > max {
             return Err(bad());
         }
@@ -138,15 +123,11 @@ impl IpNet {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -189,16 +170,8 @@ mod tests {
         assert!(net.contains("127.1.2.3".parse().unwrap()));
         assert!(net.contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!net.contains("128.0.0.1".parse().unwrap()));
-        assert!(
-            IpNet::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(
-            IpNet::parse("::1")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
+        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("::1").unwrap().contains("::1".parse().unwrap()));
         assert!(IpNet::parse("10.0.0.0/33").is_err());
     }
 }

@@ -15,61 +15,25 @@ impl Lang {
             .iter()
             .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
             .unwrap_or_default();
-        if value.to_ascii_lowercase().starts_with("ja") {
-            Lang::Ja
-        } else {
-            Lang::En
-        }
+        if value.to_ascii_lowercase().starts_with("ja") { Lang::Ja } else { Lang::En }
     }
 }
 
 const TABLE: &[(&str, &str, &str)] = &[
-    (
-        "serve.running",
-        "tomare {} is running.",
-        "tomare {} が起動しました。",
-    ),
-    (
-        "serve.smtp",
-        "  SMTP: {} (relaying for {}; senders in {})",
-        "  SMTP: {}（中継を許可: {}、送信者ドメイン: {}）",
-    ),
-    (
-        "serve.smtp_tls",
-        "  STARTTLS and AUTH: on",
-        "  STARTTLS と AUTH: 有効",
-    ),
-    (
-        "serve.web",
-        "  Web:  http://{} (/healthz, /metrics)",
-        "  Web:  http://{}（/healthz、/metrics）",
-    ),
+    ("serve.running", "tomare {} is running.", "tomare {} が起動しました。"),
+    ("serve.smtp", "  SMTP: {} (relaying for {}; senders in {})", "  SMTP: {}（中継を許可: {}、送信者ドメイン: {}）"),
+    ("serve.smtp_tls", "  STARTTLS and AUTH: on", "  STARTTLS と AUTH: 有効"),
+    ("serve.web", "  Web:  http://{} (/healthz, /metrics)", "  Web:  http://{}（/healthz、/metrics）"),
     ("serve.data", "  Data: {}", "  データ: {}"),
     (
         "serve.delivery_sandbox",
         "  Delivery: sandbox, nothing leaves this machine (captured in {})",
         "  配送: sandbox（外部には送信せず {} に保存）",
     ),
-    (
-        "serve.delivery_relay",
-        "  Delivery: relay via {}:{}",
-        "  配送: リレー {}:{} 経由",
-    ),
-    (
-        "serve.delivery_mx",
-        "  Delivery: direct to each domain's MX",
-        "  配送: 宛先ドメインの MX へ直接",
-    ),
-    (
-        "serve.hold",
-        "  Hold: {} for mail to outside, {} for internal-only mail",
-        "  保留: 社外宛て {}、社内のみ {}",
-    ),
-    (
-        "serve.first_message",
-        "Send a first test message:",
-        "最初のテストメールを送るには:",
-    ),
+    ("serve.delivery_relay", "  Delivery: relay via {}:{}", "  配送: リレー {}:{} 経由"),
+    ("serve.delivery_mx", "  Delivery: direct to each domain's MX", "  配送: 宛先ドメインの MX へ直接"),
+    ("serve.hold", "  Hold: {} for mail to outside, {} for internal-only mail", "  保留: 社外宛て {}、社内のみ {}"),
+    ("serve.first_message", "Send a first test message:", "最初のテストメールを送るには:"),
     ("serve.see_it", "Then see it:", "送ったメールを見るには:"),
     (
         "serve.stopping",
@@ -83,63 +47,23 @@ const TABLE: &[(&str, &str, &str)] = &[
         "前回の停止で中断された {} 通の処理を再開します。",
     ),
     ("queue.empty", "No messages.", "メッセージはありません。"),
-    (
-        "queue.not_found",
-        "No message with id {}.",
-        "ID {} のメッセージはありません。",
-    ),
+    ("queue.not_found", "No message with id {}.", "ID {} のメッセージはありません。"),
     (
         "queue.bad_id",
         "{} is not a queue id (26 letters and digits).",
         "{} はキュー ID ではありません（英数字 26 文字）。",
     ),
-    (
-        "queue.released",
-        "Released {}: it will be delivered now.",
-        "{} を解放しました。すぐに配送されます。",
-    ),
-    (
-        "queue.cancelled",
-        "Cancelled {}: it will not be delivered.",
-        "{} を取り消しました。配送されません。",
-    ),
-    (
-        "queue.refused",
-        "{} is {}: that is not possible now.",
-        "{} は {} の状態のため、この操作はできません。",
-    ),
-    (
-        "queue.sandbox_copy",
-        "Sandbox copy: {}",
-        "sandbox のコピー: {}",
-    ),
+    ("queue.released", "Released {}: it will be delivered now.", "{} を解放しました。すぐに配送されます。"),
+    ("queue.cancelled", "Cancelled {}: it will not be delivered.", "{} を取り消しました。配送されません。"),
+    ("queue.refused", "{} is {}: that is not possible now.", "{} は {} の状態のため、この操作はできません。"),
+    ("queue.sandbox_copy", "Sandbox copy: {}", "sandbox のコピー: {}"),
     ("config.ok", "{}: OK", "{}: 問題ありません"),
     ("config.error", "{}: line {}: {}", "{}: {} 行目: {}"),
-    (
-        "config.read_error",
-        "cannot read {}: {}",
-        "{} を読めません: {}",
-    ),
-    (
-        "user.saved",
-        "Password set for {}.",
-        "{} のパスワードを設定しました。",
-    ),
-    (
-        "user.outside_org",
-        "{} is not in the organisation's domains ({}).",
-        "{} は組織のドメイン（{}）に含まれません。",
-    ),
-    (
-        "user.password_prompt",
-        "Password (read from standard input):",
-        "パスワード（標準入力から読み込みます）:",
-    ),
-    (
-        "user.empty_password",
-        "The password must not be empty.",
-        "パスワードを空にはできません。",
-    ),
+    ("config.read_error", "cannot read {}: {}", "{} を読めません: {}"),
+    ("user.saved", "Password set for {}.", "{} のパスワードを設定しました。"),
+    ("user.outside_org", "{} is not in the organisation's domains ({}).", "{} は組織のドメイン（{}）に含まれません。"),
+    ("user.password_prompt", "Password (read from standard input):", "パスワード（標準入力から読み込みます）:"),
+    ("user.empty_password", "The password must not be empty.", "パスワードを空にはできません。"),
     ("user.none", "No users.", "ユーザーはいません。"),
 ];
 
@@ -184,14 +108,8 @@ mod tests {
 
     #[test]
     fn fills_placeholders() {
-        assert_eq!(
-            t(Lang::En, "queue.not_found", &[&"X1"]),
-            "No message with id X1."
-        );
-        assert_eq!(
-            t(Lang::Ja, "queue.not_found", &[&"X1"]),
-            "ID X1 のメッセージはありません。"
-        );
+        assert_eq!(t(Lang::En, "queue.not_found", &[&"X1"]), "No message with id X1.");
+        assert_eq!(t(Lang::Ja, "queue.not_found", &[&"X1"]), "ID X1 のメッセージはありません。");
         assert_eq!(t(Lang::En, "no.such.key", &[]), "no.such.key");
     }
 }

@@ -34,10 +34,7 @@ pub struct Envelope {
 
 /// The domain part of an address, lower-cased; empty when there is none.
 pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
-        .unwrap_or_default()
+    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase()).unwrap_or_default()
 }
 
 /// Whether `domain` is one of `internal` or a subdomain of one.
@@ -45,10 +42,7 @@ pub fn is_internal_domain(domain: &str, internal: &[String]) -> bool {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     internal.iter().any(|d| {
         let d = d.trim_end_matches('.').to_ascii_lowercase();
-        domain == d
-            || domain
-                .strip_suffix(&d)
-                .is_some_and(|rest| rest.ends_with('.'))
+        domain == d || domain.strip_suffix(&d).is_some_and(|rest| rest.ends_with('.'))
     })
 }
 

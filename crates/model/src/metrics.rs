@@ -31,93 +31,42 @@ impl Metrics {
             }
         }
         self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us
-            .fetch_add((seconds * 1e6) as u64, Relaxed);
+        self.latency_sum_us.fetch_add((seconds * 1e6) as u64, Relaxed);
     }
 
     /// `depth` is the number of messages per non-final state.
     pub fn render(&self, depth: &[(&str, i64)]) -> String {
         let mut out = String::new();
         let counters = [
-            (
-                "tomare_messages_accepted_total",
-                "Messages accepted with 250.",
-                &self.accepted,
-            ),
-            (
-                "tomare_messages_rejected_total",
-                "Transactions refused with 4xx/5xx.",
-                &self.rejected,
-            ),
-            (
-                "tomare_messages_delivered_total",
-                "Messages delivered to every recipient.",
-                &self.delivered,
-            ),
-            (
-                "tomare_messages_deferred_total",
-                "Delivery attempts that will be retried.",
-                &self.deferred,
-            ),
-            (
-                "tomare_messages_failed_total",
-                "Messages that failed permanently or expired.",
-                &self.failed,
-            ),
-            (
-                "tomare_messages_held_total",
-                "Messages put on hold at accept.",
-                &self.held,
-            ),
-            (
-                "tomare_messages_cancelled_total",
-                "Messages cancelled during hold.",
-                &self.cancelled,
-            ),
-            (
-                "tomare_dsn_sent_total",
-                "Delivery status notifications generated.",
-                &self.dsn_sent,
-            ),
+            ("tomare_messages_accepted_total", "Messages accepted with 250.", &self.accepted),
+            ("tomare_messages_rejected_total", "Transactions refused with 4xx/5xx.", &self.rejected),
+            ("tomare_messages_delivered_total", "Messages delivered to every recipient.", &self.delivered),
+            ("tomare_messages_deferred_total", "Delivery attempts that will be retried.", &self.deferred),
+            ("tomare_messages_failed_total", "Messages that failed permanently or expired.", &self.failed),
+            ("tomare_messages_held_total", "Messages put on hold at accept.", &self.held),
+            ("tomare_messages_cancelled_total", "Messages cancelled during hold.", &self.cancelled),
+            ("tomare_dsn_sent_total", "Delivery status notifications generated.", &self.dsn_sent),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Relaxed)
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
         }
         let _ = writeln!(
             out,
             "# HELP tomare_smtp_sessions Open inbound SMTP sessions.\n# TYPE tomare_smtp_sessions gauge\ntomare_smtp_sessions {}",
             self.smtp_sessions.load(Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP tomare_queue_depth Messages per queue state.\n# TYPE tomare_queue_depth gauge"
-        );
+        let _ = writeln!(out, "# HELP tomare_queue_depth Messages per queue state.\n# TYPE tomare_queue_depth gauge");
         for (state, n) in depth {
             let _ = writeln!(out, "tomare_queue_depth{{state=\"{state}\"}} {n}");
         }
         let name = "tomare_accept_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} End of DATA to 250, including fsync and commit.\n# TYPE {name} histogram"
-        );
+        let _ = writeln!(out, "# HELP {name} End of DATA to 250, including fsync and commit.\n# TYPE {name} histogram");
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                self.latency_buckets[i].load(Relaxed)
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", self.latency_buckets[i].load(Relaxed));
         }
         let count = self.latency_count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.latency_sum_us.load(Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", self.latency_sum_us.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
         out
     }

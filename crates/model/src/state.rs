@@ -70,8 +70,6 @@ impl RcptStatus {
     }
 
     pub fn parse(s: &str) -> Option<RcptStatus> {
-        [Self::Pending, Self::Delivered, Self::Deferred, Self::Failed]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [Self::Pending, Self::Delivered, Self::Deferred, Self::Failed].into_iter().find(|st| st.as_str() == s)
     }
 }

@@ -2,10 +2,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, the one clock unit stored anywhere.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
@@ -39,9 +36,7 @@ pub fn rfc3339(ms: i64) -> String {
 /// `Sun, 29 Nov 2026 01:02:03 +0000`, for Date and Received headers.
 pub fn rfc2822(ms: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let (y, mo, d, h, mi, s, days) = split(ms);
     let wd = DAYS[days.rem_euclid(7) as usize];
     let mon = MONTHS[(mo - 1) as usize];
@@ -57,9 +52,6 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         // 2024-02-29T12:34:56Z, a leap day and a Thursday.
         assert_eq!(rfc3339(1_709_210_096_000), "2024-02-29T12:34:56Z");
-        assert_eq!(
-            rfc2822(1_709_210_096_000),
-            "Thu, 29 Feb 2024 12:34:56 +0000"
-        );
+        assert_eq!(rfc2822(1_709_210_096_000), "Thu, 29 Feb 2024 12:34:56 +0000");
     }
 }

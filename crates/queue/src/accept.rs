@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tomare_config::Config;
-use tomare_model::{
-    Envelope, MessageId, Metrics, OrgId, State, domain_of, is_internal_domain, now_ms,
-};
+use tomare_model::{Envelope, MessageId, Metrics, OrgId, State, domain_of, is_internal_domain, now_ms};
 use tomare_store::{NewMessage, Store};
 
 /// Records taken into one transaction at most.
@@ -76,34 +74,19 @@ impl Acceptor {
 
     /// How long mail to these recipients is held before delivery.
     pub fn hold_ms(&self, rcpt_to: &[String]) -> i64 {
-        let external = rcpt_to
-            .iter()
-            .any(|r| !is_internal_domain(&domain_of(r), &self.inner.internal_domains));
-        if external {
-            self.inner.hold_external_ms
-        } else {
-            self.inner.hold_internal_ms
-        }
+        let external = rcpt_to.iter().any(|r| !is_internal_domain(&domain_of(r), &self.inner.internal_domains));
+        if external { self.inner.hold_external_ms } else { self.inner.hold_internal_ms }
     }
 
     /// Makes the message durable. When this returns `Ok`, the message is
     /// fsynced and committed: the caller may answer 250.
-    pub async fn accept(
-        &self,
-        envelope: Envelope,
-        data: Vec<u8>,
-        is_dsn: bool,
-    ) -> Result<MessageId, Arc<AcceptError>> {
+    pub async fn accept(&self, envelope: Envelope, data: Vec<u8>, is_dsn: bool) -> Result<MessageId, Arc<AcceptError>> {
         let started = Instant::now();
         let now = now_ms();
         let id = MessageId::generate(now);
         let summary = Summary::of(&data);
         let size = data.len() as u64;
-        let hold = if is_dsn {
-            0
-        } else {
-            self.hold_ms(&envelope.rcpt_to)
-        };
+        let hold = if is_dsn { 0 } else { self.hold_ms(&envelope.rcpt_to) };
         let spool = self.inner.spool.clone();
         let file_id = id.clone();
         tokio::task::spawn_blocking(move || spool.write_durable(&file_id, &data))
@@ -119,19 +102,13 @@ impl Acceptor {
             message_id_header: summary.message_id,
             size,
             received_at: now,
-            state: if hold > 0 {
-                State::Held
-            } else {
-                State::Released
-            },
+            state: if hold > 0 { State::Held } else { State::Released },
             release_at: now + hold,
             is_dsn,
         };
         let (reply_tx, reply_rx) = oneshot::channel();
         let result = match self.tx.send((record, reply_tx)).await {
-            Ok(()) => reply_rx
-                .await
-                .unwrap_or_else(|_| Err(Arc::new(AcceptError::ShuttingDown))),
+            Ok(()) => reply_rx.await.unwrap_or_else(|_| Err(Arc::new(AcceptError::ShuttingDown))),
             Err(_) => Err(Arc::new(AcceptError::ShuttingDown)),
         };
         if let Err(e) = result {
@@ -140,8 +117,7 @@ impl Acceptor {
             return Err(e);
         }
         let m = &self.inner.metrics;
-        m.accepted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if hold > 0 {
             m.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -165,10 +141,7 @@ async fn committer(
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         let result = match synced {
-            Ok(()) => store
-                .insert_messages(&records)
-                .await
-                .map_err(AcceptError::Store),
+            Ok(()) => store.insert_messages(&records).await.map_err(AcceptError::Store),
             Err(e) => Err(AcceptError::Spool(e)),
         };
         match result {

@@ -28,28 +28,20 @@ fn status_of(reply: &str) -> String {
             let parts: Vec<&str> = t.split('.').collect();
             parts.len() == 3
                 && matches!(parts[0], "4" | "5")
-                && parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+                && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
         })
         .map(str::to_string)
         .unwrap_or_else(|| "5.0.0".to_string())
 }
 
 fn header_block(original: &[u8]) -> &[u8] {
-    let end = original
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 2)
-        .unwrap_or(original.len());
+    let end = original.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 2).unwrap_or(original.len());
     &original[..end]
 }
 
 /// Header values must stay on one line: replies can carry anything.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 pub fn build(d: &Dsn<'_>) -> Vec<u8> {
@@ -109,10 +101,7 @@ pub fn build(d: &Dsn<'_>) -> Vec<u8> {
             status = status_of(&reply),
         );
     }
-    let _ = write!(
-        text,
-        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-    );
+    let _ = write!(text, "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n");
     let mut out = text.into_bytes();
     out.extend_from_slice(header_block(d.original));
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
@@ -126,14 +115,8 @@ mod tests {
     #[test]
     fn report_names_each_failed_recipient_with_its_status() {
         let failures = vec![
-            (
-                "nouser@x.test".to_string(),
-                "550 5.1.1 no such user".to_string(),
-            ),
-            (
-                "slow@y.test".to_string(),
-                "gave up after 5d: 451 4.3.0 try later".to_string(),
-            ),
+            ("nouser@x.test".to_string(), "550 5.1.1 no such user".to_string()),
+            ("slow@y.test".to_string(), "gave up after 5d: 451 4.3.0 try later".to_string()),
         ];
         let original = b"Subject: hello\r\nMessage-ID: <m@x>\r\n\r\nsecret body\r\n";
         let out = build(&Dsn {
@@ -149,24 +132,11 @@ mod tests {
         });
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("report-type=delivery-status"));
-        assert!(
-            text.contains(
-                "Final-Recipient: rfc822; nouser@x.test\r\nAction: failed\r\nStatus: 5.1.1"
-            )
-        );
-        assert!(
-            text.contains(
-                "Final-Recipient: rfc822; slow@y.test\r\nAction: failed\r\nStatus: 4.3.0"
-            )
-        );
-        assert!(
-            text.contains("Message-ID: <m@x>"),
-            "original header returned"
-        );
+        assert!(text.contains("Final-Recipient: rfc822; nouser@x.test\r\nAction: failed\r\nStatus: 5.1.1"));
+        assert!(text.contains("Final-Recipient: rfc822; slow@y.test\r\nAction: failed\r\nStatus: 4.3.0"));
+        assert!(text.contains("Message-ID: <m@x>"), "original header returned");
         assert!(!text.contains("secret body"), "original body not returned");
-        let parsed = mail_parser::MessageParser::new()
-            .parse(text.as_bytes())
-            .unwrap();
+        let parsed = mail_parser::MessageParser::new().parse(text.as_bytes()).unwrap();
         assert_eq!(parsed.parts.len(), 4, "report with three parts");
     }
 }

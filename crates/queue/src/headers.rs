@@ -14,19 +14,11 @@ impl Summary {
         let Some(msg) = MessageParser::new().parse_headers(data) else {
             return Summary::default();
         };
-        let from = msg
-            .from()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .unwrap_or_default()
-            .to_string();
+        let from = msg.from().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_string();
         Summary {
             subject: msg.subject().unwrap_or_default().to_string(),
             from,
-            message_id: msg
-                .message_id()
-                .map(|m| format!("<{m}>"))
-                .unwrap_or_default(),
+            message_id: msg.message_id().map(|m| format!("<{m}>")).unwrap_or_default(),
         }
     }
 }
@@ -42,16 +34,7 @@ Subject: =?ISO-2022-JP?B?GyRCOG4kRyQ5GyhC?=\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n
         let s = Summary::of(raw);
         assert_eq!(s.from, "yamada@example.com");
         assert_eq!(s.message_id, "<x@y>");
-        assert!(
-            !s.subject.is_empty() && !s.subject.contains("=?"),
-            "{}",
-            s.subject
-        );
-        assert_eq!(
-            Summary::of(b"garbage without headers"),
-            Summary {
-                ..Default::default()
-            }
-        );
+        assert!(!s.subject.is_empty() && !s.subject.contains("=?"), "{}", s.subject);
+        assert_eq!(Summary::of(b"garbage without headers"), Summary { ..Default::default() });
     }
 }

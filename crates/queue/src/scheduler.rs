@@ -14,9 +14,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tomare_config::Config;
-use tomare_model::{
-    Envelope, MessageId, Metrics, OutcomeClass, RcptOutcome, RcptStatus, State, now_ms,
-};
+use tomare_model::{Envelope, MessageId, Metrics, OutcomeClass, RcptOutcome, RcptStatus, State, now_ms};
 use tomare_store::{Claimed, DeliveryReport, RecipientResult, Store};
 
 /// Longest sleep of the hold loop and the dispatcher: changes made by the CLI
@@ -31,13 +29,7 @@ const BATCH_WAIT: Duration = Duration::from_millis(3);
 /// Sends one message to its recipients. Implemented by the relay stage.
 #[async_trait]
 pub trait Transport: Send + Sync {
-    async fn send(
-        &self,
-        id: &MessageId,
-        mail_from: &str,
-        rcpts: &[String],
-        data: &[u8],
-    ) -> Vec<RcptOutcome>;
+    async fn send(&self, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome>;
 }
 
 pub struct Queue {
@@ -117,9 +109,7 @@ async fn hold_loop(ctx: Arc<Ctx>, released: Arc<Notify>, mut shutdown: watch::Re
         if next.is_some_and(|t| t <= now) {
             released.notify_one();
         }
-        let wait = next
-            .map(|t| Duration::from_millis((t - now).clamp(1, 500) as u64))
-            .unwrap_or(POLL);
+        let wait = next.map(|t| Duration::from_millis((t - now).clamp(1, 500) as u64)).unwrap_or(POLL);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
@@ -174,10 +164,7 @@ async fn dispatcher(
                 Err(_) => break,
             }
         }
-        let permits = permits
-            .into_iter()
-            .map(Some)
-            .chain(std::iter::repeat_with(|| None));
+        let permits = permits.into_iter().map(Some).chain(std::iter::repeat_with(|| None));
         for (message, permit) in claimed.into_iter().zip(permits) {
             let ctx = ctx.clone();
             let done = done.clone();
@@ -197,45 +184,24 @@ async fn deliver(ctx: &Ctx, message: &Claimed) -> Vec<RcptOutcome> {
         ctx.spool.read(&message.id)
     } else {
         let (spool, id) = (ctx.spool.clone(), message.id.clone());
-        tokio::task::spawn_blocking(move || spool.read(&id))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        tokio::task::spawn_blocking(move || spool.read(&id)).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };
     let data = match read {
         Ok(data) => data,
         Err(e) => {
-            return all(
-                message,
-                OutcomeClass::Temporary,
-                &format!("spool file unreadable: {e}"),
-            );
+            return all(message, OutcomeClass::Temporary, &format!("spool file unreadable: {e}"));
         }
     };
-    ctx.transport
-        .send(&message.id, &message.mail_from, &message.recipients, &data)
-        .await
+    ctx.transport.send(&message.id, &message.mail_from, &message.recipients, &data).await
 }
 
 fn all(message: &Claimed, class: OutcomeClass, reply: &str) -> Vec<RcptOutcome> {
-    message
-        .recipients
-        .iter()
-        .map(|r| RcptOutcome {
-            address: r.clone(),
-            class,
-            reply: reply.to_string(),
-        })
-        .collect()
+    message.recipients.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.to_string() }).collect()
 }
 
 /// Turns one attempt's outcomes into the recorded report: which recipients
 /// are done, which wait for a retry, and whether the message has expired.
-pub fn report(
-    config: &Config,
-    message: &Claimed,
-    outcomes: &[RcptOutcome],
-    now: i64,
-) -> DeliveryReport {
+pub fn report(config: &Config, message: &Claimed, outcomes: &[RcptOutcome], now: i64) -> DeliveryReport {
     let expires_at = message.received_at + config.delivery.max_lifetime.0.as_millis() as i64;
     let expired = now >= expires_at;
     let results: Vec<RecipientResult> = message
@@ -245,10 +211,7 @@ pub fn report(
             let outcome = outcomes.iter().find(|o| &o.address == address);
             let (class, reply) = match outcome {
                 Some(o) => (o.class, o.reply.clone()),
-                None => (
-                    OutcomeClass::Temporary,
-                    "no result from delivery".to_string(),
-                ),
+                None => (OutcomeClass::Temporary, "no result from delivery".to_string()),
             };
             let status = match class {
                 OutcomeClass::Delivered => RcptStatus::Delivered,
@@ -257,34 +220,18 @@ pub fn report(
                 OutcomeClass::Temporary => RcptStatus::Deferred,
             };
             let reply = if class == OutcomeClass::Temporary && expired {
-                format!(
-                    "gave up after {}: {reply}",
-                    humanize(expires_at - message.received_at)
-                )
+                format!("gave up after {}: {reply}", humanize(expires_at - message.received_at))
             } else {
                 reply
             };
-            RecipientResult {
-                address: address.clone(),
-                status,
-                reply,
-            }
+            RecipientResult { address: address.clone(), status, reply }
         })
         .collect();
-    let deferred = results
-        .iter()
-        .filter(|r| r.status == RcptStatus::Deferred)
-        .count();
-    let failed = results
-        .iter()
-        .filter(|r| r.status == RcptStatus::Failed)
-        .count();
+    let deferred = results.iter().filter(|r| r.status == RcptStatus::Deferred).count();
+    let failed = results.iter().filter(|r| r.status == RcptStatus::Failed).count();
     let delivered = results.len() - deferred - failed;
     let (state, next_attempt_at) = if deferred > 0 {
-        let wait = config
-            .delivery
-            .retry_after(message.attempts as u32 + 1)
-            .as_millis() as i64;
+        let wait = config.delivery.retry_after(message.attempts as u32 + 1).as_millis() as i64;
         // The last try happens at the deadline, not a whole backoff after it.
         (State::Deferred, Some((now + wait).min(expires_at)))
     } else if failed > 0 {
@@ -292,17 +239,9 @@ pub fn report(
     } else {
         (State::Delivered, None)
     };
-    let detail = format!(
-        "attempt {}: {delivered} delivered, {deferred} deferred, {failed} failed",
-        message.attempts + 1
-    );
-    DeliveryReport {
-        id: message.id.clone(),
-        results,
-        state,
-        next_attempt_at,
-        detail,
-    }
+    let detail =
+        format!("attempt {}: {delivered} delivered, {deferred} deferred, {failed} failed", message.attempts + 1);
+    DeliveryReport { id: message.id.clone(), results, state, next_attempt_at, detail }
 }
 
 fn humanize(ms: i64) -> String {
@@ -331,10 +270,7 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
             }
         }
         let now = now_ms();
-        let reports: Vec<DeliveryReport> = batch
-            .iter()
-            .map(|(m, o)| report(&ctx.config, m, o, now))
-            .collect();
+        let reports: Vec<DeliveryReport> = batch.iter().map(|(m, o)| report(&ctx.config, m, o, now)).collect();
         if let Err(e) = ctx.store.finish(&reports).await {
             // Left `delivering`: recovered and retried after a restart.
             tracing::error!(error = %e, "recording delivery results failed");
@@ -350,11 +286,8 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                 _ => m.failed.fetch_add(1, Relaxed),
             };
             tracing::info!(id = %message.id, state = report.state.as_str(), detail = %report.detail, "delivery attempt");
-            let failed: Vec<&RecipientResult> = report
-                .results
-                .iter()
-                .filter(|r| r.status == RcptStatus::Failed)
-                .collect();
+            let failed: Vec<&RecipientResult> =
+                report.results.iter().filter(|r| r.status == RcptStatus::Failed).collect();
             if !failed.is_empty() {
                 send_dsn(&ctx, &message, &failed).await;
             }
@@ -364,10 +297,7 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
         }
         if !finished.is_empty() {
             let spool = ctx.spool.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                finished.iter().for_each(|id| spool.remove(id))
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || finished.iter().for_each(|id| spool.remove(id))).await;
         }
     }
 }
@@ -378,20 +308,11 @@ async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult]) {
         return;
     }
     let original = ctx.spool.read(&message.id).unwrap_or_default();
-    let failures: Vec<(String, String)> = failed
-        .iter()
-        .map(|r| (r.address.clone(), r.reply.clone()))
-        .collect();
+    let failures: Vec<(String, String)> = failed.iter().map(|r| (r.address.clone(), r.reply.clone())).collect();
     let data = dsn::build(&dsn::Dsn {
         reporting_mta: &ctx.reporting_mta,
         org_name: &ctx.config.org.name,
-        postmaster_domain: ctx
-            .config
-            .org
-            .internal_domains
-            .first()
-            .map(String::as_str)
-            .unwrap_or("localhost"),
+        postmaster_domain: ctx.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost"),
         queue_id: message.id.as_str(),
         mail_from: &message.mail_from,
         received_at: message.received_at,
@@ -433,11 +354,7 @@ mod tests {
     }
 
     fn outcome(a: &str, class: OutcomeClass) -> RcptOutcome {
-        RcptOutcome {
-            address: a.into(),
-            class,
-            reply: "r".into(),
-        }
+        RcptOutcome { address: a.into(), class, reply: "r".into() }
     }
 
     #[test]
@@ -453,14 +370,7 @@ mod tests {
         assert_eq!(r.state, State::Deferred);
         assert_eq!(r.next_attempt_at, Some(1000 + 60_000));
         let s: Vec<RcptStatus> = r.results.iter().map(|r| r.status).collect();
-        assert_eq!(
-            s,
-            [
-                RcptStatus::Delivered,
-                RcptStatus::Deferred,
-                RcptStatus::Failed
-            ]
-        );
+        assert_eq!(s, [RcptStatus::Delivered, RcptStatus::Deferred, RcptStatus::Failed]);
         // Third attempt waits the third step of the schedule.
         let r = report(&config, &claimed(2, 0), &o, 1000);
         assert_eq!(r.next_attempt_at, Some(1000 + 15 * 60_000));
@@ -471,27 +381,12 @@ mod tests {
         let config = Config::default();
         let lifetime = config.delivery.max_lifetime.0.as_millis() as i64;
         let m = claimed(30, 0);
-        let o = [
-            outcome("a@x.test", OutcomeClass::Delivered),
-            outcome("b@x.test", OutcomeClass::Temporary),
-        ];
+        let o = [outcome("a@x.test", OutcomeClass::Delivered), outcome("b@x.test", OutcomeClass::Temporary)];
         let r = report(&config, &m, &o, lifetime - 1000);
-        assert_eq!(
-            r.next_attempt_at,
-            Some(lifetime),
-            "last try at the deadline"
-        );
+        assert_eq!(r.next_attempt_at, Some(lifetime), "last try at the deadline");
         let r = report(&config, &m, &o, lifetime);
         assert_eq!(r.state, State::Failed);
-        assert!(
-            r.results[1].reply.starts_with("gave up after 5d"),
-            "{}",
-            r.results[1].reply
-        );
-        assert_eq!(
-            r.results[2].status,
-            RcptStatus::Failed,
-            "a recipient with no result is not lost"
-        );
+        assert!(r.results[1].reply.starts_with("gave up after 5d"), "{}", r.results[1].reply);
+        assert_eq!(r.results[2].status, RcptStatus::Failed, "a recipient with no result is not lost");
     }
 }

@@ -27,10 +27,7 @@ impl Spool {
 
     /// Writes and fdatasyncs one message. Blocking: call from a blocking thread.
     pub fn write_durable(&self, id: &MessageId, data: &[u8]) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.path(id))?;
+        let mut file = OpenOptions::new().write(true).create_new(true).open(self.path(id))?;
         file.write_all(data)?;
         file.sync_data()
     }
@@ -59,10 +56,7 @@ impl Spool {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let live_file = name
-                .strip_suffix(".eml")
-                .and_then(MessageId::parse)
-                .is_some_and(|id| live.contains(&id));
+            let live_file = name.strip_suffix(".eml").and_then(MessageId::parse).is_some_and(|id| live.contains(&id));
             if !live_file {
                 fs::remove_file(entry.path())?;
                 removed += 1;

@@ -112,33 +112,22 @@ pub struct Conn {
 }
 
 fn tls_name(host: &str) -> io::Result<rustls_pki_types::ServerName<'static>> {
-    rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("bad TLS server name {host:?}"),
-        )
-    })
+    rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad TLS server name {host:?}")))
 }
 
 impl Conn {
     /// Connects to `host:port` and gets the session ready for MAIL FROM.
     /// `addr`, when given, is where to connect (an MX host's address from
     /// our resolver); `host` is still the name TLS expects.
-    pub async fn open(
-        host: &str,
-        addr: Option<IpAddr>,
-        port: u16,
-        s: &ConnectSettings,
-    ) -> Result<Conn, ClientError> {
+    pub async fn open(host: &str, addr: Option<IpAddr>, port: u16, s: &ConnectSettings) -> Result<Conn, ClientError> {
         let connect = async {
             match addr {
                 Some(ip) => TcpStream::connect((ip, port)).await,
                 None => TcpStream::connect((host, port)).await,
             }
         };
-        let tcp = tokio::time::timeout(s.connect_timeout, connect)
-            .await
-            .map_err(|_| ClientError::Timeout)??;
+        let tcp = tokio::time::timeout(s.connect_timeout, connect).await.map_err(|_| ClientError::Timeout)??;
         let _ = tcp.set_nodelay(true);
         let (stream, tls): (Box<dyn Stream>, bool) = match &s.security {
             Security::Implicit(c) => {
@@ -177,13 +166,10 @@ impl Conn {
                 return Err(ClientError::Refused(r));
             }
             let Conn { stream, .. } = conn;
-            let tls = tokio::time::timeout(
-                s.connect_timeout,
-                connector.connect(tls_name(host)?, stream),
-            )
-            .await
-            .map_err(|_| ClientError::Timeout)?
-            .map_err(ClientError::Tls)?;
+            let tls = tokio::time::timeout(s.connect_timeout, connector.connect(tls_name(host)?, stream))
+                .await
+                .map_err(|_| ClientError::Timeout)?
+                .map_err(ClientError::Tls)?;
             conn = Conn {
                 stream: Box::new(tls),
                 buf: Vec::with_capacity(4096),
@@ -219,10 +205,7 @@ impl Conn {
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();
                 let line = String::from_utf8_lossy(&line);
                 let line = line.trim_end();
-                let code: u16 = line
-                    .get(..3)
-                    .and_then(|c| c.parse().ok())
-                    .ok_or(ClientError::Protocol)?;
+                let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or(ClientError::Protocol)?;
                 if !(200..600).contains(&code) {
                     return Err(ClientError::Protocol);
                 }
@@ -243,10 +226,7 @@ impl Conn {
                 .await
                 .map_err(|_| ClientError::Timeout)??;
             if n == 0 {
-                return Err(ClientError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed",
-                )));
+                return Err(ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed")));
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -284,8 +264,7 @@ impl Conn {
     async fn auth(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
         let r = if self.caps.auth_plain || !self.caps.auth_login {
             let token = B64.encode(format!("\0{user}\0{password}"));
-            self.write(format!("AUTH PLAIN {token}\r\n").as_bytes())
-                .await?;
+            self.write(format!("AUTH PLAIN {token}\r\n").as_bytes()).await?;
             self.read_reply().await?
         } else {
             self.write(b"AUTH LOGIN\r\n").await?;
@@ -294,8 +273,7 @@ impl Conn {
                 if r.code != 334 {
                     break;
                 }
-                self.write(format!("{}\r\n", B64.encode(secret)).as_bytes())
-                    .await?;
+                self.write(format!("{}\r\n", B64.encode(secret)).as_bytes()).await?;
                 r = self.read_reply().await?;
             }
             r
@@ -303,10 +281,7 @@ impl Conn {
         if r.code != 235 {
             // A rejected login is a configuration problem the admin can fix:
             // keep the mail queued rather than bouncing it.
-            return Err(ClientError::Refused(Reply {
-                code: 454,
-                text: format!("authentication failed: {r}"),
-            }));
+            return Err(ClientError::Refused(Reply { code: 454, text: format!("authentication failed: {r}") }));
         }
         Ok(())
     }
@@ -332,14 +307,7 @@ impl Conn {
         }
         mail.push_str("\r\n");
         let all = |class, reply: &Reply| -> Vec<RcptOutcome> {
-            rcpts
-                .iter()
-                .map(|r| RcptOutcome {
-                    address: r.clone(),
-                    class,
-                    reply: reply.to_string(),
-                })
-                .collect()
+            rcpts.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.to_string() }).collect()
         };
 
         let (mail_reply, rcpt_replies, data_reply) = if self.caps.pipelining {
@@ -372,10 +340,7 @@ impl Conn {
                 self.write(b"DATA\r\n").await?;
                 self.read_reply().await?
             } else {
-                Reply {
-                    code: 554,
-                    text: "no recipient accepted".into(),
-                }
+                Reply { code: 554, text: "no recipient accepted".into() }
             };
             (mail_reply, rcpt_replies, data_reply)
         };
@@ -389,17 +354,11 @@ impl Conn {
             self.rset().await?;
             return Ok(all(mail_reply.class(), &mail_reply));
         }
-        let accepted: Vec<usize> = (0..rcpts.len())
-            .filter(|&i| rcpt_replies[i].code / 100 == 2)
-            .collect();
+        let accepted: Vec<usize> = (0..rcpts.len()).filter(|&i| rcpt_replies[i].code / 100 == 2).collect();
         let mut outcomes: Vec<RcptOutcome> = rcpts
             .iter()
             .zip(&rcpt_replies)
-            .map(|(r, reply)| RcptOutcome {
-                address: r.clone(),
-                class: reply.class(),
-                reply: reply.to_string(),
-            })
+            .map(|(r, reply)| RcptOutcome { address: r.clone(), class: reply.class(), reply: reply.to_string() })
             .collect();
         if data_reply.code != 354 {
             self.rset().await?;
@@ -485,12 +444,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -499,12 +453,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

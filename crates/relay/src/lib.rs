@@ -28,10 +28,7 @@ const MAX_MESSAGES_PER_CONN: usize = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("reading {path}: {source}")]
-    CaFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CaFile { path: PathBuf, source: std::io::Error },
     #[error("{path} holds no usable certificate")]
     NoCerts { path: PathBuf },
     #[error("DNS resolver: {0}")]
@@ -42,18 +39,8 @@ pub enum SetupError {
 #[allow(clippy::large_enum_variant)]
 pub enum Delivery {
     Sandbox(PathBuf),
-    Relay {
-        host: String,
-        port: u16,
-        settings: ConnectSettings,
-        pool: Pool,
-    },
-    Mx {
-        resolver: mx::Resolver,
-        port: u16,
-        settings: ConnectSettings,
-        pool: Pool,
-    },
+    Relay { host: String, port: u16, settings: ConnectSettings, pool: Pool },
+    Mx { resolver: mx::Resolver, port: u16, settings: ConnectSettings, pool: Pool },
 }
 
 impl Delivery {
@@ -86,17 +73,8 @@ impl Delivery {
                     TlsMode::Tls => Security::Implicit(connector()?),
                 };
                 let credentials = r.username.clone().zip(r.password.clone());
-                let settings = ConnectSettings {
-                    security,
-                    credentials,
-                    ..base
-                };
-                Delivery::Relay {
-                    host: r.host.clone(),
-                    port: r.port,
-                    settings,
-                    pool: Pool::default(),
-                }
+                let settings = ConnectSettings { security, credentials, ..base };
+                Delivery::Relay { host: r.host.clone(), port: r.port, settings, pool: Pool::default() }
             }
             DeliveryMode::Mx => {
                 let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -105,47 +83,22 @@ impl Delivery {
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
                     .with_no_client_auth();
-                let settings = ConnectSettings {
-                    security: Security::Opportunistic(TlsConnector::from(Arc::new(tls))),
-                    ..base
-                };
-                let resolver =
-                    mx::Resolver::new(&d.mx.nameservers).map_err(SetupError::Resolver)?;
-                Delivery::Mx {
-                    resolver,
-                    port: d.mx.port,
-                    settings,
-                    pool: Pool::default(),
-                }
+                let settings =
+                    ConnectSettings { security: Security::Opportunistic(TlsConnector::from(Arc::new(tls))), ..base };
+                let resolver = mx::Resolver::new(&d.mx.nameservers).map_err(SetupError::Resolver)?;
+                Delivery::Mx { resolver, port: d.mx.port, settings, pool: Pool::default() }
             }
         })
     }
 
     /// Delivers one message to `rcpts`; one outcome per recipient.
-    pub async fn send(
-        &self,
-        id: &MessageId,
-        mail_from: &str,
-        rcpts: &[String],
-        data: &[u8],
-    ) -> Vec<RcptOutcome> {
+    pub async fn send(&self, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome> {
         match self {
             Delivery::Sandbox(dir) => sandbox(dir, id, mail_from, rcpts, data).await,
-            Delivery::Relay {
-                host,
-                port,
-                settings,
-                pool,
-            } => {
-                pool.send(host, None, *port, settings, mail_from, rcpts, data)
-                    .await
+            Delivery::Relay { host, port, settings, pool } => {
+                pool.send(host, None, *port, settings, mail_from, rcpts, data).await
             }
-            Delivery::Mx {
-                resolver,
-                port,
-                settings,
-                pool,
-            } => {
+            Delivery::Mx { resolver, port, settings, pool } => {
                 let mut by_domain: Vec<(String, Vec<String>)> = Vec::new();
                 for r in rcpts {
                     let domain = tomare_model::domain_of(r);
@@ -156,12 +109,8 @@ impl Delivery {
                 }
                 let mut outcomes = Vec::with_capacity(rcpts.len());
                 for (domain, list) in by_domain {
-                    outcomes.extend(
-                        mx::deliver(
-                            resolver, pool, *port, settings, &domain, mail_from, &list, data,
-                        )
-                        .await,
-                    );
+                    outcomes
+                        .extend(mx::deliver(resolver, pool, *port, settings, &domain, mail_from, &list, data).await);
                 }
                 outcomes
             }
@@ -182,12 +131,8 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, SetupError> {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
             use rustls_pki_types::pem::PemObject;
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
-                SetupError::CaFile {
-                    path: path.into(),
-                    source: std::io::Error::other(e),
-                }
-            })?;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| SetupError::CaFile { path: path.into(), source: std::io::Error::other(e) })?;
             for cert in certs.flatten() {
                 let _ = roots.add(cert);
             }
@@ -199,38 +144,18 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, SetupError> {
     Ok(roots)
 }
 
-async fn sandbox(
-    dir: &Path,
-    id: &MessageId,
-    mail_from: &str,
-    rcpts: &[String],
-    data: &[u8],
-) -> Vec<RcptOutcome> {
-    let envelope =
-        serde_json::json!({ "id": id.as_str(), "mail_from": mail_from, "rcpt_to": rcpts });
+async fn sandbox(dir: &Path, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome> {
+    let envelope = serde_json::json!({ "id": id.as_str(), "mail_from": mail_from, "rcpt_to": rcpts });
     let write = async {
         tokio::fs::create_dir_all(dir).await?;
         tokio::fs::write(dir.join(format!("{id}.eml")), data).await?;
         tokio::fs::write(dir.join(format!("{id}.json")), envelope.to_string()).await
     };
     let (class, reply) = match write.await {
-        Ok(()) => (
-            OutcomeClass::Delivered,
-            format!("250 2.0.0 captured in sandbox as {id}.eml"),
-        ),
-        Err(e) => (
-            OutcomeClass::Temporary,
-            format!("451 4.3.0 sandbox write failed: {e}"),
-        ),
+        Ok(()) => (OutcomeClass::Delivered, format!("250 2.0.0 captured in sandbox as {id}.eml")),
+        Err(e) => (OutcomeClass::Temporary, format!("451 4.3.0 sandbox write failed: {e}")),
     };
-    rcpts
-        .iter()
-        .map(|r| RcptOutcome {
-            address: r.clone(),
-            class,
-            reply: reply.clone(),
-        })
-        .collect()
+    rcpts.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.clone() }).collect()
 }
 
 /// Open connections per destination, reused across messages.
@@ -274,22 +199,12 @@ impl Pool {
         rcpts: &[String],
         data: &[u8],
     ) -> Vec<RcptOutcome> {
-        match self
-            .try_send(host, addr, port, settings, mail_from, rcpts, data)
-            .await
-        {
+        match self.try_send(host, addr, port, settings, mail_from, rcpts, data).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 let reply = format!("{host}:{port}: {e}");
                 let class = e.class();
-                rcpts
-                    .iter()
-                    .map(|r| RcptOutcome {
-                        address: r.clone(),
-                        class,
-                        reply: reply.clone(),
-                    })
-                    .collect()
+                rcpts.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.clone() }).collect()
             }
         }
     }

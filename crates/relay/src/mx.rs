@@ -20,19 +20,11 @@ impl Resolver {
         }
         let mut group = NameServerConfigGroup::new();
         for ns in nameservers {
-            let addr: SocketAddr = ns
-                .parse()
-                .map_err(|_| format!("nameserver {ns:?} is not ip:port"))?;
-            group.merge(NameServerConfigGroup::from_ips_clear(
-                &[addr.ip()],
-                addr.port(),
-                true,
-            ));
+            let addr: SocketAddr = ns.parse().map_err(|_| format!("nameserver {ns:?} is not ip:port"))?;
+            group.merge(NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true));
         }
         let config = ResolverConfig::from_parts(None, vec![], group);
-        Ok(Resolver(
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build(),
-        ))
+        Ok(Resolver(TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build()))
     }
 
     /// Mail exchangers for `domain`, best first. `Err` carries the class and
@@ -44,33 +36,21 @@ impl Resolver {
             Ok(lookup) => {
                 let mut mx: Vec<(u16, String)> = lookup
                     .iter()
-                    .map(|r| {
-                        (
-                            r.preference(),
-                            r.exchange().to_utf8().trim_end_matches('.').to_string(),
-                        )
-                    })
+                    .map(|r| (r.preference(), r.exchange().to_utf8().trim_end_matches('.').to_string()))
                     .collect();
                 mx.sort();
                 // RFC 7505 null MX: the domain accepts no mail.
                 if mx.len() == 1 && mx[0].1.is_empty() {
-                    return Err((
-                        OutcomeClass::Permanent,
-                        format!("556 5.1.10 {domain} accepts no mail (null MX)"),
-                    ));
+                    return Err((OutcomeClass::Permanent, format!("556 5.1.10 {domain} accepts no mail (null MX)")));
                 }
                 Ok(mx.into_iter().map(|(_, h)| h).collect())
             }
-            Err(e) if e.is_nx_domain() => Err((
-                OutcomeClass::Permanent,
-                format!("550 5.1.2 domain {domain} does not exist"),
-            )),
+            Err(e) if e.is_nx_domain() => {
+                Err((OutcomeClass::Permanent, format!("550 5.1.2 domain {domain} does not exist")))
+            }
             // No MX records: the domain itself is the implicit MX.
             Err(e) if e.is_no_records_found() => Ok(vec![domain.to_string()]),
-            Err(e) => Err((
-                OutcomeClass::Temporary,
-                format!("451 4.4.3 DNS lookup for {domain} failed: {e}"),
-            )),
+            Err(e) => Err((OutcomeClass::Temporary, format!("451 4.4.3 DNS lookup for {domain} failed: {e}"))),
         }
     }
 }
@@ -87,14 +67,7 @@ pub async fn deliver(
     data: &[u8],
 ) -> Vec<RcptOutcome> {
     let fail = |class, reply: String| {
-        rcpts
-            .iter()
-            .map(|r| RcptOutcome {
-                address: r.clone(),
-                class,
-                reply: reply.clone(),
-            })
-            .collect()
+        rcpts.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.clone() }).collect()
     };
     let hosts = match resolver.exchangers(domain).await {
         Ok(h) => h,
@@ -106,11 +79,7 @@ pub async fn deliver(
         // nameservers` governs the whole lookup.
         let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => match resolver
-                .0
-                .lookup_ip(format!("{}.", host.trim_end_matches('.')))
-                .await
-            {
+            Err(_) => match resolver.0.lookup_ip(format!("{}.", host.trim_end_matches('.'))).await {
                 Ok(ips) => ips.iter().collect(),
                 Err(e) => {
                     tracing::debug!(%domain, %host, error = %e, "MX host has no address");
@@ -119,10 +88,7 @@ pub async fn deliver(
             },
         };
         for addr in addrs {
-            match pool
-                .try_send(host, Some(addr), port, settings, mail_from, rcpts, data)
-                .await
-            {
+            match pool.try_send(host, Some(addr), port, settings, mail_from, rcpts, data).await {
                 Ok(outcomes) => return outcomes,
                 // A 5xx greeting or EHLO from one MX says nothing about the
                 // next: try them all, then report the last problem.
@@ -134,10 +100,7 @@ pub async fn deliver(
         }
     }
     let reply = match last {
-        Some(e) => format!(
-            "{domain}: all {} mail exchangers failed, last: {e}",
-            hosts.len()
-        ),
+        Some(e) => format!("{domain}: all {} mail exchangers failed, last: {e}", hosts.len()),
         None => format!("{domain}: no mail exchanger"),
     };
     fail(OutcomeClass::Temporary, reply)

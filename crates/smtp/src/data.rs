@@ -50,10 +50,7 @@ mod tests {
 
     #[test]
     fn clean_input_is_borrowed_and_bare_endings_fixed() {
-        assert!(matches!(
-            normalize_line_endings(b"a\r\nb\r\n"),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(normalize_line_endings(b"a\r\nb\r\n"), Cow::Borrowed(_)));
         assert_eq!(&*normalize_line_endings(b"a\nb\rc\r\n"), b"a\r\nb\r\nc\r\n");
         assert_eq!(&*normalize_line_endings(b"x\n.\ny"), b"x\r\n.\r\ny");
     }

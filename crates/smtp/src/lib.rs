@@ -84,12 +84,7 @@ pub struct Server {
 impl Server {
     /// Accepts connections until `shutdown` turns true, then waits up to
     /// `grace` for open sessions to finish their transactions.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
-        grace: Duration,
-    ) {
+    pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let slots = Arc::new(Semaphore::new(self.max_connections));
         let mut sessions = tokio::task::JoinSet::new();
         loop {
@@ -107,9 +102,7 @@ impl Server {
             };
             while sessions.try_join_next().is_some() {}
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                let _ = stream
-                    .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-                    .await;
+                let _ = stream.write_all(b"421 4.7.0 Too many connections, try again later\r\n").await;
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -132,16 +125,8 @@ impl Server {
             });
         }
         drop(listener);
-        if tokio::time::timeout(grace, async {
-            while sessions.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tracing::warn!(
-                open = sessions.len(),
-                "sessions still open after the grace period; closing them"
-            );
+        if tokio::time::timeout(grace, async { while sessions.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!(open = sessions.len(), "sessions still open after the grace period; closing them");
             sessions.abort_all();
         }
     }

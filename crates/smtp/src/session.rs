@@ -4,9 +4,7 @@
 use crate::{Authenticator, MessageSink, SessionConfig, normalize_line_endings};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use smtp_proto::request::receiver::{
-    DataReceiver, DummyDataReceiver, LineReceiver, RequestReceiver,
-};
+use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, LineReceiver, RequestReceiver};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ProtoError, Request};
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -113,9 +111,7 @@ impl Session {
             };
             let mut tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                 .await
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                })??;
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
             // RFC 3207: forget everything learned before TLS.
             self.tls = true;
             self.helo = None;
@@ -281,12 +277,7 @@ impl Session {
     fn too_big(&mut self, out: &mut Vec<u8>) {
         self.metrics.rejected.fetch_add(1, Relaxed);
         self.reset();
-        reply(
-            out,
-            552,
-            "5.3.4",
-            "Message size exceeds fixed maximum message size",
-        );
+        reply(out, 552, "5.3.4", "Message size exceeds fixed maximum message size");
     }
 
     fn count_error(&mut self, out: &mut Vec<u8>) -> Flow {
@@ -302,18 +293,10 @@ impl Session {
         match e {
             ProtoError::ResponseTooLong => reply(out, 500, "5.5.2", "Line too long"),
             ProtoError::UnknownCommand => reply(out, 500, "5.5.1", "Command unrecognized"),
-            ProtoError::InvalidSenderAddress => {
-                reply(out, 501, "5.1.7", "Bad sender address syntax")
-            }
-            ProtoError::InvalidRecipientAddress => {
-                reply(out, 501, "5.1.3", "Bad recipient address syntax")
-            }
-            ProtoError::SyntaxError { syntax } => {
-                reply(out, 501, "5.5.4", &format!("Syntax: {syntax}"))
-            }
-            ProtoError::InvalidParameter { param } => {
-                reply(out, 501, "5.5.4", &format!("Invalid parameter {param}"))
-            }
+            ProtoError::InvalidSenderAddress => reply(out, 501, "5.1.7", "Bad sender address syntax"),
+            ProtoError::InvalidRecipientAddress => reply(out, 501, "5.1.3", "Bad recipient address syntax"),
+            ProtoError::SyntaxError { syntax } => reply(out, 501, "5.5.4", &format!("Syntax: {syntax}")),
+            ProtoError::InvalidParameter { param } => reply(out, 501, "5.5.4", &format!("Invalid parameter {param}")),
             ProtoError::UnsupportedParameter { param } => {
                 let param: String = param.chars().filter(|c| !c.is_control()).take(64).collect();
                 reply(out, 504, "5.5.4", &format!("Unsupported parameter {param}"))
@@ -323,12 +306,7 @@ impl Session {
         self.count_error(out)
     }
 
-    async fn command(
-        &mut self,
-        request: Request<String>,
-        out: &mut Vec<u8>,
-        mode: &mut Mode,
-    ) -> Flow {
+    async fn command(&mut self, request: Request<String>, out: &mut Vec<u8>, mode: &mut Mode) -> Flow {
         match request {
             Request::Ehlo { host } => {
                 self.reset();
@@ -355,11 +333,7 @@ impl Session {
             Request::Helo { host } | Request::Lhlo { host } => {
                 self.reset();
                 self.esmtp = false;
-                reply_plain(
-                    out,
-                    250,
-                    &format!("{} Hello {}", self.cfg.hostname, clean(&host)),
-                );
+                reply_plain(out, 250, &format!("{} Hello {}", self.cfg.hostname, clean(&host)));
                 self.helo = Some(host);
             }
             Request::Mail { from } => return self.mail(from.address, from.size, out),
@@ -385,12 +359,7 @@ impl Session {
                 reply(out, 221, "2.0.0", "Bye");
                 return Flow::Close;
             }
-            Request::Vrfy { .. } => reply(
-                out,
-                252,
-                "2.5.0",
-                "Cannot VRFY user, but will accept message",
-            ),
+            Request::Vrfy { .. } => reply(out, 252, "2.5.0", "Cannot VRFY user, but will accept message"),
             Request::Expn { .. } => reply(out, 502, "5.5.1", "EXPN not available"),
             Request::Help { .. } => reply(out, 214, "2.0.0", "See RFC 5321"),
             Request::StartTls => {
@@ -405,18 +374,10 @@ impl Session {
                 reply(out, 220, "2.0.0", "Ready to start TLS");
                 return Flow::StartTls;
             }
-            Request::Auth {
-                mechanism,
-                initial_response,
-            } => {
-                return self
-                    .auth_start(mechanism, initial_response, out, mode)
-                    .await;
+            Request::Auth { mechanism, initial_response } => {
+                return self.auth_start(mechanism, initial_response, out, mode).await;
             }
-            Request::Bdat { .. }
-            | Request::Etrn { .. }
-            | Request::Atrn { .. }
-            | Request::Burl { .. } => {
+            Request::Bdat { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
                 reply(out, 502, "5.5.1", "Command not implemented");
                 return self.count_error(out);
             }
@@ -435,12 +396,7 @@ impl Session {
         }
         if size > self.cfg.max_message_size {
             self.metrics.rejected.fetch_add(1, Relaxed);
-            reply(
-                out,
-                552,
-                "5.3.4",
-                "Message size exceeds fixed maximum message size",
-            );
+            reply(out, 552, "5.3.4", "Message size exceeds fixed maximum message size");
             return Flow::Continue;
         }
         if self.auth_user.is_none() && !self.cfg.allowed_network(self.peer) {
@@ -448,36 +404,18 @@ impl Session {
             if self.cfg.tls.is_some() {
                 reply(out, 530, "5.7.0", "Authentication required");
             } else {
-                reply(
-                    out,
-                    554,
-                    "5.7.1",
-                    "Relay access denied: client not in allowed networks",
-                );
+                reply(out, 554, "5.7.1", "Relay access denied: client not in allowed networks");
             }
             return self.count_error(out);
         }
         if from.is_empty() {
             self.metrics.rejected.fetch_add(1, Relaxed);
-            reply(
-                out,
-                550,
-                "5.7.1",
-                "Null sender not accepted: tomare relays only the organisation's own mail",
-            );
+            reply(out, 550, "5.7.1", "Null sender not accepted: tomare relays only the organisation's own mail");
             return self.count_error(out);
         }
         if !is_internal_domain(&domain_of(&from), &self.cfg.internal_domains) {
             self.metrics.rejected.fetch_add(1, Relaxed);
-            reply(
-                out,
-                550,
-                "5.7.1",
-                &format!(
-                    "Sender <{}> is not in this organisation's domains",
-                    clean(&from)
-                ),
-            );
+            reply(out, 550, "5.7.1", &format!("Sender <{}> is not in this organisation's domains", clean(&from)));
             return self.count_error(out);
         }
         self.mail_from = Some(from);
@@ -505,8 +443,7 @@ impl Session {
 
     async fn end_of_data(&mut self, message: Vec<u8>, out: &mut Vec<u8>) -> Flow {
         let started = Instant::now();
-        let (Some(mail_from), rcpts) = (self.mail_from.take(), std::mem::take(&mut self.rcpts))
-        else {
+        let (Some(mail_from), rcpts) = (self.mail_from.take(), std::mem::take(&mut self.rcpts)) else {
             reply(out, 503, "5.5.1", "Error: need MAIL command");
             return Flow::Continue;
         };
@@ -531,12 +468,7 @@ impl Session {
             Err(e) => {
                 self.metrics.rejected.fetch_add(1, Relaxed);
                 tracing::error!(error = %e, "could not accept message");
-                reply(
-                    out,
-                    451,
-                    "4.3.0",
-                    "Temporary failure storing the message, try again later",
-                );
+                reply(out, 451, "4.3.0", "Temporary failure storing the message, try again later");
             }
         }
         if *self.shutdown.borrow() {
@@ -563,24 +495,13 @@ impl Session {
         )
     }
 
-    async fn auth_start(
-        &mut self,
-        mechanism: u64,
-        initial: String,
-        out: &mut Vec<u8>,
-        mode: &mut Mode,
-    ) -> Flow {
+    async fn auth_start(&mut self, mechanism: u64, initial: String, out: &mut Vec<u8>, mode: &mut Mode) -> Flow {
         if self.cfg.tls.is_none() {
             reply(out, 502, "5.5.1", "AUTH not available");
             return self.count_error(out);
         }
         if !self.tls {
-            reply(
-                out,
-                538,
-                "5.7.11",
-                "Encryption required for requested authentication mechanism",
-            );
+            reply(out, 538, "5.7.11", "Encryption required for requested authentication mechanism");
             return self.count_error(out);
         }
         if self.auth_user.is_some() {
@@ -588,27 +509,17 @@ impl Session {
             return self.count_error(out);
         }
         if self.in_transaction() {
-            reply(
-                out,
-                503,
-                "5.5.1",
-                "AUTH not allowed during a mail transaction",
-            );
+            reply(out, 503, "5.5.1", "AUTH not allowed during a mail transaction");
             return self.count_error(out);
         }
         match mechanism {
-            AUTH_PLAIN if !initial.is_empty() => {
-                self.auth_line(AuthStep::Plain, &initial, out, mode).await
-            }
+            AUTH_PLAIN if !initial.is_empty() => self.auth_line(AuthStep::Plain, &initial, out, mode).await,
             AUTH_PLAIN => {
                 reply_plain(out, 334, "");
                 *mode = Mode::Auth(LineReceiver::new(AuthStep::Plain));
                 Flow::Continue
             }
-            AUTH_LOGIN if !initial.is_empty() => {
-                self.auth_line(AuthStep::LoginUser, &initial, out, mode)
-                    .await
-            }
+            AUTH_LOGIN if !initial.is_empty() => self.auth_line(AuthStep::LoginUser, &initial, out, mode).await,
             AUTH_LOGIN => {
                 reply_plain(out, 334, "VXNlcm5hbWU6");
                 *mode = Mode::Auth(LineReceiver::new(AuthStep::LoginUser));
@@ -621,22 +532,12 @@ impl Session {
         }
     }
 
-    async fn auth_line(
-        &mut self,
-        step: AuthStep,
-        line: &str,
-        out: &mut Vec<u8>,
-        mode: &mut Mode,
-    ) -> Flow {
+    async fn auth_line(&mut self, step: AuthStep, line: &str, out: &mut Vec<u8>, mode: &mut Mode) -> Flow {
         if line == "*" {
             reply(out, 501, "5.0.0", "Authentication aborted");
             return self.count_error(out);
         }
-        let decoded = if line == "=" {
-            Ok(Vec::new())
-        } else {
-            B64.decode(line)
-        };
+        let decoded = if line == "=" { Ok(Vec::new()) } else { B64.decode(line) };
         let Ok(decoded) = decoded else {
             reply(out, 501, "5.5.2", "Invalid base64 data");
             return self.count_error(out);

@@ -67,10 +67,7 @@ impl Harness {
     }
 
     fn failing_sink(mut self) -> Self {
-        self.sink = Arc::new(Sink {
-            fail: true,
-            ..Default::default()
-        });
+        self.sink = Arc::new(Sink { fail: true, ..Default::default() });
         self
     }
 
@@ -99,10 +96,7 @@ impl Harness {
             let _keep_shutdown_sender = _tx;
             let _ = session.run(server).await;
         });
-        let mut c = Client {
-            stream: client,
-            buf: Vec::new(),
-        };
+        let mut c = Client { stream: client, buf: Vec::new() };
         assert!(c.reply().await.starts_with("220 gw.example.com"));
         c
     }
@@ -154,87 +148,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
 fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
     let (cert, key) = test_cert();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
-    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
-fn test_cert() -> (
-    rustls::pki_types::CertificateDer<'static>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-) {
+fn test_cert() -> (rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>) {
     static CERT: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
     let (c, k) = CERT.get_or_init(|| {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         (ck.cert.der().to_vec(), ck.signing_key.serialize_der())
     });
-    (
-        rustls::pki_types::CertificateDer::from(c.clone()),
-        rustls::pki_types::PrivateKeyDer::try_from(k.clone()).unwrap(),
-    )
+    (rustls::pki_types::CertificateDer::from(c.clone()), rustls::pki_types::PrivateKeyDer::try_from(k.clone()).unwrap())
 }
 
-async fn starttls(
-    mut c: Client<DuplexStream>,
-) -> Client<tokio_rustls::client::TlsStream<DuplexStream>> {
+async fn starttls(mut c: Client<DuplexStream>) -> Client<tokio_rustls::client::TlsStream<DuplexStream>> {
     assert!(c.cmd("STARTTLS").await.starts_with("220 2.0.0"));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(test_cert().0).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let stream = connector
-        .connect(name, c.stream)
-        .await
-        .expect("TLS handshake");
-    Client {
-        stream,
-        buf: Vec::new(),
-    }
+    let stream = connector.connect(name, c.stream).await.expect("TLS handshake");
+    Client { stream, buf: Vec::new() }
 }
 
-const MESSAGE: &str = "From: taro@example.com\r\nTo: hanako@customer.test\r\nSubject: hi\r\n\r\nHello.\r\n..dot-stuffed line\r\n";
+const MESSAGE: &str =
+    "From: taro@example.com\r\nTo: hanako@customer.test\r\nSubject: hi\r\n\r\nHello.\r\n..dot-stuffed line\r\n";
 
 #[tokio::test]
 async fn a_message_goes_through_and_is_stored_unchanged() {
     let h = Harness::new();
     let mut c = h.connect().await;
     let ehlo = c.cmd("EHLO client.example.com").await;
-    for ext in [
-        "PIPELINING",
-        "8BITMIME",
-        "SMTPUTF8",
-        "SIZE 2000",
-        "ENHANCEDSTATUSCODES",
-    ] {
+    for ext in ["PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE 2000", "ENHANCEDSTATUSCODES"] {
         assert!(ehlo.contains(ext), "{ext} missing in {ehlo}");
     }
-    assert!(
-        !ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
-        "no TLS configured: {ehlo}"
-    );
-    assert!(
-        c.cmd("MAIL FROM:<taro@example.com>")
-            .await
-            .starts_with("250 2.1.0")
-    );
-    assert!(
-        c.cmd("RCPT TO:<hanako@customer.test>")
-            .await
-            .starts_with("250 2.1.5")
-    );
+    assert!(!ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"), "no TLS configured: {ehlo}");
+    assert!(c.cmd("MAIL FROM:<taro@example.com>").await.starts_with("250 2.1.0"));
+    assert!(c.cmd("RCPT TO:<hanako@customer.test>").await.starts_with("250 2.1.5"));
     assert!(c.cmd("DATA").await.starts_with("354"));
     c.send(MESSAGE).await;
     let r = c.cmd(".").await;
@@ -247,13 +207,11 @@ async fn a_message_goes_through_and_is_stored_unchanged() {
     assert_eq!(m[0].0.rcpt_to, vec!["hanako@customer.test"]);
     assert_eq!(m[0].0.helo, "client.example.com");
     let data = String::from_utf8(m[0].1.clone()).unwrap();
-    assert!(data.starts_with("Received: from client.example.com ([127.0.0.1])\r\n\tby gw.example.com (tomare) with ESMTP;"));
-    let body = &data[data.find("From: ").unwrap()..];
-    assert_eq!(
-        body,
-        MESSAGE.replace("..dot", ".dot"),
-        "dot-unstuffed, otherwise unchanged"
+    assert!(
+        data.starts_with("Received: from client.example.com ([127.0.0.1])\r\n\tby gw.example.com (tomare) with ESMTP;")
     );
+    let body = &data[data.find("From: ").unwrap()..];
+    assert_eq!(body, MESSAGE.replace("..dot", ".dot"), "dot-unstuffed, otherwise unchanged");
 }
 
 #[tokio::test]
@@ -295,19 +253,9 @@ async fn never_an_open_relay() {
     c.cmd("EHLO a").await;
     let r = c.cmd("MAIL FROM:<spammer@evil.test>").await;
     assert!(r.starts_with("550 5.7.1"), "{r}");
-    assert!(
-        c.cmd("MAIL FROM:<x@badexample.com>")
-            .await
-            .starts_with("550 5.7.1"),
-        "look-alike suffix is not internal"
-    );
+    assert!(c.cmd("MAIL FROM:<x@badexample.com>").await.starts_with("550 5.7.1"), "look-alike suffix is not internal");
     assert!(c.cmd("MAIL FROM:<>").await.starts_with("550 5.7.1"));
-    assert!(
-        c.cmd("MAIL FROM:<y@sales.example.com>")
-            .await
-            .starts_with("250"),
-        "subdomain is internal"
-    );
+    assert!(c.cmd("MAIL FROM:<y@sales.example.com>").await.starts_with("250"), "subdomain is internal");
     assert!(h.messages().is_empty());
 }
 
@@ -315,49 +263,24 @@ async fn never_an_open_relay() {
 async fn command_order_and_limits() {
     let h = Harness::new();
     let mut c = h.connect().await;
-    assert!(
-        c.cmd("MAIL FROM:<taro@example.com>")
-            .await
-            .starts_with("503"),
-        "HELO first"
-    );
+    assert!(c.cmd("MAIL FROM:<taro@example.com>").await.starts_with("503"), "HELO first");
     c.cmd("EHLO a").await;
     assert!(c.cmd("RCPT TO:<a@x.test>").await.starts_with("503"));
     assert!(c.cmd("DATA").await.starts_with("503"));
-    assert!(
-        c.cmd("MAIL FROM:<taro@example.com> SIZE=999999")
-            .await
-            .starts_with("552 5.3.4")
-    );
+    assert!(c.cmd("MAIL FROM:<taro@example.com> SIZE=999999").await.starts_with("552 5.3.4"));
     c.cmd("MAIL FROM:<taro@example.com>").await;
-    assert!(
-        c.cmd("MAIL FROM:<taro@example.com>")
-            .await
-            .starts_with("503"),
-        "nested MAIL"
-    );
+    assert!(c.cmd("MAIL FROM:<taro@example.com>").await.starts_with("503"), "nested MAIL");
     for i in 0..3 {
-        assert!(
-            c.cmd(&format!("RCPT TO:<r{i}@x.test>"))
-                .await
-                .starts_with("250")
-        );
+        assert!(c.cmd(&format!("RCPT TO:<r{i}@x.test>")).await.starts_with("250"));
     }
     assert!(c.cmd("RCPT TO:<r4@x.test>").await.starts_with("452 4.5.3"));
     let long = format!("NOOP {}", "x".repeat(5000));
     let r = c.cmd(&long).await;
     assert!(r.starts_with("500 5.5.2"), "command line too long: {r}");
-    assert!(
-        c.cmd("NOOP").await.starts_with("250"),
-        "session survives a long line"
-    );
+    assert!(c.cmd("NOOP").await.starts_with("250"), "session survives a long line");
     assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send(&format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(3000)))
-        .await;
-    assert!(
-        c.cmd(".").await.starts_with("552 5.3.4"),
-        "message over max_message_size"
-    );
+    c.send(&format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(3000))).await;
+    assert!(c.cmd(".").await.starts_with("552 5.3.4"), "message over max_message_size");
     assert!(h.messages().is_empty());
     // The next transaction works.
     c.cmd("MAIL FROM:<taro@example.com>").await;
@@ -376,24 +299,18 @@ async fn smuggled_end_of_data_stays_inside_the_message() {
     c.cmd("RCPT TO:<a@x.test>").await;
     c.cmd("DATA").await;
     // Bare-LF and bare-CR "end of data" followed by a smuggled transaction.
-    c.send("Subject: s\r\n\r\nbody\n.\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nforged\r.\rmore\r\n").await;
+    c.send(
+        "Subject: s\r\n\r\nbody\n.\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nforged\r.\rmore\r\n",
+    )
+    .await;
     let r = c.cmd(".").await;
     assert!(r.starts_with("250 2.0.0"), "{r}");
     let m = h.messages();
     assert_eq!(m.len(), 1, "exactly one message: nothing smuggled");
     let data = String::from_utf8(m[0].1.clone()).unwrap();
-    assert!(
-        data.contains("body\r\n.\r\nMAIL FROM:<ceo@example.com>\r\n"),
-        "{data:?}"
-    );
-    assert!(
-        data.contains("forged\r\n.\r\nmore\r\n"),
-        "bare CR normalised: {data:?}"
-    );
-    assert!(
-        !data.replace("\r\n", "").contains(['\r', '\n']),
-        "only CRLF line ends remain"
-    );
+    assert!(data.contains("body\r\n.\r\nMAIL FROM:<ceo@example.com>\r\n"), "{data:?}");
+    assert!(data.contains("forged\r\n.\r\nmore\r\n"), "bare CR normalised: {data:?}");
+    assert!(!data.replace("\r\n", "").contains(['\r', '\n']), "only CRLF line ends remain");
 }
 
 #[tokio::test]
@@ -404,10 +321,7 @@ async fn too_many_errors_close_the_session() {
         assert!(c.cmd("BOGUS").await.starts_with("500"));
     }
     assert!(c.cmd("BOGUS").await.starts_with("500"));
-    assert!(
-        c.reply().await.starts_with("421 4.7.0"),
-        "the tenth error ends the session"
-    );
+    assert!(c.reply().await.starts_with("421 4.7.0"), "the tenth error ends the session");
     assert_eq!(c.reply().await, "", "connection closed");
 }
 
@@ -427,19 +341,10 @@ async fn auth_only_after_starttls_and_it_allows_relay() {
     let h = Harness::new().with_tls().from("198.51.100.7");
     let mut c = h.connect().await;
     let ehlo = c.cmd("EHLO roaming").await;
-    assert!(
-        ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
-        "{ehlo}"
-    );
-    let r = c
-        .cmd("AUTH PLAIN AHRhcm9AZXhhbXBsZS5jb20AY29ycmVjdCBob3JzZQ==")
-        .await;
+    assert!(ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"), "{ehlo}");
+    let r = c.cmd("AUTH PLAIN AHRhcm9AZXhhbXBsZS5jb20AY29ycmVjdCBob3JzZQ==").await;
     assert!(r.starts_with("538 5.7.11"), "no AUTH in the clear: {r}");
-    assert!(
-        c.cmd("MAIL FROM:<taro@example.com>")
-            .await
-            .starts_with("530 5.7.0")
-    );
+    assert!(c.cmd("MAIL FROM:<taro@example.com>").await.starts_with("530 5.7.0"));
 
     // Commands pipelined behind STARTTLS must not run inside TLS.
     c.send("STARTTLS\r\nMAIL FROM:<taro@example.com>\r\n").await;
@@ -448,61 +353,30 @@ async fn auth_only_after_starttls_and_it_allows_relay() {
         assert!(r.starts_with("220 2.0.0"), "{r}");
         let mut roots = rustls::RootCertStore::empty();
         roots.add(test_cert().0).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, c.stream)
-            .await
-            .unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, c.stream).await.unwrap();
+        Client { stream, buf: Vec::new() }
     };
     let ehlo = c.cmd("EHLO roaming").await;
-    assert!(
-        ehlo.starts_with("250-gw.example.com"),
-        "first reply in TLS is EHLO's: {ehlo}"
-    );
-    assert!(
-        ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"),
-        "{ehlo}"
-    );
-    assert!(
-        c.cmd("MAIL FROM:<taro@example.com>")
-            .await
-            .starts_with("530"),
-        "still needs AUTH"
-    );
+    assert!(ehlo.starts_with("250-gw.example.com"), "first reply in TLS is EHLO's: {ehlo}");
+    assert!(ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(c.cmd("MAIL FROM:<taro@example.com>").await.starts_with("530"), "still needs AUTH");
 
     // Wrong password, then AUTH LOGIN with the right one.
     let r = c.cmd("AUTH PLAIN AHRhcm9AZXhhbXBsZS5jb20Ad3Jvbmc=").await;
     assert!(r.starts_with("535 5.7.8"), "{r}");
     assert!(c.cmd("AUTH LOGIN").await.starts_with("334 VXNlcm5hbWU6"));
-    assert!(
-        c.cmd("dGFyb0BleGFtcGxlLmNvbQ==")
-            .await
-            .starts_with("334 UGFzc3dvcmQ6")
-    );
+    assert!(c.cmd("dGFyb0BleGFtcGxlLmNvbQ==").await.starts_with("334 UGFzc3dvcmQ6"));
     assert!(c.cmd("Y29ycmVjdCBob3JzZQ==").await.starts_with("235 2.7.0"));
-    assert!(
-        c.cmd("MAIL FROM:<taro@example.com>")
-            .await
-            .starts_with("250")
-    );
+    assert!(c.cmd("MAIL FROM:<taro@example.com>").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<partner@x.test>").await.starts_with("250"));
     c.cmd("DATA").await;
-    assert!(
-        c.cmd("Subject: via auth\r\n\r\nok\r\n.")
-            .await
-            .starts_with("250")
-    );
+    assert!(c.cmd("Subject: via auth\r\n\r\nok\r\n.").await.starts_with("250"));
     let m = h.messages();
     assert_eq!(m[0].0.auth_user.as_deref(), Some("taro@example.com"));
     assert!(String::from_utf8_lossy(&m[0].1).contains("with ESMTPSA;"));
@@ -521,10 +395,20 @@ async fn auth_plain_with_separate_line_and_abort() {
     assert!(c.cmd("not base64!").await.starts_with("501 5.5.2"));
     assert!(c.cmd("AUTH CRAM-MD5").await.starts_with("504"));
     assert!(c.cmd("AUTH PLAIN").await.starts_with("334"));
-    assert!(
-        c.cmd("AHRhcm9AZXhhbXBsZS5jb20AY29ycmVjdCBob3JzZQ==")
-            .await
-            .starts_with("235")
-    );
+    assert!(c.cmd("AHRhcm9AZXhhbXBsZS5jb20AY29ycmVjdCBob3JzZQ==").await.starts_with("235"));
     assert!(c.cmd("AUTH PLAIN").await.starts_with("503"), "only once");
+}
+
+#[tokio::test]
+async fn smtputf8_addresses_are_accepted() {
+    let h = Harness::new();
+    let mut c = h.connect().await;
+    assert!(c.cmd("EHLO a").await.contains("SMTPUTF8"));
+    assert!(c.cmd("MAIL FROM:<taro@example.com> SMTPUTF8 BODY=8BITMIME").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<山田@例え.jp>").await.starts_with("250"));
+    c.cmd("DATA").await;
+    assert!(c.cmd("Subject: 件名\r\n\r\n本文\r\n.").await.starts_with("250"));
+    let m = h.messages();
+    assert_eq!(m[0].0.rcpt_to, vec!["山田@例え.jp"]);
+    assert!(String::from_utf8(m[0].1.clone()).unwrap().contains("Subject: 件名\r\n\r\n本文\r\n"));
 }

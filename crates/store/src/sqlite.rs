@@ -1,7 +1,5 @@
 use crate::*;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
@@ -88,16 +86,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(SqliteStore { writer, reader })
     }
 
@@ -113,17 +105,11 @@ fn placeholders(rows: usize, cols: usize) -> String {
 }
 
 fn parse_id(s: String) -> Result<MessageId> {
-    MessageId::parse(&s).ok_or(StoreError::Corrupt {
-        id: s,
-        what: "bad id".into(),
-    })
+    MessageId::parse(&s).ok_or(StoreError::Corrupt { id: s, what: "bad id".into() })
 }
 
 fn parse_state(id: &str, s: &str) -> Result<State> {
-    State::parse(s).ok_or_else(|| StoreError::Corrupt {
-        id: id.into(),
-        what: format!("unknown state {s:?}"),
-    })
+    State::parse(s).ok_or_else(|| StoreError::Corrupt { id: id.into(), what: format!("unknown state {s:?}") })
 }
 
 struct Event<'a> {
@@ -134,11 +120,7 @@ struct Event<'a> {
     detail: String,
 }
 
-async fn insert_events(
-    tx: &mut sqlx::SqliteConnection,
-    at: i64,
-    events: &[Event<'_>],
-) -> Result<()> {
+async fn insert_events(tx: &mut sqlx::SqliteConnection, at: i64, events: &[Event<'_>]) -> Result<()> {
     for chunk in events.chunks(MAX_PARAMS / 6) {
         let sql = format!(
             "INSERT INTO events (org_id, message_id, at, kind, actor, detail) VALUES {}",
@@ -146,13 +128,7 @@ async fn insert_events(
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for e in chunk {
-            q = q
-                .bind(e.org_id)
-                .bind(e.message_id)
-                .bind(at)
-                .bind(e.kind)
-                .bind(e.actor)
-                .bind(&e.detail);
+            q = q.bind(e.org_id).bind(e.message_id).bind(at).bind(e.kind).bind(e.actor).bind(&e.detail);
         }
         q.execute(&mut *tx).await?;
     }
@@ -170,18 +146,10 @@ async fn transition(
 ) -> Result<Transition> {
     let now = tomare_model::now_ms();
     let mut tx = pool.begin().await?;
-    let allowed = from
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(",");
+    let allowed = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(",");
     let sql = format!(
         "UPDATE messages SET state = ?, updated_at = ?{} WHERE id = ? AND state IN ({allowed}) RETURNING org_id",
-        if set_release_now {
-            ", release_at = ?"
-        } else {
-            ""
-        }
+        if set_release_now { ", release_at = ?" } else { "" }
     );
     let mut q = sqlx::query(AssertSqlSafe(sql)).bind(to.as_str()).bind(now);
     if set_release_now {
@@ -199,13 +167,7 @@ async fn transition(
         };
     };
     let org_id: i64 = row.try_get(0)?;
-    let event = Event {
-        org_id,
-        message_id: id.as_str(),
-        kind: to.as_str(),
-        actor,
-        detail: String::new(),
-    };
+    let event = Event { org_id, message_id: id.as_str(), kind: to.as_str(), actor, detail: String::new() };
     insert_events(&mut tx, now, &[event]).await?;
     tx.commit().await?;
     Ok(Transition::Done)
@@ -272,11 +234,7 @@ impl SqliteStore {
     }
 }
 
-async fn insert_batch(
-    conn: &mut sqlx::SqliteConnection,
-    batch: &[NewMessage],
-    now: i64,
-) -> Result<()> {
+async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], now: i64) -> Result<()> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     const COLS: usize = 15;
     for chunk in batch.chunks(MAX_PARAMS / COLS) {
@@ -306,16 +264,8 @@ async fn insert_batch(
         }
         q.execute(&mut *tx).await?;
     }
-    let rcpts: Vec<(&NewMessage, usize, &String)> = batch
-        .iter()
-        .flat_map(|m| {
-            m.envelope
-                .rcpt_to
-                .iter()
-                .enumerate()
-                .map(move |(i, r)| (m, i, r))
-        })
-        .collect();
+    let rcpts: Vec<(&NewMessage, usize, &String)> =
+        batch.iter().flat_map(|m| m.envelope.rcpt_to.iter().enumerate().map(move |(i, r)| (m, i, r))).collect();
     for chunk in rcpts.chunks(MAX_PARAMS / 6) {
         let sql = format!(
             "INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) VALUES {}",
@@ -323,13 +273,7 @@ async fn insert_batch(
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (m, i, r) in chunk {
-            q = q
-                .bind(m.id.as_str())
-                .bind(m.org_id)
-                .bind(*i as i64)
-                .bind(*r)
-                .bind("pending")
-                .bind(now);
+            q = q.bind(m.id.as_str()).bind(m.org_id).bind(*i as i64).bind(*r).bind("pending").bind(now);
         }
         q.execute(&mut *tx).await?;
     }
@@ -343,13 +287,7 @@ async fn insert_batch(
             m.envelope.client_ip,
             m.envelope.helo
         );
-        events.push(Event {
-            org_id: m.org_id,
-            message_id: m.id.as_str(),
-            kind: "received",
-            actor: "smtp",
-            detail,
-        });
+        events.push(Event { org_id: m.org_id, message_id: m.id.as_str(), kind: "received", actor: "smtp", detail });
         let detail = match m.state {
             State::Held => format!("until {}", tomare_model::rfc3339(m.release_at)),
             _ => String::new(),
@@ -370,17 +308,12 @@ async fn insert_batch(
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_org(&self, name: &str) -> Result<OrgId> {
-        sqlx::query(
-            "INSERT INTO orgs (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(tomare_model::now_ms())
-        .execute(&self.writer)
-        .await?;
-        Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?")
+        sqlx::query("INSERT INTO orgs (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
             .bind(name)
-            .fetch_one(&self.writer)
-            .await?)
+            .bind(tomare_model::now_ms())
+            .execute(&self.writer)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?").bind(name).fetch_one(&self.writer).await?)
     }
 
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()> {
@@ -391,13 +324,9 @@ impl Store for SqliteStore {
         let mut conn = self.writer.acquire().await?;
         // The 250 promises the record is on disk: this commit syncs the WAL,
         // and with it every earlier commit (the WAL is written in order).
-        sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
         let result = insert_batch(&mut conn, batch, now).await;
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
         result
     }
 
@@ -442,24 +371,11 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, id: &MessageId, actor: &str) -> Result<Transition> {
-        transition(
-            &self.writer,
-            id,
-            &[State::Held],
-            State::Released,
-            actor,
-            true,
-        )
-        .await
+        transition(&self.writer, id, &[State::Held], State::Released, actor, true).await
     }
 
     async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition> {
-        let from = [
-            State::Received,
-            State::Held,
-            State::Released,
-            State::Deferred,
-        ];
+        let from = [State::Received, State::Held, State::Released, State::Deferred];
         transition(&self.writer, id, &from, State::Cancelled, actor, false).await
     }
 
@@ -528,10 +444,8 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         // One statement per table for the whole batch (UPDATE ... FROM VALUES),
         // not one per message: the batch is what makes recording cheap.
-        let results: Vec<(&DeliveryReport, &RecipientResult)> = reports
-            .iter()
-            .flat_map(|r| r.results.iter().map(move |res| (r, res)))
-            .collect();
+        let results: Vec<(&DeliveryReport, &RecipientResult)> =
+            reports.iter().flat_map(|r| r.results.iter().map(move |res| (r, res))).collect();
         for chunk in results.chunks(MAX_PARAMS / 4) {
             let sql = format!(
                 "UPDATE recipients SET status = v.column3, reply = v.column4, attempts = attempts + 1, updated_at = ? \
@@ -542,11 +456,7 @@ impl Store for SqliteStore {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
             for (r, res) in chunk {
-                q = q
-                    .bind(r.id.as_str())
-                    .bind(&res.address)
-                    .bind(res.status.as_str())
-                    .bind(&res.reply);
+                q = q.bind(r.id.as_str()).bind(&res.address).bind(res.status.as_str()).bind(&res.reply);
             }
             q.execute(&mut *tx).await?;
         }
@@ -560,10 +470,7 @@ impl Store for SqliteStore {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
             for r in chunk {
-                q = q
-                    .bind(r.id.as_str())
-                    .bind(r.state.as_str())
-                    .bind(r.next_attempt_at);
+                q = q.bind(r.id.as_str()).bind(r.state.as_str()).bind(r.next_attempt_at);
             }
             for row in q.fetch_all(&mut *tx).await? {
                 let id: String = row.try_get(0)?;
@@ -593,10 +500,7 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let ids: Vec<(String, i64)> = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_>>()?;
+        let ids: Vec<(String, i64)> = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_>>()?;
         let events: Vec<Event> = ids
             .iter()
             .map(|(id, org)| Event {
@@ -613,71 +517,50 @@ impl Store for SqliteStore {
     }
 
     async fn live_ids(&self) -> Result<Vec<MessageId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled')",
-        )
-        .fetch_all(&self.reader)
-        .await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled')")
+                .fetch_all(&self.reader)
+                .await?;
         ids.into_iter().map(parse_id).collect()
     }
 
     async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<MessageRow>> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages {} ORDER BY id DESC LIMIT ?",
-            if state.is_some() {
-                "WHERE state = ?"
-            } else {
-                ""
-            }
+            if state.is_some() { "WHERE state = ?" } else { "" }
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         if let Some(s) = state {
             q = q.bind(s.as_str());
         }
         let rows = q.bind(limit).fetch_all(&self.reader).await?;
-        let mut out = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let mut out = rows.iter().map(message_from_row).collect::<Result<Vec<_>>>()?;
         self.attach_recipients(&mut out).await?;
         Ok(out)
     }
 
     async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
-        let Some(row) = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
-            .await?
-        else {
+        let Some(row) = sqlx::query(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&self.reader).await? else {
             return Ok(None);
         };
         let mut message = [message_from_row(&row)?];
         self.attach_recipients(&mut message).await?;
-        let events = sqlx::query(
-            "SELECT at, kind, actor, detail FROM events WHERE message_id = ? ORDER BY id",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(EventRow {
-                at: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                actor: r.try_get(2)?,
-                detail: r.try_get(3)?,
+        let events = sqlx::query("SELECT at, kind, actor, detail FROM events WHERE message_id = ? ORDER BY id")
+            .bind(id.as_str())
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(EventRow { at: r.try_get(0)?, kind: r.try_get(1)?, actor: r.try_get(2)?, detail: r.try_get(3)? })
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         let [message] = message;
         Ok(Some((message, events)))
     }
 
     async fn depth(&self) -> Result<Vec<(State, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM messages GROUP BY state")
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM messages GROUP BY state").fetch_all(&self.reader).await?;
         let mut out: Vec<(State, i64)> = State::ALL.iter().map(|s| (*s, 0)).collect();
         for r in rows {
             let s: String = r.try_get(0)?;
@@ -712,9 +595,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT email FROM users ORDER BY email")
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT email FROM users ORDER BY email").fetch_all(&self.reader).await?)
     }
 }
 
@@ -759,31 +640,19 @@ mod tests {
         let now = tomare_model::now_ms();
         let held = message(org, State::Held, now + 60_000, &["a@x.test", "b@y.test"]);
         let due = message(org, State::Held, now - 1, &["c@x.test"]);
-        store
-            .insert_messages(&[held.clone(), due.clone()])
-            .await
-            .unwrap();
+        store.insert_messages(&[held.clone(), due.clone()]).await.unwrap();
 
         assert_eq!(store.next_wakeup().await.unwrap(), Some(now - 1));
         assert_eq!(store.release_due(now).await.unwrap(), vec![due.id.clone()]);
         let claimed = store.claim(now, 10).await.unwrap();
         assert_eq!(claimed.len(), 1, "only the released message is claimed");
         assert_eq!(claimed[0].recipients, vec!["c@x.test".to_string()]);
-        assert!(
-            store.claim(now, 10).await.unwrap().is_empty(),
-            "claimed once only"
-        );
+        assert!(store.claim(now, 10).await.unwrap().is_empty(), "claimed once only");
 
         // The held one cannot be delivered until released, and a cancelled
         // message cannot be released.
-        assert_eq!(
-            store.cancel(&held.id, "cli").await.unwrap(),
-            Transition::Done
-        );
-        assert_eq!(
-            store.release(&held.id, "cli").await.unwrap(),
-            Transition::Refused(State::Cancelled)
-        );
+        assert_eq!(store.cancel(&held.id, "cli").await.unwrap(), Transition::Done);
+        assert_eq!(store.release(&held.id, "cli").await.unwrap(), Transition::Refused(State::Cancelled));
 
         store
             .finish(&[DeliveryReport {
@@ -803,19 +672,10 @@ mod tests {
         assert_eq!(row.state, State::Delivered);
         assert_eq!(row.recipients[0].status, RcptStatus::Delivered);
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(
-            kinds,
-            ["received", "held", "released", "delivering", "delivered"]
-        );
-        assert_eq!(
-            store.release(&due.id, "cli").await.unwrap(),
-            Transition::Refused(State::Delivered)
-        );
+        assert_eq!(kinds, ["received", "held", "released", "delivering", "delivered"]);
+        assert_eq!(store.release(&due.id, "cli").await.unwrap(), Transition::Refused(State::Delivered));
         let missing = MessageId::generate(0);
-        assert_eq!(
-            store.cancel(&missing, "cli").await.unwrap(),
-            Transition::NotFound
-        );
+        assert_eq!(store.cancel(&missing, "cli").await.unwrap(), Transition::NotFound);
     }
 
     #[tokio::test]
@@ -824,20 +684,13 @@ mod tests {
         let org = store.ensure_org("Example").await.unwrap();
         let now = tomare_model::now_ms();
         let m = message(org, State::Released, now, &["ok@x.test", "later@x.test"]);
-        store
-            .insert_messages(std::slice::from_ref(&m))
-            .await
-            .unwrap();
+        store.insert_messages(std::slice::from_ref(&m)).await.unwrap();
         store.claim(now, 10).await.unwrap();
         store
             .finish(&[DeliveryReport {
                 id: m.id.clone(),
                 results: vec![
-                    RecipientResult {
-                        address: "ok@x.test".into(),
-                        status: RcptStatus::Delivered,
-                        reply: "250".into(),
-                    },
+                    RecipientResult { address: "ok@x.test".into(), status: RcptStatus::Delivered, reply: "250".into() },
                     RecipientResult {
                         address: "later@x.test".into(),
                         status: RcptStatus::Deferred,
@@ -850,16 +703,9 @@ mod tests {
             }])
             .await
             .unwrap();
-        assert!(
-            store.claim(now, 10).await.unwrap().is_empty(),
-            "not due yet"
-        );
+        assert!(store.claim(now, 10).await.unwrap().is_empty(), "not due yet");
         let again = store.claim(now + 1000, 10).await.unwrap();
-        assert_eq!(
-            again[0].recipients,
-            vec!["later@x.test".to_string()],
-            "delivered recipient not retried"
-        );
+        assert_eq!(again[0].recipients, vec!["later@x.test".to_string()], "delivered recipient not retried");
         assert_eq!(again[0].attempts, 1);
         // A crash while delivering: recovery puts it back.
         assert_eq!(store.recover().await.unwrap(), 1);

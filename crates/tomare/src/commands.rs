@@ -40,10 +40,7 @@ pub fn config(command: ConfigCommand) -> Result<ExitCode> {
                     for e in errors {
                         match e.line {
                             0 => eprintln!("{name}: {}", e.message),
-                            line => eprintln!(
-                                "{}",
-                                t(lang, "config.error", &[&name, &line, &e.message])
-                            ),
+                            line => eprintln!("{}", t(lang, "config.error", &[&name, &line, &e.message])),
                         }
                     }
                     Ok(ExitCode::FAILURE)
@@ -54,9 +51,7 @@ pub fn config(command: ConfigCommand) -> Result<ExitCode> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 fn parse_id(lang: Lang, id: &str) -> Result<MessageId> {
@@ -112,7 +107,10 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                 } else if rows.is_empty() {
                     println!("{}", t(lang, "queue.empty", &[]));
                 } else {
-                    println!("{:<26}  {:<10}  {:<20}  {:<28}  {:<28}  SUBJECT", "ID", "STATE", "RECEIVED", "FROM", "TO");
+                    println!(
+                        "{:<26}  {:<10}  {:<20}  {:<28}  {:<28}  SUBJECT",
+                        "ID", "STATE", "RECEIVED", "FROM", "TO"
+                    );
                     for m in &rows {
                         let to: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
                         println!(
@@ -142,7 +140,8 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                     v["client_ip"] = json!(m.client_ip);
                     v["auth_user"] = json!(m.auth_user);
                     v["recipients"] = json!(m.recipients);
-                    v["events"] = json!(events
+                    v["events"] =
+                        json!(events
                         .iter()
                         .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail }))
                         .collect::<Vec<_>>());
@@ -198,12 +197,7 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
     })
 }
 
-async fn report(
-    lang: Lang,
-    id: &MessageId,
-    result: Transition,
-    done_key: &str,
-) -> Result<ExitCode> {
+async fn report(lang: Lang, id: &MessageId, result: Transition, done_key: &str) -> Result<ExitCode> {
     Ok(match result {
         Transition::Done => {
             println!("{}", t(lang, done_key, &[id]));
@@ -224,18 +218,12 @@ pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(hash.to_string())
 }
 
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
@@ -245,11 +233,7 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
         match command {
             UserCommand::Add { email } | UserCommand::Passwd { email } => {
                 if !is_internal_domain(&domain_of(&email), &config.org.internal_domains) {
-                    bail!(t(
-                        lang,
-                        "user.outside_org",
-                        &[&email, &config.org.internal_domains.join(", ")]
-                    ));
+                    bail!(t(lang, "user.outside_org", &[&email, &config.org.internal_domains.join(", ")]));
                 }
                 eprintln!("{}", t(lang, "user.password_prompt", &[]));
                 let mut password = String::new();
@@ -259,9 +243,7 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
                     bail!(t(lang, "user.empty_password", &[]));
                 }
                 let org = store.ensure_org(&config.org.name).await?;
-                store
-                    .put_user(org, &email, &hash_password(password)?)
-                    .await?;
+                store.put_user(org, &email, &hash_password(password)?).await?;
                 println!("{}", t(lang, "user.saved", &[&email]));
             }
             UserCommand::List => {

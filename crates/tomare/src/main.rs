@@ -11,11 +11,7 @@ use std::process::ExitCode;
 use tomare_config::Config;
 
 #[derive(Parser)]
-#[command(
-    name = "tomare",
-    version,
-    about = "Outbound mail gateway that stops mis-sent mail before it leaves"
-)]
+#[command(name = "tomare", version, about = "Outbound mail gateway that stops mis-sent mail before it leaves")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,16 +98,10 @@ pub enum UserCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, log_format } => {
-            load(config.as_deref()).and_then(|c| serve::run(c, log_format))
-        }
+        Command::Serve { config, log_format } => load(config.as_deref()).and_then(|c| serve::run(c, log_format)),
         Command::Config { command } => commands::config(command),
-        Command::Queue { config, command } => {
-            load(config.as_deref()).and_then(|c| commands::queue(c, command))
-        }
-        Command::User { config, command } => {
-            load(config.as_deref()).and_then(|c| commands::user(c, command))
-        }
+        Command::Queue { config, command } => load(config.as_deref()).and_then(|c| commands::queue(c, command)),
+        Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
     };
     match result {
         Ok(code) => code,
@@ -127,13 +117,9 @@ fn load(path: Option<&Path>) -> Result<Config> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Config::parse(&text).map_err(|errors| {
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{}: {e}", path.display()))
-            .collect();
+        let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", path.display())).collect();
         anyhow::anyhow!("invalid config:\n{}", lines.join("\n"))
     })
 }

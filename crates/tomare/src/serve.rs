@@ -26,9 +26,7 @@ const GRACE: Duration = Duration::from_secs(30);
 
 pub fn run(config: Config, log_format: LogFormat) -> Result<ExitCode> {
     init_logging(log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -36,9 +34,7 @@ pub fn run(config: Config, log_format: LogFormat) -> Result<ExitCode> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOMARE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -59,12 +55,9 @@ pub fn hostname(config: &Config) -> String {
 
 pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
     let dir = &config.storage.data_dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
     let db = dir.join("tomare.db");
-    let store = SqliteStore::open(&db)
-        .await
-        .with_context(|| format!("opening {}", db.display()))?;
+    let store = SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?;
     Ok(Arc::new(store))
 }
 
@@ -97,13 +90,8 @@ async fn serve(config: Config) -> Result<()> {
         Some(tls) => Some(load_tls(&tls.cert, &tls.key)?),
         None => None,
     };
-    let helo_name = if config.delivery.helo_name.is_empty() {
-        host.clone()
-    } else {
-        config.delivery.helo_name.clone()
-    };
-    let delivery =
-        Arc::new(Delivery::from_config(&config, helo_name).context("setting up delivery")?);
+    let helo_name = if config.delivery.helo_name.is_empty() { host.clone() } else { config.delivery.helo_name.clone() };
+    let delivery = Arc::new(Delivery::from_config(&config, helo_name).context("setting up delivery")?);
 
     let metrics = Arc::new(Metrics::default());
     let released = Arc::new(Notify::new());
@@ -112,14 +100,8 @@ async fn serve(config: Config) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (queue_shutdown_tx, queue_shutdown) = watch::channel(false);
     let dyn_store: Arc<dyn Store> = store.clone();
-    let (acceptor, committer) = Acceptor::start(
-        &config,
-        org_id,
-        spool,
-        dyn_store.clone(),
-        metrics.clone(),
-        released.clone(),
-    );
+    let (acceptor, committer) =
+        Acceptor::start(&config, org_id, spool, dyn_store.clone(), metrics.clone(), released.clone());
     let queue = Queue::start(
         &config,
         host.clone(),
@@ -138,11 +120,7 @@ async fn serve(config: Config) -> Result<()> {
         max_connections: config.smtp.max_connections,
     };
     let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
-    let web_task = tokio::spawn(tomare_web::serve(
-        web_listener,
-        tomare_web::router(dyn_store, metrics),
-        shutdown,
-    ));
+    let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(dyn_store, metrics), shutdown));
 
     banner(lang, &config, tls.is_some());
     wait_for_signal().await;
@@ -161,26 +139,11 @@ async fn serve(config: Config) -> Result<()> {
 }
 
 fn banner(lang: Lang, config: &Config, tls: bool) {
-    let nets: Vec<String> = config
-        .smtp
-        .allowed_networks
-        .iter()
-        .map(|n| format!("{}/{}", n.addr, n.prefix))
-        .collect();
+    let nets: Vec<String> = config.smtp.allowed_networks.iter().map(|n| format!("{}/{}", n.addr, n.prefix)).collect();
     let domains = config.org.internal_domains.join(", ");
     let data_dir = config.storage.data_dir.display();
-    println!(
-        "{}",
-        t(lang, "serve.running", &[&env!("CARGO_PKG_VERSION")])
-    );
-    println!(
-        "{}",
-        t(
-            lang,
-            "serve.smtp",
-            &[&config.smtp.listen, &nets.join(", "), &domains]
-        )
-    );
+    println!("{}", t(lang, "serve.running", &[&env!("CARGO_PKG_VERSION")]));
+    println!("{}", t(lang, "serve.smtp", &[&config.smtp.listen, &nets.join(", "), &domains]));
     if tls {
         println!("{}", t(lang, "serve.smtp_tls", &[]));
     }
@@ -192,39 +155,17 @@ fn banner(lang: Lang, config: &Config, tls: bool) {
             println!("{}", t(lang, "serve.delivery_sandbox", &[&dir.display()]));
         }
         DeliveryMode::Relay => {
-            println!(
-                "{}",
-                t(
-                    lang,
-                    "serve.delivery_relay",
-                    &[&config.delivery.relay.host, &config.delivery.relay.port]
-                )
-            )
+            println!("{}", t(lang, "serve.delivery_relay", &[&config.delivery.relay.host, &config.delivery.relay.port]))
         }
         DeliveryMode::Mx => println!("{}", t(lang, "serve.delivery_mx", &[])),
     }
     let hold = |d: &tomare_config::Duration| format!("{}s", d.0.as_secs());
-    println!(
-        "{}",
-        t(
-            lang,
-            "serve.hold",
-            &[&hold(&config.hold.external), &hold(&config.hold.internal)]
-        )
-    );
+    println!("{}", t(lang, "serve.hold", &[&hold(&config.hold.external), &hold(&config.hold.internal)]));
     if config == &Config::default() {
-        let domain = config
-            .org
-            .internal_domains
-            .first()
-            .cloned()
-            .unwrap_or_default();
+        let domain = config.org.internal_domains.first().cloned().unwrap_or_default();
         println!();
         println!("{}", t(lang, "serve.first_message", &[]));
-        println!(
-            "  swaks --server {} --from you@{domain} --to colleague@{domain}",
-            config.smtp.listen
-        );
+        println!("  swaks --server {} --from you@{domain} --to colleague@{domain}", config.smtp.listen);
         println!("{}", t(lang, "serve.see_it", &[]));
         println!("  cargo run --release -- queue list");
         println!("  ls {}", config.storage.data_dir.join("sandbox").display());
@@ -255,8 +196,7 @@ fn load_tls(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
         .with_context(|| format!("reading {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading key {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading key {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -271,11 +211,7 @@ struct Sink(Acceptor);
 #[async_trait]
 impl MessageSink for Sink {
     async fn accept(&self, envelope: Envelope, data: Vec<u8>) -> Result<String, String> {
-        self.0
-            .accept(envelope, data, false)
-            .await
-            .map(|id| id.to_string())
-            .map_err(|e| e.to_string())
+        self.0.accept(envelope, data, false).await.map(|id| id.to_string()).map_err(|e| e.to_string())
     }
 }
 
@@ -289,9 +225,7 @@ impl Authenticator for Users {
         };
         let password = password.to_string();
         // argon2 is slow on purpose: keep it off the async workers.
-        tokio::task::spawn_blocking(move || crate::commands::verify_password(&hash, &password))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || crate::commands::verify_password(&hash, &password)).await.unwrap_or(false)
     }
 }
 
@@ -299,13 +233,7 @@ struct Relay(Arc<Delivery>);
 
 #[async_trait]
 impl Transport for Relay {
-    async fn send(
-        &self,
-        id: &MessageId,
-        mail_from: &str,
-        rcpts: &[String],
-        data: &[u8],
-    ) -> Vec<RcptOutcome> {
+    async fn send(&self, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome> {
         self.0.send(id, mail_from, rcpts, data).await
     }
 }

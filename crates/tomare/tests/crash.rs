@@ -13,10 +13,7 @@ use std::time::{Duration, Instant};
 fn every_acknowledged_message_survives_kill_9() {
     let sink = Sink::start();
     sink.plan.lock().unwrap().data_delay = Duration::from_millis(2);
-    let mut g = Gateway::start(&format!(
-        "{}[hold]\nexternal = \"0s\"\n",
-        relay_to(sink.port, "concurrency = 4")
-    ));
+    let mut g = Gateway::start(&format!("{}[hold]\nexternal = \"0s\"\n", relay_to(sink.port, "concurrency = 4")));
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let seq = Arc::new(AtomicUsize::new(0));
 
@@ -25,19 +22,12 @@ fn every_acknowledged_message_survives_kill_9() {
         let before = acked.lock().unwrap().len();
         let senders: Vec<_> = (0..8)
             .map(|_| {
-                let (smtp, acked, seq, stop) =
-                    (g.smtp.clone(), acked.clone(), seq.clone(), stop.clone());
+                let (smtp, acked, seq, stop) = (g.smtp.clone(), acked.clone(), seq.clone(), stop.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let mid =
-                            format!("crash-{}@example.com", seq.fetch_add(1, Ordering::Relaxed));
+                        let mid = format!("crash-{}@example.com", seq.fetch_add(1, Ordering::Relaxed));
                         let body = message("crash test", &mid);
-                        match smtp_send(
-                            &smtp,
-                            "taro@example.com",
-                            &["a@customer.test", "b@partner.test"],
-                            &body,
-                        ) {
+                        match smtp_send(&smtp, "taro@example.com", &["a@customer.test", "b@partner.test"], &body) {
                             Ok(_) => acked.lock().unwrap().push(mid),
                             // The server is gone: this message got no 250,
                             // so no promise was made about it.
@@ -62,11 +52,7 @@ fn every_acknowledged_message_survives_kill_9() {
     }
 
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
-    assert!(
-        acked.len() >= 450,
-        "load too small to mean anything: {}",
-        acked.len()
-    );
+    assert!(acked.len() >= 450, "load too small to mean anything: {}", acked.len());
     let delivered = || -> HashSet<String> {
         sink.messages()
             .iter()
@@ -83,11 +69,7 @@ fn every_acknowledged_message_survives_kill_9() {
         &missing[..missing.len().min(5)],
         g.log()
     );
-    let ids: Vec<String> = sink
-        .messages()
-        .iter()
-        .filter_map(|m| m.header("Message-ID"))
-        .collect();
+    let ids: Vec<String> = sink.messages().iter().filter_map(|m| m.header("Message-ID")).collect();
     let dups = count_by(&ids).values().filter(|n| **n > 1).count();
     eprintln!(
         "acknowledged {}, delivered {} distinct, {} delivered twice (at-least-once after a crash)",
@@ -96,9 +78,5 @@ fn every_acknowledged_message_survives_kill_9() {
         dups
     );
     // Every delivered copy carried both recipients in one transaction.
-    assert!(
-        sink.messages()
-            .iter()
-            .all(|m| m.rcpts == ["a@customer.test", "b@partner.test"])
-    );
+    assert!(sink.messages().iter().all(|m| m.rcpts == ["a@customer.test", "b@partner.test"]));
 }

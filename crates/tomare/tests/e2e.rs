@@ -24,36 +24,18 @@ fn swaks_to_postfix_smtp_sink() {
         .expect("smtp-sink (Debian package postfix) must be installed");
     let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink_port, "")));
     let out = Command::new("swaks")
-        .args([
-            "--server",
-            &g.smtp,
-            "--from",
-            "taro@example.com",
-            "--to",
-            "partner@customer.test",
-        ])
-        .args([
-            "--header",
-            "Subject: swaks test 見積書",
-            "--body",
-            "Hello from swaks",
-        ])
+        .args(["--server", &g.smtp, "--from", "taro@example.com", "--to", "partner@customer.test"])
+        .args(["--header", "Subject: swaks test 見積書", "--body", "Hello from swaks"])
         .output()
         .expect("swaks must be installed");
     let transcript = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{transcript}");
-    let id = transcript
-        .lines()
-        .find(|l| l.contains("queued as"))
-        .map(queued_id)
-        .expect("queued");
+    let id = transcript.lines().find(|l| l.contains("queued as")).map(queued_id).expect("queued");
 
     let arrived = wait_until(Duration::from_secs(10), || {
-        files_in(sink_dir.path()).iter().any(|f| {
-            std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .contains("Hello from swaks")
-        })
+        files_in(sink_dir.path())
+            .iter()
+            .any(|f| std::fs::read_to_string(f).unwrap_or_default().contains("Hello from swaks"))
     });
     let _ = sink.kill();
     let _ = sink.wait();
@@ -61,29 +43,15 @@ fn swaks_to_postfix_smtp_sink() {
     let file = files_in(sink_dir.path()).into_iter().next().unwrap();
     let text = std::fs::read_to_string(file).unwrap();
     assert!(text.contains("X-Mail-Args: <taro@example.com>"), "{text}");
-    assert!(
-        text.contains("X-Rcpt-Args: <partner@customer.test>"),
-        "{text}"
-    );
-    assert!(
-        text.contains("by gw.example.com (tomare)"),
-        "our Received header: {text}"
-    );
+    assert!(text.contains("X-Rcpt-Args: <partner@customer.test>"), "{text}");
+    assert!(text.contains("by gw.example.com (tomare)"), "our Received header: {text}");
 
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "delivered"));
     let rows = g.cli_json(&["queue", "list", "--json"]);
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id.as_str())
-        .unwrap();
+    let row = rows.as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).unwrap();
     assert_eq!(row["from"], "taro@example.com");
     assert_eq!(row["to"], serde_json::json!(["partner@customer.test"]));
-    assert!(
-        row["subject"].as_str().unwrap().contains("swaks test"),
-        "{row}"
-    );
+    assert!(row["subject"].as_str().unwrap().contains("swaks test"), "{row}");
     assert!(row["received_at"].as_str().unwrap().ends_with('Z'));
     assert!(row["release_at"].is_string());
 }
@@ -107,60 +75,28 @@ with smtplib.SMTP(host, int(port)) as s:
     s.sendmail("taro@example.com", ["a@customer.test", "b@other.test"], msg.encode("utf-8"))
 sys.stdout.write(msg)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &g.smtp])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("python3").args(["-c", script, &g.smtp]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let sent = out.stdout;
-    assert!(
-        wait_until(Duration::from_secs(10), || sink.count() == 1),
-        "{}",
-        g.log()
-    );
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 1), "{}", g.log());
     let got = &sink.messages()[0];
     assert_eq!(got.mail_from, "taro@example.com");
     assert_eq!(got.rcpts, vec!["a@customer.test", "b@other.test"]);
     let text = got.text();
-    assert!(
-        text.starts_with("Received: from python.example.com ([127.0.0.1])"),
-        "{text}"
-    );
+    assert!(text.starts_with("Received: from python.example.com ([127.0.0.1])"), "{text}");
     let after_received = &got.data[text.find("DKIM-Signature").unwrap()..];
-    assert_eq!(
-        after_received,
-        &sent[..],
-        "message bytes changed in transit"
-    );
+    assert_eq!(after_received, &sent[..], "message bytes changed in transit");
 }
 
 #[test]
 fn held_mail_waits_and_is_released_on_time() {
     let sink = Sink::start();
-    let g = Gateway::start(&format!(
-        "{}[hold]\nexternal = \"2s\"\ninternal = \"0s\"\n",
-        relay_to(sink.port, "")
-    ));
+    let g = Gateway::start(&format!("{}[hold]\nexternal = \"2s\"\ninternal = \"0s\"\n", relay_to(sink.port, "")));
     let started = std::time::Instant::now();
-    let r = smtp_send(
-        &g.smtp,
-        "taro@example.com",
-        &["x@customer.test"],
-        &message("held", "h1@example.com"),
-    )
-    .unwrap();
+    let r = smtp_send(&g.smtp, "taro@example.com", &["x@customer.test"], &message("held", "h1@example.com")).unwrap();
     let external = queued_id(&r);
-    let r = smtp_send(
-        &g.smtp,
-        "taro@example.com",
-        &["jiro@example.com"],
-        &message("internal", "i1@example.com"),
-    )
-    .unwrap();
+    let r =
+        smtp_send(&g.smtp, "taro@example.com", &["jiro@example.com"], &message("internal", "i1@example.com")).unwrap();
     let internal = queued_id(&r);
 
     // Internal-only mail is not held.
@@ -169,77 +105,33 @@ fn held_mail_waits_and_is_released_on_time() {
     assert_eq!(g.state(&external), "held");
     let held = g.cli_json(&["queue", "list", "--state", "held", "--json"]);
     assert_eq!(held.as_array().unwrap().len(), 1);
-    assert!(
-        wait_until(Duration::from_secs(6), || sink.count() == 2),
-        "{}",
-        g.log()
-    );
+    assert!(wait_until(Duration::from_secs(6), || sink.count() == 2), "{}", g.log());
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_secs(2),
-        "released early: {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_millis(3500),
-        "released late: {waited:?}"
-    );
+    assert!(waited >= Duration::from_secs(2), "released early: {waited:?}");
+    assert!(waited < Duration::from_millis(3500), "released late: {waited:?}");
     let kinds: Vec<String> = g.show(&external)["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        kinds,
-        ["received", "held", "released", "delivering", "delivered"]
-    );
+    assert_eq!(kinds, ["received", "held", "released", "delivering", "delivered"]);
 }
 
 #[test]
 fn release_now_and_cancel_during_hold() {
     let sink = Sink::start();
-    let g = Gateway::start(&format!(
-        "{}[hold]\nexternal = \"1h\"\n",
-        relay_to(sink.port, "")
-    ));
-    let a = queued_id(
-        &smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["a@customer.test"],
-            &message("A", "a@x"),
-        )
-        .unwrap(),
-    );
-    let b = queued_id(
-        &smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["b@customer.test"],
-            &message("B", "b@x"),
-        )
-        .unwrap(),
-    );
+    let g = Gateway::start(&format!("{}[hold]\nexternal = \"1h\"\n", relay_to(sink.port, "")));
+    let a = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("A", "a@x")).unwrap());
+    let b = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["b@customer.test"], &message("B", "b@x")).unwrap());
     assert_eq!(g.state(&a), "held");
     assert_eq!(g.show(&a)["release_at"].as_str().map(|s| s.len()), Some(20));
 
     let out = g.cli(&["queue", "release", &a]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = g.cli(&["queue", "cancel", &b]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        wait_until(Duration::from_secs(5), || sink.count() == 1),
-        "{}",
-        g.log()
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(wait_until(Duration::from_secs(5), || sink.count() == 1), "{}", g.log());
     assert_eq!(g.state(&a), "delivered");
     assert_eq!(g.state(&b), "cancelled");
     // A cancelled message is never delivered, and cannot be released again.
@@ -260,14 +152,7 @@ fn senders_outside_the_org_are_refused() {
     let sink = Sink::start();
     let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink.port, "")));
     let out = Command::new("swaks")
-        .args([
-            "--server",
-            &g.smtp,
-            "--from",
-            "spam@evil.test",
-            "--to",
-            "victim@customer.test",
-        ])
+        .args(["--server", &g.smtp, "--from", "spam@evil.test", "--to", "victim@customer.test"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -281,19 +166,11 @@ try:
 except smtplib.SMTPSenderRefused as e:
     print(e.smtp_code)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &g.smtp])
-        .output()
-        .unwrap();
+    let out = Command::new("python3").args(["-c", script, &g.smtp]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "550");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.count(), 0);
-    assert!(
-        g.cli_json(&["queue", "list", "--json"])
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(g.cli_json(&["queue", "list", "--json"]).as_array().unwrap().is_empty());
 }
 
 #[test]
@@ -301,34 +178,14 @@ fn temporary_failures_are_retried_and_delivered_once() {
     let sink = Sink::start();
     sink.plan.lock().unwrap().temp_fail_data = 2;
     let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink.port, "")));
-    let id = queued_id(
-        &smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["a@customer.test"],
-            &message("retry", "r@x"),
-        )
-        .unwrap(),
-    );
-    assert!(
-        wait_until(Duration::from_secs(15), || g.state(&id) == "delivered"),
-        "{}",
-        g.log()
-    );
+    let id =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("retry", "r@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(15), || g.state(&id) == "delivered"), "{}", g.log());
     assert_eq!(sink.count(), 1, "delivered exactly once");
     let shown = g.show(&id);
     assert_eq!(shown["attempts"], 3);
-    let kinds: Vec<&str> = shown["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "deferred").count(),
-        2,
-        "{kinds:?}"
-    );
+    let kinds: Vec<&str> = shown["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "deferred").count(), 2, "{kinds:?}");
     assert_eq!(shown["recipients"][0]["status"], "delivered");
 }
 
@@ -338,42 +195,21 @@ fn permanent_failure_sends_a_dsn_to_the_sender() {
     sink.plan.lock().unwrap().reject_rcpt = vec!["nobody@customer.test".into()];
     let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink.port, "")));
     let id = queued_id(
-        &smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["ok@customer.test", "nobody@customer.test"],
-            &message("dsn", "d@x"),
-        )
-        .unwrap(),
+        &smtp_send(&g.smtp, "taro@example.com", &["ok@customer.test", "nobody@customer.test"], &message("dsn", "d@x"))
+            .unwrap(),
     );
     // The good recipient gets the message; the sender gets a DSN for the other.
-    assert!(
-        wait_until(Duration::from_secs(10), || sink.count() == 2),
-        "{}",
-        g.log()
-    );
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
     let msgs = sink.messages();
-    let original = msgs
-        .iter()
-        .find(|m| m.mail_from == "taro@example.com")
-        .unwrap();
+    let original = msgs.iter().find(|m| m.mail_from == "taro@example.com").unwrap();
     assert_eq!(original.rcpts, vec!["ok@customer.test"]);
-    let dsn = msgs
-        .iter()
-        .find(|m| m.mail_from.is_empty())
-        .expect("DSN with the null sender");
+    let dsn = msgs.iter().find(|m| m.mail_from.is_empty()).expect("DSN with the null sender");
     assert_eq!(dsn.rcpts, vec!["taro@example.com"]);
     let text = dsn.text();
-    assert!(
-        text.contains("multipart/report; report-type=delivery-status"),
-        "{text}"
-    );
+    assert!(text.contains("multipart/report; report-type=delivery-status"), "{text}");
     assert!(text.contains("Final-Recipient: rfc822; nobody@customer.test"));
     assert!(text.contains("Status: 5.1.1"));
-    assert!(
-        text.contains("Message-ID: <d@x>"),
-        "original headers returned"
-    );
+    assert!(text.contains("Message-ID: <d@x>"), "original headers returned");
     assert_eq!(g.state(&id), "failed");
     let rcpts = g.show(&id)["recipients"].clone();
     assert_eq!(rcpts[0]["status"], "delivered");
@@ -385,38 +221,19 @@ fn permanent_failure_sends_a_dsn_to_the_sender() {
 fn no_bounce_for_a_bounce() {
     // The DSN itself cannot be delivered: it must fail quietly.
     let sink = Sink::start();
-    sink.plan.lock().unwrap().reject_rcpt =
-        vec!["nobody@customer.test".into(), "taro@example.com".into()];
+    sink.plan.lock().unwrap().reject_rcpt = vec!["nobody@customer.test".into(), "taro@example.com".into()];
     let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink.port, "")));
-    let id = queued_id(
-        &smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["nobody@customer.test"],
-            &message("x", "x@x"),
-        )
-        .unwrap(),
-    );
+    let id =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["nobody@customer.test"], &message("x", "x@x")).unwrap());
     assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "failed"));
     let dsn_failed = || {
         let rows = g.cli_json(&["queue", "list", "--json"]);
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["dsn"] == true && r["state"] == "failed")
+        rows.as_array().unwrap().iter().any(|r| r["dsn"] == true && r["state"] == "failed")
     };
-    assert!(
-        wait_until(Duration::from_secs(10), dsn_failed),
-        "{}",
-        g.log()
-    );
+    assert!(wait_until(Duration::from_secs(10), dsn_failed), "{}", g.log());
     std::thread::sleep(Duration::from_secs(1));
     let rows = g.cli_json(&["queue", "list", "--json"]);
-    assert_eq!(
-        rows.as_array().unwrap().len(),
-        2,
-        "the failed DSN made no further DSN: {rows}"
-    );
+    assert_eq!(rows.as_array().unwrap().len(), 2, "the failed DSN made no further DSN: {rows}");
     assert_eq!(sink.count(), 0);
 }
 
@@ -429,124 +246,51 @@ fn expired_mail_fails_with_a_dsn() {
         "{}{HOLD_NONE}",
         relay_to(dead_port, "max_lifetime = \"2s\"\nconnect_timeout = \"1s\"")
     ));
-    let id = queued_id(
-        &smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["a@customer.test"],
-            &message("exp", "e@x"),
-        )
-        .unwrap(),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || g.state(&id) == "failed"),
-        "{}",
-        g.log()
-    );
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("exp", "e@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "failed"), "{}", g.log());
     let shown = g.show(&id);
-    assert!(
-        shown["recipients"][0]["reply"]
-            .as_str()
-            .unwrap()
-            .starts_with("gave up after 2s"),
-        "{shown}"
-    );
+    assert!(shown["recipients"][0]["reply"].as_str().unwrap().starts_with("gave up after 2s"), "{shown}");
     let dsn = g.cli_json(&["queue", "list", "--json"]);
-    assert!(
-        dsn.as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["dsn"] == true && r["to"][0] == "taro@example.com")
-    );
+    assert!(dsn.as_array().unwrap().iter().any(|r| r["dsn"] == true && r["to"][0] == "taro@example.com"));
     drop(dsn_sink);
 }
 
 #[test]
 fn sink_down_for_a_while_then_delivered() {
     let port = free_port();
-    let g = Gateway::start(&format!(
-        "{}{HOLD_NONE}",
-        relay_to(port, "connect_timeout = \"1s\"")
-    ));
-    let id = queued_id(
-        &smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["a@customer.test"],
-            &message("down", "dn@x"),
-        )
-        .unwrap(),
-    );
-    assert!(
-        wait_until(Duration::from_secs(5), || g.state(&id) == "deferred"),
-        "{}",
-        g.log()
-    );
-    let reply = g.show(&id)["recipients"][0]["reply"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        reply.contains(&port.to_string()),
-        "reason names the relay: {reply}"
-    );
+    let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(port, "connect_timeout = \"1s\"")));
+    let id =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("down", "dn@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "deferred"), "{}", g.log());
+    let reply = g.show(&id)["recipients"][0]["reply"].as_str().unwrap().to_string();
+    assert!(reply.contains(&port.to_string()), "reason names the relay: {reply}");
     let sink = Sink::start_on(port);
-    assert!(
-        wait_until(Duration::from_secs(10), || sink.count() == 1),
-        "{}",
-        g.log()
-    );
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 1), "{}", g.log());
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "delivered"));
 }
 
 #[test]
 fn connections_to_the_relay_are_reused() {
     let sink = Sink::start();
-    let g = Gateway::start(&format!(
-        "{}{HOLD_NONE}",
-        relay_to(sink.port, "concurrency = 1")
-    ));
+    let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink.port, "concurrency = 1")));
     for i in 0..5 {
-        smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["a@customer.test"],
-            &message("reuse", &format!("{i}@x")),
-        )
-        .unwrap();
+        smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("reuse", &format!("{i}@x"))).unwrap();
     }
-    assert!(
-        wait_until(Duration::from_secs(10), || sink.count() == 5),
-        "{}",
-        g.log()
-    );
-    assert_eq!(
-        *sink.connections.lock().unwrap(),
-        1,
-        "one connection for five messages"
-    );
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 5), "{}", g.log());
+    assert_eq!(*sink.connections.lock().unwrap(), 1, "one connection for five messages");
 }
 
 #[test]
 fn sandbox_captures_and_nothing_leaves() {
     let g = Gateway::start(HOLD_NONE);
-    let id = queued_id(
-        &smtp_send(
-            &g.smtp,
-            "taro@example.com",
-            &["a@customer.test"],
-            &message("sb", "sb@x"),
-        )
-        .unwrap(),
-    );
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("sb", "sb@x")).unwrap());
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "delivered"));
     let copy = g.data_dir().join("sandbox").join(format!("{id}.eml"));
     let text = std::fs::read_to_string(&copy).unwrap();
     assert!(text.contains("Message-ID: <sb@x>"));
     assert_eq!(g.show(&id)["sandbox_copy"], copy.display().to_string());
     let envelope: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(copy.with_extension("json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(copy.with_extension("json")).unwrap()).unwrap();
     assert_eq!(envelope["rcpt_to"][0], "a@customer.test");
 }
 
@@ -556,19 +300,8 @@ fn health_and_metrics() {
     let (code, body) = g.http_get("/healthz");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"ok\""));
-    smtp_send(
-        &g.smtp,
-        "taro@example.com",
-        &["a@customer.test"],
-        &message("m", "m@x"),
-    )
-    .unwrap();
-    let _ = smtp_send(
-        &g.smtp,
-        "x@evil.test",
-        &["a@customer.test"],
-        &message("m", "m2@x"),
-    );
+    smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("m", "m@x")).unwrap();
+    let _ = smtp_send(&g.smtp, "x@evil.test", &["a@customer.test"], &message("m", "m2@x"));
     assert!(wait_until(Duration::from_secs(5), || g
         .http_get("/metrics")
         .1
@@ -608,21 +341,14 @@ fn sigterm_lets_an_open_transaction_finish() {
         }
     };
     read(&mut reader);
-    out.write_all(
-        b"EHLO a\r\nMAIL FROM:<taro@example.com>\r\nRCPT TO:<a@customer.test>\r\nDATA\r\n",
-    )
-    .unwrap();
+    out.write_all(b"EHLO a\r\nMAIL FROM:<taro@example.com>\r\nRCPT TO:<a@customer.test>\r\nDATA\r\n").unwrap();
     for _ in 0..4 {
         read(&mut reader);
     }
-    out.write_all(b"Subject: in flight\r\n\r\npart one\r\n")
-        .unwrap();
+    out.write_all(b"Subject: in flight\r\n\r\npart one\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let pid = g.pid();
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     out.write_all(b"part two\r\n.\r\n").unwrap();
     let r = read(&mut reader);
@@ -633,63 +359,94 @@ fn sigterm_lets_an_open_transaction_finish() {
     assert!(status.success(), "{}", g.log());
     // Delivered before the exit, or else right after the next start: once.
     g.spawn();
-    assert!(
-        wait_until(Duration::from_secs(10), || sink.count() == 1),
-        "{}",
-        g.log()
-    );
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 1), "{}", g.log());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.count(), 1);
 }
 
 #[test]
 fn config_example_and_check() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
-        .args(["config", "example"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tomare")).args(["config", "example"]).output().unwrap();
     let example = String::from_utf8(out.stdout).unwrap();
-    for key in [
-        "allowed_networks",
-        "max_message_size",
-        "[smtp.tls]",
-        "retry",
-        "max_lifetime",
-        "internal_domains",
-    ] {
+    for key in ["allowed_networks", "max_message_size", "[smtp.tls]", "retry", "max_lifetime", "internal_domains"] {
         assert!(example.contains(key), "{key}");
     }
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &example).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
-        .args(["config", "check"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tomare")).args(["config", "check"]).arg(&good).output().unwrap();
     assert!(out.status.success());
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[smtp]\nlisten = \"0.0.0.0:25\"\nmax_mesage_size = \"1MB\"\n[delivery]\nmode = \"fax\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
+    std::fs::write(&bad, "[smtp]\nlisten = \"0.0.0.0:25\"\nmax_mesage_size = \"1MB\"\n[delivery]\nmode = \"fax\"\n")
         .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tomare")).args(["config", "check"]).arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("line 3") && err.contains("max_mesage_size"),
-        "{err}"
-    );
+    assert!(err.contains("line 3") && err.contains("max_mesage_size"), "{err}");
     assert!(err.contains("line 5") && err.contains("fax"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
-        .args(["serve", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tomare")).args(["serve", "--config"]).arg(&bad).output().unwrap();
     assert!(!out.status.success(), "serve refuses a bad config");
+}
+
+#[test]
+fn utf8_recipient_fails_permanently_where_smtputf8_is_missing() {
+    // The in-test sink does not offer SMTPUTF8.
+    let sink = Sink::start();
+    let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink.port, "")));
+    let id = queued_id(
+        &smtp_send(&g.smtp, "taro@example.com", &["山田@例え.jp", "ok@customer.test"], &message("u8", "u8@x")).unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "failed"), "{}", g.log());
+    let r = g.show(&id)["recipients"].clone();
+    assert_eq!(r[0]["status"], "failed");
+    assert!(r[0]["reply"].as_str().unwrap().contains("5.6.7"));
+    // All recipients share one transaction, so none was sent; the ASCII one
+    // fails with it and the sender learns of both in the DSN.
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 1));
+    assert!(sink.messages()[0].mail_from.is_empty(), "only the DSN arrived");
+}
+
+#[test]
+fn holds_survive_a_restart() {
+    let sink = Sink::start();
+    let mut g = Gateway::start(&format!("{}[hold]\nexternal = \"2s\"\n", relay_to(sink.port, "")));
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("rs", "rs@x")).unwrap());
+    g.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.count(), 0);
+    g.spawn();
+    // Overdue on start: released within a second.
+    assert!(wait_until(Duration::from_millis(1500), || sink.count() == 1), "{}", g.log());
+    assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "delivered"));
+}
+
+#[test]
+fn json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("t.toml");
+    let smtp = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        &config,
+        format!(
+            "[smtp]\nlisten = \"{smtp}\"\n[web]\nlisten = \"127.0.0.1:{}\"\n[storage]\ndata_dir = \"{}\"\n[hold]\nexternal = \"0s\"\n",
+            free_port(),
+            dir.path().join("d").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tomare"))
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || { std::net::TcpStream::connect(&smtp).is_ok() }));
+    smtp_send(&smtp, "taro@example.com", &["a@customer.test"], &message("j", "j@x")).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "delivery attempt" && l["level"] == "INFO"), "{stderr}");
 }

@@ -25,11 +25,7 @@ pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Router {
         .with_state(App { store, metrics })
 }
 
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|down| *down).await;
@@ -41,15 +37,8 @@ pub async fn serve(
 async fn healthz(State(app): State<App>) -> impl IntoResponse {
     match app.store.depth().await {
         Ok(depth) => {
-            let queued: i64 = depth
-                .iter()
-                .filter(|(s, _)| !s.is_final())
-                .map(|(_, n)| n)
-                .sum();
-            (
-                StatusCode::OK,
-                axum::Json(serde_json::json!({ "status": "ok", "queued": queued })),
-            )
+            let queued: i64 = depth.iter().filter(|(s, _)| !s.is_final()).map(|(_, n)| n).sum();
+            (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok", "queued": queued })))
         }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -61,8 +50,5 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
 async fn metrics_text(State(app): State<App>) -> impl IntoResponse {
     let depth = app.store.depth().await.unwrap_or_default();
     let depth: Vec<(&str, i64)> = depth.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(&depth),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(&depth))
 }

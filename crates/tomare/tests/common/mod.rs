@@ -13,11 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -53,23 +49,14 @@ impl Gateway {
             dir.path().join("data").display()
         );
         std::fs::write(&config, text).unwrap();
-        let mut g = Gateway {
-            dir,
-            config,
-            smtp,
-            web,
-            child: None,
-        };
+        let mut g = Gateway { dir, config, smtp, web, child: None };
         g.spawn();
         g
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("serve.log"))
-            .unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("serve.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tomare"))
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -81,8 +68,7 @@ impl Gateway {
         self.child = Some(child);
         let smtp = self.smtp.clone();
         assert!(
-            wait_until(Duration::from_secs(20), || TcpStream::connect(&smtp)
-                .is_ok()),
+            wait_until(Duration::from_secs(20), || TcpStream::connect(&smtp).is_ok()),
             "gateway did not start:\n{}",
             self.log()
         );
@@ -107,10 +93,7 @@ impl Gateway {
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
         c.wait().unwrap()
     }
 
@@ -131,21 +114,12 @@ impl Gateway {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tomare"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .unwrap()
+        Command::new(env!("CARGO_BIN_EXE_tomare")).args(args).arg("--config").arg(&self.config).output().unwrap()
     }
 
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -160,18 +134,11 @@ impl Gateway {
 
     pub fn http_get(&self, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(&self.web).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         (code, body)
     }
 }
@@ -197,11 +164,10 @@ impl Received {
     pub fn header(&self, name: &str) -> Option<String> {
         let text = self.text();
         let prefix = format!("{}:", name.to_ascii_lowercase());
-        text.split("\r\n\r\n").next()?.split("\r\n").find_map(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&prefix)
-                .then(|| l[prefix.len()..].trim().to_string())
-        })
+        text.split("\r\n\r\n")
+            .next()?
+            .split("\r\n")
+            .find_map(|l| l.to_ascii_lowercase().starts_with(&prefix).then(|| l[prefix.len()..].trim().to_string()))
     }
 }
 
@@ -240,12 +206,8 @@ impl Sink {
             connections: Arc::default(),
             stop: Arc::default(),
         };
-        let (messages, plan, stop, conns) = (
-            sink.messages.clone(),
-            sink.plan.clone(),
-            sink.stop.clone(),
-            sink.connections.clone(),
-        );
+        let (messages, plan, stop, conns) =
+            (sink.messages.clone(), sink.plan.clone(), sink.stop.clone(), sink.connections.clone());
         listener.set_nonblocking(true).unwrap();
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -292,26 +254,22 @@ fn serve_sink(
     out.write_all(b"220 sink ESMTP\r\n")?;
     let (mut from, mut rcpts) = (String::new(), Vec::new());
     let mut line = Vec::new();
-    let read_line =
-        |reader: &mut BufReader<TcpStream>, line: &mut Vec<u8>| -> std::io::Result<bool> {
-            line.clear();
-            loop {
-                match reader.read_until(b'\n', line) {
-                    Ok(0) => return Ok(false),
-                    Ok(_) if line.ends_with(b"\n") => return Ok(true),
-                    Ok(_) => continue,
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock
-                            || e.kind() == std::io::ErrorKind::TimedOut =>
-                    {
-                        if stop.load(Ordering::Relaxed) {
-                            return Ok(false);
-                        }
+    let read_line = |reader: &mut BufReader<TcpStream>, line: &mut Vec<u8>| -> std::io::Result<bool> {
+        line.clear();
+        loop {
+            match reader.read_until(b'\n', line) {
+                Ok(0) => return Ok(false),
+                Ok(_) if line.ends_with(b"\n") => return Ok(true),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(false);
                     }
-                    Err(e) => return Err(e),
                 }
+                Err(e) => return Err(e),
             }
-        };
+        }
+    };
     while read_line(&mut reader, &mut line)? {
         let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
@@ -343,11 +301,7 @@ fn serve_sink(
                 if line == b".\r\n" {
                     break;
                 }
-                let l = if line.starts_with(b"..") {
-                    &line[1..]
-                } else {
-                    &line[..]
-                };
+                let l = if line.starts_with(b"..") { &line[1..] } else { &line[..] };
                 data.extend_from_slice(l);
             }
             let (fail, delay) = {
@@ -362,11 +316,7 @@ fn serve_sink(
             if fail {
                 out.write_all(b"451 4.3.0 try again later\r\n")?;
             } else {
-                messages.lock().unwrap().push(Received {
-                    mail_from: from.clone(),
-                    rcpts: rcpts.clone(),
-                    data,
-                });
+                messages.lock().unwrap().push(Received { mail_from: from.clone(), rcpts: rcpts.clone(), data });
                 out.write_all(b"250 2.0.0 queued\r\n")?;
             }
         } else if upper == "QUIT" {
@@ -383,10 +333,7 @@ fn serve_sink(
 fn addr(s: &str) -> String {
     let s = s.trim();
     let end = s.find('>').map(|i| i + 1).unwrap_or(s.len());
-    s[..end]
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_string()
+    s[..end].trim_start_matches('<').trim_end_matches('>').to_string()
 }
 
 /// Sends one message with a minimal SMTP client; returns the final reply
@@ -449,9 +396,7 @@ pub fn relay_to(port: u16, extra: &str) -> String {
 }
 
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default()
+    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
 }
 
 pub fn count_by<T: std::hash::Hash + Eq + Clone>(items: &[T]) -> HashMap<T, usize> {
@@ -465,9 +410,7 @@ pub fn count_by<T: std::hash::Hash + Eq + Clone>(items: &[T]) -> HashMap<T, usiz
 /// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM
 /// files: (cert, key).
 pub fn write_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     std::fs::write(&cert, ck.cert.pem()).unwrap();
@@ -493,9 +436,7 @@ impl Dns {
     /// without records of the asked type gets an empty answer.
     pub fn start(zone: Vec<(&'static str, Vec<Rr>)>) -> Dns {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let addr = socket.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -521,11 +462,7 @@ impl Drop for Dns {
 }
 
 fn encode_name(name: &str, out: &mut Vec<u8>) {
-    for label in name
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
     }
@@ -549,11 +486,7 @@ fn dns_answer(query: &[u8], zone: &[(&'static str, Vec<Rr>)]) -> Option<Vec<u8>>
     let name = labels.join(".");
     let records = zone.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
     let answers: Vec<&Rr> = records
-        .map(|r| {
-            r.iter()
-                .filter(|rr| matches!((rr, qtype), (Rr::Mx(..), 15) | (Rr::A(_), 1)))
-                .collect()
-        })
+        .map(|r| r.iter().filter(|rr| matches!((rr, qtype), (Rr::Mx(..), 15) | (Rr::A(_), 1))).collect())
         .unwrap_or_default();
     let mut out = Vec::new();
     out.extend_from_slice(&query[..2]);
