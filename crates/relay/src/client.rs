@@ -301,14 +301,20 @@ impl Conn {
         if self.caps.eightbit && data.iter().any(|b| *b >= 0x80) {
             mail.push_str(" BODY=8BITMIME");
         }
-        let utf8 = !mail_from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
-        if utf8 && self.caps.smtputf8 {
-            mail.push_str(" SMTPUTF8");
-        }
-        mail.push_str("\r\n");
         let all = |class, reply: &Reply| -> Vec<RcptOutcome> {
             rcpts.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.to_string() }).collect()
         };
+        let utf8 = !mail_from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
+        if utf8 && !self.caps.smtputf8 {
+            // RFC 6531 §3.2: without the extension the address cannot be
+            // expressed; downgrading it is not ours to do.
+            let reply = Reply { code: 553, text: "5.6.7 the receiving server does not support SMTPUTF8".into() };
+            return Ok(all(OutcomeClass::Permanent, &reply));
+        }
+        if utf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        mail.push_str("\r\n");
 
         let (mail_reply, rcpt_replies, data_reply) = if self.caps.pipelining {
             let mut batch = mail.into_bytes();
