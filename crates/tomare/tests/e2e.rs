@@ -434,7 +434,7 @@ fn json_logs() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tomare"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tomare"))
         .args(["serve", "--log-format", "json", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())
