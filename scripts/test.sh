@@ -23,9 +23,18 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
 
 # The robustness run over the shared corpus, where it exists.
 if [ -x scripts/corpus-check.sh ] && [ -d ../shared/corpus ]; then
-  scripts/corpus-check.sh ../shared/corpus
+  scripts/corpus-check.sh ../shared/corpus || status=1
 fi
+
+# One closing line for every runner above: "N passed, N failed".
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
