@@ -24,6 +24,8 @@ pub struct Config {
     pub delivery: Delivery,
     pub hold: Hold,
     pub org: Org,
+    pub inspect: Inspect,
+    pub detect: Detect,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -212,6 +214,83 @@ impl Default for Org {
     fn default() -> Self {
         Org { name: "Example Corp".into(), internal_domains: vec!["example.com".into()] }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Inspect {
+    /// Bytes decompressed from archives, documents and PDF streams, per message.
+    pub max_decompressed: ByteSize,
+    /// Archives and attached messages nested deeper are not opened.
+    pub max_depth: usize,
+    /// Entries read from one archive.
+    pub max_entries: usize,
+    /// Wall-clock time for inspecting one message.
+    pub time_budget: Duration,
+    /// Extracted text kept per message (for detectors, storage and search).
+    pub max_text: ByteSize,
+}
+
+impl Default for Inspect {
+    fn default() -> Self {
+        Inspect {
+            max_decompressed: ByteSize(200 * 1000 * 1000),
+            max_depth: 8,
+            max_entries: 1000,
+            time_budget: Duration::secs(20),
+            max_text: ByteSize(20 * 1000 * 1000),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Detect {
+    /// Matched after NFKC normalisation and case folding.
+    pub keywords: Vec<String>,
+    pub regex: Vec<RegexDetector>,
+    pub my_number: bool,
+    pub credit_card: bool,
+    pub phone: bool,
+    pub bank_account: bool,
+    pub email_list: bool,
+    /// Distinct addresses in one text that make an address list.
+    pub email_list_min: usize,
+}
+
+impl Default for Detect {
+    fn default() -> Self {
+        Detect {
+            keywords: [
+                "社外秘",
+                "社内限り",
+                "社内限定",
+                "関係者外秘",
+                "部外秘",
+                "極秘",
+                "機密",
+                "confidential",
+                "internal only",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            regex: Vec::new(),
+            my_number: true,
+            credit_card: true,
+            phone: true,
+            bank_account: true,
+            email_list: true,
+            email_list_min: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegexDetector {
+    pub name: String,
+    pub pattern: String,
 }
 
 /// One problem in a config file, with the 1-based line it is on (0 when it

@@ -65,6 +65,14 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("user.password_prompt", "Password (read from standard input):", "パスワード（標準入力から読み込みます）:"),
     ("user.empty_password", "The password must not be empty.", "パスワードを空にはできません。"),
     ("user.none", "No users.", "ユーザーはいません。"),
+    ("inspect.subject", "Subject", "件名"),
+    ("inspect.malformed", "Malformed header", "不正なヘッダー"),
+    ("inspect.body", "Body", "本文"),
+    ("inspect.encrypted", "password-protected", "パスワード保護"),
+    ("inspect.mismatch", "name and content disagree", "ファイル名と中身の形式が不一致"),
+    ("inspect.no_detections", "Detections: none", "検出: なし"),
+    ("inspect.complete", "Inspection complete.", "検査は完了しました。"),
+    ("inspect.incomplete", "Inspection incomplete:", "検査は完了していません:"),
 ];
 
 /// The text for `key` in `lang`, with `args` filling the `{}` in order.

@@ -4,12 +4,14 @@
 //! This crate does no I/O; every stage depends on it and on nothing else of
 //! the project's, so stages stay independent of each other.
 
+mod facts;
 pub mod i18n;
 mod id;
 mod metrics;
 mod state;
 mod time;
 
+pub use facts::{Attachment, Detection, Facts};
 pub use id::MessageId;
 pub use metrics::Metrics;
 pub use state::{RcptStatus, State};

@@ -214,6 +214,69 @@ async fn report(lang: Lang, id: &MessageId, result: Transition, done_key: &str) 
     })
 }
 
+pub fn inspect(config: Config, file: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!(e))?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let facts = inspector.file(&name, &bytes);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&facts)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !facts.subject.is_empty() || !facts.from.is_empty() {
+        println!("{}: {}", t(lang, "inspect.subject", &[]), facts.subject);
+        println!("From: {}", facts.from.join(", "));
+        println!("To:   {}", facts.to.join(", "));
+        if !facts.cc.is_empty() {
+            println!("Cc:   {}", facts.cc.join(", "));
+        }
+        if !facts.bcc.is_empty() {
+            println!("Bcc:  {}", facts.bcc.join(", "));
+        }
+        for m in &facts.malformed_headers {
+            println!("{}: {m}", t(lang, "inspect.malformed", &[]));
+        }
+        println!("{}: {} chars", t(lang, "inspect.body", &[]), facts.body_text.chars().count());
+    }
+    for a in &facts.attachments {
+        let mut flags = Vec::new();
+        if a.encrypted {
+            flags.push(t(lang, "inspect.encrypted", &[]));
+        }
+        if a.type_mismatch {
+            flags.push(t(lang, "inspect.mismatch", &[]));
+        }
+        if let Some(e) = &a.error {
+            flags.push(e.clone());
+        }
+        println!(
+            "  {}  [{}] {} bytes, {} chars{}",
+            a.path,
+            a.detected_type,
+            a.size,
+            a.text.chars().count(),
+            if flags.is_empty() { String::new() } else { format!("  ({})", flags.join("; ")) }
+        );
+    }
+    if facts.detections.is_empty() {
+        println!("{}", t(lang, "inspect.no_detections", &[]));
+    }
+    for d in &facts.detections {
+        let name = if d.name.is_empty() { String::new() } else { format!(" {}", d.name) };
+        println!("  {}{name} ×{} in {}: {}", d.detector, d.count, d.location, d.excerpt);
+    }
+    if facts.complete {
+        println!("{}", t(lang, "inspect.complete", &[]));
+    } else {
+        println!("{}", t(lang, "inspect.incomplete", &[]));
+        for r in &facts.incomplete_reasons {
+            println!("  - {r}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;

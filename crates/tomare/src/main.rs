@@ -39,6 +39,14 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Show what tomare sees in a message (.eml) or a bare attachment.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// SMTP AUTH users.
     User {
         #[arg(long, global = true)]
@@ -101,6 +109,9 @@ fn main() -> ExitCode {
         Command::Serve { config, log_format } => load(config.as_deref()).and_then(|c| serve::run(c, log_format)),
         Command::Config { command } => commands::config(command),
         Command::Queue { config, command } => load(config.as_deref()).and_then(|c| commands::queue(c, command)),
+        Command::Inspect { file, config, json } => {
+            load(config.as_deref()).and_then(|c| commands::inspect(c, &file, json))
+        }
         Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
     };
     match result {

@@ -1,0 +1,701 @@
+//! PDF text, on lopdf's object parser and our own text layer: content
+//! streams (and form XObjects) interpreted for text operators, each font's
+//! codes mapped to Unicode through its ToUnicode CMap, its encoding
+//! (WinAnsi, MacRoman, Differences), or for CID-keyed fonts without one the
+//! predefined Japanese CMaps (Uni*-UCS2/UTF16, *-RKSJ, EUC, ISO-2022).
+//!
+//! Encrypted PDFs that open with the empty user password are read; one that
+//! needs a user password is reported as encrypted, unread.
+
+use crate::Budget;
+use encoding_rs::{EUC_JP, SHIFT_JIS, UTF_16BE, WINDOWS_1252};
+use lopdf::{Dictionary, Document, Object, ObjectId};
+use std::collections::HashMap;
+
+pub struct PdfText {
+    pub text: String,
+    /// A user password is needed to read it.
+    pub encrypted: bool,
+}
+
+/// Per-stream decompression limit: a bomb stops here, not in our memory.
+const MAX_STREAM: usize = 64 * 1024 * 1024;
+/// Nested form XObjects followed at most this deep.
+const MAX_FORM_DEPTH: usize = 8;
+
+pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
+    let mut options = lopdf::LoadOptions::default();
+    options.max_decompressed_size = Some(MAX_STREAM.min(budget.remaining_bytes().max(1) as usize));
+    let doc = Document::load_mem_with_options(bytes, options).map_err(|e| format!("PDF: {e}"))?;
+    // lopdf opens a file with the empty user password by itself; when that
+    // fails the objects stay encrypted (and the Encrypt dictionary may not
+    // even resolve), so the raw bytes are asked too.
+    let mentions_encrypt = bytes.windows(8).any(|w| w == b"/Encrypt");
+    if (doc.is_encrypted() || mentions_encrypt) && !doc.was_encrypted() {
+        return Ok(PdfText { text: String::new(), encrypted: true });
+    }
+    if doc.get_pages().is_empty() {
+        return Err("PDF: no readable pages".into());
+    }
+    let mut out = String::new();
+    let mut fonts: HashMap<ObjectId, Font> = HashMap::new();
+    for (_, page_id) in doc.get_pages() {
+        if budget.out_of_time() {
+            return Err("time budget exceeded".into());
+        }
+        let content = doc
+            .get_page_content_with_limit(page_id, MAX_STREAM.min(budget.remaining_bytes() as usize))
+            .map_err(|e| format!("PDF page: {e}"))?;
+        budget.charge(content.len() as u64)?;
+        let resources = page_resources(&doc, page_id);
+        let mut page = Page { doc: &doc, fonts: &mut fonts, out: &mut out, budget, pending_space: false };
+        page.run(&content, &resources, 0)?;
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push('\u{c}');
+    }
+    Ok(PdfText { text: out, encrypted: false })
+}
+
+/// The page's resources, nearest first: a key the page sets hides the same
+/// key inherited from the page tree. (lopdf's `Dictionary::extend` would
+/// turn duplicates into arrays.)
+fn page_resources(doc: &Document, page_id: ObjectId) -> Dictionary {
+    let mut merged = Dictionary::new();
+    let mut add = |d: &Dictionary| {
+        for (k, v) in d.iter() {
+            if !merged.has(k) {
+                merged.set(k.clone(), v.clone());
+            }
+        }
+    };
+    if let Ok((direct, ids)) = doc.get_page_resources(page_id) {
+        if let Some(d) = direct {
+            add(d);
+        }
+        for id in ids {
+            if let Ok(d) = doc.get_dictionary(id) {
+                add(d);
+            }
+        }
+    }
+    merged
+}
+
+fn deref<'a>(doc: &'a Document, obj: &'a Object) -> &'a Object {
+    doc.dereference(obj).map(|(_, o)| o).unwrap_or(obj)
+}
+
+fn sub_dict<'a>(doc: &'a Document, dict: &'a Dictionary, key: &[u8]) -> Option<&'a Dictionary> {
+    dict.get(key).ok().map(|o| deref(doc, o)).and_then(|o| o.as_dict().ok())
+}
+
+struct Page<'a> {
+    doc: &'a Document,
+    fonts: &'a mut HashMap<ObjectId, Font>,
+    out: &'a mut String,
+    budget: &'a Budget,
+    pending_space: bool,
+}
+
+impl Page<'_> {
+    fn run(&mut self, content: &[u8], resources: &Dictionary, depth: usize) -> Result<(), String> {
+        let ops = lopdf::content::Content::decode(content).map_err(|e| format!("PDF content: {e}"))?;
+        let font_dict = sub_dict(self.doc, resources, b"Font");
+        let mut font: Option<ObjectId> = None;
+        let mut inline_font: Option<Font> = None;
+        let mut line_y: Option<f32> = None;
+        let mut ty = 0f32;
+        for (n, op) in ops.operations.iter().enumerate() {
+            if n % 4096 == 4095 && self.budget.out_of_time() {
+                return Err("time budget exceeded".into());
+            }
+            let num = |i: usize| op.operands.get(i).and_then(|o| o.as_float().ok()).unwrap_or(0.0);
+            match op.operator.as_str() {
+                "BT" => {}
+                "Tf" => {
+                    let name = op.operands.first().and_then(|o| o.as_name().ok()).unwrap_or(b"");
+                    let obj = font_dict.and_then(|d| d.get(name).ok());
+                    match obj {
+                        Some(Object::Reference(id)) => {
+                            if !self.fonts.contains_key(id) {
+                                let f =
+                                    self.doc.get_dictionary(*id).map(|d| Font::load(self.doc, d)).unwrap_or_default();
+                                self.fonts.insert(*id, f);
+                            }
+                            font = Some(*id);
+                            inline_font = None;
+                        }
+                        Some(Object::Dictionary(d)) => {
+                            font = None;
+                            inline_font = Some(Font::load(self.doc, d));
+                        }
+                        _ => {
+                            font = None;
+                            inline_font = None;
+                        }
+                    }
+                }
+                "Td" | "TD" => {
+                    ty += num(1);
+                    if num(1).abs() > 0.01 {
+                        self.newline();
+                    } else if num(0) > 0.0 {
+                        self.pending_space = true;
+                    }
+                }
+                "Tm" => {
+                    let y = num(5);
+                    if line_y.is_some_and(|ly| (ly - y).abs() > 0.5) {
+                        self.newline();
+                    } else if line_y.is_some() {
+                        self.pending_space = true;
+                    }
+                    line_y = Some(y);
+                    ty = 0.0;
+                }
+                "T*" => self.newline(),
+                "Tj" | "'" | "\"" | "TJ" => {
+                    if op.operator == "'" || op.operator == "\"" {
+                        self.newline();
+                    }
+                    let f = match (&inline_font, font) {
+                        (Some(f), _) => f,
+                        (None, Some(id)) => match self.fonts.get(&id) {
+                            Some(f) => f,
+                            None => continue,
+                        },
+                        _ => &Font::default(),
+                    };
+                    let mut text = String::new();
+                    for operand in &op.operands {
+                        match operand {
+                            Object::String(bytes, _) => f.decode(bytes, &mut text),
+                            Object::Array(items) => {
+                                for item in items {
+                                    match item {
+                                        Object::String(bytes, _) => f.decode(bytes, &mut text),
+                                        // A wide negative kern is a word gap in Latin text.
+                                        Object::Integer(_) | Object::Real(_) => {
+                                            if item.as_float().unwrap_or(0.0) < -200.0 && !text.ends_with(' ') {
+                                                text.push(' ');
+                                            }
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.push(&text);
+                }
+                "Do" if depth < MAX_FORM_DEPTH => {
+                    let name = op.operands.first().and_then(|o| o.as_name().ok()).unwrap_or(b"");
+                    let Some(xobjects) = sub_dict(self.doc, resources, b"XObject") else { continue };
+                    let Some(stream) =
+                        xobjects.get(name).ok().map(|o| deref(self.doc, o)).and_then(|o| o.as_stream().ok())
+                    else {
+                        continue;
+                    };
+                    if stream.dict.get(b"Subtype").and_then(|s| s.as_name()).ok() != Some(b"Form") {
+                        continue;
+                    }
+                    let data = stream
+                        .decompressed_content_with_limit(MAX_STREAM.min(self.budget.remaining_bytes() as usize))
+                        .map_err(|e| format!("PDF form: {e}"))?;
+                    self.budget.charge(data.len() as u64)?;
+                    let inner =
+                        sub_dict(self.doc, &stream.dict, b"Resources").cloned().unwrap_or_else(|| resources.clone());
+                    self.run(&data, &inner, depth + 1)?;
+                }
+                _ => {}
+            }
+        }
+        let _ = ty;
+        Ok(())
+    }
+
+    fn newline(&mut self) {
+        if !self.out.is_empty() && !self.out.ends_with('\n') {
+            self.out.push('\n');
+        }
+        self.pending_space = false;
+    }
+
+    fn push(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if self.pending_space {
+            let prev_ascii = self.out.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+            let next_ascii = text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+            if prev_ascii && next_ascii {
+                self.out.push(' ');
+            }
+            self.pending_space = false;
+        }
+        self.out.push_str(text);
+    }
+}
+
+/// How a font's byte codes become text.
+#[derive(Default)]
+struct Font {
+    /// Bytes per code for composite fonts (1 for simple fonts).
+    code_bytes: Vec<(u32, u32, usize)>,
+    to_unicode: HashMap<u32, String>,
+    /// Simple-font table for codes the ToUnicode map does not cover.
+    simple: Option<Box<[Option<char>; 256]>>,
+    composite: Option<Predefined>,
+    /// A CID-keyed font of the Adobe-Japan1 collection: CIDs can be mapped
+    /// without a ToUnicode map.
+    japan1: bool,
+}
+
+/// CID → Unicode for Adobe-Japan1 (see `data/ADOBE-CMAP-LICENSE`).
+static ADOBE_JAPAN1: &[u8] = include_bytes!("../data/adobe-japan1-ucs2.bin");
+
+fn japan1_char(cid: u32) -> Option<char> {
+    let i = cid as usize * 4;
+    let bytes = ADOBE_JAPAN1.get(i..i + 4)?;
+    let cp = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    (cp != 0).then(|| char::from_u32(cp)).flatten()
+}
+
+#[derive(Clone, Copy)]
+enum Predefined {
+    /// Codes are CIDs (Identity-H/V) with no way to Unicode but ToUnicode.
+    Identity,
+    Utf16,
+    ShiftJis,
+    EucJp,
+    /// ISO-2022-JP without escapes: JIS X 0208 rows as two 7-bit bytes.
+    Jis,
+}
+
+impl Font {
+    fn load(doc: &Document, dict: &Dictionary) -> Font {
+        let mut font = Font::default();
+        let subtype = dict.get(b"Subtype").and_then(|s| s.as_name()).unwrap_or(b"");
+        if let Ok(stream) = dict.get(b"ToUnicode").map(|o| deref(doc, o)).and_then(|o| o.as_stream())
+            && let Ok(data) = stream.decompressed_content_with_limit(4 * 1024 * 1024)
+        {
+            let (spaces, map) = parse_cmap(&data);
+            font.to_unicode = map;
+            font.code_bytes = spaces;
+        }
+        if subtype == b"Type0" {
+            font.japan1 = dict
+                .get(b"DescendantFonts")
+                .map(|o| deref(doc, o))
+                .and_then(|o| o.as_array())
+                .ok()
+                .and_then(|a| a.first())
+                .map(|o| deref(doc, o))
+                .and_then(|o| o.as_dict().ok())
+                .and_then(|d| sub_dict(doc, d, b"CIDSystemInfo"))
+                .and_then(|info| info.get(b"Ordering").ok())
+                .map(|o| deref(doc, o))
+                .and_then(|o| o.as_str().ok())
+                .is_some_and(|ordering| ordering == b"Japan1");
+            let encoding = dict.get(b"Encoding").map(|o| deref(doc, o));
+            let name = match encoding {
+                Ok(Object::Name(n)) => String::from_utf8_lossy(n).into_owned(),
+                Ok(Object::Stream(s)) => {
+                    // An embedded CMap: its codespace tells the code widths.
+                    if font.code_bytes.is_empty()
+                        && let Ok(data) = s.decompressed_content_with_limit(4 * 1024 * 1024)
+                    {
+                        font.code_bytes = parse_cmap(&data).0;
+                    }
+                    s.dict
+                        .get(b"CMapName")
+                        .and_then(|n| n.as_name())
+                        .map(|n| String::from_utf8_lossy(n).into_owned())
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            font.composite = Some(if name.starts_with("Uni") && (name.contains("UCS2") || name.contains("UTF16")) {
+                Predefined::Utf16
+            } else if name.contains("RKSJ") {
+                Predefined::ShiftJis
+            } else if name.contains("EUC") {
+                Predefined::EucJp
+            } else if name == "H" || name == "V" {
+                Predefined::Jis
+            } else {
+                Predefined::Identity
+            });
+            if font.code_bytes.is_empty() {
+                font.code_bytes = match font.composite {
+                    // Shift_JIS and EUC mix one- and two-byte codes.
+                    Some(Predefined::ShiftJis) => {
+                        vec![(0x00, 0x80, 1), (0x81, 0x9F, 2), (0xA0, 0xDF, 1), (0xE0, 0xFC, 2)]
+                    }
+                    Some(Predefined::EucJp) => vec![(0x00, 0x80, 1), (0x8E, 0x8E, 2), (0xA1, 0xFE, 2)],
+                    _ => vec![(0x00, 0xFF, 2)],
+                };
+            }
+        } else {
+            font.simple = Some(simple_table(doc, dict));
+        }
+        font
+    }
+
+    /// Width in bytes of the code starting with `first`.
+    fn width(&self, first: u8) -> usize {
+        if self.composite.is_none() && self.code_bytes.is_empty() {
+            return 1;
+        }
+        self.code_bytes
+            .iter()
+            .find(|(lo, hi, n)| {
+                let b = u32::from(first);
+                let (lo, hi) = if *n == 1 { (*lo, *hi) } else { (*lo >> ((n - 1) * 8), *hi >> ((n - 1) * 8)) };
+                (lo..=hi).contains(&b)
+            })
+            .map(|(_, _, n)| *n)
+            .unwrap_or(if self.composite.is_some() { 2 } else { 1 })
+    }
+
+    fn decode(&self, bytes: &[u8], out: &mut String) {
+        let mut i = 0;
+        while i < bytes.len() {
+            let n = self.width(bytes[i]).clamp(1, 4).min(bytes.len() - i);
+            let code = bytes[i..i + n].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+            let chunk = &bytes[i..i + n];
+            i += n;
+            if let Some(s) = self.to_unicode.get(&code) {
+                out.push_str(s);
+                continue;
+            }
+            match (self.composite, &self.simple) {
+                (Some(Predefined::Utf16), _) => out.push_str(&UTF_16BE.decode_without_bom_handling(chunk).0),
+                (Some(Predefined::ShiftJis), _) => out.push_str(&SHIFT_JIS.decode_without_bom_handling(chunk).0),
+                (Some(Predefined::EucJp), _) => out.push_str(&EUC_JP.decode_without_bom_handling(chunk).0),
+                (Some(Predefined::Jis), _) => {
+                    let euc: Vec<u8> = chunk.iter().map(|b| b | 0x80).collect();
+                    out.push_str(&EUC_JP.decode_without_bom_handling(&euc).0);
+                }
+                (Some(Predefined::Identity), _) if self.japan1 => out.extend(japan1_char(code)),
+                (Some(Predefined::Identity), _) => {}
+                (None, Some(table)) => {
+                    if let Some(c) = table[chunk[0] as usize] {
+                        out.push(c);
+                    }
+                }
+                (None, None) => out.push(chunk[0] as char),
+            }
+        }
+    }
+}
+
+/// Codes of a simple font: its base encoding, then Differences.
+fn simple_table(doc: &Document, dict: &Dictionary) -> Box<[Option<char>; 256]> {
+    let mut table: Box<[Option<char>; 256]> = Box::new([None; 256]);
+    let encoding = dict.get(b"Encoding").map(|o| deref(doc, o));
+    let base = match &encoding {
+        Ok(Object::Name(n)) => n.as_slice(),
+        Ok(Object::Dictionary(d)) => d.get(b"BaseEncoding").and_then(|b| b.as_name()).unwrap_or(b"StandardEncoding"),
+        _ => b"StandardEncoding",
+    };
+    let mac = encoding_rs::Encoding::for_label(b"macintosh").unwrap_or(WINDOWS_1252);
+    for code in 0u8..=255 {
+        table[code as usize] = match base {
+            b"MacRomanEncoding" => mac.decode_without_bom_handling(&[code]).0.chars().next(),
+            _ => WINDOWS_1252.decode_without_bom_handling(&[code]).0.chars().next(),
+        }
+        .filter(|c| !c.is_control() || *c == '\t');
+    }
+    if let Ok(Object::Dictionary(d)) = encoding
+        && let Ok(diffs) = d.get(b"Differences").and_then(|o| o.as_array())
+    {
+        let mut code = 0usize;
+        for item in diffs {
+            match item {
+                Object::Integer(n) => code = (*n).clamp(0, 255) as usize,
+                Object::Name(name) => {
+                    if code < 256 {
+                        table[code] = glyph_char(name);
+                    }
+                    code += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    table
+}
+
+/// Unicode for a glyph name: `uniXXXX`, `uXXXX`, single letters, and the
+/// common Adobe Glyph List names.
+fn glyph_char(name: &[u8]) -> Option<char> {
+    let name = std::str::from_utf8(name).ok()?;
+    let base = name.split('.').next().unwrap_or(name);
+    if let Some(hex) = base.strip_prefix("uni").filter(|h| h.len() == 4) {
+        return u32::from_str_radix(hex, 16).ok().and_then(char::from_u32);
+    }
+    if let Some(hex) = base.strip_prefix('u').filter(|h| (4..=6).contains(&h.len())) {
+        if let Some(c) = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32) {
+            return Some(c);
+        }
+    }
+    if base.len() == 1 {
+        return base.chars().next();
+    }
+    const NAMES: &[(&str, char)] = &[
+        ("space", ' '),
+        ("exclam", '!'),
+        ("quotedbl", '"'),
+        ("numbersign", '#'),
+        ("dollar", '$'),
+        ("percent", '%'),
+        ("ampersand", '&'),
+        ("quotesingle", '\''),
+        ("quoteright", '’'),
+        ("quoteleft", '‘'),
+        ("parenleft", '('),
+        ("parenright", ')'),
+        ("asterisk", '*'),
+        ("plus", '+'),
+        ("comma", ','),
+        ("hyphen", '-'),
+        ("minus", '−'),
+        ("period", '.'),
+        ("slash", '/'),
+        ("zero", '0'),
+        ("one", '1'),
+        ("two", '2'),
+        ("three", '3'),
+        ("four", '4'),
+        ("five", '5'),
+        ("six", '6'),
+        ("seven", '7'),
+        ("eight", '8'),
+        ("nine", '9'),
+        ("colon", ':'),
+        ("semicolon", ';'),
+        ("less", '<'),
+        ("equal", '='),
+        ("greater", '>'),
+        ("question", '?'),
+        ("at", '@'),
+        ("bracketleft", '['),
+        ("backslash", '\\'),
+        ("bracketright", ']'),
+        ("asciicircum", '^'),
+        ("underscore", '_'),
+        ("grave", '`'),
+        ("braceleft", '{'),
+        ("bar", '|'),
+        ("braceright", '}'),
+        ("asciitilde", '~'),
+        ("bullet", '•'),
+        ("endash", '–'),
+        ("emdash", '—'),
+        ("quotedblleft", '“'),
+        ("quotedblright", '”'),
+        ("yen", '¥'),
+        ("fi", 'ﬁ'),
+        ("fl", 'ﬂ'),
+        ("ellipsis", '…'),
+        ("copyright", '©'),
+        ("registered", '®'),
+        ("degree", '°'),
+        ("section", '§'),
+        ("paragraph", '¶'),
+        ("nbspace", ' '),
+    ];
+    NAMES.iter().find(|(n, _)| *n == base).map(|(_, c)| *c)
+}
+
+/// A CMap's codespace ranges `(low, high, bytes)` and its code → Unicode
+/// entries (bfchar, bfrange).
+fn parse_cmap(data: &[u8]) -> (Vec<(u32, u32, usize)>, HashMap<u32, String>) {
+    let tokens = cmap_tokens(data);
+    let mut spaces = Vec::new();
+    let mut map = HashMap::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        match &tokens[i] {
+            Tok::Word(w) if w == "begincodespacerange" => {
+                i += 1;
+                while i + 1 < tokens.len() {
+                    match (&tokens[i], &tokens[i + 1]) {
+                        (Tok::Hex(lo), Tok::Hex(hi)) => {
+                            spaces.push((be(lo), be(hi), lo.len().max(1)));
+                            i += 2;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            Tok::Word(w) if w == "beginbfchar" => {
+                i += 1;
+                while i + 1 < tokens.len() {
+                    match (&tokens[i], &tokens[i + 1]) {
+                        (Tok::Hex(src), Tok::Hex(dst)) => {
+                            map.insert(be(src), utf16(dst));
+                            i += 2;
+                        }
+                        (Tok::Hex(src), Tok::Name(n)) => {
+                            if let Some(c) = glyph_char(n.as_bytes()) {
+                                map.insert(be(src), c.to_string());
+                            }
+                            i += 2;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            Tok::Word(w) if w == "beginbfrange" => {
+                i += 1;
+                while i + 2 < tokens.len() {
+                    let (Tok::Hex(lo), Tok::Hex(hi)) = (&tokens[i], &tokens[i + 1]) else { break };
+                    let (lo, hi) = (be(lo), be(hi));
+                    if hi < lo || hi - lo > 0xFFFF {
+                        i += 3;
+                        continue;
+                    }
+                    match &tokens[i + 2] {
+                        Tok::Hex(dst) => {
+                            let mut units: Vec<u16> =
+                                dst.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
+                            for code in lo..=hi {
+                                map.insert(code, String::from_utf16_lossy(&units));
+                                if let Some(last) = units.last_mut() {
+                                    *last = last.wrapping_add(1);
+                                }
+                            }
+                            i += 3;
+                        }
+                        Tok::ArrayStart => {
+                            let mut code = lo;
+                            i += 3;
+                            while i < tokens.len() {
+                                match &tokens[i] {
+                                    Tok::Hex(dst) => {
+                                        map.insert(code, utf16(dst));
+                                        code += 1;
+                                        i += 1;
+                                    }
+                                    Tok::ArrayEnd => {
+                                        i += 1;
+                                        break;
+                                    }
+                                    _ => i += 1,
+                                }
+                            }
+                        }
+                        _ => i += 3,
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    (spaces, map)
+}
+
+fn be(bytes: &[u8]) -> u32 {
+    bytes.iter().take(4).fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+}
+
+fn utf16(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
+    String::from_utf16_lossy(&units)
+}
+
+enum Tok {
+    Hex(Vec<u8>),
+    Word(String),
+    Name(String),
+    ArrayStart,
+    ArrayEnd,
+}
+
+fn cmap_tokens(data: &[u8]) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'<' if data.get(i + 1) != Some(&b'<') => {
+                let end = data[i..].iter().position(|&b| b == b'>').map(|p| i + p).unwrap_or(data.len());
+                let hex: Vec<u8> = data[i + 1..end].iter().copied().filter(|b| b.is_ascii_hexdigit()).collect();
+                let bytes = hex
+                    .chunks(2)
+                    .map(|c| {
+                        let s = std::str::from_utf8(c).unwrap_or("0");
+                        let s = if s.len() == 1 { format!("{s}0") } else { s.to_string() };
+                        u8::from_str_radix(&s, 16).unwrap_or(0)
+                    })
+                    .collect();
+                out.push(Tok::Hex(bytes));
+                i = end + 1;
+            }
+            b'[' => {
+                out.push(Tok::ArrayStart);
+                i += 1;
+            }
+            b']' => {
+                out.push(Tok::ArrayEnd);
+                i += 1;
+            }
+            b'%' => {
+                while i < data.len() && data[i] != b'\n' && data[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'/' => {
+                let start = i + 1;
+                i += 1;
+                while i < data.len() && !b" \t\r\n/<>[]()".contains(&data[i]) {
+                    i += 1;
+                }
+                out.push(Tok::Name(String::from_utf8_lossy(&data[start..i]).into_owned()));
+            }
+            b if b.is_ascii_alphabetic() => {
+                let start = i;
+                while i < data.len() && data[i].is_ascii_alphanumeric() {
+                    i += 1;
+                }
+                out.push(Tok::Word(String::from_utf8_lossy(&data[start..i]).into_owned()));
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_unicode_cmap() {
+        let cmap = b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap
+            1 begincodespacerange <0000> <FFFF> endcodespacerange
+            2 beginbfchar <0003> <0020> <0010> <793E> endbfchar
+            2 beginbfrange <0020> <0022> <5916> <0030> <0031> [<79D8> <D83DDE00>] endbfrange
+            endcmap";
+        let (spaces, map) = parse_cmap(cmap);
+        assert_eq!(spaces, vec![(0, 0xFFFF, 2)]);
+        assert_eq!(map[&0x10], "社");
+        assert_eq!(map[&0x20], "外");
+        assert_eq!(map[&0x22], "\u{5918}");
+        assert_eq!(map[&0x30], "秘");
+        assert_eq!(map[&0x31], "😀");
+    }
+
+    #[test]
+    fn glyph_names() {
+        assert_eq!(glyph_char(b"uni793E"), Some('社'));
+        assert_eq!(glyph_char(b"A"), Some('A'));
+        assert_eq!(glyph_char(b"zero"), Some('0'));
+        assert_eq!(glyph_char(b"a.sc"), Some('a'));
+        assert_eq!(glyph_char(b"nosuchglyph"), None);
+    }
+}
