@@ -56,6 +56,8 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("queue.released", "Released {}: it will be delivered now.", "{} を解放しました。すぐに配送されます。"),
     ("queue.cancelled", "Cancelled {}: it will not be delivered.", "{} を取り消しました。配送されません。"),
     ("queue.refused", "{} is {}: that is not possible now.", "{} は {} の状態のため、この操作はできません。"),
+    ("queue.facts", "Inspection:", "検査結果:"),
+    ("queue.incomplete", "incomplete", "未完了"),
     ("queue.sandbox_copy", "Sandbox copy: {}", "sandbox のコピー: {}"),
     ("config.ok", "{}: OK", "{}: 問題ありません"),
     ("config.error", "{}: line {}: {}", "{}: {} 行目: {}"),

@@ -16,6 +16,8 @@ pub struct Metrics {
     pub held: AtomicU64,
     pub cancelled: AtomicU64,
     pub dsn_sent: AtomicU64,
+    pub inspected: AtomicU64,
+    pub inspect_incomplete: AtomicU64,
     pub smtp_sessions: AtomicI64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -46,6 +48,12 @@ impl Metrics {
             ("tomare_messages_held_total", "Messages put on hold at accept.", &self.held),
             ("tomare_messages_cancelled_total", "Messages cancelled during hold.", &self.cancelled),
             ("tomare_dsn_sent_total", "Delivery status notifications generated.", &self.dsn_sent),
+            ("tomare_messages_inspected_total", "Messages inspected.", &self.inspected),
+            (
+                "tomare_inspections_incomplete_total",
+                "Inspections that could not read everything.",
+                &self.inspect_incomplete,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));

@@ -5,13 +5,14 @@
 //! takes every record waiting, fsyncs the spool directory once, commits them
 //! in one transaction and only then lets each session answer 250. Under load
 //! one fsync of the directory and one of the database cover many messages.
+//! A committed message goes on to inspection (`review`) in state `received`.
 
+use crate::review::ForReview;
 use crate::{Spool, Summary};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{Notify, mpsc, oneshot};
-use tomare_config::Config;
-use tomare_model::{Envelope, MessageId, Metrics, OrgId, State, domain_of, is_internal_domain, now_ms};
+use tokio::sync::{mpsc, oneshot};
+use tomare_model::{Envelope, MessageId, Metrics, OrgId, State, now_ms};
 use tomare_store::{NewMessage, Store};
 
 /// Records taken into one transaction at most.
@@ -33,49 +34,41 @@ type Reply = oneshot::Sender<Result<(), Arc<AcceptError>>>;
 pub struct Acceptor {
     inner: Arc<Inner>,
     tx: mpsc::Sender<(NewMessage, Reply)>,
+    review: mpsc::Sender<ForReview>,
 }
 
 struct Inner {
     spool: Spool,
     org_id: OrgId,
-    internal_domains: Vec<String>,
-    hold_external_ms: i64,
-    hold_internal_ms: i64,
     metrics: Arc<Metrics>,
 }
 
 impl Acceptor {
-    /// Starts the committer task. `released` is notified whenever a message
-    /// is committed ready for delivery.
+    /// Starts the committer task. Committed messages are handed to the
+    /// returned receiver, which `Queue::start` takes for inspection.
     pub fn start(
-        config: &Config,
         org_id: OrgId,
         spool: Spool,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
-        released: Arc<Notify>,
-    ) -> (Acceptor, tokio::task::JoinHandle<()>) {
+    ) -> (Acceptor, mpsc::Receiver<ForReview>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
-        let inner = Arc::new(Inner {
-            spool: spool.clone(),
-            org_id,
-            internal_domains: config.org.internal_domains.clone(),
-            hold_external_ms: config.hold.external.0.as_millis() as i64,
-            hold_internal_ms: config.hold.internal.0.as_millis() as i64,
-            metrics,
-        });
-        let task = tokio::spawn(committer(rx, spool, store, released));
-        (Acceptor { inner, tx }, task)
+        let (review, review_rx) = mpsc::channel(1024);
+        let inner = Arc::new(Inner { spool: spool.clone(), org_id, metrics });
+        let task = tokio::spawn(committer(rx, spool, store));
+        (Acceptor { inner, tx, review }, review_rx, task)
     }
 
     pub fn spool(&self) -> &Spool {
         &self.inner.spool
     }
 
-    /// How long mail to these recipients is held before delivery.
-    pub fn hold_ms(&self, rcpt_to: &[String]) -> i64 {
-        let external = rcpt_to.iter().any(|r| !is_internal_domain(&domain_of(r), &self.inner.internal_domains));
-        if external { self.inner.hold_external_ms } else { self.inner.hold_internal_ms }
+    /// Hands a committed message to inspection (also used for messages
+    /// found `received` after a restart).
+    pub async fn review(&self, item: ForReview) {
+        if self.review.send(item).await.is_err() {
+            tracing::warn!("inspection has stopped; the message is inspected after restart");
+        }
     }
 
     /// Makes the message durable. When this returns `Ok`, the message is
@@ -86,24 +79,25 @@ impl Acceptor {
         let id = MessageId::generate(now);
         let summary = Summary::of(&data);
         let size = data.len() as u64;
-        let hold = if is_dsn { 0 } else { self.hold_ms(&envelope.rcpt_to) };
+        let data = Arc::new(data);
         let spool = self.inner.spool.clone();
         let file_id = id.clone();
-        tokio::task::spawn_blocking(move || spool.write_durable(&file_id, &data))
+        let file_data = data.clone();
+        tokio::task::spawn_blocking(move || spool.write_durable(&file_id, &file_data))
             .await
             .map_err(|e| Arc::new(AcceptError::Spool(std::io::Error::other(e))))?
             .map_err(|e| Arc::new(AcceptError::Spool(e)))?;
         let record = NewMessage {
             id: id.clone(),
             org_id: self.inner.org_id,
-            envelope,
+            envelope: envelope.clone(),
             subject: summary.subject,
             header_from: summary.from,
             message_id_header: summary.message_id,
             size,
             received_at: now,
-            state: if hold > 0 { State::Held } else { State::Released },
-            release_at: now + hold,
+            state: State::Received,
+            release_at: None,
             is_dsn,
         };
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -118,21 +112,14 @@ impl Acceptor {
         }
         let m = &self.inner.metrics;
         m.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if hold > 0 {
-            m.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         m.observe_accept(started.elapsed().as_secs_f64());
+        self.review(ForReview { id: id.clone(), envelope, data, received_at: now, is_dsn }).await;
         Ok(id)
     }
 }
 
 /// Ends when every [`Acceptor`] clone is dropped and the channel is drained.
-async fn committer(
-    mut rx: mpsc::Receiver<(NewMessage, Reply)>,
-    spool: Spool,
-    store: Arc<dyn Store>,
-    released: Arc<Notify>,
-) {
+async fn committer(mut rx: mpsc::Receiver<(NewMessage, Reply)>, spool: Spool, store: Arc<dyn Store>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let records: Vec<NewMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
@@ -146,9 +133,6 @@ async fn committer(
         };
         match result {
             Ok(()) => {
-                if records.iter().any(|m| m.state == State::Released) {
-                    released.notify_one();
-                }
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Ok(()));
                 }

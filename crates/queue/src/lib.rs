@@ -5,6 +5,8 @@
 //! - [`spool`]: raw messages as files, fsynced before anything is promised.
 //! - [`accept`]: the [`Acceptor`] batches records of concurrent sessions into
 //!   one transaction (group commit) and answers each once it is durable.
+//! - [`review`]: inspects each committed message (through the [`Inspect`]
+//!   trait), stores its Facts and decides hold or release.
 //! - [`scheduler`]: releases held mail on time, claims due messages, hands
 //!   them to a [`Transport`], records the outcome and schedules retries.
 //! - [`dsn`]: the multipart/report sent to the sender when delivery fails.
@@ -15,10 +17,12 @@
 pub mod accept;
 pub mod dsn;
 mod headers;
+pub mod review;
 pub mod scheduler;
 pub mod spool;
 
 pub use accept::{AcceptError, Acceptor};
 pub use headers::Summary;
+pub use review::{ForReview, Inspect};
 pub use scheduler::{Queue, Transport};
 pub use spool::Spool;

@@ -6,6 +6,7 @@
 //! each through the [`Transport`]; the *finisher* records outcomes in batches,
 //! schedules retries, removes finished spool files and queues DSNs.
 
+use crate::review::{self, ForReview, Inspect, Reviewer};
 use crate::{Acceptor, Spool, dsn};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -55,11 +56,23 @@ impl Queue {
         reporting_mta: String,
         store: Arc<dyn Store>,
         acceptor: Acceptor,
+        review: mpsc::Receiver<ForReview>,
+        inspect: Arc<dyn Inspect>,
         transport: Arc<dyn Transport>,
         metrics: Arc<Metrics>,
         released: Arc<Notify>,
         shutdown: watch::Receiver<bool>,
     ) -> Queue {
+        let reviewer =
+            Arc::new(Reviewer { config: config.clone(), store: store.clone(), inspect, metrics: metrics.clone() });
+        // Messages accepted before the last stop but never decided.
+        let (resubmit_store, resubmit_acceptor) = (store.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let spool = resubmit_acceptor.spool().clone();
+            for item in review::pending(resubmit_store.as_ref(), &spool).await {
+                resubmit_acceptor.review(item).await;
+            }
+        });
         let ctx = Arc::new(Ctx {
             store,
             spool: acceptor.spool().clone(),
@@ -72,8 +85,10 @@ impl Queue {
         let (done_tx, done_rx) = mpsc::channel(4096);
         let tasks = vec![
             tokio::spawn(hold_loop(ctx.clone(), released.clone(), shutdown.clone())),
-            tokio::spawn(dispatcher(ctx.clone(), released, done_tx, shutdown)),
+            tokio::spawn(dispatcher(ctx.clone(), released.clone(), done_tx, shutdown)),
             tokio::spawn(finisher(ctx, done_rx)),
+            // Ends once every Acceptor is gone (the SMTP server's and ours).
+            tokio::spawn(review::run(reviewer, review, released)),
         ];
         Queue { tasks }
     }

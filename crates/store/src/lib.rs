@@ -36,9 +36,10 @@ pub struct NewMessage {
     pub message_id_header: String,
     pub size: u64,
     pub received_at: i64,
+    /// `Received` (inspection and the hold decision follow), or directly
     /// `Held` (with `release_at` in the future) or `Released`.
     pub state: State,
-    pub release_at: i64,
+    pub release_at: Option<i64>,
     /// A DSN we generated: it must never cause another DSN.
     pub is_dsn: bool,
 }
@@ -94,6 +95,19 @@ pub struct Claimed {
     pub size: i64,
 }
 
+/// What inspection and the rules decided for a received message.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub id: MessageId,
+    /// The Facts, as JSON.
+    pub facts: String,
+    /// One line for the event log: attachments, detections, completeness.
+    pub summary: String,
+    /// `Held` or `Released`.
+    pub state: State,
+    pub release_at: i64,
+}
+
 /// The result of one delivery attempt of one message.
 #[derive(Debug, Clone)]
 pub struct DeliveryReport {
@@ -129,6 +143,13 @@ pub trait Store: Send + Sync {
     /// Commits a batch of accepted messages in one transaction.
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()>;
 
+    /// Stores each decision's Facts and moves the message from `received`
+    /// to `held` or `released`, in one transaction.
+    async fn decide(&self, batch: &[Decision]) -> Result<()>;
+
+    /// The stored Facts of a message, as JSON.
+    async fn facts(&self, id: &MessageId) -> Result<Option<String>>;
+
     /// Moves every held message whose time has come to `released`.
     async fn release_due(&self, now: i64) -> Result<Vec<MessageId>>;
 
@@ -149,7 +170,8 @@ pub trait Store: Send + Sync {
     /// Records delivery attempts, in one transaction.
     async fn finish(&self, reports: &[DeliveryReport]) -> Result<()>;
 
-    /// After a crash, messages left `delivering` go back to `released`.
+    /// After a crash, messages left `delivering` go back to `released`
+    /// (those still `received` are inspected again by the caller).
     async fn recover(&self) -> Result<u64>;
 
     /// Ids of every message not in a final state (their spool files must stay).

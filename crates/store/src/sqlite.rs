@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_message ON events(message_id, id);
+CREATE TABLE IF NOT EXISTS facts (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id),
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    json TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS users (
     email TEXT PRIMARY KEY,
     org_id INTEGER NOT NULL REFERENCES orgs(id),
@@ -288,17 +294,19 @@ async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], n
             m.envelope.helo
         );
         events.push(Event { org_id: m.org_id, message_id: m.id.as_str(), kind: "received", actor: "smtp", detail });
-        let detail = match m.state {
-            State::Held => format!("until {}", tomare_model::rfc3339(m.release_at)),
-            _ => String::new(),
-        };
-        events.push(Event {
-            org_id: m.org_id,
-            message_id: m.id.as_str(),
-            kind: m.state.as_str(),
-            actor: "hold",
-            detail,
-        });
+        if m.state != State::Received {
+            let detail = match (m.state, m.release_at) {
+                (State::Held, Some(at)) => format!("until {}", tomare_model::rfc3339(at)),
+                _ => String::new(),
+            };
+            events.push(Event {
+                org_id: m.org_id,
+                message_id: m.id.as_str(),
+                kind: m.state.as_str(),
+                actor: "hold",
+                detail,
+            });
+        }
     }
     insert_events(&mut tx, now, &events).await?;
     tx.commit().await?;
@@ -328,6 +336,78 @@ impl Store for SqliteStore {
         let result = insert_batch(&mut conn, batch, now).await;
         sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
         result
+    }
+
+    async fn decide(&self, batch: &[Decision]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        let mut events = Vec::with_capacity(batch.len() * 2);
+        for chunk in batch.chunks(MAX_PARAMS / 3) {
+            let sql = format!(
+                "UPDATE messages SET state = v.column2, release_at = v.column3, updated_at = ? FROM (VALUES {}) AS v \
+                 WHERE messages.id = v.column1 AND messages.state = 'received' RETURNING messages.id, messages.org_id",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for d in chunk {
+                q = q.bind(d.id.as_str()).bind(d.state.as_str()).bind(d.release_at);
+            }
+            let updated: Vec<(String, i64)> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_>>()?;
+            let decided: Vec<(&Decision, i64)> = chunk
+                .iter()
+                .filter_map(|d| updated.iter().find(|(id, _)| id == d.id.as_str()).map(|(_, org)| (d, *org)))
+                .collect();
+            if decided.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "INSERT OR REPLACE INTO facts (message_id, org_id, json, created_at) VALUES {}",
+                placeholders(decided.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (d, org) in &decided {
+                q = q.bind(d.id.as_str()).bind(*org).bind(&d.facts).bind(now);
+            }
+            q.execute(&mut *tx).await?;
+            for (d, org) in decided {
+                events.push(Event {
+                    org_id: org,
+                    message_id: d.id.as_str(),
+                    kind: "inspected",
+                    actor: "inspect",
+                    detail: d.summary.clone(),
+                });
+                let detail = match d.state {
+                    State::Held => format!("until {}", tomare_model::rfc3339(d.release_at)),
+                    _ => String::new(),
+                };
+                events.push(Event {
+                    org_id: org,
+                    message_id: d.id.as_str(),
+                    kind: d.state.as_str(),
+                    actor: "hold",
+                    detail,
+                });
+            }
+        }
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn facts(&self, id: &MessageId) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT json FROM facts WHERE message_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     async fn release_due(&self, now: i64) -> Result<Vec<MessageId>> {
@@ -495,7 +575,7 @@ impl Store for SqliteStore {
         let now = tomare_model::now_ms();
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
-            "UPDATE messages SET state = 'released', updated_at = ? WHERE state IN ('delivering', 'received') RETURNING id, org_id",
+            "UPDATE messages SET state = 'released', updated_at = ? WHERE state = 'delivering' RETURNING id, org_id",
         )
         .bind(now)
         .fetch_all(&mut *tx)
@@ -604,6 +684,7 @@ mod tests {
     use super::*;
 
     fn message(org_id: OrgId, state: State, release_at: i64, rcpts: &[&str]) -> NewMessage {
+        let release_at = Some(release_at);
         let now = tomare_model::now_ms();
         NewMessage {
             id: MessageId::generate(now),

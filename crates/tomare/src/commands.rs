@@ -146,6 +146,10 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                         .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail }))
                         .collect::<Vec<_>>());
                     v["sandbox_copy"] = json!(sandbox);
+                    v["facts"] = match store.facts(&id).await? {
+                        Some(f) => serde_json::from_str(&f).unwrap_or(serde_json::Value::Null),
+                        None => serde_json::Value::Null,
+                    };
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
                     println!("ID:          {}", m.id);
@@ -164,6 +168,20 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                     println!("Recipients:");
                     for r in &m.recipients {
                         println!("  <{}>  {}  {}", r.address, r.status.as_str(), r.reply);
+                    }
+                    if let Some(f) = store.facts(&id).await? {
+                        let facts: tomare_model::Facts = serde_json::from_str(&f).unwrap_or_default();
+                        println!("{}", t(lang, "queue.facts", &[]));
+                        for a in &facts.attachments {
+                            let enc = if a.encrypted { " (password)" } else { "" };
+                            println!("  {} [{}] {} bytes{enc}", a.path, a.detected_type, a.size);
+                        }
+                        for d in &facts.detections {
+                            println!("  {} {} ×{} in {}: {}", d.detector, d.name, d.count, d.location, d.excerpt);
+                        }
+                        for r in &facts.incomplete_reasons {
+                            println!("  {}: {r}", t(lang, "queue.incomplete", &[]));
+                        }
                     }
                     println!("Events:");
                     for e in &events {

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use tomare_config::{Config, DeliveryMode};
 use tomare_model::i18n::{Lang, t};
 use tomare_model::{Envelope, MessageId, Metrics, RcptOutcome};
-use tomare_queue::{Acceptor, Queue, Spool, Transport};
+use tomare_queue::{Acceptor, Inspect, Queue, Spool, Transport};
 use tomare_relay::Delivery;
 use tomare_smtp::{Authenticator, MessageSink, Server, SessionConfig};
 use tomare_store::{SqliteStore, Store};
@@ -100,13 +100,15 @@ async fn serve(config: Config) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (queue_shutdown_tx, queue_shutdown) = watch::channel(false);
     let dyn_store: Arc<dyn Store> = store.clone();
-    let (acceptor, committer) =
-        Acceptor::start(&config, org_id, spool, dyn_store.clone(), metrics.clone(), released.clone());
+    let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?;
+    let (acceptor, review, committer) = Acceptor::start(org_id, spool, dyn_store.clone(), metrics.clone());
     let queue = Queue::start(
         &config,
         host.clone(),
         dyn_store.clone(),
         acceptor.clone(),
+        review,
+        Arc::new(Inspection(inspector)),
         Arc::new(Relay(delivery.clone())),
         metrics.clone(),
         released,
@@ -226,6 +228,14 @@ impl Authenticator for Users {
         let password = password.to_string();
         // argon2 is slow on purpose: keep it off the async workers.
         tokio::task::spawn_blocking(move || crate::commands::verify_password(&hash, &password)).await.unwrap_or(false)
+    }
+}
+
+struct Inspection(tomare_inspect::Inspector);
+
+impl Inspect for Inspection {
+    fn inspect(&self, data: &[u8]) -> tomare_model::Facts {
+        self.0.message(data)
     }
 }
 

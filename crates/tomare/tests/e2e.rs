@@ -115,7 +115,7 @@ fn held_mail_waits_and_is_released_on_time() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(kinds, ["received", "held", "released", "delivering", "delivered"]);
+    assert_eq!(kinds, ["received", "inspected", "held", "released", "delivering", "delivered"]);
 }
 
 #[test]
@@ -449,4 +449,48 @@ fn json_logs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
     assert!(lines.iter().any(|l| l["fields"]["message"] == "delivery attempt" && l["level"] == "INFO"), "{stderr}");
+}
+
+#[test]
+fn serve_inspects_every_message_and_keeps_the_facts() {
+    let g = Gateway::start(HOLD_NONE);
+    // A zip (made by Python's zipfile, a real producer) holding a file
+    // whose name is CP932-encoded and whose text carries a marker.
+    let script = r#"
+import smtplib, sys, io, zipfile
+from email.message import EmailMessage
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("XXXXXX.txt", "この資料は社外秘です。担当 090-1234-5678".encode("shift_jis"))
+# As Windows writes it: the name in CP932, no UTF-8 flag.
+data = buf.getvalue().replace(b"XXXXXX.txt", "見積書.txt".encode("cp932"))
+msg = EmailMessage()
+msg["From"] = "taro@example.com"; msg["To"] = "partner@customer.test"; msg["Subject"] = "資料送付"
+msg.set_content("ご確認ください。")
+msg.add_attachment(data, maintype="application", subtype="zip", filename="資料.zip")
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port)) as s:
+    s.send_message(msg)
+"#;
+    let out = Command::new("python3").args(["-c", script, &g.smtp]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = g.cli_json(&["queue", "list", "--json"]);
+    let id = rows[0]["id"].as_str().unwrap().to_string();
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "delivered"), "{}", g.log());
+    let facts = g.show(&id)["facts"].clone();
+    assert_eq!(facts["subject"], "資料送付");
+    assert_eq!(facts["complete"], true, "{facts}");
+    let paths: Vec<&str> =
+        facts["attachments"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["資料.zip", "資料.zip/見積書.txt"]);
+    let detections: Vec<(String, String)> = facts["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["detector"].as_str().unwrap().to_string(), d["location"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(detections.contains(&("keyword".into(), "資料.zip/見積書.txt".into())), "{detections:?}");
+    assert!(detections.contains(&("phone".into(), "資料.zip/見積書.txt".into())), "{detections:?}");
+    let (_, metrics) = g.http_get("/metrics");
+    assert!(metrics.contains("tomare_messages_inspected_total 1"), "{metrics}");
 }
