@@ -25,6 +25,10 @@ pub struct Detectors {
 
 /// NFKC, then lower case: the form keywords and text are compared in.
 pub fn normalize(text: &str) -> String {
+    if text.is_ascii() {
+        // NFKC leaves ASCII as it is.
+        return text.to_ascii_lowercase();
+    }
     text.nfkc().flat_map(char::to_lowercase).collect()
 }
 
@@ -185,7 +189,7 @@ pub fn luhn_ok(d: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A known card brand's prefix and length: cuts random Luhn-valid numbers.

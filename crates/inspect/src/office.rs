@@ -42,11 +42,7 @@ fn xml_text(xml: &[u8], dialect: Dialect, budget: &Budget) -> Result<String, Str
             },
             Event::End(e) => match e.local_name().as_ref() {
                 "t" => in_t = in_t.saturating_sub(1),
-                "p" | "h" => {
-                    if !out.ends_with('\n') {
-                        out.push('\n');
-                    }
-                }
+                "p" | "h" if !out.ends_with('\n') => out.push('\n'),
                 "tc" | "table-cell" => out.push('\t'),
                 _ => {}
             },

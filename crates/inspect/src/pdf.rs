@@ -24,8 +24,10 @@ const MAX_STREAM: usize = 64 * 1024 * 1024;
 const MAX_FORM_DEPTH: usize = 8;
 
 pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
-    let mut options = lopdf::LoadOptions::default();
-    options.max_decompressed_size = Some(MAX_STREAM.min(budget.remaining_bytes().max(1) as usize));
+    let options = lopdf::LoadOptions {
+        max_decompressed_size: Some(MAX_STREAM.min(budget.remaining_bytes().max(1) as usize)),
+        ..Default::default()
+    };
     let doc = Document::load_mem_with_options(bytes, options).map_err(|e| format!("PDF: {e}"))?;
     // lopdf opens a file with the empty user password by itself; when that
     // fails the objects stay encrypted (and the Encrypt dictionary may not
@@ -177,10 +179,10 @@ impl Page<'_> {
                                     match item {
                                         Object::String(bytes, _) => f.decode(bytes, &mut text),
                                         // A wide negative kern is a word gap in Latin text.
-                                        Object::Integer(_) | Object::Real(_) => {
-                                            if item.as_float().unwrap_or(0.0) < -200.0 && !text.ends_with(' ') {
-                                                text.push(' ');
-                                            }
+                                        Object::Integer(_) | Object::Real(_)
+                                            if item.as_float().unwrap_or(0.0) < -200.0 && !text.ends_with(' ') =>
+                                        {
+                                            text.push(' ');
                                         }
                                         _ => {}
                                     }
@@ -244,7 +246,7 @@ impl Page<'_> {
 #[derive(Default)]
 struct Font {
     /// Bytes per code for composite fonts (1 for simple fonts).
-    code_bytes: Vec<(u32, u32, usize)>,
+    code_bytes: Vec<CodeSpace>,
     to_unicode: HashMap<u32, String>,
     /// Simple-font table for codes the ToUnicode map does not cover.
     simple: Option<Box<[Option<char>; 256]>>,
@@ -438,10 +440,10 @@ fn glyph_char(name: &[u8]) -> Option<char> {
     if let Some(hex) = base.strip_prefix("uni").filter(|h| h.len() == 4) {
         return u32::from_str_radix(hex, 16).ok().and_then(char::from_u32);
     }
-    if let Some(hex) = base.strip_prefix('u').filter(|h| (4..=6).contains(&h.len())) {
-        if let Some(c) = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32) {
-            return Some(c);
-        }
+    if let Some(hex) = base.strip_prefix('u').filter(|h| (4..=6).contains(&h.len()))
+        && let Some(c) = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
+    {
+        return Some(c);
     }
     if base.len() == 1 {
         return base.chars().next();
@@ -512,9 +514,12 @@ fn glyph_char(name: &[u8]) -> Option<char> {
     NAMES.iter().find(|(n, _)| *n == base).map(|(_, c)| *c)
 }
 
+/// A codespace range: lowest code, highest code, bytes per code.
+type CodeSpace = (u32, u32, usize);
+
 /// A CMap's codespace ranges `(low, high, bytes)` and its code → Unicode
 /// entries (bfchar, bfrange).
-fn parse_cmap(data: &[u8]) -> (Vec<(u32, u32, usize)>, HashMap<u32, String>) {
+fn parse_cmap(data: &[u8]) -> (Vec<CodeSpace>, HashMap<u32, String>) {
     let tokens = cmap_tokens(data);
     let mut spaces = Vec::new();
     let mut map = HashMap::new();

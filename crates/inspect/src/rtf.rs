@@ -50,10 +50,10 @@ pub fn to_text(rtf: &[u8]) -> String {
                 stack.push((skip, uc));
                 i += 1;
                 // `{\*\dest ...}` is an optional destination: skip it whole.
-                if rtf[i..].starts_with(b"\\*") {
-                    if let Some(top) = stack.last_mut() {
-                        top.0 = true;
-                    }
+                if rtf[i..].starts_with(b"\\*")
+                    && let Some(top) = stack.last_mut()
+                {
+                    top.0 = true;
                 }
             }
             b'}' => {

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 /// What inspection saw in one message: the input of the policy stage.
 /// Computed once per message, stored with it, shown by `tomare inspect`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Facts {
     pub subject: String,
     /// Addresses in the From header.
@@ -26,6 +27,7 @@ pub struct Facts {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Attachment {
     /// Where it sits: `a.zip/b.docx`.
     pub path: String,
