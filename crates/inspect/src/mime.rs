@@ -97,6 +97,28 @@ fn attachment_name(part: &MessagePart, raw: &[u8]) -> Option<String> {
     Some(name.to_string())
 }
 
+/// Real mail nests multiparts a few levels (forwards add two or three
+/// each); far deeper is built to hide something from a parser.
+const MAX_MIME_DEPTH: usize = 32;
+
+/// How deep the multipart tree goes, walked without recursion.
+fn mime_depth(message: &Message) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(0usize, 1usize)];
+    let mut visited = 0;
+    while let Some((part, depth)) = stack.pop() {
+        visited += 1;
+        if visited > message.parts.len() {
+            break;
+        }
+        deepest = deepest.max(depth);
+        if let Some(PartType::Multipart(children)) = message.parts.get(part).map(|p| &p.body) {
+            stack.extend(children.iter().map(|c| (*c as usize, depth + 1)));
+        }
+    }
+    deepest
+}
+
 impl Walk<'_> {
     /// Body text of `message`; its attachments are inspected under `prefix`.
     pub(crate) fn message(&mut self, message: &Message, prefix: &str, depth: usize) -> String {
@@ -108,6 +130,11 @@ impl Walk<'_> {
                 body.push('\n');
             }
             body.push_str(&text);
+        }
+        let depth_found = mime_depth(message);
+        if depth_found > MAX_MIME_DEPTH {
+            let at = if prefix.is_empty() { String::new() } else { format!("{prefix}: ") };
+            self.reasons.push(format!("{at}MIME parts nested {depth_found} levels deep (more than {MAX_MIME_DEPTH})"));
         }
         for (n, part) in message.parts.iter().enumerate() {
             if part.is_encoding_problem {

@@ -1,0 +1,464 @@
+//! Inspection of files and messages the tests build themselves: each kind of
+//! document, archive, protection, charset and limit the issue names.
+
+use encoding_rs::{EUC_JP, ISO_2022_JP, SHIFT_JIS};
+use lopdf::{Document, Object, Stream, dictionary};
+use std::io::{Cursor, Write};
+use tomare_config::{ByteSize, Config, Duration};
+use tomare_inspect::Inspector;
+use tomare_model::Facts;
+
+fn inspector() -> Inspector {
+    Inspector::new(&Config::default()).unwrap()
+}
+
+fn with_limits(f: impl FnOnce(&mut Config)) -> Inspector {
+    let mut c = Config::default();
+    f(&mut c);
+    Inspector::new(&c).unwrap()
+}
+
+fn has_detection(facts: &Facts, detector: &str, location: &str) -> bool {
+    facts.detections.iter().any(|d| d.detector == detector && d.location == location)
+}
+
+// ---- builders ---------------------------------------------------------
+
+fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in entries {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn docx(paragraphs: &[&str]) -> Vec<u8> {
+    let body: String = paragraphs.iter().map(|p| format!("<w:p><w:r><w:t>{p}</w:t></w:r></w:p>")).collect();
+    let doc = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
+    );
+    zip(&[
+        (
+            "[Content_Types].xml",
+            br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>"#,
+        ),
+        ("word/document.xml", doc.as_bytes()),
+    ])
+}
+
+fn pptx(slides: &[&str]) -> Vec<u8> {
+    let xml: Vec<String> = slides
+        .iter()
+        .map(|t| format!(r#"<p:sld xmlns:p="p" xmlns:a="a"><p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r><a:t>{t}</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:sld>"#))
+        .collect();
+    let names: Vec<String> = (1..=slides.len()).map(|i| format!("ppt/slides/slide{i}.xml")).collect();
+    let mut entries: Vec<(&str, &[u8])> = vec![("[Content_Types].xml", b"<Types/>")];
+    for (n, x) in names.iter().zip(&xml) {
+        entries.push((n, x.as_bytes()));
+    }
+    zip(&entries)
+}
+
+fn xlsx(sheet: &str, cells: &[&str]) -> Vec<u8> {
+    let rows: String = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!(r#"<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{c}</t></is></c></row>"#, r = i + 1))
+        .collect();
+    let sheet_xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>{rows}</sheetData></worksheet>"#
+    );
+    let workbook = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="{sheet}" sheetId="1" r:id="rId1"/></sheets></workbook>"#
+    );
+    zip(&[
+        (
+            "[Content_Types].xml",
+            br#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#,
+        ),
+        (
+            "_rels/.rels",
+            br#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#,
+        ),
+        ("xl/workbook.xml", workbook.as_bytes()),
+        (
+            "xl/_rels/workbook.xml.rels",
+            br#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#,
+        ),
+        ("xl/worksheets/sheet1.xml", sheet_xml.as_bytes()),
+    ])
+}
+
+fn odt(text: &str) -> Vec<u8> {
+    let content = format!(
+        r#"<?xml version="1.0"?><office:document-content xmlns:office="o" xmlns:text="t"><office:body><office:text><text:p>{text}</text:p></office:text></office:body></office:document-content>"#
+    );
+    zip(&[("mimetype", b"application/vnd.oasis.opendocument.text"), ("content.xml", content.as_bytes())])
+}
+
+/// A one-page PDF whose page shows `content` with font `F1` = `font`.
+fn pdf(font: lopdf::Dictionary, content: &[u8], extra: impl FnOnce(&mut Document, lopdf::ObjectId)) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(font);
+    extra(&mut doc, font_id);
+    let content_id = doc.add_object(Stream::new(dictionary! {}, content.to_vec()));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content_id,
+        "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
+        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    doc.trailer.set("ID", vec![Object::string_literal("0123456789abcdef"), Object::string_literal("0123456789abcdef")]);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn cid_font(encoding: &str) -> lopdf::Dictionary {
+    dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type0",
+        "BaseFont" => "HeiseiMin-W3",
+        "Encoding" => Object::Name(encoding.as_bytes().to_vec()),
+        "DescendantFonts" => vec![Object::Dictionary(dictionary! {
+            "Type" => "Font",
+            "Subtype" => "CIDFontType0",
+            "BaseFont" => "HeiseiMin-W3",
+            "CIDSystemInfo" => dictionary! {
+                "Registry" => Object::string_literal("Adobe"),
+                "Ordering" => Object::string_literal("Japan1"),
+                "Supplement" => 2,
+            },
+        })],
+    }
+}
+
+/// The Adobe-Japan1 CID of `c`, from the table inspection ships.
+fn japan1_cid(c: char) -> u16 {
+    let table = include_bytes!("../data/adobe-japan1-ucs2.bin");
+    let cid = table.chunks(4).position(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) == c as u32).unwrap();
+    cid as u16
+}
+
+// ---- documents ----------------------------------------------------------
+
+#[test]
+fn pdf_fonts_simple_tounicode_predefined_cmap_and_bare_cids() {
+    let i = inspector();
+    let latin = pdf(
+        dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding" },
+        b"BT /F1 12 Tf 72 700 Td (Internal Only: Q3 plan) Tj 0 -14 Td [(Card 4111) -250 (1111 1111 1111)] TJ ET",
+        |_, _| {},
+    );
+    let f = i.file("plan.pdf", &latin);
+    assert!(f.attachments[0].text.contains("Internal Only: Q3 plan"), "{:?}", f.attachments[0].text);
+    assert!(
+        f.attachments[0].text.contains("Card 4111 1111 1111 1111"),
+        "kern gap is a space: {:?}",
+        f.attachments[0].text
+    );
+    assert!(has_detection(&f, "keyword", "plan.pdf") && has_detection(&f, "credit_card", "plan.pdf"));
+
+    // Non-embedded CID font with UniJIS-UCS2-H: codes are UCS-2.
+    let text = "機密情報：社外秘（髙﨑）";
+    let utf16: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+    let ucs2 =
+        pdf(cid_font("UniJIS-UCS2-H"), format!("BT /F1 12 Tf 72 700 Td <{}> Tj ET", hex(&utf16)).as_bytes(), |_, _| {});
+    assert!(i.file("a.pdf", &ucs2).attachments[0].text.contains(text));
+
+    // Shift_JIS codes (90ms-RKSJ-H).
+    let (sjis, _, _) = SHIFT_JIS.encode("請求書 No.12");
+    let rksj =
+        pdf(cid_font("90ms-RKSJ-H"), format!("BT /F1 12 Tf 72 700 Td <{}> Tj ET", hex(&sjis)).as_bytes(), |_, _| {});
+    assert!(i.file("b.pdf", &rksj).attachments[0].text.contains("請求書 No.12"));
+
+    // Identity-H, no ToUnicode, not embedded: only the Adobe-Japan1 table helps.
+    let cids: Vec<u8> = "社外秘".chars().flat_map(|c| japan1_cid(c).to_be_bytes()).collect();
+    let bare =
+        pdf(cid_font("Identity-H"), format!("BT /F1 12 Tf 72 700 Td <{}> Tj ET", hex(&cids)).as_bytes(), |_, _| {});
+    let f = i.file("c.pdf", &bare);
+    assert!(f.attachments[0].text.contains("社外秘"), "{:?}", f.attachments[0].text);
+    assert!(has_detection(&f, "keyword", "c.pdf"));
+
+    // Identity-H with a ToUnicode map (embedded subset fonts).
+    let cmap = b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap 1 begincodespacerange <0000> <FFFF> endcodespacerange 2 beginbfchar <0001> <6975> <0002> <79D8> endbfchar endcmap end end".to_vec();
+    let mapped = pdf(cid_font("Identity-H"), b"BT /F1 12 Tf 72 700 Td <00010002> Tj ET", |doc, font_id| {
+        let to_unicode = doc.add_object(Stream::new(dictionary! {}, cmap));
+        if let Ok(Object::Dictionary(d)) = doc.get_object_mut(font_id) {
+            d.set("ToUnicode", to_unicode);
+        }
+    });
+    assert!(i.file("d.pdf", &mapped).attachments[0].text.contains("極秘"));
+}
+
+#[test]
+fn pdf_with_a_user_password_is_protected_and_a_broken_one_incomplete() {
+    let i = inspector();
+    let plain = pdf(
+        dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" },
+        b"BT /F1 12 Tf 72 700 Td (secret numbers) Tj ET",
+        |_, _| {},
+    );
+    let mut doc = Document::load_mem(&plain).unwrap();
+    let state = lopdf::EncryptionState::try_from(lopdf::EncryptionVersion::V2 {
+        document: &doc,
+        owner_password: "owner",
+        user_password: "user-secret",
+        key_length: 128,
+        permissions: lopdf::Permissions::default(),
+    })
+    .unwrap();
+    doc.encrypt(&state).unwrap();
+    let mut encrypted = Vec::new();
+    doc.save_to(&mut encrypted).unwrap();
+    let f = i.file("locked.pdf", &encrypted);
+    assert!(f.attachments[0].encrypted, "{:?}", f.attachments[0]);
+    assert!(!f.attachments[0].text.contains("secret"));
+    assert!(!f.complete && f.incomplete_reasons[0].contains("password"), "{:?}", f.incomplete_reasons);
+
+    let broken = &plain[..plain.len() / 3];
+    let f = i.file("broken.pdf", broken);
+    assert!(!f.complete, "a truncated PDF is not a clean pass: {f:?}");
+}
+
+#[test]
+fn office_documents_and_rtf_html_csv() {
+    let i = inspector();
+    let f = i.file("見積書.docx", &docx(&["社外秘：見積書", "担当 山田太郎"]));
+    assert_eq!(f.attachments[0].detected_type, "docx");
+    assert!(f.attachments[0].text.contains("社外秘：見積書\n担当 山田太郎"));
+    let f = i.file("q.pptx", &pptx(&["一枚目", "四半期報告（極秘）"]));
+    assert!(f.attachments[0].text.contains("一枚目\n四半期報告（極秘）"), "{:?}", f.attachments[0].text);
+    assert!(has_detection(&f, "keyword", "q.pptx"));
+    let f = i.file("list.xlsx", &xlsx("請求一覧", &["品名", "社内限り", "&#x9AD9;&#xFA11;"]));
+    assert_eq!(f.attachments[0].detected_type, "xlsx");
+    let text = &f.attachments[0].text;
+    assert!(text.contains("請求一覧") && text.contains("社内限り") && text.contains("髙﨑"), "{text:?}");
+    let f = i.file("memo.odt", &odt("関係者外秘の議事録"));
+    assert!(has_detection(&f, "keyword", "memo.odt"), "{f:?}");
+
+    let rtf = br"{\rtf1\ansi\ansicpg932{\fonttbl{\f0 MS Mincho;}}\f0 \'8e\'d0\'8a\'4f\'94\'e9\par}";
+    assert!(i.file("a.rtf", rtf).attachments[0].text.contains("社外秘"));
+    let html = "<html><body><p>部外秘</p><script>x='極秘'</script></body></html>";
+    let f = i.file("a.html", html.as_bytes());
+    assert!(f.detections.iter().any(|d| d.name == "部外秘") && !f.detections.iter().any(|d| d.name == "極秘"));
+    let (csv, _, _) = SHIFT_JIS.encode("氏名,個人番号\n山田,123456789018\n");
+    let f = i.file("names.csv", &csv);
+    assert!(has_detection(&f, "my_number", "names.csv"), "{f:?}");
+    let (euc, _, _) = EUC_JP.encode("振込先: みずほ銀行 本店 普通 7654321\n");
+    assert!(has_detection(&i.file("bank.txt", &euc), "bank_account", "bank.txt"));
+}
+
+#[test]
+fn protected_office_and_uninspectable_archives() {
+    let i = inspector();
+    let mut cf = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+    cf.create_stream("EncryptionInfo").unwrap().write_all(&[4, 0, 4, 0, 0x40, 0, 0, 0]).unwrap();
+    cf.create_stream("EncryptedPackage").unwrap().write_all(&[0u8; 64]).unwrap();
+    cf.flush().unwrap();
+    let office = cf.into_inner().into_inner();
+    let f = i.file("給与.xlsx", &office);
+    assert!(f.attachments[0].encrypted);
+    assert_eq!(f.attachments[0].detected_type, "encrypted-office");
+    assert!(!f.attachments[0].type_mismatch, "an encrypted xlsx keeps its name");
+    assert!(!f.complete);
+
+    for (name, bytes) in [("a.7z", &b"7z\xBC\xAF\x27\x1C\x00\x04rest"[..]), ("a.rar", b"Rar!\x1A\x07\x01\x00rest")] {
+        let f = i.file(name, bytes);
+        assert!(!f.complete && f.incomplete_reasons[0].contains("not inspectable"), "{name}: {f:?}");
+    }
+}
+
+// ---- archives ----------------------------------------------------------
+
+#[test]
+fn nested_zip_with_cp932_names_and_a_disguised_file() {
+    let inner = zip(&[("memo.docx", &docx(&["関係者外秘"]))]);
+    let outer = zip(&[("XXXXXX.txt", "社外秘メモ".as_bytes()), ("inner.zip", &inner)]);
+    // The name as Japanese Windows writes it: CP932 bytes, no UTF-8 flag.
+    let (cp932, _, _) = SHIFT_JIS.encode("見積書.txt");
+    let outer = replace(&outer, b"XXXXXX.txt", &cp932);
+    let f = inspector().file("資料.zip", &outer);
+    let paths: Vec<&str> = f.attachments.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(paths, ["資料.zip", "資料.zip/見積書.txt", "資料.zip/inner.zip", "資料.zip/inner.zip/memo.docx"]);
+    assert!(has_detection(&f, "keyword", "資料.zip/inner.zip/memo.docx"));
+    assert!(f.complete, "{:?}", f.incomplete_reasons);
+
+    let f = inspector().file("invoice.pdf", &outer);
+    assert!(f.attachments[0].type_mismatch && f.attachments[0].detected_type == "zip");
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = hay.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn encrypted_zip_entries_are_reported() {
+    let plain = zip(&[("secret.xlsx", b"not really a spreadsheet")]);
+    // Set bit 0 (encrypted) of the general purpose flags, in the local
+    // header (offset 6) and in the central directory entry (offset 8).
+    let mut z = plain.clone();
+    z[6] |= 1;
+    let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    z[cd + 8] |= 1;
+    let f = inspector().file("pw.zip", &z);
+    let entry = f.attachments.iter().find(|a| a.path == "pw.zip/secret.xlsx").expect("entry listed");
+    assert!(entry.encrypted);
+    assert!(!f.complete && f.incomplete_reasons.iter().any(|r| r.contains("password")));
+}
+
+#[test]
+fn zip_bomb_entry_limit_depth_and_time_end_incomplete() {
+    let zeros = vec![0u8; 30 * 1024 * 1024];
+    let bomb = zip(&[("zeros.bin", &zeros)]);
+    assert!(bomb.len() < 100 * 1024, "a real bomb: {} bytes", bomb.len());
+    let small = with_limits(|c| c.inspect.max_decompressed = ByteSize(10 * 1024 * 1024));
+    let f = small.file("bomb.zip", &bomb);
+    assert!(!f.complete && f.incomplete_reasons.iter().any(|r| r.contains("limit")), "{:?}", f.incomplete_reasons);
+
+    let many: Vec<(String, Vec<u8>)> = (0..20).map(|n| (format!("f{n}.txt"), b"x".to_vec())).collect();
+    let refs: Vec<(&str, &[u8])> = many.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let few = with_limits(|c| c.inspect.max_entries = 5);
+    let f = few.file("many.zip", &zip(&refs));
+    assert!(f.incomplete_reasons.iter().any(|r| r.contains("more than 5 entries")), "{:?}", f.incomplete_reasons);
+
+    let mut nested = zip(&[("deep.txt", "社外秘".as_bytes())]);
+    for level in 0..12 {
+        nested = zip(&[(&format!("level{level}.zip"), &nested)]);
+    }
+    let f = inspector().file("nest.zip", &nested);
+    assert!(f.incomplete_reasons.iter().any(|r| r.contains("nested deeper")), "{:?}", f.incomplete_reasons);
+
+    let hurried = with_limits(|c| c.inspect.time_budget = Duration::secs(0));
+    let f = hurried.file("memo.docx", &docx(&["x"]));
+    assert!(!f.complete && f.incomplete_reasons.iter().any(|r| r.contains("time budget")), "{f:?}");
+}
+
+// ---- messages ----------------------------------------------------------
+
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().fold(0u32, |a, b| a << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join("\r\n")
+}
+
+#[test]
+fn japanese_mail_in_every_charset() {
+    let body = "いつもお世話になっております。社外秘の資料です。";
+    let i = inspector();
+    for (charset, enc) in [("ISO-2022-JP", ISO_2022_JP), ("Shift_JIS", SHIFT_JIS), ("EUC-JP", EUC_JP)] {
+        let (bytes, _, _) = enc.encode(body);
+        let (subject, _, _) = enc.encode("御見積");
+        let mut raw = format!(
+            "From: =?{charset}?B?{}?= <taro@example.com>\r\nTo: partner@customer.test\r\nSubject: =?{charset}?B?{}?=\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+            b64(&enc.encode("山田").0),
+            b64(&subject)
+        )
+        .into_bytes();
+        raw.extend_from_slice(&bytes);
+        let f = i.message(&raw);
+        assert_eq!(f.subject, "御見積", "{charset}");
+        assert!(f.body_text.contains(body), "{charset}: {:?}", f.body_text);
+        assert!(has_detection(&f, "keyword", "body"), "{charset}");
+        assert_eq!(f.from, ["taro@example.com"]);
+    }
+    // UTF-8 quoted-printable, and UTF-16 base64.
+    let qp = "From: a@example.com\r\nTo: b@x.test\r\nSubject: =?UTF-8?Q?=E7=A4=BE=E5=A4=96=E7=A7=98?=\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=E6=A5=B5=E7=A7=98\r\n";
+    let f = i.message(qp.as_bytes());
+    assert_eq!(f.subject, "社外秘");
+    assert!(f.body_text.contains("極秘"));
+    let utf16: Vec<u8> = body.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+    let raw = format!(
+        "From: a@example.com\r\nTo: b@x.test\r\nSubject: x\r\nContent-Type: text/plain; charset=UTF-16BE\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        b64(&utf16)
+    );
+    assert!(i.message(raw.as_bytes()).body_text.contains(body));
+}
+
+#[test]
+fn attachment_names_rfc2231_raw_cp932_and_attached_messages() {
+    let attached =
+        "From: boss@example.com\r\nTo: taro@example.com\r\nSubject: =?UTF-8?B?6Lui6YCB?=\r\n\r\n極秘の件、了解。\r\n";
+    let (raw_name, _, _) = SHIFT_JIS.encode("請求書.txt");
+    let mut raw = b"From: taro@example.com\r\nTo: partner@customer.test\r\nBcc: boss@example.com\r\nSubject: files\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>HTML only <b>body</b></p>\r\n\
+--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment; filename*=UTF-8''%E8%A6%8B%E7%A9%8D%E6%9B%B8.txt\r\n\r\n\xe7\xa4\xbe\xe5\xa4\x96\xe7\xa7\x98\r\n\
+--b1\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\""
+        .to_vec();
+    raw.extend_from_slice(&raw_name);
+    raw.extend_from_slice(b"\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    raw.extend_from_slice(b64("社内限り".as_bytes()).as_bytes());
+    raw.extend_from_slice(b"\r\n--b1\r\nContent-Type: message/rfc822\r\n\r\n");
+    raw.extend_from_slice(attached.as_bytes());
+    raw.extend_from_slice(b"\r\n--b1--\r\n");
+    let f = inspector().message(&raw);
+    let names: Vec<&str> = f.attachments.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["見積書.txt", "請求書.txt", "message-3.eml"], "{:?}", f.attachments);
+    assert_eq!(f.bcc, ["boss@example.com"]);
+    assert!(f.body_text.contains("HTML only body"), "{:?}", f.body_text);
+    assert!(has_detection(&f, "keyword", "見積書.txt"));
+    assert!(has_detection(&f, "keyword", "請求書.txt"));
+    assert!(has_detection(&f, "keyword", "message-3.eml"), "{:?}", f.detections);
+    assert!(f.complete, "{:?}", f.incomplete_reasons);
+}
+
+#[test]
+fn malformed_address_headers_are_facts() {
+    let raw = "From: taro@example.com\r\nTo: partner@customer.test\r\nBcc: boss@example.com\r\nceo@example.com\r\nSubject: x\r\n\r\nbody\r\n";
+    let f = inspector().message(raw.as_bytes());
+    assert!(f.malformed_headers.iter().any(|m| m.contains("ceo@example.com")), "{:?}", f.malformed_headers);
+    let raw = "From: taro@example.com\r\nTo: partner@customer.test, Yamada Taro\r\nSubject: x\r\n\r\nbody\r\n";
+    let f = inspector().message(raw.as_bytes());
+    assert!(f.malformed_headers.iter().any(|m| m.starts_with("To:")), "{:?}", f.malformed_headers);
+    let raw = "From: taro@example.com\r\nTo: undisclosed-recipients:;\r\nSubject: x\r\n\r\nbody\r\n";
+    assert!(inspector().message(raw.as_bytes()).malformed_headers.is_empty());
+}
+
+#[test]
+fn hundred_levels_of_mime_nesting_end_incomplete_not_in_a_crash() {
+    let mut raw = String::from("From: a@example.com\r\nTo: b@x.test\r\nSubject: deep\r\nMIME-Version: 1.0\r\n");
+    for level in 0..100 {
+        raw.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"));
+    }
+    raw.push_str("Content-Type: text/plain\r\n\r\n社外秘\r\n");
+    for level in (0..100).rev() {
+        raw.push_str(&format!("--b{level}--\r\n"));
+    }
+    let f = inspector().message(raw.as_bytes());
+    assert!(!f.complete, "{f:?}");
+    assert!(f.incomplete_reasons.iter().any(|r| r.contains("nested")), "{:?}", f.incomplete_reasons);
+}
