@@ -176,7 +176,14 @@ impl Walk<'_> {
             self.reasons.push(format!("{path}: time budget exceeded before it was read"));
             return;
         }
-        let kind = if content_type == "message/rfc822" { Kind::Eml } else { sniff::sniff(bytes) };
+        let kind = match (content_type, sniff::sniff(bytes)) {
+            ("message/rfc822", _) => Kind::Eml,
+            // A header block alone (bounces carry them) is text, not a message.
+            ("text/rfc822-headers" | "message/delivery-status" | "message/disposition-notification", Kind::Eml) => {
+                Kind::Text
+            }
+            (_, kind) => kind,
+        };
         let index = self.attachments.len();
         self.attachments.push(Attachment {
             path: path.to_string(),
@@ -241,6 +248,11 @@ impl Walk<'_> {
 
     /// An attached message: its body is its text, its attachments children.
     fn eml(&mut self, path: &str, bytes: &[u8], depth: usize) -> Extracted {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            // An empty message/rfc822 part (bounces often carry one): nothing
+            // there to miss.
+            return Extracted::default();
+        }
         match mail_parser::MessageParser::default().parse(bytes) {
             Some(message) => {
                 let mut text = String::new();

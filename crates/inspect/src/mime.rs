@@ -137,7 +137,11 @@ impl Walk<'_> {
             self.reasons.push(format!("{at}MIME parts nested {depth_found} levels deep (more than {MAX_MIME_DEPTH})"));
         }
         for (n, part) in message.parts.iter().enumerate() {
-            if part.is_encoding_problem {
+            // Containers flagged for a missing closing boundary still gave up
+            // their parts, and an attached message is judged by its own walk;
+            // a leaf that could not be decoded is content we did not read.
+            let leaf = !matches!(part.body, PartType::Multipart(_) | PartType::Message(_));
+            if part.is_encoding_problem && leaf && !part.contents().iter().all(u8::is_ascii_whitespace) {
                 let at = if prefix.is_empty() { String::new() } else { format!("{prefix}: ") };
                 self.reasons.push(format!("{at}MIME part {n} could not be decoded"));
             }
