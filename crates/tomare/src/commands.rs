@@ -232,7 +232,7 @@ async fn report(lang: Lang, id: &MessageId, result: Transition, done_key: &str) 
     })
 }
 
-pub fn inspect(config: Config, file: &std::path::Path, json: bool) -> Result<ExitCode> {
+pub fn inspect(config: Config, file: &std::path::Path, json: bool, text: bool) -> Result<ExitCode> {
     let lang = Lang::from_env();
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!(e))?;
@@ -240,6 +240,15 @@ pub fn inspect(config: Config, file: &std::path::Path, json: bool) -> Result<Exi
     let facts = inspector.file(&name, &bytes);
     if json {
         println!("{}", serde_json::to_string_pretty(&facts)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if text {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(facts.body_text.as_bytes())?;
+        for a in &facts.attachments {
+            out.write_all(a.text.as_bytes())?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !facts.subject.is_empty() || !facts.from.is_empty() {

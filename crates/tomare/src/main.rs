@@ -46,6 +46,9 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Print only the extracted text (as pdftotext would).
+        #[arg(long, conflicts_with = "json")]
+        text: bool,
     },
     /// SMTP AUTH users.
     User {
@@ -109,8 +112,8 @@ fn main() -> ExitCode {
         Command::Serve { config, log_format } => load(config.as_deref()).and_then(|c| serve::run(c, log_format)),
         Command::Config { command } => commands::config(command),
         Command::Queue { config, command } => load(config.as_deref()).and_then(|c| commands::queue(c, command)),
-        Command::Inspect { file, config, json } => {
-            load(config.as_deref()).and_then(|c| commands::inspect(c, &file, json))
+        Command::Inspect { file, config, json, text } => {
+            load(config.as_deref()).and_then(|c| commands::inspect(c, &file, json, text))
         }
         Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
     };
