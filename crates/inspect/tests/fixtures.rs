@@ -462,3 +462,36 @@ fn hundred_levels_of_mime_nesting_end_incomplete_not_in_a_crash() {
     assert!(!f.complete, "{f:?}");
     assert!(f.incomplete_reasons.iter().any(|r| r.contains("nested")), "{:?}", f.incomplete_reasons);
 }
+
+#[test]
+fn gzip_tar_and_configured_regex_detectors() {
+    let mut tar = vec![0u8; 512];
+    tar[..10].copy_from_slice(b"orders.csv");
+    let body = "注文番号,金額\nINV-2024-0123,5000\n".as_bytes();
+    tar[124..135].copy_from_slice(format!("{:011o}", body.len()).as_bytes());
+    tar[156] = b'0';
+    tar[257..262].copy_from_slice(b"ustar");
+    tar.extend_from_slice(body);
+    tar.resize(tar.len().div_ceil(512) * 512 + 1024, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let tgz = gz.finish().unwrap();
+
+    let i = with_limits(|c| {
+        c.detect.regex =
+            vec![tomare_config::RegexDetector { name: "invoice".into(), pattern: r"inv-\d{4}-\d{4}".into() }]
+    });
+    let f = i.file("backup.tgz", &tgz);
+    let paths: Vec<&str> = f.attachments.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(paths, ["backup.tgz", "backup.tgz/(gzip)", "backup.tgz/(gzip)/orders.csv"]);
+    let hit = f.detections.iter().find(|d| d.detector == "regex").expect("regex detector ran");
+    assert_eq!((hit.name.as_str(), hit.location.as_str()), ("invoice", "backup.tgz/(gzip)/orders.csv"));
+    // Full-width digits normalise before the pattern sees them.
+    let f = i.file("memo.txt", "請求書 ＩＮＶ－２０２４－０１２３".as_bytes());
+    assert!(f.detections.iter().any(|d| d.detector == "regex"), "{:?}", f.detections);
+
+    let bad = tomare_config::RegexDetector { name: "broken".into(), pattern: "(unclosed".into() };
+    let mut c = Config::default();
+    c.detect.regex = vec![bad];
+    assert!(Inspector::new(&c).err().unwrap().contains("broken"));
+}

@@ -32,7 +32,12 @@ pub fn config(command: ConfigCommand) -> Result<ExitCode> {
                 }
             };
             match Config::parse(&text) {
-                Ok(_) => {
+                Ok(config) => {
+                    // Detector patterns compile only where they are used.
+                    if let Err(e) = tomare_inspect::Inspector::new(&config) {
+                        eprintln!("{name}: [detect] {e}");
+                        return Ok(ExitCode::FAILURE);
+                    }
                     println!("{}", t(lang, "config.ok", &[&name]));
                     Ok(ExitCode::SUCCESS)
                 }
