@@ -4,8 +4,10 @@
 //!
 //! Parsing is pure: this crate reads no files and opens no sockets.
 
+pub mod rules;
 mod units;
 
+pub use rules::{Action, Cond, Rule, RulesFile};
 pub use units::{ByteSize, Duration, IpNet};
 
 use serde::Deserialize;
@@ -26,6 +28,46 @@ pub struct Config {
     pub org: Org,
     pub inspect: Inspect,
     pub detect: Detect,
+    pub policy: Policy,
+    /// Rules of this organisation, after the built-in pack.
+    pub rule: Vec<Rule>,
+    /// The directory: who supervises whom, who is in which group.
+    pub user: Vec<DirectoryUser>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// The built-in rule pack (one rule per mis-send accident).
+    pub builtin: bool,
+    /// More `[[rule]]` tables in a file of their own (reloaded with
+    /// `tomare rules reload` or SIGHUP).
+    pub rules_file: Option<PathBuf>,
+    /// External addresses visible in To/Cc above which the built-in pack
+    /// converts them to Bcc.
+    pub visible_recipients_threshold: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { builtin: true, rules_file: None, visible_recipients_threshold: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryUser {
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    /// `member`, `approver` or `admin`.
+    #[serde(default)]
+    pub role: String,
+    /// The supervisor's address.
+    #[serde(default)]
+    pub supervisor: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -312,38 +354,46 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// serde stops at the first error; to name each one, the offending line is
+/// blanked and the text parsed again, a bounded number of times.
+fn parse_with_lines<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut text = text.to_string();
+    for _ in 0..32 {
+        match toml::from_str::<T>(&text) {
+            Ok(value) if errors.is_empty() => return Ok(value),
+            Ok(_) => break,
+            Err(e) => {
+                let offset = e.span().map(|s| s.start).unwrap_or(0);
+                let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+                errors.push(ConfigError { line, message: e.message().trim().to_string() });
+                let Some(span) = e.span() else { break };
+                let start = text[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+                let end = text[span.start..].find('\n').map(|i| span.start + i).unwrap_or(text.len());
+                // A broken table header cannot be blanked without moving its
+                // keys into the table before it: stop there.
+                if text[start..end].trim_start().starts_with('[') {
+                    break;
+                }
+                text.replace_range(start..end, &" ".repeat(end - start));
+            }
+        }
+    }
+    errors.sort_by_key(|e| e.line);
+    errors.dedup();
+    Err(errors)
+}
+
 impl Config {
     /// Parses `text`, or returns every error found, each with its line.
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
-        // serde stops at the first error; to name each one, the offending line
-        // is blanked and the text parsed again, a bounded number of times.
-        let mut errors = Vec::new();
-        let mut text = text.to_string();
-        for _ in 0..32 {
-            match toml::from_str::<Config>(&text) {
-                Ok(config) if errors.is_empty() => {
-                    return config.validate().map(|()| config).map_err(|e| vec![e]);
-                }
-                Ok(_) => break,
-                Err(e) => {
-                    let offset = e.span().map(|s| s.start).unwrap_or(0);
-                    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
-                    errors.push(ConfigError { line, message: e.message().trim().to_string() });
-                    let Some(span) = e.span() else { break };
-                    let start = text[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                    let end = text[span.start..].find('\n').map(|i| span.start + i).unwrap_or(text.len());
-                    // A broken table header cannot be blanked without moving
-                    // its keys into the table before it: stop there.
-                    if text[start..end].trim_start().starts_with('[') {
-                        break;
-                    }
-                    text.replace_range(start..end, &" ".repeat(end - start));
-                }
-            }
-        }
-        errors.sort_by_key(|e| e.line);
-        errors.dedup();
-        Err(errors)
+        let config: Config = parse_with_lines(text)?;
+        config.validate().map(|()| config).map_err(|e| vec![e])
+    }
+
+    /// Parses a rules file (`[[rule]]` tables only).
+    pub fn parse_rules(text: &str) -> Result<Vec<Rule>, Vec<ConfigError>> {
+        parse_with_lines::<RulesFile>(text).map(|f| f.rule)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

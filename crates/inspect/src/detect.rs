@@ -7,7 +7,6 @@
 use regex::Regex;
 use std::collections::BTreeSet;
 use tomare_model::Detection;
-use unicode_normalization::UnicodeNormalization;
 
 pub struct Detectors {
     keywords: Vec<(String, String)>,
@@ -23,14 +22,7 @@ pub struct Detectors {
     email_re: Regex,
 }
 
-/// NFKC, then lower case: the form keywords and text are compared in.
-pub fn normalize(text: &str) -> String {
-    if text.is_ascii() {
-        // NFKC leaves ASCII as it is.
-        return text.to_ascii_lowercase();
-    }
-    text.nfkc().flat_map(char::to_lowercase).collect()
-}
+pub use tomare_model::normalize;
 
 impl Detectors {
     pub fn new(config: &tomare_config::Detect) -> Result<Detectors, String> {

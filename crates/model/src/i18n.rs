@@ -67,6 +67,84 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("user.password_prompt", "Password (read from standard input):", "パスワード（標準入力から読み込みます）:"),
     ("user.empty_password", "The password must not be empty.", "パスワードを空にはできません。"),
     ("user.none", "No users.", "ユーザーはいません。"),
+    ("ev.external_recipients", "{} recipient(s) outside the company", "社外の宛先 {} 件"),
+    ("ev.visible_external", "{} outside addresses visible in To/Cc", "To/Cc に見える社外アドレス {} 件"),
+    ("ev.external_domains", "{} outside domains: {}", "社外ドメイン {} 件: {}"),
+    ("ev.recipient_domain", "recipient domain {}", "宛先ドメイン {}"),
+    ("ev.sender", "sender {}", "送信者 {}"),
+    ("ev.sender_group", "sender in group {}", "送信者のグループ {}"),
+    ("ev.text", "\"{}\" in {}", "{1} に「{0}」"),
+    ("ev.detection", "{} in {}", "{1} に {0}"),
+    ("ev.attachment", "{} attachment(s): {}", "添付ファイル {} 件: {}"),
+    ("ev.attachment_count", "{} attachment(s)", "添付ファイル {} 件"),
+    ("ev.incomplete", "not fully read: {}", "読み取れなかった部分: {}"),
+    ("ev.malformed", "malformed: {}", "不正な形式: {}"),
+    ("ev.body_addresses", "{} addresses in the body", "本文中のアドレス {} 件"),
+    ("ev.first_contact", "first message to {}", "{} へは初めての送信"),
+    ("ev.lookalike", "{} looks like {}", "{} は {} に似ています"),
+    ("ev.size", "{} bytes", "{} バイト"),
+    ("ev.time", "sent at {}", "送信時刻 {}"),
+    (
+        "rule.visible-recipients",
+        "Many outside addresses are visible to every recipient in To/Cc: they are moved to Bcc.",
+        "To/Cc に社外のアドレスが多数あり、全員に見えてしまうため Bcc に移します。",
+    ),
+    (
+        "rule.malformed-recipient-headers",
+        "An address header is malformed, which can leak addresses.",
+        "宛先ヘッダーの形式が不正で、アドレスが漏れるおそれがあります。",
+    ),
+    ("rule.addresses-in-body", "The body lists many email addresses.", "本文に多数のメールアドレスが含まれています。"),
+    (
+        "rule.confidential-to-outside",
+        "Marked confidential or internal-only, and going outside: a supervisor must approve it.",
+        "社外秘・社内限りの表示があり、社外に送られます。上長の承認が必要です。",
+    ),
+    (
+        "rule.personal-data-to-outside",
+        "An attachment carries personal data and is going outside: a supervisor must approve it.",
+        "添付ファイルに個人情報（マイナンバー・カード番号・口座番号）が含まれ、社外に送られます。上長の承認が必要です。",
+    ),
+    (
+        "rule.unprotected-confidential-attachment",
+        "An attachment with confidential content is not protected.",
+        "機密情報を含む添付ファイルが保護されていません。",
+    ),
+    (
+        "rule.inspection-incomplete",
+        "Part of the message could not be read: it is held for review.",
+        "メールの一部を読み取れなかったため、確認のため保留します。",
+    ),
+    (
+        "rule.lookalike-domain",
+        "A recipient domain looks like one of ours or one we write to, but is not it.",
+        "宛先ドメインが自社や取引先のドメインに似ていますが、別のドメインです。",
+    ),
+    (
+        "rule.first-contact-with-attachments",
+        "First message ever to this recipient domain, and it carries attachments.",
+        "初めて送信するドメインへの添付ファイル付きメールです。",
+    ),
+    (
+        "rule.external-hold",
+        "Mail to outside the company waits a moment, so that it can still be cancelled.",
+        "社外宛てのメールは、取り消せるよう少しの間保留します。",
+    ),
+    ("rule.internal-only", "Mail only inside the company.", "社内のみのメールです。"),
+    ("check.verdict", "Verdict", "判定"),
+    ("check.hold", "Hold", "保留"),
+    ("check.approver", "Approver", "承認者"),
+    (
+        "check.no_supervisor",
+        "(the sender's supervisor: not in the directory)",
+        "（送信者の上長: ディレクトリに登録がありません）",
+    ),
+    ("check.reject", "Rejected", "拒否"),
+    ("check.transforms", "Rewrites", "書き換え"),
+    ("outcome.deliver", "deliver", "配送"),
+    ("outcome.hold", "hold", "保留"),
+    ("outcome.approval", "needs approval", "承認待ち"),
+    ("outcome.reject", "reject", "拒否"),
     ("inspect.subject", "Subject", "件名"),
     ("inspect.malformed", "Malformed header", "不正なヘッダー"),
     ("inspect.body", "Body", "本文"),
@@ -77,26 +155,47 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("inspect.incomplete", "Inspection incomplete:", "検査は完了していません:"),
 ];
 
-/// The text for `key` in `lang`, with `args` filling the `{}` in order.
-/// An unknown key comes back as itself, so a typo shows instead of crashing.
+/// The text for `key` in `lang`, with `args` filling the placeholders: `{}`
+/// takes the next argument, `{0}`, `{1}`… a given one (for languages that
+/// order them differently). An unknown key comes back as itself, so a typo
+/// shows instead of crashing.
 pub fn t(lang: Lang, key: &str, args: &[&dyn std::fmt::Display]) -> String {
     let Some((_, en, ja)) = TABLE.iter().find(|(k, _, _)| *k == key) else {
         return key.to_string();
     };
     let template = if lang == Lang::Ja { ja } else { en };
     let mut out = String::with_capacity(template.len() + 32);
-    let mut args = args.iter();
+    let mut next = 0;
     let mut rest = *template;
-    while let Some(pos) = rest.find("{}") {
+    while let Some(pos) = rest.find('{') {
         out.push_str(&rest[..pos]);
-        match args.next() {
+        let after = &rest[pos + 1..];
+        let Some(close) = after.find('}') else {
+            out.push_str(&rest[pos..]);
+            rest = "";
+            break;
+        };
+        let inner = &after[..close];
+        let index = if inner.is_empty() {
+            next += 1;
+            Some(next - 1)
+        } else {
+            inner.parse::<usize>().ok()
+        };
+        match index.and_then(|i| args.get(i)) {
             Some(a) => out.push_str(&a.to_string()),
-            None => out.push_str("{}"),
+            None => out.push_str(&rest[pos..pos + close + 2]),
         }
-        rest = &rest[pos + 2..];
+        rest = &after[close + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// Placeholders in a template: `{}` and `{N}` alike.
+#[cfg(test)]
+fn placeholders(s: &str) -> usize {
+    s.matches('{').count()
 }
 
 #[cfg(test)]
@@ -107,7 +206,7 @@ mod tests {
     fn both_languages_have_every_key_with_the_same_placeholders() {
         for (key, en, ja) in TABLE {
             assert!(!en.is_empty() && !ja.is_empty(), "{key}");
-            assert_eq!(en.matches("{}").count(), ja.matches("{}").count(), "{key}");
+            assert_eq!(placeholders(en), placeholders(ja), "{key}");
         }
         let mut keys: Vec<_> = TABLE.iter().map(|(k, _, _)| k).collect();
         keys.sort();
@@ -121,5 +220,7 @@ mod tests {
         assert_eq!(t(Lang::En, "queue.not_found", &[&"X1"]), "No message with id X1.");
         assert_eq!(t(Lang::Ja, "queue.not_found", &[&"X1"]), "ID X1 のメッセージはありません。");
         assert_eq!(t(Lang::En, "no.such.key", &[]), "no.such.key");
+        assert_eq!(t(Lang::Ja, "ev.text", &[&"社外秘", &"body"]), "body に「社外秘」");
+        assert_eq!(t(Lang::En, "ev.text", &[&"社外秘", &"body"]), "\"社外秘\" in body");
     }
 }

@@ -34,6 +34,17 @@ pub struct Envelope {
     pub auth_user: Option<String>,
 }
 
+/// NFKC, then lower case: the form keywords and text are compared in, so
+/// full/half width and case do not matter.
+pub fn normalize(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    if text.is_ascii() {
+        // NFKC leaves ASCII as it is.
+        return text.to_ascii_lowercase();
+    }
+    text.nfkc().flat_map(char::to_lowercase).collect()
+}
+
 /// The domain part of an address, lower-cased; empty when there is none.
 pub fn domain_of(address: &str) -> String {
     address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase()).unwrap_or_default()

@@ -185,6 +185,14 @@ pub trait Store: Send + Sync {
     /// Messages per state, every state listed.
     async fn depth(&self) -> Result<Vec<(State, i64)>>;
 
+    /// Domains this org has delivered mail to (lower case): the recipient
+    /// history behind first-contact and look-alike rules.
+    async fn contacted(&self, org: OrgId) -> Result<std::collections::HashSet<String>>;
+
+    /// Adds domains to the recipient history (also done by `finish` for
+    /// every delivered recipient).
+    async fn record_contacts(&self, org: OrgId, domains: &[String]) -> Result<()>;
+
     /// Sets the argon2 hash for an SMTP AUTH user.
     async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()>;
 

@@ -58,6 +58,14 @@ CREATE TABLE IF NOT EXISTS facts (
     json TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS contacts (
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    domain TEXT NOT NULL,
+    first_at INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    messages INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (org_id, domain)
+);
 CREATE TABLE IF NOT EXISTS users (
     email TEXT PRIMARY KEY,
     org_id INTEGER NOT NULL REFERENCES orgs(id),
@@ -135,6 +143,22 @@ async fn insert_events(tx: &mut sqlx::SqliteConnection, at: i64, events: &[Event
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for e in chunk {
             q = q.bind(e.org_id).bind(e.message_id).bind(at).bind(e.kind).bind(e.actor).bind(&e.detail);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_contacts(tx: &mut sqlx::SqliteConnection, contacts: &[(i64, String)], now: i64) -> Result<()> {
+    for chunk in contacts.chunks(MAX_PARAMS / 4) {
+        let sql = format!(
+            "INSERT INTO contacts (org_id, domain, first_at, last_at, messages) VALUES {} \
+             ON CONFLICT(org_id, domain) DO UPDATE SET last_at = excluded.last_at, messages = messages + 1",
+            vec!["(?, ?, ?, ?, 1)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (org, domain) in chunk {
+            q = q.bind(org).bind(domain).bind(now).bind(now);
         }
         q.execute(&mut *tx).await?;
     }
@@ -566,7 +590,36 @@ impl Store for SqliteStore {
                 }
             }
         }
+        // Recipient history: every domain something was delivered to.
+        let mut contacts: Vec<(i64, String)> = Vec::new();
+        for e in &events {
+            let Some(r) = reports.iter().find(|r| r.id.as_str() == e.message_id) else { continue };
+            for res in r.results.iter().filter(|res| res.status == RcptStatus::Delivered) {
+                let d = tomare_model::domain_of(&res.address);
+                if !d.is_empty() && !contacts.iter().any(|(o, x)| *o == e.org_id && *x == d) {
+                    contacts.push((e.org_id, d));
+                }
+            }
+        }
+        upsert_contacts(&mut tx, &contacts, now).await?;
         insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn contacted(&self, org: OrgId) -> Result<std::collections::HashSet<String>> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT domain FROM contacts WHERE org_id = ?")
+            .bind(org)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn record_contacts(&self, org: OrgId, domains: &[String]) -> Result<()> {
+        let now = tomare_model::now_ms();
+        let contacts: Vec<(i64, String)> = domains.iter().map(|d| (org, d.to_lowercase())).collect();
+        let mut tx = self.writer.begin().await?;
+        upsert_contacts(&mut tx, &contacts, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -757,6 +810,9 @@ mod tests {
         assert_eq!(store.release(&due.id, "cli").await.unwrap(), Transition::Refused(State::Delivered));
         let missing = MessageId::generate(0);
         assert_eq!(store.cancel(&missing, "cli").await.unwrap(), Transition::NotFound);
+        // The delivered recipient's domain is now known; the cancelled ones' are not.
+        let contacted = store.contacted(org).await.unwrap();
+        assert!(contacted.contains("x.test") && !contacted.contains("y.test"), "{contacted:?}");
     }
 
     #[tokio::test]

@@ -309,6 +309,73 @@ pub fn inspect(config: Config, file: &std::path::Path, json: bool, text: bool) -
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn check(
+    config: Config,
+    file: &std::path::Path,
+    from: Option<String>,
+    to: Vec<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!(e))?;
+    let engine = crate::engine(&config)?;
+    let facts = inspector.message(&bytes);
+    let rcpt_to =
+        if to.is_empty() { facts.to.iter().chain(&facts.cc).chain(&facts.bcc).cloned().collect() } else { to };
+    let envelope = tomare_model::Envelope {
+        mail_from: from.or_else(|| facts.from.first().cloned()).unwrap_or_default(),
+        rcpt_to,
+        helo: String::new(),
+        client_ip: String::new(),
+        auth_user: None,
+    };
+    // Reading the history changes nothing; without a database there is none.
+    let contacted = runtime()?.block_on(async {
+        let db = config.storage.data_dir.join("tomare.db");
+        if !db.exists() {
+            return Ok::<_, anyhow::Error>(Default::default());
+        }
+        let store = crate::serve::open_store(&config).await?;
+        let org = store.ensure_org(&config.org.name).await?;
+        let c = store.contacted(org).await?;
+        store.close().await;
+        Ok(c)
+    })?;
+    let directory = tomare_policy::Directory::new(config.user.iter().cloned());
+    let ctx = tomare_policy::Context {
+        internal_domains: &config.org.internal_domains,
+        directory: &directory,
+        contacted: &contacted,
+        now_ms: tomare_model::now_ms(),
+        lang,
+    };
+    let verdict = engine.evaluate(&envelope, &facts, &ctx);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outcome = t(lang, &format!("outcome.{}", verdict.outcome.as_str()), &[]);
+    println!("{}: {outcome}", t(lang, "check.verdict", &[]));
+    if verdict.hold_seconds > 0 {
+        println!("{}: {}s", t(lang, "check.hold", &[]), verdict.hold_seconds);
+    }
+    if let Some(a) = &verdict.approval {
+        let who = if a.approver.is_empty() { t(lang, "check.no_supervisor", &[]) } else { a.approver.clone() };
+        println!("{}: {who}", t(lang, "check.approver", &[]));
+    }
+    if let Some(r) = &verdict.reject_reason {
+        println!("{}: {r}", t(lang, "check.reject", &[]));
+    }
+    for f in &verdict.rules {
+        println!("  - {}: {}", f.name, f.reason);
+    }
+    if !verdict.transforms.is_empty() {
+        println!("{}: {}", t(lang, "check.transforms", &[]), verdict.transforms.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;

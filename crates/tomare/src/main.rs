@@ -50,6 +50,20 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         text: bool,
     },
+    /// Dry run: what the rules would do with a message. No side effects.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Envelope sender (default: the From header).
+        #[arg(long)]
+        from: Option<String>,
+        /// Envelope recipients (default: To, Cc and Bcc).
+        #[arg(long)]
+        to: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// SMTP AUTH users.
     User {
         #[arg(long, global = true)]
@@ -115,6 +129,9 @@ fn main() -> ExitCode {
         Command::Inspect { file, config, json, text } => {
             load(config.as_deref()).and_then(|c| commands::inspect(c, &file, json, text))
         }
+        Command::Check { file, config, from, to, json } => {
+            load(config.as_deref()).and_then(|c| commands::check(c, &file, from, to, json))
+        }
         Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
     };
     match result {
@@ -136,4 +153,19 @@ fn load(path: Option<&Path>) -> Result<Config> {
         let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", path.display())).collect();
         anyhow::anyhow!("invalid config:\n{}", lines.join("\n"))
     })
+}
+
+/// The rules of `[policy] rules_file`, if one is set, each error with its line.
+pub fn load_rules_file(config: &Config) -> Result<Vec<tomare_config::Rule>> {
+    let Some(path) = &config.policy.rules_file else { return Ok(Vec::new()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Config::parse_rules(&text).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", path.display())).collect();
+        anyhow::anyhow!("invalid rules:\n{}", lines.join("\n"))
+    })
+}
+
+/// The rule engine for `config`: built-in pack, `[[rule]]`s, rules file.
+pub fn engine(config: &Config) -> Result<tomare_policy::Engine> {
+    tomare_policy::Engine::new(config, load_rules_file(config)?).map_err(|e| anyhow::anyhow!("rules: {e}"))
 }

@@ -1,0 +1,503 @@
+use crate::lookalike;
+use regex::{Regex, RegexBuilder};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use tomare_config::rules::{Approval, AttachmentCond, DetectionCond, OnTimeout, TextCond, TimeCond};
+use tomare_config::{Action, Cond, Config, DirectoryUser, Rule};
+use tomare_model::i18n::{Lang, t};
+use tomare_model::{Envelope, Facts, domain_of, is_internal_domain, normalize};
+
+/// Who works for whom, and who is in which group.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    users: HashMap<String, DirectoryUser>,
+}
+
+impl Directory {
+    pub fn new(users: impl IntoIterator<Item = DirectoryUser>) -> Directory {
+        Directory { users: users.into_iter().map(|u| (u.email.to_lowercase(), u)).collect() }
+    }
+
+    pub fn get(&self, email: &str) -> Option<&DirectoryUser> {
+        self.users.get(&email.to_lowercase())
+    }
+
+    pub fn supervisor_of(&self, email: &str) -> Option<&str> {
+        self.get(email).and_then(|u| u.supervisor.as_deref())
+    }
+
+    pub fn groups_of(&self, email: &str) -> &[String] {
+        self.get(email).map(|u| u.groups.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// What evaluation needs besides the message.
+pub struct Context<'a> {
+    pub internal_domains: &'a [String],
+    pub directory: &'a Directory,
+    /// Domains this org has delivered to before (lower case).
+    pub contacted: &'a HashSet<String>,
+    pub now_ms: i64,
+    pub lang: Lang,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Deliver,
+    Hold,
+    Approval,
+    Reject,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Deliver => "deliver",
+            Outcome::Hold => "hold",
+            Outcome::Approval => "approval",
+            Outcome::Reject => "reject",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fired {
+    pub name: String,
+    /// In plain words: the rule's description and what in this message
+    /// made it fire.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalPlan {
+    /// The approver's address or `group:NAME`; empty when the directory
+    /// names no supervisor for the sender.
+    pub approver: String,
+    pub timeout_seconds: u64,
+    pub on_timeout: String,
+    pub deputy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub hold_seconds: u64,
+    pub rules: Vec<Fired>,
+    /// `convert_to_bcc`, `add_recipient`, `add_header`.
+    pub transforms: Vec<String>,
+    pub approval: Option<ApprovalPlan>,
+    pub reject_reason: Option<String>,
+    /// `undisclosed` or `sender`, when To/Cc become Bcc.
+    pub convert_to_bcc: Option<String>,
+    pub add_recipients: Vec<String>,
+    pub add_headers: Vec<(String, String)>,
+    pub notify: Vec<String>,
+}
+
+pub struct Engine {
+    rules: Vec<Rule>,
+    regexes: HashMap<String, Regex>,
+}
+
+impl Engine {
+    /// The built-in pack (unless `[policy] builtin = false`), then the
+    /// config's `[[rule]]`s, then `extra` (a rules file). Refuses duplicate
+    /// names, bad patterns and actions that cannot work.
+    pub fn new(config: &Config, extra: Vec<Rule>) -> Result<Engine, String> {
+        let mut rules = if config.policy.builtin { crate::builtin_rules(config) } else { Vec::new() };
+        rules.extend(config.rule.iter().cloned());
+        rules.extend(extra);
+        let mut names = HashSet::new();
+        let mut regexes = HashMap::new();
+        for rule in &rules {
+            if !names.insert(rule.name.clone()) {
+                return Err(format!("rule {:?} is defined twice", rule.name));
+            }
+            if rule.then.is_empty() {
+                return Err(format!("rule {:?} has no actions", rule.name));
+            }
+            let mut patterns = Vec::new();
+            collect_patterns(&rule.when, &mut patterns);
+            for p in patterns {
+                let re = RegexBuilder::new(&p)
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| format!("rule {:?}: pattern {p:?}: {e}", rule.name))?;
+                regexes.insert(p, re);
+            }
+            for a in &rule.then {
+                match a {
+                    Action::ConvertToBcc(mode) if mode != "undisclosed" && mode != "sender" => {
+                        return Err(format!("rule {:?}: convert_to_bcc is \"undisclosed\" or \"sender\"", rule.name));
+                    }
+                    Action::Notify(who) if who != "sender" && who != "admin" => {
+                        return Err(format!("rule {:?}: notify is \"sender\" or \"admin\"", rule.name));
+                    }
+                    Action::RequireApproval(Approval { on_timeout: OnTimeout::Escalate, deputy: None, .. }) => {
+                        return Err(format!("rule {:?}: on_timeout = \"escalate\" needs a deputy", rule.name));
+                    }
+                    Action::AddHeader(h) if h.name.is_empty() || h.name.contains([':', ' ', '\r', '\n']) => {
+                        return Err(format!("rule {:?}: bad header name {:?}", rule.name, h.name));
+                    }
+                    Action::AddHeader(h) if h.value.contains(['\r', '\n']) => {
+                        return Err(format!("rule {:?}: header value must be one line", rule.name));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(Engine { rules, regexes })
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn evaluate(&self, envelope: &Envelope, facts: &Facts, ctx: &Context) -> Verdict {
+        let msg = Msg::new(envelope, facts, ctx);
+        let mut verdict = Verdict {
+            outcome: Outcome::Deliver,
+            hold_seconds: 0,
+            rules: Vec::new(),
+            transforms: Vec::new(),
+            approval: None,
+            reject_reason: None,
+            convert_to_bcc: None,
+            add_recipients: Vec::new(),
+            add_headers: Vec::new(),
+            notify: Vec::new(),
+        };
+        for rule in &self.rules {
+            let Some(evidence) = self.eval(&rule.when, &msg, ctx) else { continue };
+            let description = match t(ctx.lang, &format!("rule.{}", rule.name), &[]) {
+                key if key.starts_with("rule.") => rule.description.clone(),
+                text => text,
+            };
+            let reason = match (description.is_empty(), evidence.is_empty()) {
+                (true, _) => evidence,
+                (false, true) => description,
+                (false, false) => format!("{description} ({evidence})"),
+            };
+            verdict.rules.push(Fired { name: rule.name.clone(), reason });
+            for action in &rule.then {
+                self.apply(action, envelope, ctx, &mut verdict);
+            }
+            if rule.stop {
+                break;
+            }
+        }
+        verdict.outcome = if verdict.reject_reason.is_some() {
+            Outcome::Reject
+        } else if verdict.approval.is_some() {
+            Outcome::Approval
+        } else if verdict.hold_seconds > 0 {
+            Outcome::Hold
+        } else {
+            Outcome::Deliver
+        };
+        if verdict.convert_to_bcc.is_some() {
+            verdict.transforms.push("convert_to_bcc".into());
+        }
+        if !verdict.add_recipients.is_empty() {
+            verdict.transforms.push("add_recipient".into());
+        }
+        if !verdict.add_headers.is_empty() {
+            verdict.transforms.push("add_header".into());
+        }
+        verdict
+    }
+
+    fn apply(&self, action: &Action, envelope: &Envelope, ctx: &Context, v: &mut Verdict) {
+        let sender = envelope.mail_from.as_str();
+        match action {
+            Action::Hold(d) => v.hold_seconds = v.hold_seconds.max(d.0.as_secs()),
+            Action::RequireApproval(a) => {
+                if v.approval.is_none() {
+                    let approver = if a.approver == "supervisor" {
+                        ctx.directory.supervisor_of(sender).unwrap_or_default().to_string()
+                    } else {
+                        a.approver.clone()
+                    };
+                    let on_timeout = match a.on_timeout {
+                        OnTimeout::Reject => "reject",
+                        OnTimeout::Release => "release",
+                        OnTimeout::Escalate => "escalate",
+                    };
+                    v.approval = Some(ApprovalPlan {
+                        approver,
+                        timeout_seconds: a.timeout.0.as_secs(),
+                        on_timeout: on_timeout.into(),
+                        deputy: a.deputy.clone(),
+                    });
+                }
+            }
+            Action::Reject(reason) => {
+                if v.reject_reason.is_none() {
+                    v.reject_reason = Some(reason.clone());
+                }
+            }
+            Action::ConvertToBcc(mode) => {
+                if v.convert_to_bcc.is_none() {
+                    v.convert_to_bcc = Some(mode.clone());
+                }
+            }
+            Action::AddRecipient(who) => {
+                let address = if who == "supervisor" {
+                    ctx.directory.supervisor_of(sender).map(str::to_string)
+                } else {
+                    Some(who.clone())
+                };
+                if let Some(a) = address
+                    && !envelope.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(&a))
+                    && !v.add_recipients.contains(&a)
+                {
+                    v.add_recipients.push(a);
+                }
+            }
+            Action::AddHeader(h) => v.add_headers.push((h.name.clone(), h.value.clone())),
+            Action::Notify(who) => {
+                if !v.notify.contains(who) {
+                    v.notify.push(who.clone());
+                }
+            }
+        }
+    }
+
+    /// `Some(evidence)` when `cond` holds.
+    fn eval(&self, cond: &Cond, m: &Msg, ctx: &Context) -> Option<String> {
+        let lang = ctx.lang;
+        let yes = |b: bool, text: String| b.then_some(text);
+        match cond {
+            Cond::All(children) => {
+                let mut parts = Vec::new();
+                for c in children {
+                    let e = self.eval(c, m, ctx)?;
+                    if !e.is_empty() {
+                        parts.push(e);
+                    }
+                }
+                Some(parts.join("; "))
+            }
+            Cond::Any(children) => children.iter().find_map(|c| self.eval(c, m, ctx)),
+            Cond::Not(c) => yes(self.eval(c, m, ctx).is_none(), String::new()),
+            Cond::ExternalRecipients(n) => {
+                yes(n.contains(m.external.len()), t(lang, "ev.external_recipients", &[&m.external.len()]))
+            }
+            Cond::VisibleExternalRecipients(n) => {
+                yes(n.contains(m.visible_external.len()), t(lang, "ev.visible_external", &[&m.visible_external.len()]))
+            }
+            Cond::ExternalDomains(n) => {
+                let list = m.external_domains.iter().cloned().collect::<Vec<_>>().join(", ");
+                yes(
+                    n.contains(m.external_domains.len()),
+                    t(lang, "ev.external_domains", &[&m.external_domains.len(), &list]),
+                )
+            }
+            Cond::RecipientDomain(domains) => {
+                let hit = m.envelope.rcpt_to.iter().map(|r| domain_of(r)).find(|d| is_internal_domain(d, domains))?;
+                Some(t(lang, "ev.recipient_domain", &[&hit]))
+            }
+            Cond::AllInternal(want) => yes(m.external.is_empty() == *want, String::new()),
+            Cond::Sender(list) => {
+                let s = m.envelope.mail_from.to_lowercase();
+                let hit = list.iter().any(|x| {
+                    let x = x.to_lowercase();
+                    if let Some(domain) = x.strip_prefix('@') { domain_of(&s) == domain } else { x == s }
+                });
+                yes(hit, t(lang, "ev.sender", &[&m.envelope.mail_from]))
+            }
+            Cond::SenderGroup(groups) => {
+                let hit = ctx.directory.groups_of(&m.envelope.mail_from).iter().find(|g| groups.contains(g))?;
+                Some(t(lang, "ev.sender_group", &[hit]))
+            }
+            Cond::Text(tc) => self.text(tc, m, lang),
+            Cond::Detection(dc) => detection(dc, m.facts, lang),
+            Cond::Attachment(ac) => self.attachment(ac, m.facts, lang),
+            Cond::AttachmentCount(n) => {
+                let count = m.facts.attachments.iter().filter(|a| !a.path.contains('/')).count();
+                yes(n.contains(count), t(lang, "ev.attachment_count", &[&count]))
+            }
+            Cond::InspectionIncomplete(want) => {
+                let reasons = m.facts.incomplete_reasons.join("; ");
+                yes(
+                    !m.facts.complete == *want,
+                    if *want { t(lang, "ev.incomplete", &[&reasons]) } else { String::new() },
+                )
+            }
+            Cond::MalformedHeaders(want) => {
+                let first = m.facts.malformed_headers.first().cloned().unwrap_or_default();
+                yes(
+                    !m.facts.malformed_headers.is_empty() == *want,
+                    if *want { t(lang, "ev.malformed", &[&first]) } else { String::new() },
+                )
+            }
+            Cond::BodyAddresses(n) => {
+                let count = m
+                    .facts
+                    .detections
+                    .iter()
+                    .find(|d| d.detector == "email_list" && d.location == "body")
+                    .map(|d| d.count)
+                    .unwrap_or(0);
+                yes(n.contains(count), t(lang, "ev.body_addresses", &[&count]))
+            }
+            Cond::FirstContact(want) => {
+                let new: Vec<&String> = m.external_domains.iter().filter(|d| !ctx.contacted.contains(*d)).collect();
+                let list = new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+                yes(!new.is_empty() == *want, if *want { t(lang, "ev.first_contact", &[&list]) } else { String::new() })
+            }
+            Cond::LookalikeDomain(want) => {
+                let known: Vec<String> = ctx
+                    .internal_domains
+                    .iter()
+                    .map(|d| d.to_lowercase())
+                    .chain(ctx.contacted.iter().cloned())
+                    .collect();
+                let hit = m
+                    .external_domains
+                    .iter()
+                    .find_map(|d| lookalike::imitates(d, &known).map(|k| (d.clone(), k.clone())));
+                match (hit, *want) {
+                    (Some((d, k)), true) => Some(t(lang, "ev.lookalike", &[&d, &k])),
+                    (None, false) => Some(String::new()),
+                    _ => None,
+                }
+            }
+            Cond::Size(sc) => {
+                let size = m.facts.size;
+                let ok = sc.min.is_none_or(|x| size >= x.0) && sc.max.is_none_or(|x| size <= x.0);
+                yes(ok, t(lang, "ev.size", &[&size]))
+            }
+            Cond::TimeOfDay(tc) => time_of_day(tc, ctx.now_ms).map(|hm| t(lang, "ev.time", &[&hm])),
+        }
+    }
+
+    fn text(&self, tc: &TextCond, m: &Msg, lang: Lang) -> Option<String> {
+        let wanted = |loc: &str| tc.r#in.is_empty() || tc.r#in.iter().any(|w| w == loc);
+        let mut places: Vec<(&str, String)> = Vec::new();
+        if wanted("subject") {
+            places.push(("subject", normalize(&m.facts.subject)));
+        }
+        if wanted("body") {
+            places.push(("body", normalize(&m.facts.body_text)));
+        }
+        if wanted("attachments") {
+            for a in &m.facts.attachments {
+                places.push((a.path.as_str(), normalize(&format!("{}\n{}", a.name, a.text))));
+            }
+        }
+        for (loc, text) in &places {
+            for k in &tc.contains {
+                if text.contains(&normalize(k)) {
+                    return Some(t(lang, "ev.text", &[k, loc]));
+                }
+            }
+            if let Some(p) = &tc.matches
+                && let Some(hit) = self.regexes.get(p).and_then(|re| re.find(text))
+            {
+                return Some(t(lang, "ev.text", &[&hit.as_str(), loc]));
+            }
+        }
+        None
+    }
+
+    fn attachment(&self, ac: &AttachmentCond, facts: &Facts, lang: Lang) -> Option<String> {
+        let matching: Vec<&str> = facts
+            .attachments
+            .iter()
+            .filter(|a| ac.r#type.is_empty() || ac.r#type.iter().any(|t| t.eq_ignore_ascii_case(&a.detected_type)))
+            .filter(|a| ac.name.as_ref().is_none_or(|p| self.regexes.get(p).is_some_and(|re| re.is_match(&a.name))))
+            .filter(|a| ac.encrypted.is_none_or(|e| a.encrypted == e))
+            .filter(|a| ac.not_inspectable.is_none_or(|n| (a.encrypted || a.error.is_some()) == n))
+            .filter(|a| {
+                ac.detected.as_ref().is_none_or(|detectors| {
+                    facts.detections.iter().any(|d| {
+                        d.location == a.path && (detectors.is_empty() || detectors.iter().any(|x| *x == d.detector))
+                    })
+                })
+            })
+            .map(|a| a.path.as_str())
+            .collect();
+        (matching.len() >= ac.min).then(|| t(lang, "ev.attachment", &[&matching.len(), &matching.join(", ")]))
+    }
+}
+
+fn detection(dc: &DetectionCond, facts: &Facts, lang: Lang) -> Option<String> {
+    let in_scope = |loc: &str| {
+        dc.r#in.is_empty()
+            || dc.r#in.iter().any(|w| match w.as_str() {
+                "attachments" => loc != "subject" && loc != "body",
+                other => other == loc,
+            })
+    };
+    let hits: Vec<_> = facts
+        .detections
+        .iter()
+        .filter(|d| dc.detector.is_empty() || dc.detector.contains(&d.detector))
+        .filter(|d| dc.name.is_empty() || dc.name.iter().any(|n| normalize(n) == normalize(&d.name)))
+        .filter(|d| in_scope(&d.location))
+        .collect();
+    let total: usize = hits.iter().map(|d| d.count).sum();
+    if total < dc.min.max(1) {
+        return None;
+    }
+    let first = hits[0];
+    let what =
+        if first.name.is_empty() { first.detector.clone() } else { format!("{} {}", first.detector, first.name) };
+    Some(t(lang, "ev.detection", &[&what, &first.location]))
+}
+
+/// "HH:MM" when the time (in the rule's offset) is inside the range.
+fn time_of_day(tc: &TimeCond, now_ms: i64) -> Option<String> {
+    let minutes = |s: &str| -> Option<i64> {
+        let (h, m) = s.trim().split_once(':')?;
+        Some(h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
+    };
+    let offset = {
+        let o = tc.utc_offset.trim();
+        let sign = if o.starts_with('-') { -1 } else { 1 };
+        minutes(o.trim_start_matches(['+', '-'])).map(|m| m * sign).unwrap_or(540)
+    };
+    let local_min = (now_ms / 60_000 + offset).rem_euclid(7 * 1440);
+    // 1970-01-01 was a Thursday: day 0 → Thursday, 2 → Saturday, 3 → Sunday.
+    let weekday = ((now_ms / 60_000 + offset).div_euclid(1440)).rem_euclid(7);
+    let of_day = local_min % 1440;
+    let hm = format!("{:02}:{:02}", of_day / 60, of_day % 60);
+    if tc.weekends && (weekday == 2 || weekday == 3) {
+        return Some(hm);
+    }
+    let (from, to) = (minutes(&tc.from)?, minutes(&tc.to)?);
+    let inside = if from <= to { of_day >= from && of_day < to } else { of_day >= from || of_day < to };
+    inside.then_some(hm)
+}
+
+fn collect_patterns(cond: &Cond, out: &mut Vec<String>) {
+    match cond {
+        Cond::All(c) | Cond::Any(c) => c.iter().for_each(|c| collect_patterns(c, out)),
+        Cond::Not(c) => collect_patterns(c, out),
+        Cond::Text(TextCond { matches: Some(p), .. }) => out.push(p.clone()),
+        Cond::Attachment(AttachmentCond { name: Some(p), .. }) => out.push(p.clone()),
+        _ => {}
+    }
+}
+
+/// What the rules look at, computed once per message.
+struct Msg<'a> {
+    envelope: &'a Envelope,
+    facts: &'a Facts,
+    external: Vec<&'a String>,
+    visible_external: BTreeSet<String>,
+    external_domains: BTreeSet<String>,
+}
+
+impl<'a> Msg<'a> {
+    fn new(envelope: &'a Envelope, facts: &'a Facts, ctx: &Context) -> Msg<'a> {
+        let external_of = |a: &str| !is_internal_domain(&domain_of(a), ctx.internal_domains);
+        let external: Vec<&String> = envelope.rcpt_to.iter().filter(|r| external_of(r)).collect();
+        let visible_external =
+            facts.to.iter().chain(&facts.cc).filter(|a| external_of(a)).map(|a| a.to_lowercase()).collect();
+        let external_domains = external.iter().map(|r| domain_of(r)).collect();
+        Msg { envelope, facts, external, visible_external, external_domains }
+    }
+}
