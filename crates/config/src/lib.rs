@@ -364,6 +364,11 @@ fn parse_with_lines<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Vec
             Ok(value) if errors.is_empty() => return Ok(value),
             Ok(_) => break,
             Err(e) => {
+                // Blanking a line can remove a required key: such an error
+                // is ours, not the file's.
+                if !errors.is_empty() && e.message().starts_with("missing field") {
+                    break;
+                }
                 let offset = e.span().map(|s| s.start).unwrap_or(0);
                 let line = text[..offset.min(text.len())].matches('\n').count() + 1;
                 errors.push(ConfigError { line, message: e.message().trim().to_string() });

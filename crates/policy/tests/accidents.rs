@@ -1,0 +1,242 @@
+//! One message per mis-send accident (DESIGN §1), and per false-positive
+//! trap, through the real inspector and the built-in pack.
+
+use std::collections::HashSet;
+use tomare_config::{Config, DirectoryUser};
+use tomare_inspect::Inspector;
+use tomare_model::Envelope;
+use tomare_model::i18n::Lang;
+use tomare_policy::{Context, Directory, Engine, Outcome, Verdict};
+
+struct World {
+    config: Config,
+    engine: Engine,
+    inspector: Inspector,
+    directory: Directory,
+    contacted: HashSet<String>,
+}
+
+fn world() -> World {
+    world_with(Config::default())
+}
+
+fn world_with(mut config: Config) -> World {
+    config.org.internal_domains = vec!["example.co.jp".into()];
+    let engine = Engine::new(&config, Vec::new()).unwrap();
+    let inspector = Inspector::new(&config).unwrap();
+    let directory = Directory::new([DirectoryUser {
+        email: "taro@example.co.jp".into(),
+        name: "山田太郎".into(),
+        role: "member".into(),
+        supervisor: Some("boss@example.co.jp".into()),
+        groups: vec!["sales".into()],
+    }]);
+    let contacted = ["customer.co.jp".to_string(), "partner.com".to_string()].into_iter().collect();
+    World { config, engine, inspector, directory, contacted }
+}
+
+impl World {
+    fn verdict(&self, rcpts: &[&str], raw: &str) -> Verdict {
+        let facts = self.inspector.message(raw.as_bytes());
+        let envelope = Envelope {
+            mail_from: "taro@example.co.jp".into(),
+            rcpt_to: rcpts.iter().map(|s| s.to_string()).collect(),
+            helo: "h".into(),
+            client_ip: "127.0.0.1".into(),
+            auth_user: None,
+        };
+        let ctx = Context {
+            internal_domains: &self.config.org.internal_domains,
+            directory: &self.directory,
+            contacted: &self.contacted,
+            now_ms: 1_700_000_000_000,
+            lang: Lang::En,
+        };
+        self.engine.evaluate(&envelope, &facts, &ctx)
+    }
+}
+
+fn fired(v: &Verdict) -> Vec<&str> {
+    v.rules.iter().map(|r| r.name.as_str()).collect()
+}
+
+fn mail(to: &str, subject: &str, body: &str) -> String {
+    format!(
+        "From: taro@example.co.jp\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <m@example.co.jp>\r\n\r\n{body}\r\n"
+    )
+}
+
+fn with_attachment(to: &str, name: &str, content: &str) -> String {
+    format!(
+        "From: taro@example.co.jp\r\nTo: {to}\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n\
+         --x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nご確認ください。\r\n\
+         --x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\r\n{content}\r\n--x--\r\n"
+    )
+}
+
+#[test]
+fn everyday_mail_outside_is_held_briefly_and_inside_goes_at_once() {
+    let w = world();
+    let v = w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "お打ち合わせ", "来週の件です。"));
+    assert_eq!((v.outcome, v.hold_seconds), (Outcome::Hold, 300));
+    assert_eq!(fired(&v), ["external-hold"]);
+    let v = w.verdict(&["jiro@example.co.jp"], &mail("jiro@example.co.jp", "社内連絡", "会議室の件"));
+    assert_eq!((v.outcome, v.hold_seconds), (Outcome::Deliver, 0));
+    assert_eq!(fired(&v), ["internal-only"]);
+}
+
+#[test]
+fn mass_mail_with_visible_recipients_becomes_bcc() {
+    let w = world();
+    let to = "a@customer.co.jp, b@partner.com, c@customer.co.jp";
+    let v =
+        w.verdict(&["a@customer.co.jp", "b@partner.com", "c@customer.co.jp"], &mail(to, "ご案内", "セミナーのご案内"));
+    assert!(fired(&v).contains(&"visible-recipients"));
+    assert_eq!(v.convert_to_bcc.as_deref(), Some("undisclosed"));
+    assert_eq!(v.transforms, ["convert_to_bcc"]);
+    // Two visible outside addresses are within the default threshold.
+    let v = w.verdict(&["a@customer.co.jp", "b@partner.com"], &mail("a@customer.co.jp, b@partner.com", "x", "y"));
+    assert!(!fired(&v).contains(&"visible-recipients"));
+    // Many colleagues in To are not a leak.
+    let to = "a@example.co.jp, b@example.co.jp, c@example.co.jp, d@example.co.jp";
+    let v =
+        w.verdict(&["a@example.co.jp", "b@example.co.jp", "c@example.co.jp", "d@example.co.jp"], &mail(to, "x", "y"));
+    assert!(!fired(&v).contains(&"visible-recipients"));
+}
+
+#[test]
+fn malformed_bcc_and_address_lists_in_the_body_are_held() {
+    let w = world();
+    let raw = "From: taro@example.co.jp\r\nTo: a@customer.co.jp\r\nBcc: boss@example.co.jp\r\nceo@customer.co.jp\r\nSubject: x\r\n\r\nbody\r\n";
+    let v = w.verdict(&["a@customer.co.jp"], raw);
+    assert!(fired(&v).contains(&"malformed-recipient-headers"), "{v:?}");
+    assert_eq!(v.hold_seconds, 1800);
+    let list: String = (0..15).map(|i| format!("member{i}@customer.co.jp\r\n")).collect();
+    let v = w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "名簿", &list));
+    assert!(fired(&v).contains(&"addresses-in-body"));
+}
+
+#[test]
+fn confidential_content_to_outside_needs_the_supervisors_approval() {
+    let w = world();
+    let v = w.verdict(&["a@customer.co.jp"], &with_attachment("a@customer.co.jp", "資料.txt", "本資料は社外秘です。"));
+    assert_eq!(v.outcome, Outcome::Approval);
+    assert_eq!(v.approval.as_ref().unwrap().approver, "boss@example.co.jp");
+    assert!(fired(&v).contains(&"confidential-to-outside"));
+    assert!(fired(&v).contains(&"unprotected-confidential-attachment"), "attachment not protected: {v:?}");
+    let reason = &v.rules.iter().find(|r| r.name == "confidential-to-outside").unwrap().reason;
+    assert!(reason.contains("社外秘") && reason.contains("資料.txt"), "{reason}");
+    // The same mail inside the company is fine.
+    let v =
+        w.verdict(&["jiro@example.co.jp"], &with_attachment("jiro@example.co.jp", "資料.txt", "本資料は社外秘です。"));
+    assert_eq!(v.outcome, Outcome::Deliver);
+}
+
+#[test]
+fn traps_that_must_not_fire() {
+    let w = world();
+    // 社外 and 外秘 apart are not 社外秘.
+    let v =
+        w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "ご連絡", "社外の皆様へ。外秘扱いではありません。"));
+    assert!(!fired(&v).contains(&"confidential-to-outside"), "{v:?}");
+    // A 9-digit invoice number is not a My Number.
+    let v = w.verdict(
+        &["a@customer.co.jp"],
+        &with_attachment("a@customer.co.jp", "請求書.txt", "請求書番号 123456789 金額 5,000円"),
+    );
+    assert!(!fired(&v).contains(&"personal-data-to-outside"), "{v:?}");
+}
+
+#[test]
+fn personal_data_in_attachments_needs_approval() {
+    let w = world();
+    let v = w.verdict(
+        &["a@customer.co.jp"],
+        &with_attachment("a@customer.co.jp", "名簿.csv", "氏名,個人番号\n山田,123456789018\n"),
+    );
+    assert!(fired(&v).contains(&"personal-data-to-outside"));
+    assert_eq!(v.outcome, Outcome::Approval);
+}
+
+#[test]
+fn lookalike_domains_and_first_contact() {
+    let w = world();
+    let v = w.verdict(&["a@exmaple.co.jp"], &mail("a@exmaple.co.jp", "x", "y"));
+    assert!(fired(&v).contains(&"lookalike-domain"), "{v:?}");
+    assert_eq!(v.hold_seconds, 3600);
+    let v = w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "x", "y"));
+    assert!(!fired(&v).contains(&"lookalike-domain"));
+    let v = w.verdict(&["new@stranger.com"], &with_attachment("new@stranger.com", "a.txt", "hello"));
+    assert!(fired(&v).contains(&"first-contact-with-attachments"));
+    let v = w.verdict(&["a@customer.co.jp"], &with_attachment("a@customer.co.jp", "a.txt", "hello"));
+    assert!(!fired(&v).contains(&"first-contact-with-attachments"));
+}
+
+#[test]
+fn incomplete_inspection_is_held() {
+    let w = world();
+    let raw = "From: taro@example.co.jp\r\nTo: a@customer.co.jp\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n\
+               --x\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"a.7z\"\r\nContent-Transfer-Encoding: base64\r\n\r\nN3q8ryccAAQ=\r\n--x--\r\n";
+    let v = w.verdict(&["a@customer.co.jp"], raw);
+    assert!(fired(&v).contains(&"inspection-incomplete"), "{v:?}");
+}
+
+#[test]
+fn custom_rules_combine_strictest_first_and_stop() {
+    let text = r#"
+[[rule]]
+name = "ceo-bcc"
+description = "Mail from sales to outside copies the supervisor."
+when = { all = [ { sender_group = ["sales"] }, { external_recipients = { min = 1 } } ] }
+then = [ { add_recipient = "supervisor" }, { add_header = { name = "X-Tomare-Checked", value = "yes" } } ]
+
+[[rule]]
+name = "no-competitors"
+when = { recipient_domain = ["rival.example"] }
+then = [ { reject = "Mail to competitors is not allowed." } ]
+stop = true
+
+[[rule]]
+name = "never-reached-after-stop"
+when = { external_recipients = { min = 1 } }
+then = [ { hold = "2h" } ]
+"#;
+    let mut config = Config::default();
+    config.rule = Config::parse_rules(text).unwrap();
+    config.policy.builtin = false;
+    let w = world_with(config);
+    let v = w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "x", "y"));
+    assert_eq!(v.add_recipients, ["boss@example.co.jp"]);
+    assert_eq!(v.add_headers, [("X-Tomare-Checked".to_string(), "yes".to_string())]);
+    assert_eq!(v.transforms, ["add_recipient", "add_header"]);
+    assert_eq!(v.hold_seconds, 7200);
+    let v = w.verdict(&["a@rival.example"], &mail("a@rival.example", "x", "y"));
+    assert_eq!(v.outcome, Outcome::Reject);
+    assert_eq!(v.reject_reason.as_deref(), Some("Mail to competitors is not allowed."));
+    assert!(!fired(&v).contains(&"never-reached-after-stop"));
+}
+
+#[test]
+fn rule_errors_are_refused_with_their_line() {
+    let errors = Config::parse_rules(
+        "[[rule]]\nname = \"x\"\nwhen = { external_recipientz = { min = 1 } }\nthen = [{ hold = \"1m\" }]\n",
+    )
+    .unwrap_err();
+    assert_eq!(errors[0].line, 3, "{errors:?}");
+    assert!(errors[0].message.contains("external_recipientz"), "{errors:?}");
+    let errors =
+        Config::parse_rules("[[rule]]\nname = \"x\"\nwhen = { all_internal = true }\nthen = [{ hold = \"soon\" }]\n")
+            .unwrap_err();
+    assert_eq!(errors[0].line, 4);
+    let mut c = Config::default();
+    c.rule = Config::parse_rules(
+        "[[rule]]\nname = \"bad\"\nwhen = { text = { matches = \"(\" } }\nthen = [{ hold = \"1m\" }]\n",
+    )
+    .unwrap();
+    assert!(Engine::new(&c, Vec::new()).err().unwrap().contains("bad"));
+    c.rule = Config::parse_rules(
+        "[[rule]]\nname = \"external-hold\"\nwhen = { all_internal = true }\nthen = [{ hold = \"1m\" }]\n",
+    )
+    .unwrap();
+    assert!(Engine::new(&c, Vec::new()).err().unwrap().contains("twice"));
+}
