@@ -58,6 +58,8 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("queue.refused", "{} is {}: that is not possible now.", "{} は {} の状態のため、この操作はできません。"),
     ("queue.facts", "Inspection:", "検査結果:"),
     ("queue.incomplete", "incomplete", "未完了"),
+    ("queue.approved", "Approved {}: it will be delivered now.", "{} を承認しました。すぐに配送されます。"),
+    ("queue.denied", "Refused {}: the sender is told.", "{} を却下しました。送信者に通知します。"),
     ("queue.sandbox_copy", "Sandbox copy: {}", "sandbox のコピー: {}"),
     ("config.ok", "{}: OK", "{}: 問題ありません"),
     ("config.error", "{}: line {}: {}", "{}: {} 行目: {}"),

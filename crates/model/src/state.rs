@@ -2,40 +2,48 @@ use serde::{Deserialize, Serialize};
 
 /// Where a message is in the queue. Persisted on every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum State {
     Received,
     Held,
+    /// Waiting for an approver's decision (until a deadline).
+    AwaitingApproval,
     Released,
     Delivering,
     Delivered,
     Deferred,
     Failed,
     Cancelled,
+    /// Refused by a rule or an approver; the sender was told.
+    Rejected,
 }
 
 impl State {
-    pub const ALL: [State; 8] = [
+    pub const ALL: [State; 10] = [
         State::Received,
         State::Held,
+        State::AwaitingApproval,
         State::Released,
         State::Delivering,
         State::Delivered,
         State::Deferred,
         State::Failed,
         State::Cancelled,
+        State::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             State::Received => "received",
             State::Held => "held",
+            State::AwaitingApproval => "awaiting_approval",
             State::Released => "released",
             State::Delivering => "delivering",
             State::Delivered => "delivered",
             State::Deferred => "deferred",
             State::Failed => "failed",
             State::Cancelled => "cancelled",
+            State::Rejected => "rejected",
         }
     }
 
@@ -45,7 +53,7 @@ impl State {
 
     /// Nothing more will happen to a message in a final state.
     pub fn is_final(self) -> bool {
-        matches!(self, State::Delivered | State::Failed | State::Cancelled)
+        matches!(self, State::Delivered | State::Failed | State::Cancelled | State::Rejected)
     }
 }
 

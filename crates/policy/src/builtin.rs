@@ -90,7 +90,7 @@ pub fn builtin_rules(config: &Config) -> Vec<Rule> {
 
 fn fmt_duration(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 { format!("{ms}ms") } else { format!("{}s", ms / 1000) }
+    if !ms.is_multiple_of(1000) { format!("{ms}ms") } else { format!("{}s", ms / 1000) }
 }
 
 #[cfg(test)]

@@ -321,14 +321,14 @@ impl Engine {
             Cond::InspectionIncomplete(want) => {
                 let reasons = m.facts.incomplete_reasons.join("; ");
                 yes(
-                    !m.facts.complete == *want,
+                    m.facts.complete != *want,
                     if *want { t(lang, "ev.incomplete", &[&reasons]) } else { String::new() },
                 )
             }
             Cond::MalformedHeaders(want) => {
                 let first = m.facts.malformed_headers.first().cloned().unwrap_or_default();
                 yes(
-                    !m.facts.malformed_headers.is_empty() == *want,
+                    m.facts.malformed_headers.is_empty() != *want,
                     if *want { t(lang, "ev.malformed", &[&first]) } else { String::new() },
                 )
             }
@@ -345,7 +345,7 @@ impl Engine {
             Cond::FirstContact(want) => {
                 let new: Vec<&String> = m.external_domains.iter().filter(|d| !ctx.contacted.contains(*d)).collect();
                 let list = new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-                yes(!new.is_empty() == *want, if *want { t(lang, "ev.first_contact", &[&list]) } else { String::new() })
+                yes(new.is_empty() != *want, if *want { t(lang, "ev.first_contact", &[&list]) } else { String::new() })
             }
             Cond::LookalikeDomain(want) => {
                 let known: Vec<String> = ctx
@@ -412,9 +412,10 @@ impl Engine {
             .filter(|a| ac.not_inspectable.is_none_or(|n| (a.encrypted || a.error.is_some()) == n))
             .filter(|a| {
                 ac.detected.as_ref().is_none_or(|detectors| {
-                    facts.detections.iter().any(|d| {
-                        d.location == a.path && (detectors.is_empty() || detectors.iter().any(|x| *x == d.detector))
-                    })
+                    facts
+                        .detections
+                        .iter()
+                        .any(|d| d.location == a.path && (detectors.is_empty() || detectors.contains(&d.detector)))
                 })
             })
             .map(|a| a.path.as_str())

@@ -201,8 +201,7 @@ name = "never-reached-after-stop"
 when = { external_recipients = { min = 1 } }
 then = [ { hold = "2h" } ]
 "#;
-    let mut config = Config::default();
-    config.rule = Config::parse_rules(text).unwrap();
+    let mut config = Config { rule: Config::parse_rules(text).unwrap(), ..Config::default() };
     config.policy.builtin = false;
     let w = world_with(config);
     let v = w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "x", "y"));
@@ -228,11 +227,8 @@ fn rule_errors_are_refused_with_their_line() {
         Config::parse_rules("[[rule]]\nname = \"x\"\nwhen = { all_internal = true }\nthen = [{ hold = \"soon\" }]\n")
             .unwrap_err();
     assert_eq!(errors[0].line, 4);
-    let mut c = Config::default();
-    c.rule = Config::parse_rules(
-        "[[rule]]\nname = \"bad\"\nwhen = { text = { matches = \"(\" } }\nthen = [{ hold = \"1m\" }]\n",
-    )
-    .unwrap();
+    let bad = "[[rule]]\nname = \"bad\"\nwhen = { text = { matches = \"(\" } }\nthen = [{ hold = \"1m\" }]\n";
+    let mut c = Config { rule: Config::parse_rules(bad).unwrap(), ..Config::default() };
     assert!(Engine::new(&c, Vec::new()).err().unwrap().contains("bad"));
     c.rule = Config::parse_rules(
         "[[rule]]\nname = \"external-hold\"\nwhen = { all_internal = true }\nthen = [{ hold = \"1m\" }]\n",

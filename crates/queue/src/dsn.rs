@@ -140,3 +140,76 @@ mod tests {
         assert_eq!(parsed.parts.len(), 4, "report with three parts");
     }
 }
+
+/// What a notice to a sender is about.
+pub struct SenderNotice<'a> {
+    pub reporting_mta: &'a str,
+    pub org_name: &'a str,
+    pub postmaster_domain: &'a str,
+    pub queue_id: &'a str,
+    pub mail_from: &'a str,
+    pub subject: &'a str,
+    pub message_id_header: &'a str,
+    /// `rejected` (by a rule) or `denied` (by an approver, or no decision in time).
+    pub kind: &'a str,
+    pub reason: &'a str,
+    pub now: i64,
+}
+
+/// A plain notice to the sender, in Japanese and English, that their message
+/// was not sent and why.
+pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
+    let (ja, en) = match n.kind {
+        "denied" => (
+            "承認者が送信を許可しなかったため、次のメールは送信されませんでした。",
+            "Your message was not sent: it was not approved.",
+        ),
+        _ => (
+            "社内の送信ルールにより、次のメールは送信されませんでした。",
+            "Your message was not sent: a company rule stopped it.",
+        ),
+    };
+    let subject_line = one_line(n.subject);
+    let mut text = String::new();
+    let _ = write!(
+        text,
+        "From: {org} <MAILER-DAEMON@{pm}>\r\n\
+         To: <{to}>\r\n\
+         Subject: =?UTF-8?B?{subject}?=\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{qid}.notice@{mta}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         \r\n\
+         {ja}\r\n{en}\r\n\r\n\
+         件名 / Subject: {subject_line}\r\n\
+         Message-ID: {mid}\r\n\
+         tomare ID: {qid}\r\n\r\n\
+         理由 / Reason:\r\n  {reason}\r\n",
+        org = one_line(n.org_name).replace(['<', '>', '"'], ""),
+        pm = n.postmaster_domain,
+        to = one_line(n.mail_from),
+        subject = b64(&format!("送信されませんでした / Not sent: {subject_line}")),
+        date = rfc2822(n.now),
+        qid = n.queue_id,
+        mta = n.reporting_mta,
+        mid = one_line(n.message_id_header),
+        reason = one_line(n.reason),
+    );
+    text.into_bytes()
+}
+
+fn b64(s: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { A[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}

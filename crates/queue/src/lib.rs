@@ -5,8 +5,9 @@
 //! - [`spool`]: raw messages as files, fsynced before anything is promised.
 //! - [`accept`]: the [`Acceptor`] batches records of concurrent sessions into
 //!   one transaction (group commit) and answers each once it is durable.
-//! - [`review`]: inspects each committed message (through the [`Inspect`]
-//!   trait), stores its Facts and decides hold or release.
+//! - [`review`]: inspects each committed message and applies the rules
+//!   (through the [`Review`] trait), stores Facts and verdict, and holds,
+//!   releases, asks for approval or rejects.
 //! - [`scheduler`]: releases held mail on time, claims due messages, hands
 //!   them to a [`Transport`], records the outcome and schedules retries.
 //! - [`dsn`]: the multipart/report sent to the sender when delivery fails.
@@ -23,6 +24,6 @@ pub mod spool;
 
 pub use accept::{AcceptError, Acceptor};
 pub use headers::Summary;
-pub use review::{ForReview, Inspect};
+pub use review::{ForReview, Review, Ruling};
 pub use scheduler::{Queue, Transport};
 pub use spool::Spool;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tomare_config::Config;
 use tomare_model::{Envelope, Facts, MessageId, Metrics, State, domain_of, is_internal_domain, now_ms};
-use tomare_store::{Decision, Store};
+use tomare_store::{ApprovalRequest, Decision, Store};
 
 /// Messages up to this size are inspected on the async thread: text mail
 /// with small attachments. Anything bigger goes to a blocking thread with a
@@ -25,10 +25,40 @@ fn inline(data: &[u8]) -> bool {
     data.len() <= INLINE_INSPECT && !data.windows(6).any(|w| w == b"JVBERi" || w.starts_with(b"%PDF"))
 }
 
-/// Reads a message and says what is in it. Implemented by the inspect stage;
-/// CPU-bound and synchronous, so it runs on blocking threads.
-pub trait Inspect: Send + Sync {
-    fn inspect(&self, data: &[u8]) -> Facts;
+/// Reads a message, says what is in it, and what the rules decide.
+/// Implemented by the binary over the inspect and policy stages; CPU-bound
+/// and synchronous, so it runs on blocking threads for big messages.
+pub trait Review: Send + Sync {
+    fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling);
+}
+
+/// The rules' decision, in the queue's terms.
+#[derive(Debug, Clone)]
+pub struct Ruling {
+    /// `Released`, `Held`, `AwaitingApproval` or `Rejected`.
+    pub state: State,
+    pub hold_ms: i64,
+    pub approval: Option<ApprovalRequest>,
+    /// The reasons of the rules that fired, in one line.
+    pub reasons: String,
+    /// The whole verdict, as JSON, stored with the message.
+    pub verdict: String,
+}
+
+impl Ruling {
+    /// What happens without any rule engine: `[hold] external` when any
+    /// recipient is outside the org, else `internal`; none for our own
+    /// notices.
+    pub fn default_hold(config: &Config, envelope: &Envelope, is_dsn: bool) -> Ruling {
+        let hold_ms = hold_ms(config, envelope, is_dsn);
+        Ruling {
+            state: if hold_ms > 0 { State::Held } else { State::Released },
+            hold_ms,
+            approval: None,
+            reasons: String::new(),
+            verdict: "{}".into(),
+        }
+    }
 }
 
 /// A committed message waiting for inspection.
@@ -40,10 +70,7 @@ pub struct ForReview {
     pub is_dsn: bool,
 }
 
-/// The hold for a message, until the rule engine decides it: `[hold]
-/// external` when any recipient is outside the org, else `internal`; none
-/// for our own DSNs.
-pub fn hold_ms(config: &Config, envelope: &Envelope, is_dsn: bool) -> i64 {
+fn hold_ms(config: &Config, envelope: &Envelope, is_dsn: bool) -> i64 {
     if is_dsn {
         return 0;
     }
@@ -77,7 +104,7 @@ pub fn summary(facts: &Facts) -> String {
 pub(crate) struct Reviewer {
     pub config: Config,
     pub store: Arc<dyn Store>,
-    pub inspect: Arc<dyn Inspect>,
+    pub review: Arc<dyn Review>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -95,19 +122,26 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
         let (reviewer, decided_tx) = (reviewer.clone(), decided_tx.clone());
         tokio::spawn(async move {
-            let facts = if inline(&item.data) {
+            let (facts, ruling) = if inline(&item.data) {
                 // A small mail without a PDF takes about a tenth of a
                 // millisecond: cheaper here than a trip to a blocking thread.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reviewer.inspect.inspect(&item.data)))
-                    .unwrap_or_else(|_| incomplete("the inspector failed"))
+                let r = reviewer.review.clone();
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    r.review(&item.envelope, &item.data, item.is_dsn)
+                }))
+                .unwrap_or_else(|_| failed(&reviewer.config, &item, "the inspector failed"))
             } else {
-                let inspect = reviewer.inspect.clone();
-                let data = item.data.clone();
-                let job = tokio::task::spawn_blocking(move || inspect.inspect(&data));
+                let (review, data, envelope, is_dsn) =
+                    (reviewer.review.clone(), item.data.clone(), item.envelope.clone(), item.is_dsn);
+                let job = tokio::task::spawn_blocking(move || review.review(&envelope, &data, is_dsn));
                 match tokio::time::timeout(limit, job).await {
-                    Ok(Ok(facts)) => facts,
-                    Ok(Err(_)) => incomplete("the inspector failed"),
-                    Err(_) => incomplete(&format!("inspection did not finish within {}s", limit.as_secs())),
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => failed(&reviewer.config, &item, "the inspector failed"),
+                    Err(_) => failed(
+                        &reviewer.config,
+                        &item,
+                        &format!("inspection did not finish within {}s", limit.as_secs()),
+                    ),
                 }
             };
             drop(permit);
@@ -116,15 +150,27 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
             if !facts.complete {
                 m.inspect_incomplete.fetch_add(1, Relaxed);
             }
-            let hold = hold_ms(&reviewer.config, &item.envelope, item.is_dsn);
             let now = now_ms();
-            let release_at = (item.received_at + hold).max(now);
+            let release_at = match ruling.state {
+                State::AwaitingApproval => {
+                    now + ruling.approval.as_ref().map(|a| a.timeout_ms).unwrap_or(4 * 3600 * 1000)
+                }
+                _ => (item.received_at + ruling.hold_ms).max(now),
+            };
+            let state = match ruling.state {
+                State::Held | State::Released if release_at > now => State::Held,
+                State::Held | State::Released => State::Released,
+                other => other,
+            };
             let decision = Decision {
                 id: item.id,
                 facts: stored_json(&facts),
                 summary: summary(&facts),
-                state: if release_at > now { State::Held } else { State::Released },
+                verdict: ruling.verdict,
+                reasons: ruling.reasons,
+                state,
                 release_at,
+                approval: ruling.approval,
             };
             let _ = decided_tx.send(decision).await;
         });
@@ -155,8 +201,17 @@ fn stored_json(facts: &Facts) -> String {
     value.to_string()
 }
 
-fn incomplete(reason: &str) -> Facts {
-    Facts { complete: false, incomplete_reasons: vec![reason.to_string()], ..Facts::default() }
+/// When the reviewer itself fails, the message is held as long as the
+/// rules hold anything they could not read: never passed silently.
+fn failed(config: &Config, item: &ForReview, reason: &str) -> (Facts, Ruling) {
+    let facts = Facts { complete: false, incomplete_reasons: vec![reason.to_string()], ..Facts::default() };
+    let mut ruling = Ruling::default_hold(config, &item.envelope, item.is_dsn);
+    if !item.is_dsn {
+        ruling.hold_ms = ruling.hold_ms.max(3600 * 1000);
+        ruling.state = State::Held;
+        ruling.reasons = reason.to_string();
+    }
+    (facts, ruling)
 }
 
 async fn decider(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<Decision>, released: Arc<Notify>) {
@@ -177,7 +232,7 @@ async fn decider(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<Decision>, rele
             Ok(()) => {
                 let held = batch.iter().filter(|d| d.state == State::Held).count();
                 reviewer.metrics.held.fetch_add(held as u64, Relaxed);
-                if held < batch.len() {
+                if batch.iter().any(|d| d.state == State::Released) {
                     released.notify_one();
                 }
             }

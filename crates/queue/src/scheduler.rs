@@ -6,7 +6,7 @@
 //! each through the [`Transport`]; the *finisher* records outcomes in batches,
 //! schedules retries, removes finished spool files and queues DSNs.
 
-use crate::review::{self, ForReview, Inspect, Reviewer};
+use crate::review::{self, ForReview, Review, Reviewer};
 use crate::{Acceptor, Spool, dsn};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -57,14 +57,18 @@ impl Queue {
         store: Arc<dyn Store>,
         acceptor: Acceptor,
         review: mpsc::Receiver<ForReview>,
-        inspect: Arc<dyn Inspect>,
+        review_with: Arc<dyn Review>,
         transport: Arc<dyn Transport>,
         metrics: Arc<Metrics>,
         released: Arc<Notify>,
         shutdown: watch::Receiver<bool>,
     ) -> Queue {
-        let reviewer =
-            Arc::new(Reviewer { config: config.clone(), store: store.clone(), inspect, metrics: metrics.clone() });
+        let reviewer = Arc::new(Reviewer {
+            config: config.clone(),
+            store: store.clone(),
+            review: review_with,
+            metrics: metrics.clone(),
+        });
         // Messages accepted before the last stop but never decided.
         let (resubmit_store, resubmit_acceptor) = (store.clone(), acceptor.clone());
         tokio::spawn(async move {
@@ -120,6 +124,8 @@ async fn hold_loop(ctx: Arc<Ctx>, released: Arc<Notify>, mut shutdown: watch::Re
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "releasing held mail failed"),
         }
+        expire_approvals(&ctx, now, &released).await;
+        send_notices(&ctx).await;
         let next = ctx.store.next_wakeup().await.unwrap_or(None);
         if next.is_some_and(|t| t <= now) {
             released.notify_one();
@@ -128,6 +134,74 @@ async fn hold_loop(ctx: Arc<Ctx>, released: Arc<Notify>, mut shutdown: watch::Re
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Approvals past their deadline: released, handed to the deputy, or
+/// rejected, as their rule said.
+async fn expire_approvals(ctx: &Ctx, now: i64, released: &Notify) {
+    let expired = match ctx.store.expired_approvals(now).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "reading expired approvals failed");
+            return;
+        }
+    };
+    if expired.is_empty() {
+        return;
+    }
+    for a in expired {
+        let result = match (a.on_timeout.as_str(), &a.deputy) {
+            ("release", _) => ctx.store.approve(&a.id, "timeout").await,
+            ("escalate", Some(deputy)) => ctx.store.escalate(&a.id, deputy, now + a.timeout_ms).await,
+            _ => ctx.store.deny(&a.id, "timeout", "no decision before the deadline").await,
+        };
+        match result {
+            Ok(_) => tracing::info!(id = %a.id, on_timeout = %a.on_timeout, "approval deadline passed"),
+            Err(e) => tracing::error!(id = %a.id, error = %e, "acting on an expired approval failed"),
+        }
+    }
+    released.notify_one();
+}
+
+/// Tells senders about their rejected messages, and drops those messages'
+/// spool files (nothing more will be done with them).
+async fn send_notices(ctx: &Ctx) {
+    let notices = match ctx.store.take_notices(100).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "reading notices failed");
+            return;
+        }
+    };
+    for n in notices {
+        ctx.spool.remove(&n.id);
+        if n.mail_from.is_empty() {
+            continue;
+        }
+        let data = dsn::notice(&dsn::SenderNotice {
+            reporting_mta: &ctx.reporting_mta,
+            org_name: &ctx.config.org.name,
+            postmaster_domain: ctx.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost"),
+            queue_id: n.id.as_str(),
+            mail_from: &n.mail_from,
+            subject: &n.subject,
+            message_id_header: &n.message_id_header,
+            kind: &n.kind,
+            reason: &n.reason,
+            now: now_ms(),
+        });
+        let envelope = Envelope {
+            mail_from: String::new(),
+            rcpt_to: vec![n.mail_from.clone()],
+            helo: ctx.reporting_mta.clone(),
+            client_ip: "127.0.0.1".into(),
+            auth_user: None,
+        };
+        match ctx.acceptor.accept(envelope, data, true).await {
+            Ok(id) => tracing::info!(original = %n.id, notice = %id, "sender told the message was not sent"),
+            Err(e) => tracing::error!(id = %n.id, error = %e, "could not queue the notice"),
         }
     }
 }

@@ -103,9 +103,47 @@ pub struct Decision {
     pub facts: String,
     /// One line for the event log: attachments, detections, completeness.
     pub summary: String,
-    /// `Held` or `Released`.
+    /// The rules' verdict, as JSON.
+    pub verdict: String,
+    /// Why, in one line (the reasons of the rules that fired).
+    pub reasons: String,
+    /// `Held`, `Released`, `AwaitingApproval` (with `approval`) or
+    /// `Rejected` (the sender gets a notice).
     pub state: State,
+    /// When held: the end of the hold; when awaiting approval: the deadline.
     pub release_at: i64,
+    pub approval: Option<ApprovalRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalRequest {
+    /// An address, `group:NAME`, or empty when nobody was found.
+    pub approver: String,
+    pub deputy: Option<String>,
+    /// `reject`, `release` or `escalate`.
+    pub on_timeout: String,
+    pub timeout_ms: i64,
+}
+
+/// An approval whose deadline has passed.
+#[derive(Debug, Clone)]
+pub struct ExpiredApproval {
+    pub id: MessageId,
+    pub on_timeout: String,
+    pub deputy: Option<String>,
+    pub timeout_ms: i64,
+}
+
+/// A notice owed to a sender (their message was rejected).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub kind: String,
+    pub reason: String,
+    pub mail_from: String,
+    pub subject: String,
+    pub message_id_header: String,
 }
 
 /// The result of one delivery attempt of one message.
@@ -147,8 +185,26 @@ pub trait Store: Send + Sync {
     /// to `held` or `released`, in one transaction.
     async fn decide(&self, batch: &[Decision]) -> Result<()>;
 
-    /// The stored Facts of a message, as JSON.
-    async fn facts(&self, id: &MessageId) -> Result<Option<String>>;
+    /// The stored Facts and verdict of a message, as JSON.
+    async fn facts(&self, id: &MessageId) -> Result<Option<(String, String)>>;
+
+    /// The approval a message waits for (or waited for).
+    async fn approval(&self, id: &MessageId) -> Result<Option<ApprovalRequest>>;
+
+    /// `awaiting_approval` → `released`, by `actor`.
+    async fn approve(&self, id: &MessageId, actor: &str) -> Result<Transition>;
+
+    /// `awaiting_approval` → `rejected`, by `actor`, and a notice for the sender.
+    async fn deny(&self, id: &MessageId, actor: &str, reason: &str) -> Result<Transition>;
+
+    /// Approvals past their deadline.
+    async fn expired_approvals(&self, now: i64) -> Result<Vec<ExpiredApproval>>;
+
+    /// Hands an expired approval to the deputy with a new deadline.
+    async fn escalate(&self, id: &MessageId, deputy: &str, deadline: i64) -> Result<Transition>;
+
+    /// Takes the notices owed to senders (each is returned once).
+    async fn take_notices(&self, limit: i64) -> Result<Vec<Notice>>;
 
     /// Moves every held message whose time has come to `released`.
     async fn release_due(&self, now: i64) -> Result<Vec<MessageId>>;

@@ -56,6 +56,27 @@ CREATE TABLE IF NOT EXISTS facts (
     message_id TEXT PRIMARY KEY REFERENCES messages(id),
     org_id INTEGER NOT NULL REFERENCES orgs(id),
     json TEXT NOT NULL,
+    verdict TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id),
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    approver TEXT NOT NULL,
+    deputy TEXT,
+    on_timeout TEXT NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    decision TEXT,
+    decided_by TEXT,
+    reason TEXT,
+    decided_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS notices (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id),
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS contacts (
@@ -149,6 +170,37 @@ async fn insert_events(tx: &mut sqlx::SqliteConnection, at: i64, events: &[Event
     Ok(())
 }
 
+async fn add_notice(
+    tx: &mut sqlx::SqliteConnection,
+    id: &MessageId,
+    org: i64,
+    kind: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("INSERT OR REPLACE INTO notices (message_id, org_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(id.as_str())
+        .bind(org)
+        .bind(kind)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn decide_approval(pool: &SqlitePool, id: &MessageId, decision: &str, actor: &str, reason: &str) -> Result<()> {
+    sqlx::query("UPDATE approvals SET decision = ?, decided_by = ?, reason = ?, decided_at = ? WHERE message_id = ?")
+        .bind(decision)
+        .bind(actor)
+        .bind(reason)
+        .bind(tomare_model::now_ms())
+        .bind(id.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 async fn upsert_contacts(tx: &mut sqlx::SqliteConnection, contacts: &[(i64, String)], now: i64) -> Result<()> {
     for chunk in contacts.chunks(MAX_PARAMS / 4) {
         let sql = format!(
@@ -173,6 +225,7 @@ async fn transition(
     to: State,
     actor: &str,
     set_release_now: bool,
+    detail: &str,
 ) -> Result<Transition> {
     let now = tomare_model::now_ms();
     let mut tx = pool.begin().await?;
@@ -197,7 +250,7 @@ async fn transition(
         };
     };
     let org_id: i64 = row.try_get(0)?;
-    let event = Event { org_id, message_id: id.as_str(), kind: to.as_str(), actor, detail: String::new() };
+    let event = Event { org_id, message_id: id.as_str(), kind: to.as_str(), actor, detail: detail.to_string() };
     insert_events(&mut tx, now, &[event]).await?;
     tx.commit().await?;
     Ok(Transition::Done)
@@ -393,15 +446,33 @@ impl Store for SqliteStore {
                 continue;
             }
             let sql = format!(
-                "INSERT OR REPLACE INTO facts (message_id, org_id, json, created_at) VALUES {}",
-                placeholders(decided.len(), 4)
+                "INSERT OR REPLACE INTO facts (message_id, org_id, json, verdict, created_at) VALUES {}",
+                placeholders(decided.len(), 5)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (d, org) in &decided {
-                q = q.bind(d.id.as_str()).bind(*org).bind(&d.facts).bind(now);
+                q = q.bind(d.id.as_str()).bind(*org).bind(&d.facts).bind(&d.verdict).bind(now);
             }
             q.execute(&mut *tx).await?;
             for (d, org) in decided {
+                if let (State::AwaitingApproval, Some(a)) = (d.state, &d.approval) {
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO approvals (message_id, org_id, approver, deputy, on_timeout, timeout_ms, deadline) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(d.id.as_str())
+                    .bind(org)
+                    .bind(&a.approver)
+                    .bind(&a.deputy)
+                    .bind(&a.on_timeout)
+                    .bind(a.timeout_ms)
+                    .bind(d.release_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if d.state == State::Rejected {
+                    add_notice(&mut tx, &d.id, org, "rejected", &d.reasons, now).await?;
+                }
                 events.push(Event {
                     org_id: org,
                     message_id: d.id.as_str(),
@@ -409,15 +480,21 @@ impl Store for SqliteStore {
                     actor: "inspect",
                     detail: d.summary.clone(),
                 });
-                let detail = match d.state {
-                    State::Held => format!("until {}", tomare_model::rfc3339(d.release_at)),
-                    _ => String::new(),
+                let detail = match (d.state, &d.approval) {
+                    (State::Held, _) => format!("until {} — {}", tomare_model::rfc3339(d.release_at), d.reasons),
+                    (State::AwaitingApproval, Some(a)) => format!(
+                        "approver {} until {} — {}",
+                        if a.approver.is_empty() { "(none found)" } else { &a.approver },
+                        tomare_model::rfc3339(d.release_at),
+                        d.reasons
+                    ),
+                    _ => d.reasons.clone(),
                 };
                 events.push(Event {
                     org_id: org,
                     message_id: d.id.as_str(),
                     kind: d.state.as_str(),
-                    actor: "hold",
+                    actor: "policy",
                     detail,
                 });
             }
@@ -427,11 +504,125 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn facts(&self, id: &MessageId) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT json FROM facts WHERE message_id = ?")
+    async fn facts(&self, id: &MessageId) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT json, verdict FROM facts WHERE message_id = ?")
             .bind(id.as_str())
             .fetch_optional(&self.reader)
-            .await?)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    async fn approval(&self, id: &MessageId) -> Result<Option<ApprovalRequest>> {
+        let row = sqlx::query("SELECT approver, deputy, on_timeout, timeout_ms FROM approvals WHERE message_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| {
+            Ok(ApprovalRequest {
+                approver: r.try_get(0)?,
+                deputy: r.try_get(1)?,
+                on_timeout: r.try_get(2)?,
+                timeout_ms: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn approve(&self, id: &MessageId, actor: &str) -> Result<Transition> {
+        let t =
+            transition(&self.writer, id, &[State::AwaitingApproval], State::Released, actor, true, "approved").await?;
+        if t == Transition::Done {
+            decide_approval(&self.writer, id, "approved", actor, "").await?;
+        }
+        Ok(t)
+    }
+
+    async fn deny(&self, id: &MessageId, actor: &str, reason: &str) -> Result<Transition> {
+        let t = transition(&self.writer, id, &[State::AwaitingApproval], State::Rejected, actor, false, reason).await?;
+        if t == Transition::Done {
+            decide_approval(&self.writer, id, "denied", actor, reason).await?;
+            let org: i64 = sqlx::query_scalar("SELECT org_id FROM messages WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_one(&self.writer)
+                .await?;
+            let mut tx = self.writer.begin().await?;
+            add_notice(&mut tx, id, org, "denied", reason, tomare_model::now_ms()).await?;
+            tx.commit().await?;
+        }
+        Ok(t)
+    }
+
+    async fn expired_approvals(&self, now: i64) -> Result<Vec<ExpiredApproval>> {
+        let rows = sqlx::query(
+            "SELECT m.id, a.on_timeout, a.deputy, a.timeout_ms FROM messages m JOIN approvals a ON a.message_id = m.id \
+             WHERE m.state = 'awaiting_approval' AND m.release_at <= ?",
+        )
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExpiredApproval {
+                    id: parse_id(r.try_get(0)?)?,
+                    on_timeout: r.try_get(1)?,
+                    deputy: r.try_get(2)?,
+                    timeout_ms: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn escalate(&self, id: &MessageId, deputy: &str, deadline: i64) -> Result<Transition> {
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        let org: Option<i64> = sqlx::query_scalar(
+            "UPDATE messages SET release_at = ?, updated_at = ? WHERE id = ? AND state = 'awaiting_approval' RETURNING org_id",
+        )
+        .bind(deadline)
+        .bind(now)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(org) = org else { return Ok(Transition::NotFound) };
+        sqlx::query("UPDATE approvals SET approver = ?, deputy = NULL, on_timeout = 'reject', deadline = ? WHERE message_id = ?")
+            .bind(deputy)
+            .bind(deadline)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let detail = format!("no decision in time; now {deputy} until {}", tomare_model::rfc3339(deadline));
+        let event = Event { org_id: org, message_id: id.as_str(), kind: "escalated", actor: "policy", detail };
+        insert_events(&mut tx, now, &[event]).await?;
+        tx.commit().await?;
+        Ok(Transition::Done)
+    }
+
+    async fn take_notices(&self, limit: i64) -> Result<Vec<Notice>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "SELECT n.message_id, n.org_id, n.kind, n.reason, m.mail_from, m.subject, m.message_id_header \
+             FROM notices n JOIN messages m ON m.id = n.message_id ORDER BY n.created_at LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(Notice {
+                id: parse_id(r.try_get(0)?)?,
+                org_id: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                reason: r.try_get(3)?,
+                mail_from: r.try_get(4)?,
+                subject: r.try_get(5)?,
+                message_id_header: r.try_get(6)?,
+            });
+        }
+        for n in &out {
+            sqlx::query("DELETE FROM notices WHERE message_id = ?").bind(n.id.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn release_due(&self, now: i64) -> Result<Vec<MessageId>> {
@@ -467,7 +658,7 @@ impl Store for SqliteStore {
 
     async fn next_wakeup(&self) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(t) FROM (SELECT MIN(release_at) AS t FROM messages WHERE state = 'held' \
+            "SELECT MIN(t) FROM (SELECT MIN(release_at) AS t FROM messages WHERE state IN ('held', 'awaiting_approval') \
              UNION ALL SELECT MIN(next_attempt_at) FROM messages WHERE state = 'deferred')",
         )
         .fetch_one(&self.reader)
@@ -475,12 +666,12 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, id: &MessageId, actor: &str) -> Result<Transition> {
-        transition(&self.writer, id, &[State::Held], State::Released, actor, true).await
+        transition(&self.writer, id, &[State::Held], State::Released, actor, true, "").await
     }
 
     async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition> {
-        let from = [State::Received, State::Held, State::Released, State::Deferred];
-        transition(&self.writer, id, &from, State::Cancelled, actor, false).await
+        let from = [State::Received, State::Held, State::AwaitingApproval, State::Released, State::Deferred];
+        transition(&self.writer, id, &from, State::Cancelled, actor, false, "").await
     }
 
     async fn claim(&self, now: i64, limit: usize) -> Result<Vec<Claimed>> {
@@ -650,10 +841,11 @@ impl Store for SqliteStore {
     }
 
     async fn live_ids(&self) -> Result<Vec<MessageId>> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled')")
-                .fetch_all(&self.reader)
-                .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled', 'rejected')",
+        )
+        .fetch_all(&self.reader)
+        .await?;
         ids.into_iter().map(parse_id).collect()
     }
 

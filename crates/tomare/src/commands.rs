@@ -151,10 +151,11 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                         .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail }))
                         .collect::<Vec<_>>());
                     v["sandbox_copy"] = json!(sandbox);
-                    v["facts"] = match store.facts(&id).await? {
-                        Some(f) => serde_json::from_str(&f).unwrap_or(serde_json::Value::Null),
-                        None => serde_json::Value::Null,
-                    };
+                    let stored = store.facts(&id).await?;
+                    let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+                    v["facts"] = stored.as_ref().map(|(f, _)| parse(f)).unwrap_or(serde_json::Value::Null);
+                    v["verdict"] = stored.as_ref().map(|(_, v)| parse(v)).unwrap_or(serde_json::Value::Null);
+                    v["approval"] = json!(store.approval(&id).await?);
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
                     println!("ID:          {}", m.id);
@@ -174,8 +175,25 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                     for r in &m.recipients {
                         println!("  <{}>  {}  {}", r.address, r.status.as_str(), r.reply);
                     }
-                    if let Some(f) = store.facts(&id).await? {
+                    if let Some((f, verdict)) = store.facts(&id).await? {
                         let facts: tomare_model::Facts = serde_json::from_str(&f).unwrap_or_default();
+                        let verdict: serde_json::Value = serde_json::from_str(&verdict).unwrap_or_default();
+                        if let Some(outcome) = verdict["outcome"].as_str() {
+                            let text = t(lang, &format!("outcome.{outcome}"), &[]);
+                            println!("{}: {text}", t(lang, "check.verdict", &[]));
+                            for r in verdict["rules"].as_array().into_iter().flatten() {
+                                println!(
+                                    "  - {}: {}",
+                                    r["name"].as_str().unwrap_or(""),
+                                    r["reason"].as_str().unwrap_or("")
+                                );
+                            }
+                        }
+                        if let Some(a) = store.approval(&id).await? {
+                            let who =
+                                if a.approver.is_empty() { t(lang, "check.no_supervisor", &[]) } else { a.approver };
+                            println!("{}: {who}", t(lang, "check.approver", &[]));
+                        }
                         println!("{}", t(lang, "queue.facts", &[]));
                         for a in &facts.attachments {
                             let enc = if a.encrypted { " (password)" } else { "" };
@@ -202,6 +220,16 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                 let id = parse_id(lang, &id)?;
                 let result = store.release(&id, "cli").await?;
                 report(lang, &id, result, "queue.released").await?
+            }
+            QueueCommand::Approve { id } => {
+                let id = parse_id(lang, &id)?;
+                let result = store.approve(&id, "cli").await?;
+                report(lang, &id, result, "queue.approved").await?
+            }
+            QueueCommand::Deny { id, reason } => {
+                let id = parse_id(lang, &id)?;
+                let result = store.deny(&id, "cli", &reason).await?;
+                report(lang, &id, result, "queue.denied").await?
             }
             QueueCommand::Cancel { id } => {
                 let id = parse_id(lang, &id)?;

@@ -108,6 +108,14 @@ pub enum QueueCommand {
     Release { id: String },
     /// Cancel a message that has not been delivered yet.
     Cancel { id: String },
+    /// Approve a message that waits for approval: it is delivered.
+    Approve { id: String },
+    /// Refuse a message that waits for approval; the sender is told why.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]

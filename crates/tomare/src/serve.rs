@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tomare_config::{Config, DeliveryMode};
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{Envelope, MessageId, Metrics, RcptOutcome};
-use tomare_queue::{Acceptor, Inspect, Queue, Spool, Transport};
+use tomare_model::{Envelope, MessageId, Metrics, RcptOutcome, State};
+use tomare_queue::{Acceptor, Queue, Review, Ruling, Spool, Transport};
 use tomare_relay::Delivery;
 use tomare_smtp::{Authenticator, MessageSink, Server, SessionConfig};
-use tomare_store::{SqliteStore, Store};
+use tomare_store::{ApprovalRequest, SqliteStore, Store};
 
 /// How long open SMTP sessions and deliveries may take to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(30);
@@ -101,6 +101,28 @@ async fn serve(config: Config) -> Result<()> {
     let (queue_shutdown_tx, queue_shutdown) = watch::channel(false);
     let dyn_store: Arc<dyn Store> = store.clone();
     let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?;
+    let contacted = Arc::new(std::sync::RwLock::new(store.contacted(org_id).await?));
+    let rules = Arc::new(Rules {
+        inspector,
+        engine: crate::engine(&config)?,
+        directory: tomare_policy::Directory::new(config.user.iter().cloned()),
+        contacted: contacted.clone(),
+        config: config.clone(),
+        lang: Lang::from_env(),
+    });
+    // The recipient history grows as mail is delivered; the rules read a
+    // copy refreshed every few seconds.
+    let history_store = store.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Ok(c) = history_store.contacted(org_id).await
+                && let Ok(mut w) = contacted.write()
+            {
+                *w = c;
+            }
+        }
+    });
     let (acceptor, review, committer) = Acceptor::start(org_id, spool, dyn_store.clone(), metrics.clone());
     let queue = Queue::start(
         &config,
@@ -108,7 +130,7 @@ async fn serve(config: Config) -> Result<()> {
         dyn_store.clone(),
         acceptor.clone(),
         review,
-        Arc::new(Inspection(inspector)),
+        rules,
         Arc::new(Relay(delivery.clone())),
         metrics.clone(),
         released,
@@ -231,11 +253,59 @@ impl Authenticator for Users {
     }
 }
 
-struct Inspection(tomare_inspect::Inspector);
+/// Inspection and the rules, as the queue's review stage sees them.
+struct Rules {
+    inspector: tomare_inspect::Inspector,
+    engine: tomare_policy::Engine,
+    directory: tomare_policy::Directory,
+    contacted: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
+    config: Config,
+    lang: Lang,
+}
 
-impl Inspect for Inspection {
-    fn inspect(&self, data: &[u8]) -> tomare_model::Facts {
-        self.0.message(data)
+impl Review for Rules {
+    fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (tomare_model::Facts, Ruling) {
+        let facts = self.inspector.message(data);
+        if is_dsn {
+            // Our own DSNs and notices go to our own senders: no rules.
+            return (facts, Ruling::default_hold(&self.config, envelope, true));
+        }
+        let empty = std::collections::HashSet::new();
+        let guard = self.contacted.read();
+        let contacted = guard.as_deref().unwrap_or(&empty);
+        let ctx = tomare_policy::Context {
+            internal_domains: &self.config.org.internal_domains,
+            directory: &self.directory,
+            contacted,
+            now_ms: tomare_model::now_ms(),
+            lang: self.lang,
+        };
+        let verdict = self.engine.evaluate(envelope, &facts, &ctx);
+        drop(guard);
+        (facts, ruling(&verdict))
+    }
+}
+
+fn ruling(v: &tomare_policy::Verdict) -> Ruling {
+    use tomare_policy::Outcome;
+    let mut reasons: Vec<String> = v.reject_reason.iter().cloned().collect();
+    reasons.extend(v.rules.iter().map(|f| format!("{}: {}", f.name, f.reason)));
+    Ruling {
+        state: match v.outcome {
+            Outcome::Deliver => State::Released,
+            Outcome::Hold => State::Held,
+            Outcome::Approval => State::AwaitingApproval,
+            Outcome::Reject => State::Rejected,
+        },
+        hold_ms: v.hold_seconds as i64 * 1000,
+        approval: v.approval.as_ref().map(|a| ApprovalRequest {
+            approver: a.approver.clone(),
+            deputy: a.deputy.clone(),
+            on_timeout: a.on_timeout.clone(),
+            timeout_ms: a.timeout_seconds as i64 * 1000,
+        }),
+        reasons: reasons.join("; "),
+        verdict: serde_json::to_string(v).unwrap_or_else(|_| "{}".into()),
     }
 }
 

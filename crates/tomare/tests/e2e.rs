@@ -476,6 +476,14 @@ with smtplib.SMTP(host, int(port)) as s:
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows = g.cli_json(&["queue", "list", "--json"]);
     let id = rows[0]["id"].as_str().unwrap().to_string();
+    // 社外秘 going outside: the built-in pack wants a supervisor's approval.
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "awaiting_approval"), "{}", g.log());
+    let shown = g.show(&id);
+    let fired: Vec<&str> =
+        shown["verdict"]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(fired.contains(&"confidential-to-outside"), "{fired:?}");
+    let out = g.cli(&["queue", "approve", &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "delivered"), "{}", g.log());
     let facts = g.show(&id)["facts"].clone();
     assert_eq!(facts["subject"], "資料送付");
@@ -493,4 +501,58 @@ with smtplib.SMTP(host, int(port)) as s:
     assert!(detections.contains(&("phone".into(), "資料.zip/見積書.txt".into())), "{detections:?}");
     let (_, metrics) = g.http_get("/metrics");
     assert!(metrics.contains("tomare_messages_inspected_total 1"), "{metrics}");
+}
+
+#[test]
+fn rules_reject_and_deny_tell_the_sender_why() {
+    let sink = Sink::start();
+    let rules = r#"
+[[rule]]
+name = "no-rivals"
+description = "Mail to competitors is not allowed."
+when = { recipient_domain = ["rival.test"] }
+then = [{ reject = "Mail to rival.test is not allowed." }]
+"#;
+    let g = Gateway::start(&format!("{}{HOLD_NONE}{rules}", relay_to(sink.port, "")));
+    let rejected =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["ceo@rival.test"], &message("pitch", "r@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&rejected) == "rejected"), "{}", g.log());
+    // The sender is told, by a notice that went through the queue itself.
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 1), "{}", g.log());
+    let notice = &sink.messages()[0];
+    assert!(notice.mail_from.is_empty());
+    assert_eq!(notice.rcpts, ["taro@example.com"]);
+    assert!(notice.text().contains("Mail to rival.test is not allowed."), "{}", notice.text());
+
+    let held = queued_id(
+        &smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("【極秘】計画", "s@x")).unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || g.state(&held) == "awaiting_approval"), "{}", g.log());
+    let out = g.cli(&["queue", "deny", &held, "--reason", "Not to this customer."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(g.state(&held), "rejected");
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
+    assert!(sink.messages()[1].text().contains("Not to this customer."));
+    assert!(!g.cli(&["queue", "approve", &held]).status.success(), "a denied message stays denied");
+}
+
+#[test]
+fn approval_deadline_rejects_by_default() {
+    let sink = Sink::start();
+    let rules = r#"
+[policy]
+builtin = false
+
+[[rule]]
+name = "needs-ok"
+when = { external_recipients = { min = 1 } }
+then = [{ require_approval = { approver = "boss@example.com", timeout = "1s" } }]
+"#;
+    let g = Gateway::start(&format!("{}{rules}", relay_to(sink.port, "")));
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("x", "d@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "awaiting_approval"), "{}", g.log());
+    assert_eq!(g.show(&id)["approval"]["approver"], "boss@example.com");
+    assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "rejected"), "{}", g.log());
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 1), "notice to the sender: {}", g.log());
+    assert_eq!(sink.messages()[0].rcpts, ["taro@example.com"]);
 }
