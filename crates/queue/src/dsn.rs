@@ -108,39 +108,6 @@ pub fn build(d: &Dsn<'_>) -> Vec<u8> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_names_each_failed_recipient_with_its_status() {
-        let failures = vec![
-            ("nouser@x.test".to_string(), "550 5.1.1 no such user".to_string()),
-            ("slow@y.test".to_string(), "gave up after 5d: 451 4.3.0 try later".to_string()),
-        ];
-        let original = b"Subject: hello\r\nMessage-ID: <m@x>\r\n\r\nsecret body\r\n";
-        let out = build(&Dsn {
-            reporting_mta: "gw.example.com",
-            org_name: "Example",
-            postmaster_domain: "example.com",
-            queue_id: "Q1",
-            mail_from: "taro@example.com",
-            received_at: 0,
-            failures: &failures,
-            original,
-            now: 1000,
-        });
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("report-type=delivery-status"));
-        assert!(text.contains("Final-Recipient: rfc822; nouser@x.test\r\nAction: failed\r\nStatus: 5.1.1"));
-        assert!(text.contains("Final-Recipient: rfc822; slow@y.test\r\nAction: failed\r\nStatus: 4.3.0"));
-        assert!(text.contains("Message-ID: <m@x>"), "original header returned");
-        assert!(!text.contains("secret body"), "original body not returned");
-        let parsed = mail_parser::MessageParser::new().parse(text.as_bytes()).unwrap();
-        assert_eq!(parsed.parts.len(), 4, "report with three parts");
-    }
-}
-
 /// What a notice to a sender is about.
 pub struct SenderNotice<'a> {
     pub reporting_mta: &'a str,
@@ -212,4 +179,59 @@ fn b64(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_each_failed_recipient_with_its_status() {
+        let failures = vec![
+            ("nouser@x.test".to_string(), "550 5.1.1 no such user".to_string()),
+            ("slow@y.test".to_string(), "gave up after 5d: 451 4.3.0 try later".to_string()),
+        ];
+        let original = b"Subject: hello\r\nMessage-ID: <m@x>\r\n\r\nsecret body\r\n";
+        let out = build(&Dsn {
+            reporting_mta: "gw.example.com",
+            org_name: "Example",
+            postmaster_domain: "example.com",
+            queue_id: "Q1",
+            mail_from: "taro@example.com",
+            received_at: 0,
+            failures: &failures,
+            original,
+            now: 1000,
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("report-type=delivery-status"));
+        assert!(text.contains("Final-Recipient: rfc822; nouser@x.test\r\nAction: failed\r\nStatus: 5.1.1"));
+        assert!(text.contains("Final-Recipient: rfc822; slow@y.test\r\nAction: failed\r\nStatus: 4.3.0"));
+        assert!(text.contains("Message-ID: <m@x>"), "original header returned");
+        assert!(!text.contains("secret body"), "original body not returned");
+        let parsed = mail_parser::MessageParser::new().parse(text.as_bytes()).unwrap();
+        assert_eq!(parsed.parts.len(), 4, "report with three parts");
+    }
+
+    #[test]
+    fn notice_says_why_in_both_languages() {
+        let out = notice(&SenderNotice {
+            reporting_mta: "gw.example.com",
+            org_name: "Example",
+            postmaster_domain: "example.com",
+            queue_id: "Q1",
+            mail_from: "taro@example.com",
+            subject: "見積書",
+            message_id_header: "<m@x>",
+            kind: "denied",
+            reason: "Not to this customer.\r\nBcc: injected@evil.test",
+            now: 0,
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("承認者が送信を許可しなかった") && text.contains("it was not approved"));
+        assert!(text.contains("Not to this customer.  Bcc: injected@evil.test"), "reason kept on one line: {text}");
+        assert!(!text.contains("\r\nBcc:"), "no header injection through the reason");
+        let parsed = mail_parser::MessageParser::new().parse(text.as_bytes()).unwrap();
+        assert_eq!(parsed.subject(), Some("送信されませんでした / Not sent: 見積書"));
+    }
 }
