@@ -86,12 +86,18 @@ pub struct Verdict {
     pub rules: Vec<Fired>,
     /// `convert_to_bcc`, `add_recipient`, `add_header`.
     pub transforms: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<String>,
     /// `undisclosed` or `sender`, when To/Cc become Bcc.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub convert_to_bcc: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub add_recipients: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub add_headers: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<String>,
 }
 

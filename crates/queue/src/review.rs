@@ -22,7 +22,9 @@ const INLINE_INSPECT: usize = 64 * 1024;
 /// thread under the time limit: their parser is the one most likely to meet
 /// a file built to make it spin. (`JVBERi` is `%PDF` in base64.)
 fn inline(data: &[u8]) -> bool {
-    data.len() <= INLINE_INSPECT && !data.windows(6).any(|w| w == b"JVBERi" || w.starts_with(b"%PDF"))
+    data.len() <= INLINE_INSPECT
+        && memchr::memmem::find(data, b"JVBERi").is_none()
+        && memchr::memmem::find(data, b"%PDF").is_none()
 }
 
 /// Reads a message, says what is in it, and what the rules decide.
