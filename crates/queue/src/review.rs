@@ -45,6 +45,10 @@ pub struct Ruling {
     pub reasons: String,
     /// The whole verdict, as JSON, stored with the message.
     pub verdict: String,
+    /// The message as it is to be delivered, when the rules rewrote it.
+    pub rewritten: Option<Vec<u8>>,
+    /// Envelope recipients the rules added (a supervisor in Bcc).
+    pub add_recipients: Vec<String>,
 }
 
 impl Ruling {
@@ -59,6 +63,8 @@ impl Ruling {
             approval: None,
             reasons: String::new(),
             verdict: "{}".into(),
+            rewritten: None,
+            add_recipients: Vec::new(),
         }
     }
 }
@@ -105,6 +111,7 @@ pub fn summary(facts: &Facts) -> String {
 
 pub(crate) struct Reviewer {
     pub config: Config,
+    pub spool: Spool,
     pub store: Arc<dyn Store>,
     pub review: Arc<dyn Review>,
     pub metrics: Arc<Metrics>,
@@ -164,6 +171,15 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 State::Held | State::Released => State::Released,
                 other => other,
             };
+            if let Some(bytes) = &ruling.rewritten {
+                let (spool, id, bytes) = (reviewer.spool.clone(), item.id.clone(), bytes.clone());
+                let written = tokio::task::spawn_blocking(move || spool.write_out(&id, &bytes)).await;
+                if !matches!(written, Ok(Ok(()))) {
+                    // Still `received`: reviewed again after a restart.
+                    tracing::error!(id = %item.id, "could not write the rewritten message");
+                    return;
+                }
+            }
             let decision = Decision {
                 id: item.id,
                 facts: stored_json(&facts),
@@ -173,6 +189,8 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 state,
                 release_at,
                 approval: ruling.approval,
+                add_recipients: ruling.add_recipients,
+                rewritten: ruling.rewritten.is_some(),
             };
             let _ = decided_tx.send(decision).await;
         });

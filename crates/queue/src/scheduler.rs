@@ -65,6 +65,7 @@ impl Queue {
     ) -> Queue {
         let reviewer = Arc::new(Reviewer {
             config: config.clone(),
+            spool: acceptor.spool().clone(),
             store: store.clone(),
             review: review_with,
             metrics: metrics.clone(),
@@ -270,10 +271,12 @@ async fn deliver(ctx: &Ctx, message: &Claimed) -> Vec<RcptOutcome> {
     // A small file comes from the page cache in microseconds: not worth a
     // trip to a blocking thread.
     let read = if message.size <= INLINE_READ {
-        ctx.spool.read(&message.id)
+        ctx.spool.read_for_delivery(&message.id)
     } else {
         let (spool, id) = (ctx.spool.clone(), message.id.clone());
-        tokio::task::spawn_blocking(move || spool.read(&id)).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        tokio::task::spawn_blocking(move || spool.read_for_delivery(&id))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };
     let data = match read {
         Ok(data) => data,

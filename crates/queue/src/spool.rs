@@ -37,15 +37,37 @@ impl Spool {
         File::open(&self.dir)?.sync_all()
     }
 
+    /// The message as the rules rewrote it (Bcc conversion, added headers).
+    pub fn out_path(&self, id: &MessageId) -> PathBuf {
+        self.dir.join(format!("{id}.out.eml"))
+    }
+
     pub fn read(&self, id: &MessageId) -> io::Result<Vec<u8>> {
         fs::read(self.path(id))
     }
 
+    /// What goes out: the rewritten message when there is one.
+    pub fn read_for_delivery(&self, id: &MessageId) -> io::Result<Vec<u8>> {
+        match fs::read(self.out_path(id)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.read(id),
+            other => other,
+        }
+    }
+
+    /// Writes (or rewrites, after a restart) the rewritten message, synced.
+    pub fn write_out(&self, id: &MessageId, data: &[u8]) -> io::Result<()> {
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(self.out_path(id))?;
+        file.write_all(data)?;
+        file.sync_data()
+    }
+
     pub fn remove(&self, id: &MessageId) {
-        if let Err(e) = fs::remove_file(self.path(id))
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(%id, error = %e, "could not remove spool file");
+        for path in [self.path(id), self.out_path(id)] {
+            if let Err(e) = fs::remove_file(&path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(%id, error = %e, "could not remove spool file");
+            }
         }
     }
 

@@ -113,6 +113,10 @@ pub struct Decision {
     /// When held: the end of the hold; when awaiting approval: the deadline.
     pub release_at: i64,
     pub approval: Option<ApprovalRequest>,
+    /// Envelope recipients the rules added.
+    pub add_recipients: Vec<String>,
+    /// The rules rewrote the message (the rewritten copy is in the spool).
+    pub rewritten: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -480,6 +480,35 @@ impl Store for SqliteStore {
                     actor: "inspect",
                     detail: d.summary.clone(),
                 });
+                for address in &d.add_recipients {
+                    sqlx::query(
+                        "INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) \
+                         SELECT ?, ?, COALESCE(MAX(idx), -1) + 1, ?, 'pending', ? FROM recipients WHERE message_id = ?",
+                    )
+                    .bind(d.id.as_str())
+                    .bind(org)
+                    .bind(address)
+                    .bind(now)
+                    .bind(d.id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if d.rewritten || !d.add_recipients.is_empty() {
+                    let mut what = Vec::new();
+                    if d.rewritten {
+                        what.push("message rewritten".to_string());
+                    }
+                    if !d.add_recipients.is_empty() {
+                        what.push(format!("recipients added: {}", d.add_recipients.join(", ")));
+                    }
+                    events.push(Event {
+                        org_id: org,
+                        message_id: d.id.as_str(),
+                        kind: "transformed",
+                        actor: "policy",
+                        detail: what.join("; "),
+                    });
+                }
                 let detail = match (d.state, &d.approval) {
                     (State::Held, _) => format!("until {} — {}", tomare_model::rfc3339(d.release_at), d.reasons),
                     (State::AwaitingApproval, Some(a)) => format!(

@@ -253,6 +253,23 @@ impl Authenticator for Users {
     }
 }
 
+/// The message as the verdict wants it delivered, if it wants it changed.
+/// (A change breaks a DKIM signature made upstream; re-signing is the
+/// transform stage's next step.)
+fn rewrite(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], internal: &[String]) -> Option<Vec<u8>> {
+    if v.convert_to_bcc.is_none() && v.add_headers.is_empty() {
+        return None;
+    }
+    let mut out = data.to_vec();
+    if let Some(mode) = &v.convert_to_bcc {
+        out = tomare_transform::convert_to_bcc(&out, mode, &envelope.mail_from, internal);
+    }
+    if !v.add_headers.is_empty() {
+        out = tomare_transform::add_headers(&out, &v.add_headers);
+    }
+    Some(out)
+}
+
 /// Inspection and the rules, as the queue's review stage sees them.
 struct Rules {
     inspector: tomare_inspect::Inspector,
@@ -282,11 +299,11 @@ impl Review for Rules {
         };
         let verdict = self.engine.evaluate(envelope, &facts, &ctx);
         drop(guard);
-        (facts, ruling(&verdict))
+        (facts, ruling(&verdict, envelope, data, &self.config.org.internal_domains))
     }
 }
 
-fn ruling(v: &tomare_policy::Verdict) -> Ruling {
+fn ruling(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], internal: &[String]) -> Ruling {
     use tomare_policy::Outcome;
     let mut reasons: Vec<String> = v.reject_reason.iter().cloned().collect();
     reasons.extend(v.rules.iter().map(|f| format!("{}: {}", f.name, f.reason)));
@@ -306,6 +323,8 @@ fn ruling(v: &tomare_policy::Verdict) -> Ruling {
         }),
         reasons: reasons.join("; "),
         verdict: serde_json::to_string(v).unwrap_or_else(|_| "{}".into()),
+        rewritten: rewrite(v, envelope, data, internal),
+        add_recipients: v.add_recipients.clone(),
     }
 }
 

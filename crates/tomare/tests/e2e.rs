@@ -556,3 +556,45 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "1s" } }
     assert!(wait_until(Duration::from_secs(10), || sink.count() == 1), "notice to the sender: {}", g.log());
     assert_eq!(sink.messages()[0].rcpts, ["taro@example.com"]);
 }
+
+#[test]
+fn mass_mail_is_delivered_with_recipients_out_of_sight_and_supervisor_in_bcc() {
+    let sink = Sink::start();
+    let extra = r#"
+[[user]]
+email = "taro@example.com"
+name = "Taro"
+supervisor = "boss@example.com"
+groups = ["sales"]
+
+[[rule]]
+name = "sales-copies-supervisor"
+when = { all = [ { sender_group = ["sales"] }, { external_recipients = { min = 1 } } ] }
+then = [ { add_recipient = "supervisor" }, { add_header = { name = "X-Tomare-Rules", value = "checked" } } ]
+"#;
+    let g = Gateway::start(&format!("{}{HOLD_NONE}{extra}", relay_to(sink.port, "")));
+    let rcpts = ["a@customer.test", "b@partner.test", "c@other.test", "jiro@example.com"];
+    let body = "From: Taro <taro@example.com>\r\nTo: a@customer.test, b@partner.test, jiro@example.com\r\n\
+                Cc: c@other.test\r\nSubject: seminar\r\nMessage-ID: <mass@x>\r\n\r\nYou are invited.\r\n";
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &rcpts, body).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "delivered"), "{}", g.log());
+    let got = &sink.messages()[0];
+    let mut delivered_to = got.rcpts.clone();
+    delivered_to.sort();
+    assert_eq!(
+        delivered_to,
+        ["a@customer.test", "b@partner.test", "boss@example.com", "c@other.test", "jiro@example.com"],
+        "every recipient, and the supervisor, still gets it"
+    );
+    let text = got.text();
+    assert_eq!(got.header("To").as_deref(), Some("jiro@example.com"), "{text}");
+    assert!(got.header("Cc").is_none(), "{text}");
+    assert!(!text.contains("customer.test") && !text.contains("partner.test") && !text.contains("boss@"), "{text}");
+    assert_eq!(got.header("X-Tomare-Rules").as_deref(), Some("checked"));
+    assert!(text.contains("\r\n\r\nYou are invited.\r\n"), "body intact: {text}");
+    let kinds: Vec<String> =
+        g.show(&id)["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    assert!(kinds.contains(&"transformed".to_string()), "{kinds:?}");
+    let verdict = g.show(&id)["verdict"].clone();
+    assert_eq!(verdict["transforms"], serde_json::json!(["convert_to_bcc", "add_recipient", "add_header"]));
+}
