@@ -69,6 +69,23 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("user.password_prompt", "Password (read from standard input):", "パスワード（標準入力から読み込みます）:"),
     ("user.empty_password", "The password must not be empty.", "パスワードを空にはできません。"),
     ("user.none", "No users.", "ユーザーはいません。"),
+    ("user.imported", "Directory replaced: {} people.", "ディレクトリを更新しました: {} 人。"),
+    (
+        "rules.no_server",
+        "No running server found (no pid in {}).",
+        "起動中のサーバーが見つかりません（{} に PID がありません）。",
+    ),
+    (
+        "rules.reloaded",
+        "{} rules checked; server {} told to reload them.",
+        "ルール {} 件を確認し、サーバー（PID {}）に再読み込みを指示しました。",
+    ),
+    ("serve.rules_reloaded", "Rules reloaded: {} rules.", "ルールを再読み込みしました: {} 件。"),
+    (
+        "serve.rules_refused",
+        "New rules refused, the previous ones stay: {}",
+        "新しいルールに誤りがあるため、以前のルールを使い続けます: {}",
+    ),
     ("ev.external_recipients", "{} recipient(s) outside the company", "社外の宛先 {} 件"),
     ("ev.visible_external", "{} outside addresses visible in To/Cc", "To/Cc に見える社外アドレス {} 件"),
     ("ev.external_domains", "{} outside domains: {}", "社外ドメイン {} 件: {}"),

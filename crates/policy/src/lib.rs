@@ -10,5 +10,5 @@ mod builtin;
 mod eval;
 pub mod lookalike;
 
-pub use builtin::builtin_rules;
+pub use builtin::{builtin_rules, builtin_toml};
 pub use eval::{Context, Directory, Engine, Fired, Outcome, Verdict};

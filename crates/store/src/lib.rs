@@ -138,6 +138,16 @@ pub struct ExpiredApproval {
     pub timeout_ms: i64,
 }
 
+/// A person in the directory (imported from CSV).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub supervisor: Option<String>,
+    pub groups: Vec<String>,
+}
+
 /// A notice owed to a sender (their message was rejected).
 #[derive(Debug, Clone)]
 pub struct Notice {
@@ -252,6 +262,11 @@ pub trait Store: Send + Sync {
     /// Adds domains to the recipient history (also done by `finish` for
     /// every delivered recipient).
     async fn record_contacts(&self, org: OrgId, domains: &[String]) -> Result<()>;
+
+    /// Replaces the imported directory (who supervises whom, groups).
+    async fn put_directory(&self, org: OrgId, entries: &[DirectoryEntry]) -> Result<()>;
+
+    async fn directory(&self, org: OrgId) -> Result<Vec<DirectoryEntry>>;
 
     /// Sets the argon2 hash for an SMTP AUTH user.
     async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()>;

@@ -87,6 +87,15 @@ CREATE TABLE IF NOT EXISTS contacts (
     messages INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (org_id, domain)
 );
+CREATE TABLE IF NOT EXISTS directory (
+    org_id INTEGER NOT NULL REFERENCES orgs(id),
+    email TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    supervisor TEXT,
+    groups TEXT NOT NULL,
+    PRIMARY KEY (org_id, email)
+);
 CREATE TABLE IF NOT EXISTS users (
     email TEXT PRIMARY KEY,
     org_id INTEGER NOT NULL REFERENCES orgs(id),
@@ -924,6 +933,46 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    async fn put_directory(&self, org: OrgId, entries: &[DirectoryEntry]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM directory WHERE org_id = ?").bind(org).execute(&mut *tx).await?;
+        for e in entries {
+            sqlx::query(
+                "INSERT OR REPLACE INTO directory (org_id, email, name, role, supervisor, groups) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(org)
+            .bind(e.email.to_lowercase())
+            .bind(&e.name)
+            .bind(&e.role)
+            .bind(e.supervisor.as_ref().map(|s| s.to_lowercase()))
+            .bind(e.groups.join("\n"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn directory(&self, org: OrgId) -> Result<Vec<DirectoryEntry>> {
+        let rows =
+            sqlx::query("SELECT email, name, role, supervisor, groups FROM directory WHERE org_id = ? ORDER BY email")
+                .bind(org)
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let groups: String = r.try_get(4)?;
+                Ok(DirectoryEntry {
+                    email: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    role: r.try_get(2)?,
+                    supervisor: r.try_get(3)?,
+                    groups: groups.split('\n').filter(|g| !g.is_empty()).map(str::to_string).collect(),
+                })
+            })
+            .collect()
     }
 
     async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()> {

@@ -3,7 +3,7 @@
 //! work at once); every state change is a conditional update, so a command
 //! racing the server can never, say, cancel a message already delivering.
 
-use crate::{ConfigCommand, QueueCommand, UserCommand};
+use crate::{ConfigCommand, QueueCommand, RulesCommand, UserCommand};
 use anyhow::{Context, Result, bail};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -404,6 +404,84 @@ pub fn check(
     Ok(ExitCode::SUCCESS)
 }
 
+/// One CSV line's fields: commas, double quotes with "" inside.
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields.into_iter().map(|f| f.trim().to_string()).collect()
+}
+
+/// The directory from CSV with a header row naming the columns email, name,
+/// role, supervisor, groups (any order; only email is required).
+pub fn parse_directory_csv(text: &str) -> Result<Vec<tomare_store::DirectoryEntry>> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> =
+        csv_fields(lines.next().unwrap_or_default()).into_iter().map(|h| h.to_lowercase()).collect();
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let email = col("email").context("the header row has no \"email\" column")?;
+    let mut out = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let f = csv_fields(line);
+        let get = |i: Option<usize>| i.and_then(|i| f.get(i)).cloned().unwrap_or_default();
+        let address = get(Some(email));
+        if !address.contains('@') {
+            bail!("line {}: {address:?} is not an address", n + 2);
+        }
+        let supervisor = get(col("supervisor"));
+        out.push(tomare_store::DirectoryEntry {
+            email: address,
+            name: get(col("name")),
+            role: get(col("role")),
+            supervisor: (!supervisor.is_empty()).then_some(supervisor),
+            groups: get(col("groups"))
+                .split([';', '|'])
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(String::from)
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+pub fn rules(config: Config, command: RulesCommand) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    match command {
+        RulesCommand::Builtin => {
+            print!("{}", tomare_policy::builtin_toml(&config));
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Reload => {
+            let engine = crate::engine(&config)?;
+            let pid_file = config.storage.data_dir.join("tomare.pid");
+            let pid: i32 = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .with_context(|| t(lang, "rules.no_server", &[&pid_file.display()]))?;
+            // SAFETY: kill(2) with a pid read from our own pid file.
+            if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+                bail!(t(lang, "rules.no_server", &[&pid_file.display()]));
+            }
+            println!("{}", t(lang, "rules.reloaded", &[&engine.rules().len(), &pid]));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -436,6 +514,14 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
                 store.put_user(org, &email, &hash_password(password)?).await?;
                 println!("{}", t(lang, "user.saved", &[&email]));
             }
+            UserCommand::Import { file } => {
+                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let entries = parse_directory_csv(&tomare_inspect::text::decode(&bytes))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let org = store.ensure_org(&config.org.name).await?;
+                store.put_directory(org, &entries).await?;
+                println!("{}", t(lang, "user.imported", &[&entries.len()]));
+            }
             UserCommand::List => {
                 let users = store.list_users().await?;
                 if users.is_empty() {
@@ -454,6 +540,19 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_csv_with_quotes_groups_and_any_column_order() {
+        let csv = "name,email,supervisor,groups,role\n\"Yamada, Taro\",taro@example.com,boss@example.com,sales;tokyo,member\n\nBoss,boss@example.com,,,approver\n";
+        let d = parse_directory_csv(csv).unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].name, "Yamada, Taro");
+        assert_eq!(d[0].supervisor.as_deref(), Some("boss@example.com"));
+        assert_eq!(d[0].groups, ["sales", "tokyo"]);
+        assert_eq!(d[1].supervisor, None);
+        assert!(parse_directory_csv("name\nx\n").is_err());
+        assert!(parse_directory_csv("email\nnot-an-address\n").unwrap_err().to_string().contains("line 2"));
+    }
 
     #[test]
     fn passwords_verify_only_when_right() {

@@ -64,7 +64,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// SMTP AUTH users.
+    /// The rules: reload them in the running server, or print the built-in pack.
+    Rules {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Users: SMTP AUTH passwords and the directory (supervisors, groups).
+    #[command(alias = "users")]
     User {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
@@ -119,7 +127,19 @@ pub enum QueueCommand {
 }
 
 #[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Check the rules and make the running server use them (SIGHUP does the
+    /// same). A server keeps its last good rules when new ones are refused.
+    Reload,
+    /// Print the built-in rule pack, as TOML.
+    Builtin,
+}
+
+#[derive(Subcommand)]
 pub enum UserCommand {
+    /// Replace the directory from a CSV file: email,name,role,supervisor,groups
+    /// (groups separated by ";"). UTF-8 or Shift_JIS.
+    Import { file: PathBuf },
     /// Add a user (or set a new password); the password is read from stdin.
     Add { email: String },
     /// Set a user's password, read from stdin.
@@ -131,7 +151,10 @@ pub enum UserCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, log_format } => load(config.as_deref()).and_then(|c| serve::run(c, log_format)),
+        Command::Serve { config: path, log_format } => {
+            load(path.as_deref()).and_then(|c| serve::run(c, path, log_format))
+        }
+        Command::Rules { config, command } => load(config.as_deref()).and_then(|c| commands::rules(c, command)),
         Command::Config { command } => commands::config(command),
         Command::Queue { config, command } => load(config.as_deref()).and_then(|c| commands::queue(c, command)),
         Command::Inspect { file, config, json, text } => {
@@ -152,7 +175,7 @@ fn main() -> ExitCode {
 }
 
 /// The config at `path`, or the embedded default.
-fn load(path: Option<&Path>) -> Result<Config> {
+pub fn load(path: Option<&Path>) -> Result<Config> {
     let Some(path) = path else {
         return Ok(Config::default());
     };

@@ -24,10 +24,10 @@ use tomare_store::{ApprovalRequest, SqliteStore, Store};
 /// How long open SMTP sessions and deliveries may take to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(30);
 
-pub fn run(config: Config, log_format: LogFormat) -> Result<ExitCode> {
+pub fn run(config: Config, path: Option<std::path::PathBuf>, log_format: LogFormat) -> Result<ExitCode> {
     init_logging(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(config))?;
+    runtime.block_on(serve(config, path))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -61,7 +61,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
     Ok(Arc::new(store))
 }
 
-async fn serve(config: Config) -> Result<()> {
+async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let lang = Lang::from_env();
     let host = hostname(&config);
     let store = open_store(&config).await?;
@@ -104,12 +104,37 @@ async fn serve(config: Config) -> Result<()> {
     let contacted = Arc::new(std::sync::RwLock::new(store.contacted(org_id).await?));
     let rules = Arc::new(Rules {
         inspector,
-        engine: crate::engine(&config)?,
-        directory: tomare_policy::Directory::new(config.user.iter().cloned()),
+        policy: std::sync::RwLock::new(Arc::new(load_policy(&config, store.as_ref(), org_id).await?)),
         contacted: contacted.clone(),
         config: config.clone(),
         lang: Lang::from_env(),
     });
+    // SIGHUP (or `tomare rules reload`): new rules and directory, or, when
+    // they are refused, the old ones kept.
+    let pid_file = config.storage.data_dir.join("tomare.pid");
+    std::fs::write(&pid_file, std::process::id().to_string()).context("writing the pid file")?;
+    {
+        let (rules, store, path, lang) = (rules.clone(), store.clone(), path.clone(), Lang::from_env());
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let fresh = async {
+                    let config = crate::load(path.as_deref())?;
+                    load_policy(&config, store.as_ref(), org_id).await
+                };
+                match fresh.await {
+                    Ok(policy) => {
+                        let n = policy.engine.rules().len();
+                        if let Ok(mut w) = rules.policy.write() {
+                            *w = Arc::new(policy);
+                        }
+                        tracing::info!("{}", t(lang, "serve.rules_reloaded", &[&n]));
+                    }
+                    Err(e) => tracing::error!("{}", t(lang, "serve.rules_refused", &[&format!("{e:#}")])),
+                }
+            }
+        });
+    }
     // The recipient history grows as mail is delivered; the rules read a
     // copy refreshed every few seconds.
     let history_store = store.clone();
@@ -158,6 +183,7 @@ async fn serve(config: Config) -> Result<()> {
     let _ = web_task.await;
     delivery.close().await;
     store.close().await;
+    let _ = std::fs::remove_file(&pid_file);
     println!("{}", t(lang, "serve.stopped", &[]));
     Ok(())
 }
@@ -270,11 +296,31 @@ fn rewrite(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], interna
     Some(out)
 }
 
+/// The rules and the directory they read; replaced whole on reload.
+struct Policy {
+    engine: tomare_policy::Engine,
+    directory: tomare_policy::Directory,
+}
+
+/// The engine for `config`, and the directory: the config's `[[user]]`s
+/// over the imported one.
+async fn load_policy(config: &Config, store: &dyn Store, org: tomare_model::OrgId) -> Result<Policy> {
+    let engine = crate::engine(config)?;
+    let imported = store.directory(org).await?.into_iter().map(|e| tomare_config::DirectoryUser {
+        email: e.email,
+        name: e.name,
+        role: e.role,
+        supervisor: e.supervisor,
+        groups: e.groups,
+    });
+    let directory = tomare_policy::Directory::new(imported.chain(config.user.iter().cloned()));
+    Ok(Policy { engine, directory })
+}
+
 /// Inspection and the rules, as the queue's review stage sees them.
 struct Rules {
     inspector: tomare_inspect::Inspector,
-    engine: tomare_policy::Engine,
-    directory: tomare_policy::Directory,
+    policy: std::sync::RwLock<Arc<Policy>>,
     contacted: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
     config: Config,
     lang: Lang,
@@ -287,17 +333,21 @@ impl Review for Rules {
             // Our own DSNs and notices go to our own senders: no rules.
             return (facts, Ruling::default_hold(&self.config, envelope, true));
         }
+        let policy = match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
         let empty = std::collections::HashSet::new();
         let guard = self.contacted.read();
         let contacted = guard.as_deref().unwrap_or(&empty);
         let ctx = tomare_policy::Context {
             internal_domains: &self.config.org.internal_domains,
-            directory: &self.directory,
+            directory: &policy.directory,
             contacted,
             now_ms: tomare_model::now_ms(),
             lang: self.lang,
         };
-        let verdict = self.engine.evaluate(envelope, &facts, &ctx);
+        let verdict = policy.engine.evaluate(envelope, &facts, &ctx);
         drop(guard);
         (facts, ruling(&verdict, envelope, data, &self.config.org.internal_domains))
     }

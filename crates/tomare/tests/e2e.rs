@@ -598,3 +598,85 @@ then = [ { add_recipient = "supervisor" }, { add_header = { name = "X-Tomare-Rul
     let verdict = g.show(&id)["verdict"].clone();
     assert_eq!(verdict["transforms"], serde_json::json!(["convert_to_bcc", "add_recipient", "add_header"]));
 }
+
+#[test]
+fn rules_reload_keeps_the_last_good_rules_and_reads_the_imported_directory() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rules_file = dir.path().join("rules.toml");
+    let block = "[[rule]]\nname = \"block\"\nwhen = { recipient_domain = [\"blocked.test\"] }\nthen = [{ reject = \"blocked\" }]\n";
+    std::fs::write(&rules_file, block).unwrap();
+    let g = Gateway::start(&format!(
+        "{}{HOLD_NONE}[policy]\nrules_file = \"{}\"\n",
+        relay_to(sink.port, ""),
+        rules_file.display()
+    ));
+    let send =
+        |to: &str, mid: &str| queued_id(&smtp_send(&g.smtp, "taro@example.com", &[to], &message("r", mid)).unwrap());
+    let first = send("a@blocked.test", "r1@x");
+    assert!(wait_until(Duration::from_secs(10), || g.state(&first) == "rejected"), "{}", g.log());
+
+    // A broken file is refused by the command, with its line, and a
+    // SIGHUP with it leaves the server on the old rules.
+    std::fs::write(&rules_file, "[[rule]]\nname = \"oops\"\nwhen = { no_such_predicate = true }\nthen = []\n").unwrap();
+    let out = g.cli(&["rules", "reload"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"), "{}", String::from_utf8_lossy(&out.stderr));
+    Command::new("kill").args(["-HUP", &g.pid().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let second = send("b@blocked.test", "r2@x");
+    assert!(wait_until(Duration::from_secs(10), || g.state(&second) == "rejected"), "{}", g.log());
+
+    // New rules and an imported directory, taken by `rules reload`.
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "email,name,supervisor,groups\ntaro@example.com,Taro,boss@example.com,sales\n").unwrap();
+    assert!(g.cli(&["users", "import", csv.to_str().unwrap()]).status.success());
+    std::fs::write(
+        &rules_file,
+        "[[rule]]\nname = \"copy-boss\"\nwhen = { sender_group = [\"sales\"] }\nthen = [{ add_recipient = \"supervisor\" }]\n",
+    )
+    .unwrap();
+    let out = g.cli(&["rules", "reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    let third = send("c@blocked.test", "r3@x");
+    assert!(wait_until(Duration::from_secs(10), || g.state(&third) == "delivered"), "{}", g.log());
+    let got = sink.messages().into_iter().find(|m| m.text().contains("r3@x")).expect("delivered");
+    assert!(got.rcpts.contains(&"boss@example.com".to_string()), "{:?}", got.rcpts);
+}
+
+#[test]
+fn check_dry_run_prints_the_verdict_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let eml = dir.path().join("m.eml");
+    std::fs::write(
+        &eml,
+        "From: taro@example.com\r\nTo: a@customer.test, b@partner.test, c@other.test\r\nSubject: 社外秘の件\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, format!("[storage]\ndata_dir = \"{}\"\n", dir.path().join("data").display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
+        .args(["check", "--json", "--config"])
+        .arg(&config)
+        .arg(&eml)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "approval");
+    assert_eq!(v["hold_seconds"], 300);
+    let names: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["visible-recipients", "confidential-to-outside", "external-hold"]);
+    assert_eq!(v["transforms"], serde_json::json!(["convert_to_bcc"]));
+    // With --to only an internal recipient: nothing fires but internal-only.
+    let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
+        .args(["check", "--json", "--to", "jiro@example.com", "--config"])
+        .arg(&config)
+        .arg(&eml)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "deliver", "{v}");
+    assert!(!dir.path().join("data").exists(), "a dry run creates nothing");
+}
