@@ -11,6 +11,7 @@
 # Usage: bench/relay.sh            (N=10000, S=10, L=10240 by default)
 #        N=2000 bench/relay.sh     (a quicker look)
 #        TOMARE_EXTRA='...' bench/relay.sh   (extra config lines, e.g. rules)
+#        SKIP_POSTFIX=1 bench/relay.sh       (tomare only; bench/policy.sh uses it)
 set -euo pipefail
 N=${N:-10000}
 S=${S:-10}
@@ -84,6 +85,11 @@ for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$t_listen") 2>/dev/null && b
 read -r t_total t_accept < <(run_side tomare "$t_listen" "$t_sink")
 t_rss=$(awk '/VmHWM/ {print $2}' "/proc/$tomare_pid/status")
 cat /proc/$tomare_pid/stat | awk "{print \"tomare cpu s: user\", \$14/100, \"sys\", \$15/100}" >&2; kill "$tomare_pid"; wait "$tomare_pid" 2>/dev/null || true
+
+if [ -n "${SKIP_POSTFIX:-}" ]; then
+  python3 -c "print(f'tomare : {$N/$t_total:8.0f} msg/s end-to-end ({$t_total:.2f} s)')"
+  exit 0
+fi
 
 # --- Postfix (private instance, default tuning) ---------------------------
 p_listen=$(port); p_sink=$(port)
