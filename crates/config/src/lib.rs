@@ -250,11 +250,13 @@ impl Default for Hold {
 pub struct Org {
     pub name: String,
     pub internal_domains: Vec<String>,
+    /// Addresses told when a rule says `notify = "admin"`.
+    pub admins: Vec<String>,
 }
 
 impl Default for Org {
     fn default() -> Self {
-        Org { name: "Example Corp".into(), internal_domains: vec!["example.com".into()] }
+        Org { name: "Example Corp".into(), internal_domains: vec!["example.com".into()], admins: Vec::new() }
     }
 }
 

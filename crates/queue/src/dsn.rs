@@ -115,25 +115,47 @@ pub struct SenderNotice<'a> {
     pub postmaster_domain: &'a str,
     pub queue_id: &'a str,
     pub mail_from: &'a str,
+    /// Who the notice goes to (the sender, an approver, an admin).
+    pub to: &'a str,
     pub subject: &'a str,
     pub message_id_header: &'a str,
-    /// `rejected` (by a rule) or `denied` (by an approver, or no decision in time).
+    /// `rejected` (by a rule), `denied` (by an approver, or no decision in
+    /// time), `held`, `awaiting-approval`, `approval-request`.
     pub kind: &'a str,
     pub reason: &'a str,
     pub now: i64,
 }
 
-/// A plain notice to the sender, in Japanese and English, that their message
-/// was not sent and why.
+/// A plain notice, in Japanese and English: to a sender that their message
+/// was not sent (or is held, or waits), to an approver that a message waits
+/// for them — and why.
 pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
-    let (ja, en) = match n.kind {
+    let approve = format!("tomare queue approve {}  /  tomare queue deny {} --reason \"...\"", n.queue_id, n.queue_id);
+    let (ja, en, headline) = match n.kind {
         "denied" => (
-            "承認者が送信を許可しなかったため、次のメールは送信されませんでした。",
-            "Your message was not sent: it was not approved.",
+            "承認者が送信を許可しなかったため、次のメールは送信されませんでした。".to_string(),
+            "Your message was not sent: it was not approved.".to_string(),
+            "送信されませんでした / Not sent",
+        ),
+        "held" => (
+            "次のメールは送信前に保留されています。保留時間が過ぎると送信されます。".to_string(),
+            "This message is held before sending; it goes out when the hold ends.".to_string(),
+            "保留中 / Held",
+        ),
+        "awaiting-approval" => (
+            "次のメールは承認待ちです。承認されると送信されます。".to_string(),
+            "This message waits for approval; it goes out once approved.".to_string(),
+            "承認待ち / Awaiting approval",
+        ),
+        "approval-request" => (
+            format!("次のメールの送信承認をお願いします。\r\n{approve}"),
+            format!("Please approve or refuse this message.\r\n{approve}"),
+            "承認のお願い / Approval requested",
         ),
         _ => (
-            "社内の送信ルールにより、次のメールは送信されませんでした。",
-            "Your message was not sent: a company rule stopped it.",
+            "社内の送信ルールにより、次のメールは送信されませんでした。".to_string(),
+            "Your message was not sent: a company rule stopped it.".to_string(),
+            "送信されませんでした / Not sent",
         ),
     };
     let subject_line = one_line(n.subject);
@@ -151,14 +173,16 @@ pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
          Content-Transfer-Encoding: 8bit\r\n\
          \r\n\
          {ja}\r\n{en}\r\n\r\n\
+         送信者 / Sender: {sender}\r\n\
          件名 / Subject: {subject_line}\r\n\
          Message-ID: {mid}\r\n\
          tomare ID: {qid}\r\n\r\n\
          理由 / Reason:\r\n  {reason}\r\n",
         org = one_line(n.org_name).replace(['<', '>', '"'], ""),
         pm = n.postmaster_domain,
-        to = one_line(n.mail_from),
-        subject = b64(&format!("送信されませんでした / Not sent: {subject_line}")),
+        to = one_line(n.to),
+        sender = one_line(n.mail_from),
+        subject = b64(&format!("{headline}: {subject_line}")),
         date = rfc2822(n.now),
         qid = n.queue_id,
         mta = n.reporting_mta,
@@ -221,6 +245,7 @@ mod tests {
             postmaster_domain: "example.com",
             queue_id: "Q1",
             mail_from: "taro@example.com",
+            to: "taro@example.com",
             subject: "見積書",
             message_id_header: "<m@x>",
             kind: "denied",

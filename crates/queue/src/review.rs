@@ -49,6 +49,8 @@ pub struct Ruling {
     pub rewritten: Option<Vec<u8>>,
     /// Envelope recipients the rules added (a supervisor in Bcc).
     pub add_recipients: Vec<String>,
+    /// Who is to be told (`notify` actions): addresses.
+    pub notify: Vec<String>,
 }
 
 impl Ruling {
@@ -65,6 +67,7 @@ impl Ruling {
             verdict: "{}".into(),
             rewritten: None,
             add_recipients: Vec::new(),
+            notify: Vec::new(),
         }
     }
 }
@@ -180,6 +183,20 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                     return;
                 }
             }
+            // Who hears about it: an approver is asked; `notify` recipients
+            // are told it is held or waits. (A rejection tells the sender anyway.)
+            let mut notify: Vec<(String, String)> = Vec::new();
+            if state == State::AwaitingApproval
+                && let Some(a) = ruling.approval.as_ref().filter(|a| a.approver.contains('@'))
+            {
+                notify.push(("approval-request".into(), a.approver.clone()));
+            }
+            if matches!(state, State::Held | State::AwaitingApproval) {
+                let kind = if state == State::Held { "held" } else { "awaiting-approval" };
+                for who in &ruling.notify {
+                    notify.push((kind.into(), who.clone()));
+                }
+            }
             let decision = Decision {
                 id: item.id,
                 facts: stored_json(&facts),
@@ -191,6 +208,7 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 approval: ruling.approval,
                 add_recipients: ruling.add_recipients,
                 rewritten: ruling.rewritten.is_some(),
+                notify,
             };
             let _ = decided_tx.send(decision).await;
         });

@@ -177,8 +177,11 @@ async fn send_notices(ctx: &Ctx) {
         }
     };
     for n in notices {
-        ctx.spool.remove(&n.id);
-        if n.mail_from.is_empty() {
+        if n.kind == "rejected" || n.kind == "denied" {
+            ctx.spool.remove(&n.id);
+        }
+        let to = if n.recipient.is_empty() { n.mail_from.clone() } else { n.recipient.clone() };
+        if to.is_empty() {
             continue;
         }
         let data = dsn::notice(&dsn::SenderNotice {
@@ -187,6 +190,7 @@ async fn send_notices(ctx: &Ctx) {
             postmaster_domain: ctx.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost"),
             queue_id: n.id.as_str(),
             mail_from: &n.mail_from,
+            to: if n.recipient.is_empty() { &n.mail_from } else { &n.recipient },
             subject: &n.subject,
             message_id_header: &n.message_id_header,
             kind: &n.kind,
@@ -195,13 +199,13 @@ async fn send_notices(ctx: &Ctx) {
         });
         let envelope = Envelope {
             mail_from: String::new(),
-            rcpt_to: vec![n.mail_from.clone()],
+            rcpt_to: vec![to],
             helo: ctx.reporting_mta.clone(),
             client_ip: "127.0.0.1".into(),
             auth_user: None,
         };
         match ctx.acceptor.accept(envelope, data, true).await {
-            Ok(id) => tracing::info!(original = %n.id, notice = %id, "sender told the message was not sent"),
+            Ok(id) => tracing::info!(original = %n.id, notice = %id, kind = %n.kind, "notice queued"),
             Err(e) => tracing::error!(id = %n.id, error = %e, "could not queue the notice"),
         }
     }

@@ -117,6 +117,8 @@ pub struct Decision {
     pub add_recipients: Vec<String>,
     /// The rules rewrote the message (the rewritten copy is in the spool).
     pub rewritten: bool,
+    /// Notices to send: (kind, recipient address).
+    pub notify: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -148,7 +150,8 @@ pub struct DirectoryEntry {
     pub groups: Vec<String>,
 }
 
-/// A notice owed to a sender (their message was rejected).
+/// A notice owed: to a sender (their message was rejected, denied or held),
+/// an approver (a message waits for them) or an admin.
 #[derive(Debug, Clone)]
 pub struct Notice {
     pub id: MessageId,
@@ -158,6 +161,9 @@ pub struct Notice {
     pub mail_from: String,
     pub subject: String,
     pub message_id_header: String,
+    pub notice_id: i64,
+    /// Where it goes; the sender when empty.
+    pub recipient: String,
 }
 
 /// The result of one delivery attempt of one message.

@@ -73,10 +73,12 @@ CREATE TABLE IF NOT EXISTS approvals (
     decided_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS notices (
-    message_id TEXT PRIMARY KEY REFERENCES messages(id),
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL REFERENCES messages(id),
     org_id INTEGER NOT NULL REFERENCES orgs(id),
     kind TEXT NOT NULL,
     reason TEXT NOT NULL,
+    recipient TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS contacts (
@@ -179,22 +181,27 @@ async fn insert_events(tx: &mut sqlx::SqliteConnection, at: i64, events: &[Event
     Ok(())
 }
 
+/// A notice to send: to `recipient`, or to the sender when it is empty.
 async fn add_notice(
     tx: &mut sqlx::SqliteConnection,
     id: &MessageId,
     org: i64,
     kind: &str,
     reason: &str,
+    recipient: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT OR REPLACE INTO notices (message_id, org_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(id.as_str())
-        .bind(org)
-        .bind(kind)
-        .bind(reason)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO notices (message_id, org_id, kind, reason, recipient, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(org)
+    .bind(kind)
+    .bind(reason)
+    .bind(recipient)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -480,7 +487,10 @@ impl Store for SqliteStore {
                     .await?;
                 }
                 if d.state == State::Rejected {
-                    add_notice(&mut tx, &d.id, org, "rejected", &d.reasons, now).await?;
+                    add_notice(&mut tx, &d.id, org, "rejected", &d.reasons, "", now).await?;
+                }
+                for (kind, recipient) in &d.notify {
+                    add_notice(&mut tx, &d.id, org, kind, &d.reasons, recipient, now).await?;
                 }
                 events.push(Event {
                     org_id: org,
@@ -584,7 +594,7 @@ impl Store for SqliteStore {
                 .fetch_one(&self.writer)
                 .await?;
             let mut tx = self.writer.begin().await?;
-            add_notice(&mut tx, id, org, "denied", reason, tomare_model::now_ms()).await?;
+            add_notice(&mut tx, id, org, "denied", reason, "", tomare_model::now_ms()).await?;
             tx.commit().await?;
         }
         Ok(t)
@@ -638,8 +648,8 @@ impl Store for SqliteStore {
     async fn take_notices(&self, limit: i64) -> Result<Vec<Notice>> {
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
-            "SELECT n.message_id, n.org_id, n.kind, n.reason, m.mail_from, m.subject, m.message_id_header \
-             FROM notices n JOIN messages m ON m.id = n.message_id ORDER BY n.created_at LIMIT ?",
+            "SELECT n.message_id, n.org_id, n.kind, n.reason, m.mail_from, m.subject, m.message_id_header, n.id, n.recipient \
+             FROM notices n JOIN messages m ON m.id = n.message_id ORDER BY n.id LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&mut *tx)
@@ -654,10 +664,12 @@ impl Store for SqliteStore {
                 mail_from: r.try_get(4)?,
                 subject: r.try_get(5)?,
                 message_id_header: r.try_get(6)?,
+                notice_id: r.try_get(7)?,
+                recipient: r.try_get(8)?,
             });
         }
         for n in &out {
-            sqlx::query("DELETE FROM notices WHERE message_id = ?").bind(n.id.as_str()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM notices WHERE id = ?").bind(n.notice_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(out)

@@ -349,11 +349,11 @@ impl Review for Rules {
         };
         let verdict = policy.engine.evaluate(envelope, &facts, &ctx);
         drop(guard);
-        (facts, ruling(&verdict, envelope, data, &self.config.org.internal_domains))
+        (facts, ruling(&verdict, envelope, data, &self.config))
     }
 }
 
-fn ruling(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], internal: &[String]) -> Ruling {
+fn ruling(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], config: &Config) -> Ruling {
     use tomare_policy::Outcome;
     let mut reasons: Vec<String> = v.reject_reason.iter().cloned().collect();
     reasons.extend(v.rules.iter().map(|f| format!("{}: {}", f.name, f.reason)));
@@ -373,8 +373,17 @@ fn ruling(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], internal
         }),
         reasons: reasons.join("; "),
         verdict: serde_json::to_string(v).unwrap_or_else(|_| "{}".into()),
-        rewritten: rewrite(v, envelope, data, internal),
+        rewritten: rewrite(v, envelope, data, &config.org.internal_domains),
         add_recipients: v.add_recipients.clone(),
+        notify: v
+            .notify
+            .iter()
+            .flat_map(|who| match who.as_str() {
+                "sender" => vec![envelope.mail_from.clone()],
+                _ => config.org.admins.clone(),
+            })
+            .filter(|a| !a.is_empty())
+            .collect(),
     }
 }
 

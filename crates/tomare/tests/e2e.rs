@@ -553,8 +553,37 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "1s" } }
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "awaiting_approval"), "{}", g.log());
     assert_eq!(g.show(&id)["approval"]["approver"], "boss@example.com");
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "rejected"), "{}", g.log());
-    assert!(wait_until(Duration::from_secs(10), || sink.count() == 1), "notice to the sender: {}", g.log());
-    assert_eq!(sink.messages()[0].rcpts, ["taro@example.com"]);
+    // The approver was asked; the sender is told it was not sent.
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
+    let msgs = sink.messages();
+    let request = msgs.iter().find(|m| m.rcpts == ["boss@example.com"]).expect("approval request");
+    assert!(request.text().contains(&format!("tomare queue approve {id}")), "{}", request.text());
+    let told = msgs.iter().find(|m| m.rcpts == ["taro@example.com"]).expect("notice to the sender");
+    assert!(told.text().contains("no decision before the deadline"), "{}", told.text());
+}
+
+#[test]
+fn notify_tells_the_sender_and_the_admins_that_mail_is_held() {
+    let sink = Sink::start();
+    let rules = r#"
+[[rule]]
+name = "night-mail"
+description = "Held overnight."
+when = { external_recipients = { min = 1 } }
+then = [{ hold = "1h" }, { notify = "sender" }, { notify = "admin" }]
+"#;
+    let g = Gateway::start(&format!(
+        "{}[org]\ninternal_domains = [\"example.com\"]\nadmins = [\"admin@example.com\"]\n{rules}",
+        relay_to(sink.port, "")
+    ));
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("夜間", "n@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
+    assert_eq!(g.state(&id), "held");
+    let mut to: Vec<String> = sink.messages().iter().flat_map(|m| m.rcpts.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["admin@example.com", "taro@example.com"]);
+    let text = sink.messages()[0].text();
+    assert!(text.contains("Held overnight.") && text.contains("held before sending"), "{text}");
 }
 
 #[test]
