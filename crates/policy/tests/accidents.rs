@@ -236,3 +236,48 @@ fn rule_errors_are_refused_with_their_line() {
     .unwrap();
     assert!(Engine::new(&c, Vec::new()).err().unwrap().contains("twice"));
 }
+
+#[test]
+fn time_size_text_and_attachment_predicates() {
+    let text = r#"
+[[rule]]
+name = "late"
+when = { time_of_day = { from = "22:00", to = "06:00" } }
+then = [{ hold = "8h" }]
+
+[[rule]]
+name = "big"
+when = { size = { min = "1KB" } }
+then = [{ hold = "1m" }]
+
+[[rule]]
+name = "project-name"
+when = { text = { matches = "project\\s+x\\d", in = ["subject"] } }
+then = [{ hold = "2m" }]
+
+[[rule]]
+name = "spreadsheets"
+when = { attachment = { name = "\\.(csv|xlsx)$", min = 1 } }
+then = [{ hold = "3m" }]
+"#;
+    let config = Config { rule: Config::parse_rules(text).unwrap(), ..Config::default() };
+    let mut config = config;
+    config.policy.builtin = false;
+    let w = world_with(config);
+    // 1_700_000_000_000 ms is 2023-11-14 22:13 UTC = 07:13 JST: not late.
+    let v = w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "Project  X1 plan", "short"));
+    assert_eq!(fired(&v), ["project-name"], "{v:?}");
+    let big = "x".repeat(2000);
+    let v = w.verdict(&["a@customer.co.jp"], &with_attachment("a@customer.co.jp", "list.CSV", &big));
+    assert_eq!(fired(&v), ["big", "spreadsheets"], "{v:?}");
+    assert_eq!(v.hold_seconds, 180, "the longest hold wins");
+
+    // The same clock is 22:13 in UTC: inside 22:00–06:00.
+    let text = "[[rule]]\nname = \"late\"\nwhen = { time_of_day = { from = \"22:00\", to = \"06:00\", utc_offset = \"+00:00\" } }\nthen = [{ hold = \"8h\" }]\n";
+    let mut config = Config { rule: Config::parse_rules(text).unwrap(), ..Config::default() };
+    config.policy.builtin = false;
+    let w = world_with(config);
+    let v = w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "x", "y"));
+    assert_eq!(fired(&v), ["late"]);
+    assert!(v.rules[0].reason.contains("22:13"), "{}", v.rules[0].reason);
+}
