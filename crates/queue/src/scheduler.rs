@@ -1,7 +1,8 @@
 //! Hold timers, delivery dispatch and the recording of outcomes.
 //!
-//! Three tasks: the *hold loop* releases held messages on time (and notices
-//! work the CLI queued, by polling at most every half second); the
+//! Three tasks beside the review stage: the *hold loop* releases held
+//! messages on time, acts on approval deadlines and sends notices (and
+//! notices work the CLI queued, by polling at most every half second); the
 //! *dispatcher* claims due messages up to the delivery concurrency and sends
 //! each through the [`Transport`]; the *finisher* records outcomes in batches,
 //! schedules retries, removes finished spool files and queues DSNs.
@@ -187,27 +188,40 @@ async fn send_notices(ctx: &Ctx) {
         let data = dsn::notice(&dsn::SenderNotice {
             reporting_mta: &ctx.reporting_mta,
             org_name: &ctx.config.org.name,
-            postmaster_domain: ctx.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost"),
+            postmaster_domain: ctx.postmaster_domain(),
             queue_id: n.id.as_str(),
             mail_from: &n.mail_from,
-            to: if n.recipient.is_empty() { &n.mail_from } else { &n.recipient },
+            to: &to,
             subject: &n.subject,
             message_id_header: &n.message_id_header,
             kind: &n.kind,
             reason: &n.reason,
             now: now_ms(),
         });
-        let envelope = Envelope {
-            mail_from: String::new(),
-            rcpt_to: vec![to],
-            helo: ctx.reporting_mta.clone(),
-            client_ip: "127.0.0.1".into(),
-            auth_user: None,
-        };
-        match ctx.acceptor.accept(envelope, data, true).await {
+        match ctx.queue_own(to, data).await {
             Ok(id) => tracing::info!(original = %n.id, notice = %id, kind = %n.kind, "notice queued"),
             Err(e) => tracing::error!(id = %n.id, error = %e, "could not queue the notice"),
         }
+    }
+}
+
+impl Ctx {
+    /// The domain our own mail (DSNs, notices) comes from.
+    fn postmaster_domain(&self) -> &str {
+        self.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost")
+    }
+
+    /// Queues a message of our own (DSN or notice): null sender, no rules,
+    /// never answered by another DSN.
+    async fn queue_own(&self, to: String, data: Vec<u8>) -> Result<MessageId, Arc<crate::AcceptError>> {
+        let envelope = Envelope {
+            mail_from: String::new(),
+            rcpt_to: vec![to],
+            helo: self.reporting_mta.clone(),
+            client_ip: "127.0.0.1".into(),
+            auth_user: None,
+        };
+        self.acceptor.accept(envelope, data, true).await
     }
 }
 
@@ -408,7 +422,7 @@ async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult]) {
     let data = dsn::build(&dsn::Dsn {
         reporting_mta: &ctx.reporting_mta,
         org_name: &ctx.config.org.name,
-        postmaster_domain: ctx.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost"),
+        postmaster_domain: ctx.postmaster_domain(),
         queue_id: message.id.as_str(),
         mail_from: &message.mail_from,
         received_at: message.received_at,
@@ -416,14 +430,7 @@ async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult]) {
         original: &original,
         now: now_ms(),
     });
-    let envelope = Envelope {
-        mail_from: String::new(),
-        rcpt_to: vec![message.mail_from.clone()],
-        helo: ctx.reporting_mta.clone(),
-        client_ip: "127.0.0.1".into(),
-        auth_user: None,
-    };
-    match ctx.acceptor.accept(envelope, data, true).await {
+    match ctx.queue_own(message.mail_from.clone(), data).await {
         Ok(id) => {
             ctx.metrics.dsn_sent.fetch_add(1, Relaxed);
             tracing::info!(original = %message.id, dsn = %id, "DSN queued for the sender");

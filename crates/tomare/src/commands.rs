@@ -219,17 +219,17 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
             QueueCommand::Release { id } => {
                 let id = parse_id(lang, &id)?;
                 let result = store.release(&id, "cli").await?;
-                report(lang, &id, result, "queue.released").await?
+                report(lang, &id, result, "queue.released")?
             }
             QueueCommand::Approve { id } => {
                 let id = parse_id(lang, &id)?;
                 let result = store.approve(&id, "cli").await?;
-                report(lang, &id, result, "queue.approved").await?
+                report(lang, &id, result, "queue.approved")?
             }
             QueueCommand::Deny { id, reason } => {
                 let id = parse_id(lang, &id)?;
                 let result = store.deny(&id, "cli", &reason).await?;
-                report(lang, &id, result, "queue.denied").await?
+                report(lang, &id, result, "queue.denied")?
             }
             QueueCommand::Cancel { id } => {
                 let id = parse_id(lang, &id)?;
@@ -240,7 +240,7 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                     let spool = tomare_queue::Spool::open(&config.storage.data_dir)?;
                     spool.remove(&id);
                 }
-                report(lang, &id, result, "queue.cancelled").await?
+                report(lang, &id, result, "queue.cancelled")?
             }
         };
         store.close().await;
@@ -248,7 +248,7 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
     })
 }
 
-async fn report(lang: Lang, id: &MessageId, result: Transition, done_key: &str) -> Result<ExitCode> {
+fn report(lang: Lang, id: &MessageId, result: Transition, done_key: &str) -> Result<ExitCode> {
     Ok(match result {
         Transition::Done => {
             println!("{}", t(lang, done_key, &[id]));
