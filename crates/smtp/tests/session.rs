@@ -166,8 +166,8 @@ fn test_cert() -> (rustls::pki_types::CertificateDer<'static>, rustls::pki_types
     (rustls::pki_types::CertificateDer::from(c.clone()), rustls::pki_types::PrivateKeyDer::try_from(k.clone()).unwrap())
 }
 
-async fn starttls(mut c: Client<DuplexStream>) -> Client<tokio_rustls::client::TlsStream<DuplexStream>> {
-    assert!(c.cmd("STARTTLS").await.starts_with("220 2.0.0"));
+/// The client side of the TLS handshake, trusting the test certificate.
+async fn handshake(stream: DuplexStream) -> Client<tokio_rustls::client::TlsStream<DuplexStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(test_cert().0).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -175,10 +175,14 @@ async fn starttls(mut c: Client<DuplexStream>) -> Client<tokio_rustls::client::T
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let stream = connector.connect(name, c.stream).await.expect("TLS handshake");
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.expect("TLS handshake");
     Client { stream, buf: Vec::new() }
+}
+
+async fn starttls(mut c: Client<DuplexStream>) -> Client<tokio_rustls::client::TlsStream<DuplexStream>> {
+    assert!(c.cmd("STARTTLS").await.starts_with("220 2.0.0"));
+    handshake(c.stream).await
 }
 
 const MESSAGE: &str =
@@ -348,20 +352,9 @@ async fn auth_only_after_starttls_and_it_allows_relay() {
 
     // Commands pipelined behind STARTTLS must not run inside TLS.
     c.send("STARTTLS\r\nMAIL FROM:<taro@example.com>\r\n").await;
-    let mut c = {
-        let r = c.reply().await;
-        assert!(r.starts_with("220 2.0.0"), "{r}");
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(test_cert().0).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, c.stream).await.unwrap();
-        Client { stream, buf: Vec::new() }
-    };
+    let r = c.reply().await;
+    assert!(r.starts_with("220 2.0.0"), "{r}");
+    let mut c = handshake(c.stream).await;
     let ehlo = c.cmd("EHLO roaming").await;
     assert!(ehlo.starts_with("250-gw.example.com"), "first reply in TLS is EHLO's: {ehlo}");
     assert!(ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"), "{ehlo}");
