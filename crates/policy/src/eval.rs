@@ -26,6 +26,14 @@ impl Directory {
         self.get(email).and_then(|u| u.supervisor.as_deref())
     }
 
+    /// Everyone in `group`.
+    pub fn members(&self, group: &str) -> Vec<&str> {
+        let mut m: Vec<&str> =
+            self.users.values().filter(|u| u.groups.iter().any(|g| g == group)).map(|u| u.email.as_str()).collect();
+        m.sort();
+        m
+    }
+
     pub fn groups_of(&self, email: &str) -> &[String] {
         self.get(email).map(|u| u.groups.as_slice()).unwrap_or(&[])
     }

@@ -51,6 +51,8 @@ pub struct Ruling {
     pub add_recipients: Vec<String>,
     /// Who is to be told (`notify` actions): addresses.
     pub notify: Vec<String>,
+    /// Who is asked to approve (the approver, or a group's members).
+    pub ask: Vec<String>,
 }
 
 impl Ruling {
@@ -68,6 +70,7 @@ impl Ruling {
             rewritten: None,
             add_recipients: Vec::new(),
             notify: Vec::new(),
+            ask: Vec::new(),
         }
     }
 }
@@ -186,10 +189,10 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
             // Who hears about it: an approver is asked; `notify` recipients
             // are told it is held or waits. (A rejection tells the sender anyway.)
             let mut notify: Vec<(String, String)> = Vec::new();
-            if state == State::AwaitingApproval
-                && let Some(a) = ruling.approval.as_ref().filter(|a| a.approver.contains('@'))
-            {
-                notify.push(("approval-request".into(), a.approver.clone()));
+            if state == State::AwaitingApproval {
+                for who in &ruling.ask {
+                    notify.push(("approval-request".into(), who.clone()));
+                }
             }
             if matches!(state, State::Held | State::AwaitingApproval) {
                 let kind = if state == State::Held { "held" } else { "awaiting-approval" };

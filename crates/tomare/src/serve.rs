@@ -349,7 +349,15 @@ impl Review for Rules {
         };
         let verdict = policy.engine.evaluate(envelope, &facts, &ctx);
         drop(guard);
-        (facts, ruling(&verdict, envelope, data, &self.config))
+        let mut ruling = ruling(&verdict, envelope, data, &self.config);
+        if let Some(a) = &verdict.approval {
+            ruling.ask = match a.approver.strip_prefix("group:") {
+                Some(group) => policy.directory.members(group).into_iter().map(String::from).collect(),
+                None if a.approver.contains('@') => vec![a.approver.clone()],
+                None => Vec::new(),
+            };
+        }
+        (facts, ruling)
     }
 }
 
@@ -384,6 +392,7 @@ fn ruling(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], config: 
             })
             .filter(|a| !a.is_empty())
             .collect(),
+        ask: Vec::new(),
     }
 }
 

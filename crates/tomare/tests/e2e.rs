@@ -709,3 +709,37 @@ fn check_dry_run_prints_the_verdict_and_changes_nothing() {
     assert_eq!(v["outcome"], "deliver", "{v}");
     assert!(!dir.path().join("data").exists(), "a dry run creates nothing");
 }
+
+#[test]
+fn a_group_approver_asks_every_member() {
+    let sink = Sink::start();
+    let extra = r#"
+[policy]
+builtin = false
+
+[[user]]
+email = "hanako@example.com"
+groups = ["legal"]
+
+[[user]]
+email = "jiro@example.com"
+groups = ["legal", "sales"]
+
+[[user]]
+email = "saburo@example.com"
+groups = ["sales"]
+
+[[rule]]
+name = "legal-check"
+when = { external_recipients = { min = 1 } }
+then = [{ require_approval = { approver = "group:legal", timeout = "1h" } }]
+"#;
+    let g = Gateway::start(&format!("{}{extra}", relay_to(sink.port, "")));
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("c", "g@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
+    let mut asked: Vec<String> = sink.messages().iter().flat_map(|m| m.rcpts.clone()).collect();
+    asked.sort();
+    assert_eq!(asked, ["hanako@example.com", "jiro@example.com"]);
+    assert_eq!(g.state(&id), "awaiting_approval");
+    assert_eq!(g.show(&id)["approval"]["approver"], "group:legal");
+}
