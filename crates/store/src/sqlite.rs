@@ -638,6 +638,9 @@ impl Store for SqliteStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        if deputy.contains('@') {
+            add_notice(&mut tx, id, org, "approval-request", "escalated: no decision in time", deputy, now).await?;
+        }
         let detail = format!("no decision in time; now {deputy} until {}", tomare_model::rfc3339(deadline));
         let event = Event { org_id: org, message_id: id.as_str(), kind: "escalated", actor: "policy", detail };
         insert_events(&mut tx, now, &[event]).await?;

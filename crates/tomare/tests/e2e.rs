@@ -743,3 +743,28 @@ then = [{ require_approval = { approver = "group:legal", timeout = "1h" } }]
     assert_eq!(g.state(&id), "awaiting_approval");
     assert_eq!(g.show(&id)["approval"]["approver"], "group:legal");
 }
+
+#[test]
+fn an_approval_without_a_decision_escalates_to_the_deputy() {
+    let sink = Sink::start();
+    let rules = r#"
+[policy]
+builtin = false
+
+[[rule]]
+name = "needs-ok"
+when = { external_recipients = { min = 1 } }
+then = [{ require_approval = { approver = "boss@example.com", timeout = "1s", on_timeout = "escalate", deputy = "deputy@example.com" } }]
+"#;
+    let g = Gateway::start(&format!("{}{rules}", relay_to(sink.port, "")));
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("e", "e@x")).unwrap());
+    // Asked first: the approver; a second later: the deputy.
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
+    let asked: Vec<String> = sink.messages().iter().flat_map(|m| m.rcpts.clone()).collect();
+    assert_eq!(asked, ["boss@example.com", "deputy@example.com"]);
+    assert_eq!(g.state(&id), "awaiting_approval");
+    assert_eq!(g.show(&id)["approval"]["approver"], "deputy@example.com");
+    // The deputy's deadline passes too: rejected, the sender told.
+    assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "rejected"), "{}", g.log());
+    assert!(wait_until(Duration::from_secs(10), || sink.count() == 3), "{}", g.log());
+}
