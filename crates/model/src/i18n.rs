@@ -86,6 +86,8 @@ const TABLE: &[(&str, &str, &str)] = &[
         "New rules refused, the previous ones stay: {}",
         "新しいルールに誤りがあるため、以前のルールを使い続けます: {}",
     ),
+    ("place.subject", "the subject", "件名"),
+    ("place.body", "the body", "本文"),
     ("ev.external_recipients", "{} recipient(s) outside the company", "社外の宛先 {} 件"),
     ("ev.visible_external", "{} outside addresses visible in To/Cc", "To/Cc に見える社外アドレス {} 件"),
     ("ev.external_domains", "{} outside domains: {}", "社外ドメイン {} 件: {}"),

@@ -404,13 +404,13 @@ impl Engine {
         for (loc, text) in &places {
             for k in &tc.contains {
                 if text.contains(&normalize(k)) {
-                    return Some(t(lang, "ev.text", &[k, loc]));
+                    return Some(t(lang, "ev.text", &[k, &place(lang, loc)]));
                 }
             }
             if let Some(p) = &tc.matches
                 && let Some(hit) = self.regexes.get(p).and_then(|re| re.find(text))
             {
-                return Some(t(lang, "ev.text", &[&hit.as_str(), loc]));
+                return Some(t(lang, "ev.text", &[&hit.as_str(), &place(lang, loc)]));
             }
         }
         None
@@ -460,7 +460,16 @@ fn detection(dc: &DetectionCond, facts: &Facts, lang: Lang) -> Option<String> {
     let first = hits[0];
     let what =
         if first.name.is_empty() { first.detector.clone() } else { format!("{} {}", first.detector, first.name) };
-    Some(t(lang, "ev.detection", &[&what, &first.location]))
+    Some(t(lang, "ev.detection", &[&what, &place(lang, &first.location)]))
+}
+
+/// A location as the reader says it: the subject, the body, or the
+/// attachment's path as it is.
+fn place(lang: Lang, location: &str) -> String {
+    match location {
+        "subject" | "body" => t(lang, &format!("place.{location}"), &[]),
+        path => path.to_string(),
+    }
 }
 
 /// "HH:MM" when the time (in the rule's offset) is inside the range.
