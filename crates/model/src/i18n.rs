@@ -60,6 +60,7 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("queue.incomplete", "incomplete", "未完了"),
     ("queue.approved", "Approved {}: it will be delivered now.", "{} を承認しました。すぐに配送されます。"),
     ("queue.denied", "Refused {}: the sender is told.", "{} を却下しました。送信者に通知します。"),
+    ("queue.rewritten_copy", "As the rules rewrote it (to be delivered): {}", "ルールで書き換えた配送用のメール: {}"),
     ("queue.sandbox_copy", "Sandbox copy: {}", "sandbox のコピー: {}"),
     ("config.ok", "{}: OK", "{}: 問題ありません"),
     ("config.error", "{}: line {}: {}", "{}: {} 行目: {}"),

@@ -139,6 +139,8 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                 };
                 let sandbox = config.storage.data_dir.join("sandbox").join(format!("{id}.eml"));
                 let sandbox = sandbox.exists().then(|| sandbox.display().to_string());
+                let rewritten = tomare_queue::Spool::open(&config.storage.data_dir)?.out_path(&id);
+                let rewritten = rewritten.exists().then(|| rewritten.display().to_string());
                 if json {
                     let mut v = row_json(&m);
                     v["helo"] = json!(m.helo);
@@ -151,6 +153,7 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                         .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail }))
                         .collect::<Vec<_>>());
                     v["sandbox_copy"] = json!(sandbox);
+                    v["rewritten_copy"] = json!(rewritten);
                     let stored = store.facts(&id).await?;
                     let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
                     v["facts"] = stored.as_ref().map(|(f, _)| parse(f)).unwrap_or(serde_json::Value::Null);
@@ -212,6 +215,9 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                     }
                     if let Some(path) = sandbox {
                         println!("{}", t(lang, "queue.sandbox_copy", &[&path]));
+                    }
+                    if let Some(path) = rewritten {
+                        println!("{}", t(lang, "queue.rewritten_copy", &[&path]));
                     }
                 }
                 ExitCode::SUCCESS

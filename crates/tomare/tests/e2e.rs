@@ -768,3 +768,63 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "1s", on
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "rejected"), "{}", g.log());
     assert!(wait_until(Duration::from_secs(10), || sink.count() == 3), "{}", g.log());
 }
+
+#[test]
+fn every_accident_through_tomare_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = \"{}\"\n[org]\ninternal_domains = [\"example.com\"]\n",
+            dir.path().join("d").display()
+        ),
+    )
+    .unwrap();
+    let att = |name: &str, content: &str| {
+        format!(
+            "From: taro@example.com\r\nTo: a@customer.test\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n\
+             --x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nご確認ください。\r\n--x\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Disposition: attachment; filename=\"{name}\"\r\n\r\n{content}\r\n--x--\r\n"
+        )
+    };
+    let plain = |to: &str, subject: &str, body: &str| {
+        format!("From: taro@example.com\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}\r\n")
+    };
+    let list: String = (0..12).map(|i| format!("m{i}@customer.test\r\n")).collect();
+    // (fixture, rule that must fire, or None for a trap where only the plain external hold may fire)
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        ("mass", plain("a@customer.test, b@partner.test, c@other.test", "ご案内", "x"), Some("visible-recipients")),
+        ("bcc-newline", "From: taro@example.com\r\nTo: a@customer.test\r\nBcc: boss@example.com\r\nceo@customer.test\r\nSubject: x\r\n\r\nb\r\n".into(), Some("malformed-recipient-headers")),
+        ("body-list", plain("a@customer.test", "名簿", &list), Some("addresses-in-body")),
+        ("confidential", plain("a@customer.test", "【社外秘】計画", "x"), Some("confidential-to-outside")),
+        ("my-number", att("名簿.csv", "氏名,番号\n山田,123456789018"), Some("personal-data-to-outside")),
+        ("unprotected", att("memo.txt", "関係者外秘"), Some("unprotected-confidential-attachment")),
+        ("uninspectable", "From: taro@example.com\r\nTo: a@customer.test\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"a.7z\"\r\nContent-Transfer-Encoding: base64\r\n\r\nN3q8ryccAAQ=\r\n--x--\r\n".into(), Some("inspection-incomplete")),
+        ("lookalike", plain("a@exarnple.com", "x", "y"), Some("lookalike-domain")),
+        ("first-contact", att("a.txt", "hello"), Some("first-contact-with-attachments")),
+        ("trap-split-words", plain("a@customer.test", "ご連絡", "社外の方へ。外秘ではありません。"), None),
+        ("trap-invoice-number", att("請求書.txt", "請求書番号 123456789"), None),
+    ];
+    for (name, raw, expect) in cases {
+        let eml = dir.path().join(format!("{name}.eml"));
+        std::fs::write(&eml, raw).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
+            .args(["check", "--json", "--config"])
+            .arg(&config)
+            .arg(&eml)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let fired: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        match expect {
+            Some(rule) => assert!(fired.contains(&rule), "{name}: {fired:?}"),
+            None => {
+                let extra: Vec<&&str> =
+                    fired.iter().filter(|r| !["external-hold", "first-contact-with-attachments"].contains(r)).collect();
+                assert!(extra.is_empty(), "{name}: a trap fired {extra:?}");
+            }
+        }
+    }
+}
