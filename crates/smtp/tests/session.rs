@@ -405,3 +405,80 @@ async fn smtputf8_addresses_are_accepted() {
     assert_eq!(m[0].0.rcpt_to, vec!["山田@例え.jp"]);
     assert!(String::from_utf8(m[0].1.clone()).unwrap().contains("Subject: 件名\r\n\r\n本文\r\n"));
 }
+
+/// Random commands, junk and binary, in random chunks: the session answers
+/// and ends cleanly every time, never panics.
+#[tokio::test]
+async fn random_input_never_panics_a_session() {
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let pieces: [&[u8]; 16] = [
+        b"EHLO x\r\n",
+        b"HELO y\r\n",
+        b"MAIL FROM:<taro@example.com>\r\n",
+        b"MAIL FROM:<a@b> SIZE=99999999999\r\n",
+        b"RCPT TO:<a@x.test>\r\n",
+        b"DATA\r\n",
+        b"\r\n.\r\n",
+        b"\n.\n",
+        b"RSET\r\n",
+        b"AUTH PLAIN\r\n",
+        b"AUTH LOGIN x\r\n",
+        b"*\r\n",
+        b"BDAT 10 LAST\r\n",
+        b"NOOP \xff\xfe\x00\r\n",
+        b"STARTTLS\r\n",
+        b"..\r\n",
+    ];
+    let h = Harness::new().with_tls();
+    for _ in 0..150 {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (_tx, rx) = watch::channel(false);
+        let session = Session::new(
+            Arc::new(SessionConfig {
+                hostname: "gw".into(),
+                allowed_networks: h.cfg.allowed_networks.clone(),
+                internal_domains: h.cfg.internal_domains.clone(),
+                max_message_size: 2000,
+                max_recipients: 3,
+                max_errors: 1000,
+                idle_timeout: Duration::from_secs(5),
+                tls: h.cfg.tls.clone(),
+            }),
+            h.sink.clone(),
+            Arc::new(Users),
+            Arc::new(Metrics::default()),
+            h.peer,
+            rx,
+        );
+        let task = tokio::spawn(session.run(server));
+        let mut input = Vec::new();
+        for _ in 0..(next() % 40) {
+            if next() % 4 == 0 {
+                input.extend((0..next() % 300).map(|_| next() as u8));
+            } else {
+                input.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+        }
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut sink)).await;
+        });
+        for chunk in input.chunks(1 + (next() % 50) as usize) {
+            if wr.write_all(chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+        drop(wr);
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await.expect("session ended");
+        assert!(ended.is_ok(), "session task panicked");
+        let _ = reader.await;
+    }
+}
