@@ -1,0 +1,181 @@
+//! Tokens for Japanese and Latin text in one stream.
+//!
+//! - Text is compared in NFKC and lower case: full- and half-width forms,
+//!   and case, are the same (ＡＢＣ = abc, ｶﾞ = ガ).
+//! - Runs of Han, Hiragana and Katakana become overlapping **bigrams with
+//!   consecutive positions** (社外秘 → 社外@0, 外秘@1). A phrase query for
+//!   社外秘 asks for 社外 then 外秘 at the next position, so 社外…外秘 apart
+//!   does not match — tantivy's n-gram tokenizer puts every gram at position
+//!   0 and gets this wrong. A lone CJK character is a token of its own.
+//! - Other letters and digits form words; anything else separates.
+//!
+//! Offsets point into the original text, for highlighting.
+
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+use unicode_normalization::UnicodeNormalization;
+
+#[derive(Clone, Default)]
+pub struct CjkBigram;
+
+impl Tokenizer for CjkBigram {
+    type TokenStream<'a> = CjkBigramStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CjkBigramStream {
+        CjkBigramStream { tokens: tokenize(text), next: 0, token: Token::default() }
+    }
+}
+
+pub struct CjkBigramStream {
+    tokens: Vec<Token>,
+    next: usize,
+    token: Token,
+}
+
+impl TokenStream for CjkBigramStream {
+    fn advance(&mut self) -> bool {
+        match self.tokens.get_mut(self.next) {
+            Some(t) => {
+                self.token = std::mem::take(t);
+                self.next += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn token(&self) -> &Token {
+        &self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.token
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Cjk,
+    Word,
+    Other,
+}
+
+fn class(c: char) -> Class {
+    match c {
+        '\u{3041}'..='\u{3096}' | '\u{309D}'..='\u{309F}' // hiragana
+        | '\u{30A1}'..='\u{30FA}' | '\u{30FC}'..='\u{30FF}' // katakana, ー
+        | '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}' // kanji
+        | '\u{20000}'..='\u{2FFFF}' | '\u{3005}' | '\u{3006}' | '\u{303B}' => Class::Cjk, // 々 〆 〻
+        c if c.is_alphanumeric() => Class::Word,
+        _ => Class::Other,
+    }
+}
+
+/// Marks that belong to the character before them (so ｶﾞ normalises to ガ).
+fn combines(c: char) -> bool {
+    matches!(c, '\u{0300}'..='\u{036F}' | '\u{3099}' | '\u{309A}' | '\u{FF9E}' | '\u{FF9F}')
+}
+
+/// Normalised characters, each with the byte range of the original text it
+/// came from.
+fn normalized(text: &str) -> Vec<(char, usize, usize)> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        let mut cluster = String::from(c);
+        let mut end = start + c.len_utf8();
+        while let Some(&(i, next)) = chars.peek() {
+            if !combines(next) {
+                break;
+            }
+            cluster.push(next);
+            end = i + next.len_utf8();
+            chars.next();
+        }
+        if cluster.is_ascii() {
+            out.extend(cluster.chars().map(|c| (c.to_ascii_lowercase(), start, end)));
+        } else {
+            out.extend(cluster.nfkc().flat_map(char::to_lowercase).map(|c| (c, start, end)));
+        }
+    }
+    out
+}
+
+pub fn tokenize(text: &str) -> Vec<Token> {
+    let chars = normalized(text);
+    let mut tokens = Vec::new();
+    let mut position = 0;
+    let mut i = 0;
+    let mut push = |text: String, from: usize, to: usize, tokens: &mut Vec<Token>| {
+        tokens.push(Token { offset_from: from, offset_to: to, position, text, position_length: 1 });
+        position += 1;
+    };
+    while i < chars.len() {
+        let kind = class(chars[i].0);
+        let run_end = chars[i..].iter().position(|(c, _, _)| class(*c) != kind).map(|n| i + n).unwrap_or(chars.len());
+        match kind {
+            Class::Other => {}
+            Class::Word => {
+                let word: String = chars[i..run_end].iter().map(|(c, _, _)| *c).collect();
+                push(word, chars[i].1, chars[run_end - 1].2, &mut tokens);
+            }
+            Class::Cjk if run_end - i == 1 => push(chars[i].0.to_string(), chars[i].1, chars[i].2, &mut tokens),
+            Class::Cjk => {
+                for k in i..run_end - 1 {
+                    let gram: String = [chars[k].0, chars[k + 1].0].iter().collect();
+                    push(gram, chars[k].1, chars[k + 1].2, &mut tokens);
+                }
+            }
+        }
+        i = run_end;
+    }
+    tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::collector::Count;
+    use tantivy::query::QueryParser;
+    use tantivy::schema::{IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions};
+    use tantivy::{Index, doc};
+
+    fn texts(s: &str) -> Vec<(String, usize)> {
+        tokenize(s).into_iter().map(|t| (t.text, t.position)).collect()
+    }
+
+    #[test]
+    fn bigrams_with_positions_words_and_widths() {
+        assert_eq!(texts("社外秘"), [("社外".into(), 0), ("外秘".into(), 1)]);
+        assert_eq!(
+            texts("ＣＯＮＦＩＤＥＮＴＩＡＬ資料 v2"),
+            [("confidential".into(), 0), ("資料".into(), 1), ("v2".into(), 2)]
+        );
+        assert_eq!(texts("ｶﾞｲﾄﾞ"), texts("ガイド"), "half-width kana with voicing marks");
+        assert_eq!(texts("秘"), [("秘".into(), 0)]);
+        let t = tokenize("見積：社外秘");
+        assert_eq!((t[1].offset_from, t[1].offset_to), ("見積：".len(), "見積：社外".len()), "offsets in the original");
+    }
+
+    /// The trap the issue names, in a real tantivy index.
+    #[test]
+    fn phrase_query_is_exact_in_an_index() {
+        let mut schema = Schema::builder();
+        let indexing =
+            TextFieldIndexing::default().set_tokenizer("ja").set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        let body = schema.add_text_field("body", TextOptions::default().set_indexing_options(indexing) | STORED);
+        let index = Index::create_in_ram(schema.build());
+        index.tokenizers().register("ja", CjkBigram);
+        let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        writer.add_document(doc!(body => "この資料は社外秘です")).unwrap();
+        writer.add_document(doc!(body => "社外の方へ。外秘ではありません")).unwrap();
+        writer.add_document(doc!(body => "ｼｬｶﾞｲﾋ? いいえ、ＩＮＴＥＲＮＡＬ ONLY")).unwrap();
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let parser = QueryParser::for_index(&index, vec![body]);
+        let count = |q: &str| searcher.search(&parser.parse_query(q).unwrap(), &Count).unwrap();
+        assert_eq!(count("\"社外秘\""), 1, "only the document where it is contiguous");
+        assert_eq!(count("\"外秘\""), 2);
+        assert_eq!(count("\"internal only\""), 1, "full-width and case folded");
+        assert_eq!(count("\"ＩＮＴＥＲＮＡＬ　ＯＮＬＹ\""), 1, "the query is normalised the same way");
+    }
+}
