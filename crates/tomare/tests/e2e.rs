@@ -101,8 +101,9 @@ fn held_mail_waits_and_is_released_on_time() {
 
     // Internal-only mail is not held.
     assert!(wait_until(Duration::from_secs(5), || sink.count() == 1));
-    assert_eq!(g.state(&internal), "delivered");
-    assert_eq!(g.state(&external), "held");
+    // The sink has it; the delivery record follows a moment later.
+    assert!(wait_until(Duration::from_secs(5), || g.state(&internal) == "delivered"), "{}", g.log());
+    assert!(wait_until(Duration::from_secs(5), || g.state(&external) == "held"), "{}", g.log());
     let held = g.cli_json(&["queue", "list", "--state", "held", "--json"]);
     assert_eq!(held.as_array().unwrap().len(), 1);
     assert!(wait_until(Duration::from_secs(6), || sink.count() == 2), "{}", g.log());
@@ -124,7 +125,8 @@ fn release_now_and_cancel_during_hold() {
     let g = Gateway::start(&format!("{}[hold]\nexternal = \"1h\"\n", relay_to(sink.port, "")));
     let a = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("A", "a@x")).unwrap());
     let b = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["b@customer.test"], &message("B", "b@x")).unwrap());
-    assert_eq!(g.state(&a), "held");
+    // Inspection and the rules come right after the 250.
+    assert!(wait_until(Duration::from_secs(5), || g.state(&a) == "held" && g.state(&b) == "held"), "{}", g.log());
     assert_eq!(g.show(&a)["release_at"].as_str().map(|s| s.len()), Some(20));
 
     let out = g.cli(&["queue", "release", &a]);
@@ -132,7 +134,7 @@ fn release_now_and_cancel_during_hold() {
     let out = g.cli(&["queue", "cancel", &b]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(wait_until(Duration::from_secs(5), || sink.count() == 1), "{}", g.log());
-    assert_eq!(g.state(&a), "delivered");
+    assert!(wait_until(Duration::from_secs(5), || g.state(&a) == "delivered"), "{}", g.log());
     assert_eq!(g.state(&b), "cancelled");
     // A cancelled message is never delivered, and cannot be released again.
     std::thread::sleep(Duration::from_secs(1));
