@@ -264,6 +264,8 @@ fn connection_limit_and_idle_timeout() {
     let mut g = g;
     g.kill();
     g.spawn();
+    // The start-up probe's connection must have left before slots are counted.
+    assert!(wait_until(Duration::from_secs(5), || g.http_get("/metrics").1.contains("tomare_smtp_sessions 0")));
     use std::io::{BufRead, BufReader};
     let greet = |s: &std::net::TcpStream| {
         let mut line = String::new();
