@@ -76,7 +76,7 @@ fn smarthost(dir: &std::path::Path) -> (Gateway, std::path::PathBuf) {
     let mut g = g;
     g.kill();
     g.spawn();
-    let mut add = Command::new(env!("CARGO_BIN_EXE_tomare"))
+    let mut add = tomare()
         .args(["user", "add", "relay@example.com", "--config"])
         .arg(&g.config)
         .stdin(std::process::Stdio::piped())

@@ -368,7 +368,7 @@ fn sigterm_lets_an_open_transaction_finish() {
 
 #[test]
 fn config_example_and_check() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare")).args(["config", "example"]).output().unwrap();
+    let out = tomare().args(["config", "example"]).output().unwrap();
     let example = String::from_utf8(out.stdout).unwrap();
     for key in ["allowed_networks", "max_message_size", "[smtp.tls]", "retry", "max_lifetime", "internal_domains"] {
         assert!(example.contains(key), "{key}");
@@ -376,17 +376,17 @@ fn config_example_and_check() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &example).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare")).args(["config", "check"]).arg(&good).output().unwrap();
+    let out = tomare().args(["config", "check"]).arg(&good).output().unwrap();
     assert!(out.status.success());
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[smtp]\nlisten = \"0.0.0.0:25\"\nmax_mesage_size = \"1MB\"\n[delivery]\nmode = \"fax\"\n")
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare")).args(["config", "check"]).arg(&bad).output().unwrap();
+    let out = tomare().args(["config", "check"]).arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3") && err.contains("max_mesage_size"), "{err}");
     assert!(err.contains("line 5") && err.contains("fax"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare")).args(["serve", "--config"]).arg(&bad).output().unwrap();
+    let out = tomare().args(["serve", "--config"]).arg(&bad).output().unwrap();
     assert!(!out.status.success(), "serve refuses a bad config");
 }
 
@@ -417,8 +417,8 @@ fn holds_survive_a_restart() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(sink.count(), 0);
     g.spawn();
-    // Overdue on start: released within a second.
-    assert!(wait_until(Duration::from_millis(1500), || sink.count() == 1), "{}", g.log());
+    // Overdue on start: released at once (a second, plus slack for a busy machine).
+    assert!(wait_until(Duration::from_millis(2500), || sink.count() == 1), "{}", g.log());
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "delivered"));
 }
 
@@ -436,7 +436,7 @@ fn json_logs() {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tomare"))
+    let child = tomare()
         .args(["serve", "--log-format", "json", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())
@@ -669,7 +669,7 @@ fn rules_reload_keeps_the_last_good_rules_and_reads_the_imported_directory() {
     .unwrap();
     let out = g.cli(&["rules", "reload"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(wait_until(Duration::from_secs(10), || g.log().contains("Rules reloaded")), "{}", g.log());
     let third = send("c@blocked.test", "r3@x");
     assert!(wait_until(Duration::from_secs(10), || g.state(&third) == "delivered"), "{}", g.log());
     let got = sink.messages().into_iter().find(|m| m.text().contains("r3@x")).expect("delivered");
@@ -687,12 +687,7 @@ fn check_dry_run_prints_the_verdict_and_changes_nothing() {
     .unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, format!("[storage]\ndata_dir = \"{}\"\n", dir.path().join("data").display())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
-        .args(["check", "--json", "--config"])
-        .arg(&config)
-        .arg(&eml)
-        .output()
-        .unwrap();
+    let out = tomare().args(["check", "--json", "--config"]).arg(&config).arg(&eml).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "approval");
@@ -701,7 +696,7 @@ fn check_dry_run_prints_the_verdict_and_changes_nothing() {
     assert_eq!(names, ["visible-recipients", "confidential-to-outside", "external-hold"]);
     assert_eq!(v["transforms"], serde_json::json!(["convert_to_bcc"]));
     // With --to only an internal recipient: nothing fires but internal-only.
-    let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
+    let out = tomare()
         .args(["check", "--json", "--to", "jiro@example.com", "--config"])
         .arg(&config)
         .arg(&eml)
@@ -811,12 +806,7 @@ fn every_accident_through_tomare_check() {
     for (name, raw, expect) in cases {
         let eml = dir.path().join(format!("{name}.eml"));
         std::fs::write(&eml, raw).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_tomare"))
-            .args(["check", "--json", "--config"])
-            .arg(&config)
-            .arg(&eml)
-            .output()
-            .unwrap();
+        let out = tomare().args(["check", "--json", "--config"]).arg(&config).arg(&eml).output().unwrap();
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let fired: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();

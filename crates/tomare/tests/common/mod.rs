@@ -12,6 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The binary, speaking English whatever the machine's locale (assertions
+/// read its messages).
+pub fn tomare() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tomare"));
+    c.env("TOMARE_LANG", "en");
+    c
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -57,7 +65,7 @@ impl Gateway {
     pub fn spawn(&mut self) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("serve.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tomare"))
+        let child = tomare()
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("TOMARE_LOG", "info,tomare=debug")
@@ -114,7 +122,7 @@ impl Gateway {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tomare")).args(args).arg("--config").arg(&self.config).output().unwrap()
+        tomare().args(args).arg("--config").arg(&self.config).output().unwrap()
     }
 
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
