@@ -2,6 +2,8 @@
 //! human-readable part in Japanese and English, the machine-readable
 //! `message/delivery-status`, and the original message's header.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use std::fmt::Write;
 use tomare_model::{MessageId, rfc2822};
 
@@ -182,7 +184,7 @@ pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
         pm = n.postmaster_domain,
         to = one_line(n.to),
         sender = one_line(n.mail_from),
-        subject = b64(&format!("{headline}: {subject_line}")),
+        subject = B64.encode(format!("{headline}: {subject_line}")),
         date = rfc2822(n.now),
         qid = n.queue_id,
         mta = n.reporting_mta,
@@ -190,19 +192,6 @@ pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
         reason = one_line(n.reason),
     );
     text.into_bytes()
-}
-
-fn b64(s: &str) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { A[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -198,6 +198,9 @@ pub trait Store: Send + Sync {
     /// The org with this name, created on first use.
     async fn ensure_org(&self, name: &str) -> Result<OrgId>;
 
+    /// The org with this name, if it exists (reads only).
+    async fn find_org(&self, name: &str) -> Result<Option<OrgId>>;
+
     /// Commits a batch of accepted messages in one transaction.
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()>;
 

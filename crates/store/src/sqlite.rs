@@ -417,6 +417,10 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?").bind(name).fetch_one(&self.writer).await?)
     }
 
+    async fn find_org(&self, name: &str) -> Result<Option<OrgId>> {
+        Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?").bind(name).fetch_optional(&self.reader).await?)
+    }
+
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());

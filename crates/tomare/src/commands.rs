@@ -371,8 +371,11 @@ pub fn check(
             return Ok::<_, anyhow::Error>(Default::default());
         }
         let store = crate::serve::open_store(&config).await?;
-        let org = store.ensure_org(&config.org.name).await?;
-        let c = store.contacted(org).await?;
+        // A dry run writes nothing: no org yet means no history yet.
+        let c = match store.find_org(&config.org.name).await? {
+            Some(org) => store.contacted(org).await?,
+            None => Default::default(),
+        };
         store.close().await;
         Ok(c)
     })?;
