@@ -2,7 +2,6 @@
 //! content (`blobs/ab/cd/abcd….zst`). The same message stored twice is one
 //! file; a changed byte no longer matches its name, which `get` checks.
 
-use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -11,9 +10,7 @@ pub struct Blobs {
     dir: PathBuf,
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use tomare_store::sha256_hex;
 
 impl Blobs {
     pub fn open(data_dir: &Path) -> io::Result<Blobs> {
@@ -44,6 +41,37 @@ impl Blobs {
         fs::rename(&tmp, &path)?;
         File::open(parent)?.sync_all()?;
         Ok(hash)
+    }
+
+    /// Stores without syncing: for bulk imports, which sync the whole
+    /// filesystem once at the end of a batch ([`Blobs::sync`]).
+    pub fn put_lazy(&self, data: &[u8]) -> io::Result<String> {
+        let hash = sha256_hex(data);
+        let path = self.path(&hash);
+        if path.exists() {
+            return Ok(hash);
+        }
+        let parent = path.parent().unwrap_or(&self.dir);
+        fs::create_dir_all(parent)?;
+        let compressed = zstd::bulk::compress(data, 3)?;
+        let tmp = parent.join(format!(".{hash}.tmp"));
+        fs::write(&tmp, &compressed)?;
+        fs::rename(&tmp, &path)?;
+        Ok(hash)
+    }
+
+    /// Makes everything written with [`Blobs::put_lazy`] durable: one
+    /// `syncfs` of the filesystem holding the blobs.
+    pub fn sync(&self) -> io::Result<()> {
+        let dir = File::open(&self.dir)?;
+        rustix::fs::syncfs(&dir).map_err(io::Error::from)
+    }
+
+    pub fn remove(&self, hash: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(hash)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The stored bytes, checked against their name.

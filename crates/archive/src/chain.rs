@@ -3,51 +3,13 @@
 //! removing or reordering a record, or a blob it names, breaks the chain at
 //! that record; rewriting the whole chain after it breaks a signature.
 
-use crate::blobs::{Blobs, sha256_hex};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use crate::blobs::Blobs;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier as _, VerifyingKey};
+use std::collections::{HashMap, HashSet};
+use tomare_store::{ArchiveRecord, CheckpointRow, chain_link, sha256_hex};
 
-/// One archived record: a message's blob and what is known about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub seq: u64,
-    /// SHA-256 of the message bytes (the blob's name).
-    pub blob: String,
-    /// Everything else about the message, as canonical JSON.
-    pub meta: String,
-    /// `hash(prev, seq, blob, meta)`.
-    pub hash: String,
-}
-
-/// The signed head of the chain at `seq`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub seq: u64,
-    pub hash: String,
-    /// Ed25519 signature over `"{seq}:{hash}"`, hex.
-    pub signature: String,
-}
-
-/// The hash before the first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-pub fn link(prev: &str, seq: u64, blob: &str, meta: &str) -> String {
-    let mut input = Vec::with_capacity(prev.len() + blob.len() + meta.len() + 32);
-    for part in [prev.as_bytes(), seq.to_string().as_bytes(), blob.as_bytes(), meta.as_bytes()] {
-        input.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        input.extend_from_slice(part);
-    }
-    sha256_hex(&input)
-}
-
-/// The next record after `prev` (None for the first).
-pub fn append(prev: Option<&Record>, blob: String, meta: String) -> Record {
-    let (seq, prev_hash) = match prev {
-        Some(r) => (r.seq + 1, r.hash.as_str()),
-        None => (1, GENESIS),
-    };
-    let hash = link(prev_hash, seq, &blob, &meta);
-    Record { seq, blob, meta, hash }
-}
+pub use tomare_store::ArchiveRecord as Record;
+pub use tomare_store::GENESIS;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -57,9 +19,9 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
 }
 
-pub fn checkpoint(key: &SigningKey, head: &Record) -> Checkpoint {
+pub fn checkpoint(key: &SigningKey, head: &ArchiveRecord, at: i64) -> CheckpointRow {
     let signature = key.sign(format!("{}:{}", head.seq, head.hash).as_bytes());
-    Checkpoint { seq: head.seq, hash: head.hash.clone(), signature: hex(&signature.to_bytes()) }
+    CheckpointRow { seq: head.seq, hash: head.hash.clone(), signature: hex(&signature.to_bytes()), at }
 }
 
 /// A new signing key (kept in the data directory by the caller).
@@ -69,61 +31,155 @@ pub fn new_key() -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
+pub fn public_hex(key: &VerifyingKey) -> String {
+    hex(key.as_bytes())
+}
+
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
-    /// The first record that does not check out (0: a checkpoint).
-    pub seq: u64,
+    /// The first record that does not check out.
+    pub seq: i64,
     pub reason: String,
 }
 
-/// Walks the records in order: each must follow the one before, hash to
-/// what it says, and name a blob that is there and intact; each checkpoint
-/// must be signed by `key` and match the record at its place.
-pub fn verify(
-    records: impl IntoIterator<Item = Record>,
-    checkpoints: &[Checkpoint],
-    blobs: &Blobs,
-    key: &VerifyingKey,
-) -> Result<u64, Broken> {
-    let mut prev_hash = GENESIS.to_string();
-    let mut expected_seq = 1;
-    let mut heads = std::collections::HashMap::new();
-    for r in records {
+/// Checks records one at a time, in order (so an archive of millions is
+/// walked in pages): each must follow the one before, hash to what it
+/// says, carry the meta its hash names, and name a blob that is there and
+/// intact. A record whose meta retention removed must be named by a later
+/// `purge` record. At the end each checkpoint must be signed by the key and
+/// match the record at its place.
+pub struct Verifier<'a> {
+    blobs: &'a Blobs,
+    prev_hash: String,
+    expected: i64,
+    heads: HashMap<i64, String>,
+    purged_unclaimed: Vec<i64>,
+    claimed: HashSet<i64>,
+    /// Blobs already read and found intact (received and final records of
+    /// an unchanged message share one).
+    good_blobs: HashSet<String>,
+}
+
+impl<'a> Verifier<'a> {
+    pub fn new(blobs: &'a Blobs) -> Verifier<'a> {
+        Verifier {
+            blobs,
+            prev_hash: tomare_store::GENESIS.to_string(),
+            expected: 1,
+            heads: HashMap::new(),
+            purged_unclaimed: Vec::new(),
+            claimed: HashSet::new(),
+            good_blobs: HashSet::new(),
+        }
+    }
+
+    pub fn record(&mut self, r: &ArchiveRecord) -> Result<(), Broken> {
         let bad = |reason: String| Broken { seq: r.seq, reason };
-        if r.seq != expected_seq {
+        if r.seq != self.expected {
             return Err(Broken {
-                seq: expected_seq,
-                reason: format!("record {expected_seq} is missing or out of order (found {})", r.seq),
+                seq: self.expected,
+                reason: format!("record {} is missing or out of order (found {})", self.expected, r.seq),
             });
         }
-        if link(&prev_hash, r.seq, &r.blob, &r.meta) != r.hash {
-            return Err(bad("the record's content does not match its hash".into()));
+        if chain_link(&self.prev_hash, r.seq, &r.kind, &r.message_id, r.at, &r.blob, &r.meta_hash) != r.hash {
+            return Err(bad("the record does not match its hash".into()));
         }
-        if let Err(e) = blobs.get(&r.blob) {
-            return Err(bad(format!("its message: {e}")));
-        }
-        heads.insert(r.seq, r.hash.clone());
-        prev_hash = r.hash;
-        expected_seq += 1;
-    }
-    for c in checkpoints {
-        let signed = unhex(&c.signature)
-            .and_then(|b| <[u8; 64]>::try_from(b).ok())
-            .map(|b| Signature::from_bytes(&b))
-            .is_some_and(|sig| key.verify(format!("{}:{}", c.seq, c.hash).as_bytes(), &sig).is_ok());
-        if !signed {
-            return Err(Broken { seq: c.seq, reason: format!("checkpoint at {} has a bad signature", c.seq) });
-        }
-        match heads.get(&c.seq) {
-            Some(h) if *h == c.hash => {}
-            Some(_) => {
-                return Err(Broken { seq: c.seq, reason: "the chain differs from its signed checkpoint".into() });
+        match &r.meta {
+            Some(meta) => {
+                if sha256_hex(meta.as_bytes()) != r.meta_hash {
+                    return Err(bad("the record's details were changed".into()));
+                }
+                if r.kind == "purge" {
+                    self.claimed.extend(purged_seqs(meta));
+                }
+                if !r.blob.is_empty() && !self.good_blobs.contains(&r.blob) {
+                    self.blobs.get(&r.blob).map_err(|e| bad(format!("its message: {e}")))?;
+                    self.good_blobs.insert(r.blob.clone());
+                }
             }
-            None => return Err(Broken { seq: c.seq, reason: "records covered by a checkpoint are missing".into() }),
+            None => self.purged_unclaimed.push(r.seq),
         }
+        self.heads.insert(r.seq, r.hash.clone());
+        self.prev_hash = r.hash.clone();
+        self.expected += 1;
+        Ok(())
     }
-    Ok(expected_seq - 1)
+
+    /// Returns how many records checked out.
+    pub fn finish(self, checkpoints: &[CheckpointRow], key: &VerifyingKey) -> Result<i64, Broken> {
+        if let Some(seq) = self.purged_unclaimed.iter().find(|s| !self.claimed.contains(s)) {
+            return Err(Broken {
+                seq: *seq,
+                reason: "its details are gone but no retention record removed them".into(),
+            });
+        }
+        for c in checkpoints {
+            let signed = unhex(&c.signature)
+                .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                .map(|b| Signature::from_bytes(&b))
+                .is_some_and(|sig| key.verify(format!("{}:{}", c.seq, c.hash).as_bytes(), &sig).is_ok());
+            if !signed {
+                return Err(Broken { seq: c.seq, reason: format!("checkpoint at {} has a bad signature", c.seq) });
+            }
+            match self.heads.get(&c.seq) {
+                Some(h) if *h == c.hash => {}
+                Some(_) => {
+                    return Err(Broken { seq: c.seq, reason: "the chain differs from its signed checkpoint".into() });
+                }
+                None => {
+                    return Err(Broken { seq: c.seq, reason: "records covered by a checkpoint are missing".into() });
+                }
+            }
+        }
+        Ok(self.expected - 1)
+    }
+}
+
+fn purged_seqs(meta: &str) -> Vec<i64> {
+    #[derive(serde::Deserialize)]
+    struct Purge {
+        #[serde(default)]
+        purged: Vec<i64>,
+    }
+    serde_json::from_str::<Purge>(meta).map(|p| p.purged).unwrap_or_default()
+}
+
+/// Every record and checkpoint at once (tests; small archives).
+pub fn verify(
+    records: &[ArchiveRecord],
+    checkpoints: &[CheckpointRow],
+    blobs: &Blobs,
+    key: &VerifyingKey,
+) -> Result<i64, Broken> {
+    let mut v = Verifier::new(blobs);
+    for r in records {
+        v.record(r)?;
+    }
+    v.finish(checkpoints, key)
+}
+
+/// The next record after `prev` (tests build chains without a database).
+pub fn append(prev: Option<&ArchiveRecord>, blob: String, meta: String) -> ArchiveRecord {
+    let (seq, prev_hash) = match prev {
+        Some(r) => (r.seq + 1, r.hash.as_str()),
+        None => (1, tomare_store::GENESIS),
+    };
+    let meta_hash = sha256_hex(meta.as_bytes());
+    let id = format!("m{seq}");
+    let hash = chain_link(prev_hash, seq, "received", &id, 1000 * seq, &blob, &meta_hash);
+    ArchiveRecord {
+        seq,
+        message_id: id,
+        org_id: 1,
+        kind: "received".into(),
+        at: 1000 * seq,
+        blob,
+        meta: Some(meta),
+        meta_hash,
+        hash,
+        purged_at: None,
+    }
 }
 
 #[cfg(test)]
@@ -135,7 +191,7 @@ mod tests {
         blobs: Blobs,
         key: SigningKey,
         records: Vec<Record>,
-        checkpoints: Vec<Checkpoint>,
+        checkpoints: Vec<CheckpointRow>,
     }
 
     fn setup() -> Setup {
@@ -149,14 +205,14 @@ mod tests {
             let r = append(records.last(), blob, format!("{{\"state\":\"delivered\",\"n\":{n}}}"));
             records.push(r);
             if n % 3 == 0 {
-                checkpoints.push(checkpoint(&key, records.last().unwrap()));
+                checkpoints.push(checkpoint(&key, records.last().unwrap(), 0));
             }
         }
         Setup { _dir: dir, blobs, key, records, checkpoints }
     }
 
-    fn check(s: &Setup, records: Vec<Record>) -> Result<u64, Broken> {
-        verify(records, &s.checkpoints, &s.blobs, &s.key.verifying_key())
+    fn check(s: &Setup, records: Vec<Record>) -> Result<i64, Broken> {
+        verify(&records, &s.checkpoints, &s.blobs, &s.key.verifying_key())
     }
 
     #[test]
@@ -178,7 +234,7 @@ mod tests {
     fn a_changed_record_a_removed_one_and_a_reordering_are_found() {
         let s = setup();
         let mut changed = s.records.clone();
-        changed[1].meta = "{\"state\":\"cancelled\",\"n\":2}".into();
+        changed[1].meta = Some("{\"state\":\"cancelled\",\"n\":2}".into());
         assert_eq!(check(&s, changed).unwrap_err().seq, 2);
 
         let mut removed = s.records.clone();
@@ -197,7 +253,7 @@ mod tests {
         // consistent again, but no longer what was signed.
         let mut forged: Vec<Record> = Vec::new();
         for r in &s.records {
-            let meta = if r.seq == 2 { "{\"state\":\"forged\"}".to_string() } else { r.meta.clone() };
+            let meta = if r.seq == 2 { "{\"state\":\"forged\"}".to_string() } else { r.meta.clone().unwrap() };
             forged.push(append(forged.last(), r.blob.clone(), meta));
         }
         let e = check(&s, forged).unwrap_err();
@@ -206,8 +262,8 @@ mod tests {
         // A checkpoint signed by another key.
         let other = new_key();
         let mut s2 = setup();
-        s2.checkpoints[0] = checkpoint(&other, &s2.records[2]);
-        let e = verify(s2.records.clone(), &s2.checkpoints, &s2.blobs, &s2.key.verifying_key()).unwrap_err();
+        s2.checkpoints[0] = checkpoint(&other, &s2.records[2], 0);
+        let e = verify(&s2.records, &s2.checkpoints, &s2.blobs, &s2.key.verifying_key()).unwrap_err();
         assert!(e.reason.contains("signature"), "{e:?}");
     }
 }

@@ -47,6 +47,8 @@ pub struct QueryError {
     pub message: String,
 }
 
+impl std::error::Error for QueryError {}
+
 impl std::fmt::Display for QueryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "at character {}: {}", self.at + 1, self.message)

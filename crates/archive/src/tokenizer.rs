@@ -70,6 +70,11 @@ fn class(c: char) -> Class {
     }
 }
 
+/// Han, kana and the iteration marks: what becomes bigrams.
+pub fn is_cjk(c: char) -> bool {
+    class(c) == Class::Cjk
+}
+
 /// Marks that belong to the character before them (so ｶﾞ normalises to ガ).
 fn combines(c: char) -> bool {
     matches!(c, '\u{0300}'..='\u{036F}' | '\u{3099}' | '\u{309A}' | '\u{FF9E}' | '\u{FF9F}')

@@ -29,6 +29,7 @@ pub struct Config {
     pub inspect: Inspect,
     pub detect: Detect,
     pub policy: Policy,
+    pub archive: Archive,
     /// Rules of this organisation, after the built-in pack.
     pub rule: Vec<Rule>,
     /// The directory: who supervises whom, who is in which group.
@@ -242,6 +243,23 @@ pub struct Hold {
 impl Default for Hold {
     fn default() -> Self {
         Hold { external: Duration::secs(300), internal: Duration::secs(0) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Archive {
+    /// Keep every message (as received and as delivered) as searchable,
+    /// tamper-evident evidence in `data_dir/blobs` and `data_dir/index`.
+    pub enabled: bool,
+    /// Archived mail older than this many days is removed (legally held
+    /// mail never is). 0 keeps everything.
+    pub retention_days: u64,
+}
+
+impl Default for Archive {
+    fn default() -> Self {
+        Archive { enabled: true, retention_days: 0 }
     }
 }
 

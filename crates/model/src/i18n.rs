@@ -20,6 +20,49 @@ impl Lang {
 }
 
 const TABLE: &[(&str, &str, &str)] = &[
+    ("archive.bad_query", "Query not understood {}", "検索式を解釈できません（{}）"),
+    ("archive.no_results", "No archived messages match.", "一致するアーカイブ済みメッセージはありません。"),
+    (
+        "archive.nothing_to_export",
+        "Nothing to export: give message ids or --query.",
+        "書き出す対象がありません。ID か --query を指定してください。",
+    ),
+    ("archive.exported", "Exported {} messages to {}.", "{} 件のメッセージを {} に書き出しました。"),
+    (
+        "archive.intact",
+        "The archive is intact: {} records, {} signed checkpoints.",
+        "アーカイブは改ざんされていません（レコード {} 件、署名付きチェックポイント {} 件）。",
+    ),
+    ("archive.broken", "The archive does NOT verify: record {}: {}", "アーカイブの検証に失敗しました: レコード {}: {}"),
+    ("archive.progress", "{} messages...", "{} 件処理中..."),
+    ("archive.reindexed", "Indexed {} messages.", "{} 件のメッセージを索引に登録しました。"),
+    ("archive.no_such_path", "{} does not exist.", "{} は存在しません。"),
+    (
+        "archive.imported",
+        "Imported {} messages ({} already in the archive, {} unreadable); {} recipient domains added to the history.",
+        "{} 件のメッセージを取り込みました（既存 {} 件、読めないもの {} 件）。宛先履歴に {} ドメインを追加しました。",
+    ),
+    ("archive.held", "{} messages are now under legal hold.", "{} 件のメッセージをリーガルホールドにしました。"),
+    (
+        "archive.hold_released",
+        "Legal hold lifted from {} messages.",
+        "{} 件のメッセージのリーガルホールドを解除しました。",
+    ),
+    (
+        "archive.retention_off",
+        "Retention is off ([archive] retention_days = 0): nothing removed.",
+        "保存期間が無期限（[archive] retention_days = 0）のため、削除はありません。",
+    ),
+    (
+        "archive.retention_done",
+        "Removed {} messages older than {} days.",
+        "{1} 日より古いメッセージ {0} 件を削除しました。",
+    ),
+    (
+        "replay.summary",
+        "{} messages replayed; {} would be treated differently.",
+        "{} 件を再評価しました。扱いが変わるのは {} 件です。",
+    ),
     ("serve.running", "tomare {} is running.", "tomare {} が起動しました。"),
     ("serve.smtp", "  SMTP: {} (relaying for {}; senders in {})", "  SMTP: {}（中継を許可: {}、送信者ドメイン: {}）"),
     ("serve.smtp_tls", "  STARTTLS and AUTH: on", "  STARTTLS と AUTH: 有効"),

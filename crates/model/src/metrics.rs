@@ -18,6 +18,8 @@ pub struct Metrics {
     pub dsn_sent: AtomicU64,
     pub inspected: AtomicU64,
     pub inspect_incomplete: AtomicU64,
+    /// Archive records written (received and final copies).
+    pub archived: AtomicU64,
     pub smtp_sessions: AtomicI64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -54,6 +56,7 @@ impl Metrics {
                 "Inspections that could not read everything.",
                 &self.inspect_incomplete,
             ),
+            ("tomare_archive_records_total", "Archive records written (received and final).", &self.archived),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));

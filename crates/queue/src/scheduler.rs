@@ -168,7 +168,7 @@ async fn expire_approvals(ctx: &Ctx, now: i64, released: &Notify) {
 }
 
 /// Tells senders about their rejected messages, and drops those messages'
-/// spool files (nothing more will be done with them).
+/// spool files when nothing more will read them (no archive).
 async fn send_notices(ctx: &Ctx) {
     let notices = match ctx.store.take_notices(100).await {
         Ok(n) => n,
@@ -178,7 +178,7 @@ async fn send_notices(ctx: &Ctx) {
         }
     };
     for n in notices {
-        if n.kind == "rejected" || n.kind == "denied" {
+        if (n.kind == "rejected" || n.kind == "denied") && !ctx.config.archive.enabled {
             ctx.spool.remove(&n.id);
         }
         let to = if n.recipient.is_empty() { n.mail_from.clone() } else { n.recipient.clone() };
@@ -405,7 +405,8 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                 finished.push(message.id);
             }
         }
-        if !finished.is_empty() {
+        // With the archive on, the archiver removes them once archived.
+        if !finished.is_empty() && !ctx.config.archive.enabled {
             let spool = ctx.spool.clone();
             let _ = tokio::task::spawn_blocking(move || finished.iter().for_each(|id| spool.remove(id))).await;
         }

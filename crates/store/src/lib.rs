@@ -7,7 +7,10 @@
 //!
 //! The store never touches message bytes: those live in the spool (queue).
 
+mod archive;
 mod sqlite;
+
+pub use archive::{GENESIS, chain_link, sha256_hex};
 
 pub use sqlite::SqliteStore;
 
@@ -184,6 +187,66 @@ pub struct RecipientResult {
     pub reply: String,
 }
 
+/// A message with archiving to do: its received copy once it has been
+/// reviewed (`archived` 0), its final record once its state is final.
+#[derive(Debug, Clone)]
+pub struct ArchiveDue {
+    pub id: MessageId,
+    pub state: State,
+    /// 0: nothing archived yet; 1: the received copy is.
+    pub archived: i64,
+}
+
+/// A record to append to the archive chain.
+#[derive(Debug, Clone)]
+pub struct ArchiveEntry {
+    /// The queue id, or for imported mail `import-<sha256>`.
+    pub message_id: String,
+    pub org_id: OrgId,
+    /// `received`, `final`, `imported` or `purge`.
+    pub kind: String,
+    /// When the message was received (imported: its Date), ms.
+    pub at: i64,
+    /// SHA-256 of the message bytes (a blob), empty for `purge`.
+    pub blob: String,
+    /// Everything else, as JSON.
+    pub meta: String,
+}
+
+/// A record of the archive chain as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchiveRecord {
+    pub seq: i64,
+    pub message_id: String,
+    pub org_id: OrgId,
+    pub kind: String,
+    pub at: i64,
+    pub blob: String,
+    /// None once retention removed it (its hash stays).
+    pub meta: Option<String>,
+    pub meta_hash: String,
+    pub hash: String,
+    pub purged_at: Option<i64>,
+}
+
+/// The signed head of the chain at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub hash: String,
+    /// Ed25519 over `"{seq}:{hash}"`, hex.
+    pub signature: String,
+    pub at: i64,
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Default)]
+pub struct Purged {
+    pub message_ids: Vec<String>,
+    /// Blobs no remaining record names: the caller deletes the files.
+    pub unreferenced_blobs: Vec<String>,
+}
+
 /// What a requested state change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -252,9 +315,9 @@ pub trait Store: Send + Sync {
     /// After a crash, messages left `delivering` go back to `released`
     /// (those still `received` are inspected again by the caller).
     async fn recover(&self) -> Result<u64>;
-
-    /// Ids of every message not in a final state (their spool files must stay).
-    async fn live_ids(&self) -> Result<Vec<MessageId>>;
+    /// Messages whose spool files are still needed: not final yet, or (with
+    /// `unarchived`) final but not yet archived.
+    async fn live_ids(&self, unarchived: bool) -> Result<Vec<MessageId>>;
 
     /// Newest first.
     async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<MessageRow>>;
@@ -283,4 +346,37 @@ pub trait Store: Send + Sync {
     async fn user_hash(&self, email: &str) -> Result<Option<(OrgId, String)>>;
 
     async fn list_users(&self) -> Result<Vec<String>>;
+
+    /// Messages with archiving to do, oldest first.
+    async fn archive_due(&self, limit: i64) -> Result<Vec<ArchiveDue>>;
+
+    /// Appends records to the chain (each linked to the one before, in one
+    /// transaction) and marks the messages' progress (`archived`).
+    async fn archive_append(
+        &self,
+        entries: &[ArchiveEntry],
+        progress: &[(MessageId, i64)],
+    ) -> Result<Vec<ArchiveRecord>>;
+
+    /// Records after `after_seq`, in order.
+    async fn archive_records(&self, after_seq: i64, limit: i64) -> Result<Vec<ArchiveRecord>>;
+
+    /// The records of one message (received, final; or imported).
+    async fn archive_records_of(&self, message_id: &str) -> Result<Vec<ArchiveRecord>>;
+
+    async fn archive_head(&self) -> Result<Option<ArchiveRecord>>;
+
+    async fn add_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()>;
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>>;
+
+    /// Sets or lifts the legal hold on messages; returns how many changed.
+    async fn set_legal_hold(&self, message_ids: &[String], hold: bool, actor: &str, reason: &str) -> Result<u64>;
+
+    async fn legal_holds(&self) -> Result<Vec<String>>;
+
+    /// Retention: removes (up to `limit`) messages of `org` archived before
+    /// `before` and not under legal hold — their records keep only their
+    /// hashes, a `purge` record names them, their queue rows go.
+    async fn archive_purge(&self, org: OrgId, before: i64, limit: i64) -> Result<Purged>;
 }

@@ -1,3 +1,4 @@
+use crate::archive;
 use crate::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
@@ -135,6 +136,7 @@ impl SqliteStore {
         let writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await?;
+        crate::archive::migrate(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(SqliteStore { writer, reader })
     }
@@ -897,12 +899,14 @@ impl Store for SqliteStore {
         Ok(ids.len() as u64)
     }
 
-    async fn live_ids(&self) -> Result<Vec<MessageId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled', 'rejected')",
-        )
-        .fetch_all(&self.reader)
-        .await?;
+    async fn live_ids(&self, unarchived: bool) -> Result<Vec<MessageId>> {
+        let sql = if unarchived {
+            "SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled', 'rejected') \
+             OR archived < 2"
+        } else {
+            "SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled', 'rejected')"
+        };
+        let ids: Vec<String> = sqlx::query_scalar(sql).fetch_all(&self.reader).await?;
         ids.into_iter().map(parse_id).collect()
     }
 
@@ -1018,6 +1022,50 @@ impl Store for SqliteStore {
 
     async fn list_users(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT email FROM users ORDER BY email").fetch_all(&self.reader).await?)
+    }
+
+    async fn archive_due(&self, limit: i64) -> Result<Vec<ArchiveDue>> {
+        archive::due(&self.reader, limit).await
+    }
+
+    async fn archive_append(
+        &self,
+        entries: &[ArchiveEntry],
+        progress: &[(MessageId, i64)],
+    ) -> Result<Vec<ArchiveRecord>> {
+        archive::append(&self.writer, entries, progress).await
+    }
+
+    async fn archive_records(&self, after_seq: i64, limit: i64) -> Result<Vec<ArchiveRecord>> {
+        archive::records(&self.reader, after_seq, limit).await
+    }
+
+    async fn archive_records_of(&self, message_id: &str) -> Result<Vec<ArchiveRecord>> {
+        archive::records_of(&self.reader, message_id).await
+    }
+
+    async fn archive_head(&self) -> Result<Option<ArchiveRecord>> {
+        archive::last(&self.reader).await
+    }
+
+    async fn add_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()> {
+        archive::add_checkpoint(&self.writer, checkpoint).await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>> {
+        archive::checkpoints(&self.reader).await
+    }
+
+    async fn set_legal_hold(&self, message_ids: &[String], hold: bool, actor: &str, reason: &str) -> Result<u64> {
+        archive::set_legal_hold(&self.writer, message_ids, hold, actor, reason).await
+    }
+
+    async fn legal_holds(&self) -> Result<Vec<String>> {
+        archive::legal_holds(&self.reader).await
+    }
+
+    async fn archive_purge(&self, org: OrgId, before: i64, limit: i64) -> Result<Purged> {
+        archive::purge(&self.writer, org, before, limit).await
     }
 }
 

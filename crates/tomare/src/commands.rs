@@ -55,7 +55,7 @@ pub fn config(command: ConfigCommand) -> Result<ExitCode> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
@@ -82,7 +82,7 @@ fn row_json(m: &MessageRow) -> serde_json::Value {
 }
 
 /// Cuts `s` to at most `width` characters for table output.
-fn cell(s: &str, width: usize) -> String {
+pub(crate) fn cell(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         s.to_string()
     } else {
@@ -240,9 +240,9 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
             QueueCommand::Cancel { id } => {
                 let id = parse_id(lang, &id)?;
                 let result = store.cancel(&id, "cli").await?;
-                if result == Transition::Done {
-                    // The spool copy goes once the server sees it; nothing
-                    // else will read it.
+                if result == Transition::Done && !config.archive.enabled {
+                    // Nothing else will read the spool copy (with the
+                    // archive on, the archiver removes it once archived).
                     let spool = tomare_queue::Spool::open(&config.storage.data_dir)?;
                     spool.remove(&id);
                 }
@@ -470,6 +470,9 @@ pub fn parse_directory_csv(text: &str) -> Result<Vec<tomare_store::DirectoryEntr
 pub fn rules(config: Config, command: RulesCommand) -> Result<ExitCode> {
     let lang = Lang::from_env();
     match command {
+        RulesCommand::Replay { rules, query, limit, json } => {
+            crate::archive_cmd::replay(config, &rules, &query, limit, json)
+        }
         RulesCommand::Builtin => {
             print!("{}", tomare_policy::builtin_toml(&config));
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,8 @@
 //! `tomare`: the binary. It parses the command line, loads the config and
 //! wires the stages together; the stages themselves live in their crates.
 
+mod archive_cmd;
+mod archiver;
 mod commands;
 mod serve;
 
@@ -71,6 +73,13 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// The archive: search, export, verify, reindex, import, legal hold.
+    Archive {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// Users: SMTP AUTH passwords and the directory (supervisors, groups).
     #[command(alias = "users")]
     User {
@@ -133,6 +142,76 @@ pub enum RulesCommand {
     Reload,
     /// Print the built-in rule pack, as TOML.
     Builtin,
+    /// Run a candidate rule set (replacing the config's [[rule]]s and rules
+    /// file) over archived mail and show what it would have done differently.
+    Replay {
+        rules: PathBuf,
+        /// Which archived messages (the search language); all by default.
+        #[arg(long, default_value = "")]
+        query: String,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Eml,
+    Mbox,
+}
+
+#[derive(Subcommand)]
+pub enum ArchiveCommand {
+    /// Search archived mail, newest first. Words, "phrases", from: to: cc:
+    /// subject: filename: has:attachment before: after: larger: smaller:
+    /// state: rule:, -negation, OR, parentheses.
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write messages out: IDs, or every match of --query.
+    Export {
+        ids: Vec<String>,
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Eml)]
+        format: ExportFormat,
+        /// A directory (eml) or a file (mbox).
+        #[arg(long)]
+        out: PathBuf,
+        /// The message as received, not as delivered (when the rules changed it).
+        #[arg(long)]
+        original: bool,
+    },
+    /// Check the hash chain, its signed checkpoints and every stored
+    /// message. Exit 0 only when intact; otherwise names the first bad record.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the search index from the stored messages.
+    Reindex,
+    /// Bring existing mail in: a maildir, an mbox (e.g. a Google Vault
+    /// export) or a folder of .eml files. Also seeds the recipient history.
+    Import { path: PathBuf },
+    /// Put messages under legal hold (retention never deletes them), or
+    /// lift it with --release.
+    Hold {
+        ids: Vec<String>,
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long)]
+        release: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Apply [archive] retention_days now (the server does it hourly).
+    Retention,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +242,7 @@ fn main() -> ExitCode {
         Command::Check { file, config, from, to, json } => {
             load(config.as_deref()).and_then(|c| commands::check(c, &file, from, to, json))
         }
+        Command::Archive { config, command } => load(config.as_deref()).and_then(|c| archive_cmd::archive(c, command)),
         Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
     };
     match result {

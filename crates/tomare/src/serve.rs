@@ -74,11 +74,20 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     if recovered > 0 {
         println!("{}", t(lang, "serve.recovered", &[&recovered]));
     }
-    let live: HashSet<MessageId> = store.live_ids().await?.into_iter().collect();
+    let live: HashSet<MessageId> = store.live_ids(config.archive.enabled).await?.into_iter().collect();
     let orphans = spool.remove_orphans(&live).context("cleaning the spool")?;
     if orphans > 0 {
         tracing::info!(orphans, "removed spool files that were never acknowledged");
     }
+
+    let archive = if config.archive.enabled {
+        let dir = config.storage.data_dir.clone();
+        let archive = tokio::task::spawn_blocking(move || tomare_archive::Archive::open(&dir)).await?;
+        Some(Arc::new(archive.context("opening the archive")?))
+    } else {
+        None
+    };
+    let archive_spool = spool.clone();
 
     let smtp_listener = TcpListener::bind(&config.smtp.listen)
         .await
@@ -169,6 +178,23 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         max_connections: config.smtp.max_connections,
     };
     let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
+    let archiver_task = match archive {
+        Some(archive) => {
+            let archiver = crate::archiver::Archiver {
+                archive,
+                store: dyn_store.clone(),
+                inspector: Arc::new(
+                    tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?,
+                ),
+                spool: archive_spool,
+                org: org_id,
+                retention_days: config.archive.retention_days,
+                metrics: metrics.clone(),
+            };
+            Some(tokio::spawn(archiver.run(shutdown.clone())))
+        }
+        None => None,
+    };
     let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(dyn_store, metrics), shutdown));
 
     banner(lang, &config, tls.is_some());
@@ -181,6 +207,9 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     // The queue held the last acceptor; the committer drains and ends.
     let _ = tokio::time::timeout(GRACE, committer).await;
     let _ = web_task.await;
+    if let Some(task) = archiver_task {
+        let _ = task.await;
+    }
     delivery.close().await;
     store.close().await;
     let _ = std::fs::remove_file(&pid_file);

@@ -1,0 +1,413 @@
+//! The full-text index (tantivy) over archived messages: one document per
+//! message, replaced when its state changes. Text fields use the
+//! [`CjkBigram`] tokenizer; every text field is also stored (zstd), so a
+//! document can be rebuilt with a new state without reading the message
+//! again, and results can carry highlights.
+
+use crate::query::{self, Field as QField, Query};
+use crate::tokenizer::{CjkBigram, tokenize};
+use std::ops::Bound;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tantivy::collector::TopDocs;
+use tantivy::directory::error::LockError;
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query as TQuery, RangeQuery, RegexQuery, TermQuery,
+};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+use tomare_model::Facts;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("the index is being written by another tomare process (is `tomare archive import` or `reindex` running?)")]
+    Busy,
+    #[error("query {0}")]
+    Query(#[from] query::QueryError),
+}
+
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+const TOKENIZER: &str = "cjk";
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    date: Field,
+    size: Field,
+    from: Field,
+    to: Field,
+    cc: Field,
+    subject: Field,
+    body: Field,
+    filename: Field,
+    attachment: Field,
+    state: Field,
+    rule: Field,
+    flag: Field,
+    show_from: Field,
+    show_to: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(TOKENIZER)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let text = TextOptions::default().set_indexing_options(indexing) | STORED;
+    let fields = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        date: b.add_i64_field("date", INDEXED | FAST | STORED),
+        size: b.add_u64_field("size", INDEXED | FAST | STORED),
+        from: b.add_text_field("from", text.clone()),
+        to: b.add_text_field("to", text.clone()),
+        cc: b.add_text_field("cc", text.clone()),
+        subject: b.add_text_field("subject", text.clone()),
+        body: b.add_text_field("body", text.clone()),
+        filename: b.add_text_field("filename", text.clone()),
+        attachment: b.add_text_field("attachment", text),
+        state: b.add_text_field("state", STRING | STORED),
+        rule: b.add_text_field("rule", STRING | STORED),
+        flag: b.add_text_field("flag", STRING | STORED),
+        show_from: b.add_text_field("show_from", STORED),
+        show_to: b.add_text_field("show_to", STORED),
+    };
+    (b.build(), fields)
+}
+
+/// What the index knows about one message.
+#[derive(Debug, Clone, Default)]
+pub struct DocInput {
+    pub id: String,
+    /// Received (imported: its Date), ms since the epoch.
+    pub date: i64,
+    pub size: u64,
+    pub envelope_from: String,
+    /// Every envelope recipient: Bcc'd ones are only here.
+    pub envelope_to: Vec<String>,
+    pub state: String,
+    /// Names of the rules that fired.
+    pub rules: Vec<String>,
+    /// `imported` for mail brought in by `archive import`.
+    pub flags: Vec<String>,
+    /// Names and addresses of the From header, and of To/Cc/Bcc
+    /// ([`address_headers`]): 田中 finds 田中 <tanaka@…>.
+    pub names_from: String,
+    pub names_to: String,
+}
+
+/// The display names and addresses in a message's From and To/Cc/Bcc
+/// headers, decoded.
+pub fn address_headers(raw: &[u8]) -> (String, String) {
+    let Some(m) = mail_parser::MessageParser::new().parse_headers(raw) else { return Default::default() };
+    let list = |a: Option<&mail_parser::Address>| -> Vec<String> {
+        a.map(|a| {
+            a.iter()
+                .map(|x| format!("{} {}", x.name().unwrap_or(""), x.address().unwrap_or("")).trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let from = list(m.from()).join(", ");
+    let mut to = list(m.to());
+    to.extend(list(m.cc()));
+    to.extend(list(m.bcc()));
+    (from, to.join(", "))
+}
+
+/// One search result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hit {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub date: String,
+    pub date_ms: i64,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub state: String,
+    pub size: u64,
+    /// Matching passages, the matches as `<b>…</b>` (HTML-escaped text).
+    pub highlights: Vec<String>,
+}
+
+pub struct SearchIndex {
+    index: tantivy::Index,
+    fields: Fields,
+    reader: std::sync::OnceLock<IndexReader>,
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, creating it if needed.
+    pub fn open(dir: &Path) -> Result<SearchIndex> {
+        std::fs::create_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
+        let (schema, fields) = schema();
+        let index = if dir.join("meta.json").exists() {
+            tantivy::Index::open_in_dir(dir)?
+        } else {
+            let settings = IndexSettings {
+                docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
+                ..IndexSettings::default()
+            };
+            tantivy::Index::builder().schema(schema).settings(settings).create_in_dir(dir)?
+        };
+        index.tokenizers().register(TOKENIZER, CjkBigram);
+        Ok(SearchIndex { index, fields, reader: std::sync::OnceLock::new() })
+    }
+
+    /// The index writer, waiting up to `wait` while another process holds it.
+    pub fn writer(&self, threads: usize, heap: usize, wait: Duration) -> Result<IndexWriter> {
+        let start = Instant::now();
+        loop {
+            match self.index.writer_with_num_threads(threads, heap) {
+                Ok(w) => return Ok(w),
+                Err(tantivy::TantivyError::LockFailure(LockError::LockBusy, _)) => {
+                    if start.elapsed() >= wait {
+                        return Err(IndexError::Busy);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The document for a message, from its Facts (with their texts).
+    pub fn document(&self, d: &DocInput, facts: &Facts) -> TantivyDocument {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.id, &d.id);
+        doc.add_i64(f.date, d.date);
+        doc.add_u64(f.size, d.size);
+        let header_from = facts.from.join(", ");
+        doc.add_text(f.from, format!("{} {header_from} {}", d.envelope_from, d.names_from));
+        let mut to: Vec<&str> = d.envelope_to.iter().map(String::as_str).collect();
+        to.extend(facts.to.iter().chain(&facts.cc).chain(&facts.bcc).map(String::as_str));
+        to.push(&d.names_to);
+        doc.add_text(f.to, to.join(" "));
+        doc.add_text(f.cc, facts.cc.join(" "));
+        doc.add_text(f.subject, &facts.subject);
+        doc.add_text(f.body, &facts.body_text);
+        for a in &facts.attachments {
+            doc.add_text(f.filename, &a.path);
+            if !a.text.is_empty() {
+                doc.add_text(f.attachment, &a.text);
+            }
+        }
+        if !facts.attachments.is_empty() {
+            doc.add_text(f.flag, "attachment");
+        }
+        for flag in &d.flags {
+            doc.add_text(f.flag, flag);
+        }
+        doc.add_text(f.state, &d.state);
+        for r in &d.rules {
+            doc.add_text(f.rule, normalize_name(r));
+        }
+        let show_from = if header_from.is_empty() { d.envelope_from.clone() } else { header_from };
+        doc.add_text(f.show_from, show_from);
+        let show_to = if facts.to.is_empty() { d.envelope_to.join(", ") } else { facts.to.join(", ") };
+        doc.add_text(f.show_to, show_to);
+        doc
+    }
+
+    pub fn delete_term(&self, id: &str) -> Term {
+        Term::from_field_text(self.fields.id, id)
+    }
+
+    fn reader(&self) -> Result<&IndexReader> {
+        if let Some(r) = self.reader.get() {
+            r.reload()?;
+            return Ok(r);
+        }
+        let r = self.index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(self.reader.get_or_init(|| r))
+    }
+
+    /// The stored document of a message with its state (and rules) changed,
+    /// or None when the message is not indexed.
+    pub fn restate(&self, id: &str, state: &str) -> Result<Option<TantivyDocument>> {
+        let searcher = self.reader()?.searcher();
+        let q = TermQuery::new(self.delete_term(id), IndexRecordOption::Basic);
+        let top = searcher.search(&q, &TopDocs::with_limit(1).order_by_score())?;
+        let Some((_, addr)) = top.first() else { return Ok(None) };
+        let old: TantivyDocument = searcher.doc(*addr)?;
+        let mut doc = TantivyDocument::default();
+        for (field, value) in old.field_values() {
+            if field == self.fields.state {
+                continue;
+            }
+            doc.add_field_value(field, value);
+        }
+        doc.add_text(self.fields.state, state);
+        Ok(Some(doc))
+    }
+
+    pub fn num_docs(&self) -> Result<u64> {
+        Ok(self.reader()?.searcher().num_docs())
+    }
+
+    /// Ids of every indexed message matching `q` (exports, replays).
+    pub fn ids(&self, q: &str, limit: usize) -> Result<Vec<String>> {
+        Ok(self.search_with(q, limit, false)?.into_iter().map(|h| h.id).collect())
+    }
+
+    /// Messages matching `q`, newest first.
+    pub fn search(&self, q: &str, limit: usize) -> Result<Vec<Hit>> {
+        self.search_with(q, limit, true)
+    }
+
+    fn search_with(&self, q: &str, limit: usize, highlight: bool) -> Result<Vec<Hit>> {
+        let parsed = query::parse(q)?;
+        let tq = self.translate(&parsed);
+        let searcher = self.reader()?.searcher();
+        let top =
+            searcher.search(&tq, &TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>("date", Order::Desc))?;
+        let snippets: Vec<SnippetGenerator> = if highlight {
+            [self.fields.subject, self.fields.body, self.fields.attachment]
+                .into_iter()
+                .filter_map(|field| {
+                    let mut g = SnippetGenerator::create(&searcher, &tq, field).ok()?;
+                    g.set_max_num_chars(160);
+                    Some(g)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut hits = Vec::with_capacity(top.len());
+        for (_, addr) in top {
+            hits.push(self.hit(&searcher.doc(addr)?, &snippets));
+        }
+        Ok(hits)
+    }
+
+    fn hit(&self, doc: &TantivyDocument, snippets: &[SnippetGenerator]) -> Hit {
+        let f = &self.fields;
+        let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let date_ms = doc.get_first(f.date).and_then(|v| v.as_i64()).unwrap_or(0);
+        let highlights = snippets
+            .iter()
+            .map(|g| g.snippet_from_doc(doc))
+            .filter(|s| !s.highlighted().is_empty())
+            .map(|s| s.to_html())
+            .collect();
+        Hit {
+            id: text(f.id),
+            date: tomare_model::rfc3339(date_ms),
+            date_ms,
+            from: text(f.show_from),
+            to: text(f.show_to),
+            subject: text(f.subject),
+            state: text(f.state),
+            size: doc.get_first(f.size).and_then(|v| v.as_u64()).unwrap_or(0),
+            highlights,
+        }
+    }
+
+    fn text_fields(&self, field: &QField) -> Vec<Field> {
+        let f = &self.fields;
+        match field {
+            QField::Any => vec![f.subject, f.body, f.attachment, f.filename, f.from, f.to],
+            QField::From => vec![f.from],
+            QField::To => vec![f.to],
+            QField::Cc => vec![f.cc],
+            QField::Subject => vec![f.subject],
+            QField::Filename => vec![f.filename],
+        }
+    }
+
+    fn translate(&self, q: &Query) -> Box<dyn TQuery> {
+        let f = &self.fields;
+        match q {
+            Query::And(parts) => self.boolean(parts, Occur::Must),
+            Query::Or(parts) => self.boolean(parts, Occur::Should),
+            Query::Not(inner) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, Box::new(AllQuery) as Box<dyn TQuery>),
+                (Occur::MustNot, self.translate(inner)),
+            ])),
+            Query::Text { field, text, .. } => {
+                let tokens: Vec<String> = tokenize(text).into_iter().map(|t| t.text).collect();
+                if tokens.is_empty() {
+                    // Nothing searchable (punctuation only): no constraint.
+                    return Box::new(AllQuery);
+                }
+                let per_field: Vec<(Occur, Box<dyn TQuery>)> = self
+                    .text_fields(field)
+                    .into_iter()
+                    .map(|field| (Occur::Should, text_query(field, &tokens)))
+                    .collect();
+                Box::new(BooleanQuery::new(per_field))
+            }
+            Query::HasAttachment => term(f.flag, "attachment"),
+            Query::Before(ms) => {
+                Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(Term::from_field_i64(f.date, *ms))))
+            }
+            Query::After(ms) => {
+                Box::new(RangeQuery::new(Bound::Included(Term::from_field_i64(f.date, *ms)), Bound::Unbounded))
+            }
+            Query::Larger(n) => {
+                Box::new(RangeQuery::new(Bound::Excluded(Term::from_field_u64(f.size, *n)), Bound::Unbounded))
+            }
+            Query::Smaller(n) => {
+                Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(Term::from_field_u64(f.size, *n))))
+            }
+            Query::State(s) => term(f.state, &s.to_lowercase()),
+            Query::Rule(r) => term(f.rule, &normalize_name(r)),
+        }
+    }
+
+    /// Parts joined by `occur`; negated parts of an AND become MUST_NOT.
+    fn boolean(&self, parts: &[Query], occur: Occur) -> Box<dyn TQuery> {
+        let mut clauses: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
+        for p in parts {
+            match (occur, p) {
+                (Occur::Must, Query::Not(inner)) => clauses.push((Occur::MustNot, self.translate(inner))),
+                _ => clauses.push((occur, self.translate(p))),
+            }
+        }
+        if !clauses.iter().any(|(o, _)| *o != Occur::MustNot) {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+}
+
+fn term(field: Field, value: &str) -> Box<dyn TQuery> {
+    Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+}
+
+/// One word: its term; several tokens (a Japanese word's bigrams, an
+/// address's parts): a phrase, so 社外秘 never matches 社外…外秘.
+fn text_query(field: Field, tokens: &[String]) -> Box<dyn TQuery> {
+    if let [one] = tokens {
+        let mut chars = one.chars();
+        if let (Some(c), None) = (chars.next(), chars.next())
+            && crate::tokenizer::is_cjk(c)
+        {
+            // A lone kanji is indexed only inside bigrams.
+            let c = regex_escape(c);
+            return match RegexQuery::from_pattern(&format!("{c}.?|.{c}"), field) {
+                Ok(q) => Box::new(q),
+                Err(_) => Box::new(EmptyQuery),
+            };
+        }
+        return Box::new(TermQuery::new(Term::from_field_text(field, one), IndexRecordOption::WithFreqs));
+    }
+    Box::new(PhraseQuery::new(tokens.iter().map(|t| Term::from_field_text(field, t)).collect()))
+}
+
+fn regex_escape(c: char) -> String {
+    if c.is_alphanumeric() { c.to_string() } else { format!("\\{c}") }
+}
+
+/// Rule names compare case- and width-insensitively.
+pub fn normalize_name(name: &str) -> String {
+    tokenize(name).into_iter().map(|t| t.text).collect::<Vec<_>>().join("-")
+}

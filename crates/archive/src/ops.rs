@@ -1,0 +1,843 @@
+//! What the server and the CLI do with the archive: archive the queue's
+//! messages, import existing mail, rebuild the index, verify the chain,
+//! export, and apply retention. Heavy work (inspection, compression, the
+//! index) runs on blocking threads; the store is the async one.
+
+use crate::chain::{self, Verifier};
+use crate::{Archive, ArchiveError, DocInput, Result, index};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tantivy::{IndexWriter, TantivyDocument};
+use tomare_inspect::Inspector;
+use tomare_model::{Facts, MessageId, OrgId, now_ms};
+use tomare_store::{ArchiveEntry, ArchiveRecord, Store};
+
+/// Index writer heap for the server's small batches and for bulk work.
+const SERVE_HEAP: usize = 24_000_000;
+const BULK_HEAP: usize = 200_000_000;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ArchiveError::Other(format!("archive worker: {e}")))
+}
+
+fn rule_names(verdict: &Value) -> Vec<String> {
+    verdict["rules"]
+        .as_array()
+        .map(|rules| rules.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// The queue's side of archiving: reads a message's spool copies
+/// (original, and the rewritten one when the rules changed it).
+pub trait SpoolSource: Send + Sync + 'static {
+    fn original(&self, id: &MessageId) -> io::Result<Vec<u8>>;
+    fn rewritten(&self, id: &MessageId) -> io::Result<Option<Vec<u8>>>;
+}
+
+/// What one pass of [`archive_queue`] did.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Messages looked at.
+    pub messages: usize,
+    pub records: usize,
+    /// Messages now fully archived: their spool files may go.
+    pub done: Vec<MessageId>,
+}
+
+/// One pass of the server's archiver: up to `limit` messages that were
+/// reviewed (their received copy) or reached a final state (their final
+/// record). Order: blobs (synced), then the index, then the
+/// records — a crash in between repeats work, never loses it.
+pub async fn archive_queue(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+    inspector: &Arc<Inspector>,
+    spool: &Arc<dyn SpoolSource>,
+    limit: i64,
+) -> Result<Batch> {
+    let due = store.archive_due(limit).await?;
+    if due.is_empty() {
+        return Ok(Batch::default());
+    }
+    let messages = due.len();
+    struct Item {
+        id: MessageId,
+        state: String,
+        archived: i64,
+        is_final: bool,
+        row: Value,
+        events: Value,
+        facts: Value,
+        verdict: Value,
+    }
+    let mut items = Vec::with_capacity(due.len());
+    for d in due {
+        let Some((row, events)) = store.get(&d.id).await? else { continue };
+        let (facts, verdict) = store.facts(&d.id).await?.unwrap_or_else(|| ("{}".into(), "{}".into()));
+        items.push(Item {
+            id: d.id,
+            state: d.state.as_str().to_string(),
+            archived: d.archived,
+            is_final: d.state.is_final(),
+            row: serde_json::to_value(&row).unwrap_or(Value::Null),
+            events: serde_json::to_value(&events).unwrap_or(Value::Null),
+            facts: serde_json::from_str(&facts).unwrap_or(Value::Null),
+            verdict: serde_json::from_str(&verdict).unwrap_or(Value::Null),
+        });
+    }
+    let (a, ins, sp) = (archive.clone(), inspector.clone(), spool.clone());
+    type Built = (Vec<ArchiveEntry>, Vec<(MessageId, i64)>, Vec<MessageId>);
+    let built = blocking(move || -> Result<Built> {
+        let mut writer = a.index.writer(1, SERVE_HEAP, Duration::ZERO)?;
+        let mut entries = Vec::new();
+        let mut progress = Vec::new();
+        let mut done = Vec::new();
+        for it in &items {
+            let row = &it.row;
+            let received_at = row["received_at"].as_i64().unwrap_or(0);
+            let org = row["org_id"].as_i64().unwrap_or(0);
+            let original = sp.original(&it.id);
+            let mut doc = None;
+            if it.archived == 0 {
+                let (blob, facts, names) = match &original {
+                    Ok(bytes) => (a.blobs.put_lazy(bytes)?, ins.message(bytes), index::address_headers(bytes)),
+                    Err(e) => {
+                        tracing::error!(id = %it.id, error = %e, "the spool copy is missing: archived without it");
+                        (String::new(), Facts::default(), Default::default())
+                    }
+                };
+                let recipients: Vec<String> = row["recipients"]
+                    .as_array()
+                    .map(|rs| rs.iter().filter_map(|r| r["address"].as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                let meta = json!({
+                    "id": it.id.as_str(),
+                    "mail_from": row["mail_from"],
+                    "recipients": recipients,
+                    "helo": row["helo"],
+                    "client_ip": row["client_ip"],
+                    "auth_user": row["auth_user"],
+                    "received_at": received_at,
+                    "size": row["size"],
+                    "subject": row["subject"],
+                    "header_from": row["header_from"],
+                    "message_id_header": row["message_id_header"],
+                    "facts": it.facts,
+                    "verdict": it.verdict,
+                });
+                entries.push(ArchiveEntry {
+                    message_id: it.id.to_string(),
+                    org_id: org,
+                    kind: "received".into(),
+                    at: received_at,
+                    blob,
+                    meta: meta.to_string(),
+                });
+                let input = DocInput {
+                    id: it.id.to_string(),
+                    date: received_at,
+                    size: row["size"].as_u64().unwrap_or(0),
+                    envelope_from: row["mail_from"].as_str().unwrap_or("").to_string(),
+                    envelope_to: recipients,
+                    state: it.state.clone(),
+                    rules: rule_names(&it.verdict),
+                    flags: Vec::new(),
+                    names_from: names.0,
+                    names_to: names.1,
+                };
+                doc = Some(a.index.document(&input, &facts));
+            }
+            if it.is_final {
+                let rewritten = sp.rewritten(&it.id)?;
+                let delivered = match &rewritten {
+                    Some(out) => a.blobs.put_lazy(out)?,
+                    None => match &original {
+                        Ok(bytes) => a.blobs.put_lazy(bytes)?,
+                        Err(_) => String::new(),
+                    },
+                };
+                let meta = json!({
+                    "id": it.id.as_str(),
+                    "state": it.state,
+                    "recipients": row["recipients"],
+                    "attempts": row["attempts"],
+                    "events": it.events,
+                    "rewritten": rewritten.is_some(),
+                });
+                entries.push(ArchiveEntry {
+                    message_id: it.id.to_string(),
+                    org_id: org,
+                    kind: "final".into(),
+                    at: received_at,
+                    blob: delivered,
+                    meta: meta.to_string(),
+                });
+                if doc.is_none() {
+                    doc = a.index.restate(it.id.as_str(), &it.state)?;
+                }
+                done.push(it.id.clone());
+            }
+            progress.push((it.id.clone(), if it.is_final { 2 } else { 1 }));
+            if let Some(doc) = doc {
+                writer.delete_term(a.index.delete_term(it.id.as_str()));
+                writer.add_document(doc).map_err(crate::index::IndexError::from)?;
+            }
+        }
+        a.blobs.sync()?;
+        writer.commit().map_err(crate::index::IndexError::from)?;
+        Ok((entries, progress, done))
+    })
+    .await??;
+    let (entries, progress, done) = built;
+    let records = store.archive_append(&entries, &progress).await?;
+    checkpoint(archive, store, records.last()).await?;
+    Ok(Batch { messages, records: records.len(), done })
+}
+
+async fn checkpoint(archive: &Archive, store: &Arc<dyn Store>, head: Option<&ArchiveRecord>) -> Result<()> {
+    if let Some(head) = head {
+        store.add_checkpoint(&chain::checkpoint(&archive.key, head, now_ms())).await?;
+    }
+    Ok(())
+}
+
+/// What `archive verify` found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub records: i64,
+    pub checkpoints: usize,
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub public_key: String,
+}
+
+/// Walks the whole chain. `Err(Broken)` names the first bad record.
+pub async fn verify(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+) -> Result<std::result::Result<VerifyReport, chain::Broken>> {
+    let checkpoints = store.checkpoints().await?;
+    let mut verifier = Verifier::new(&archive.blobs);
+    let mut after = 0;
+    let mut head = (0, tomare_store::GENESIS.to_string());
+    loop {
+        let page = store.archive_records(after, 2000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        head = (last.seq, last.hash.clone());
+        for r in &page {
+            if let Err(b) = verifier.record(r) {
+                return Ok(Err(b));
+            }
+        }
+    }
+    let public = archive.key.verifying_key();
+    Ok(verifier.finish(&checkpoints, &public).map(|records| VerifyReport {
+        records,
+        checkpoints: checkpoints.len(),
+        head_seq: head.0,
+        head_hash: head.1,
+        public_key: chain::public_hex(&public),
+    }))
+}
+
+/// The bytes to export for a message: as delivered (its final record)
+/// unless `original`, or as received/imported.
+pub async fn message_bytes(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+    id: &str,
+    original: bool,
+) -> Result<Vec<u8>> {
+    let records = store.archive_records_of(id).await?;
+    let pick = |kinds: &[&str]| records.iter().rev().find(|r| kinds.contains(&r.kind.as_str()) && !r.blob.is_empty());
+    let record =
+        if original { pick(&["received", "imported"]) } else { pick(&["final"]).or(pick(&["received", "imported"])) };
+    let Some(record) = record else {
+        return Err(ArchiveError::Other(format!("{id}: not in the archive")));
+    };
+    if record.purged_at.is_some() {
+        return Err(ArchiveError::Other(format!("{id}: removed by retention")));
+    }
+    let blob = record.blob.clone();
+    let a = archive.clone();
+    Ok(blocking(move || a.blobs.get(&blob)).await??)
+}
+
+/// The received (or imported) record's meta of a message.
+pub async fn received_meta(store: &Arc<dyn Store>, id: &str) -> Result<Option<Value>> {
+    let records = store.archive_records_of(id).await?;
+    Ok(records
+        .iter()
+        .find(|r| r.kind == "received" || r.kind == "imported")
+        .and_then(|r| r.meta.as_deref())
+        .and_then(|m| serde_json::from_str(m).ok()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Eml,
+    Mbox,
+}
+
+/// Writes messages to `out`: a directory of `ID.eml` files, or one mbox
+/// file (mboxrd: `From ` lines in the text quoted with `>`).
+pub async fn export(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+    ids: &[String],
+    format: Format,
+    out: &Path,
+    original: bool,
+) -> Result<usize> {
+    let mut mbox = match format {
+        Format::Mbox => Some(io::BufWriter::new(std::fs::File::create(out)?)),
+        Format::Eml => {
+            std::fs::create_dir_all(out)?;
+            None
+        }
+    };
+    for id in ids {
+        let bytes = message_bytes(archive, store, id, original).await?;
+        match &mut mbox {
+            Some(w) => write_mbox(w, &bytes)?,
+            None => std::fs::write(out.join(format!("{id}.eml")), &bytes)?,
+        }
+    }
+    if let Some(mut w) = mbox {
+        w.flush()?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
+    Ok(ids.len())
+}
+
+fn write_mbox(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    w.write_all(b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n")?;
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        let quoted = line.iter().position(|b| *b != b'>').is_some_and(|i| line[i..].starts_with(b"From "));
+        if quoted {
+            w.write_all(b">")?;
+        }
+        w.write_all(line)?;
+    }
+    if !bytes.ends_with(b"\n") {
+        w.write_all(b"\n")?;
+    }
+    w.write_all(b"\n")
+}
+
+/// Splits an mbox (mboxrd or mboxo) into messages, unquoting `>From `.
+pub fn split_mbox(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    let mut prev_blank = true;
+    for line in data.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b"From ") && prev_blank {
+            if let Some(m) = current.take() {
+                out.push(trim_separator(m));
+            }
+            current = Some(Vec::new());
+            prev_blank = false;
+            continue;
+        }
+        prev_blank = line == b"\n" || line == b"\r\n";
+        if let Some(m) = current.as_mut() {
+            let unquoted =
+                line.iter().position(|b| *b != b'>').is_some_and(|i| i > 0 && line[i..].starts_with(b"From "));
+            m.extend_from_slice(if unquoted { &line[1..] } else { line });
+        }
+    }
+    if let Some(m) = current {
+        out.push(trim_separator(m));
+    }
+    out
+}
+
+/// The blank line mbox puts between messages is not part of them.
+fn trim_separator(mut m: Vec<u8>) -> Vec<u8> {
+    if m.ends_with(b"\r\n\r\n") {
+        m.truncate(m.len() - 2);
+    } else if m.ends_with(b"\n\n") {
+        m.truncate(m.len() - 1);
+    }
+    m
+}
+
+/// Where `archive import` finds messages: a maildir (`cur/` and `new/`),
+/// an mbox file, or a folder (searched recursively) of `.eml` files,
+/// maildirs and mbox files.
+pub fn import_sources(path: &Path) -> io::Result<Vec<Source>> {
+    let mut out = Vec::new();
+    collect(path, &mut out)?;
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// One message per file (an .eml, a maildir entry).
+    File(PathBuf),
+    /// Many messages in one file.
+    Mbox(PathBuf),
+}
+
+fn collect(path: &Path, out: &mut Vec<Source>) -> io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        let mut head = [0u8; 5];
+        let n = io::Read::read(&mut std::fs::File::open(path)?, &mut head)?;
+        if n == 5 && &head == b"From " {
+            out.push(Source::Mbox(path.to_path_buf()));
+        } else {
+            out.push(Source::File(path.to_path_buf()));
+        }
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    let is_maildir = ["cur", "new", "tmp"].iter().all(|d| path.join(d).is_dir());
+    for entry in entries {
+        let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') || (is_maildir && name == "tmp") {
+            continue;
+        }
+        if entry.is_dir() {
+            collect(&entry, out)?;
+        } else if entry.is_file() {
+            let in_maildir = entry.parent().and_then(|p| p.file_name()).is_some_and(|p| p == "cur" || p == "new")
+                && entry.parent().and_then(|p| p.parent()).is_some_and(|p| p.join("tmp").is_dir());
+            let lower = name.to_lowercase();
+            if in_maildir || lower.ends_with(".eml") {
+                out.push(Source::File(entry));
+            } else if lower.ends_with(".mbox") || lower.ends_with(".mbx") || lower == "mbox" {
+                out.push(Source::Mbox(entry));
+            } else {
+                // Anything else that starts like an mbox.
+                let mut head = [0u8; 5];
+                let n = std::fs::File::open(&entry).and_then(|mut f| io::Read::read(&mut f, &mut head)).unwrap_or(0);
+                if n == 5 && &head == b"From " {
+                    out.push(Source::Mbox(entry));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImportReport {
+    pub messages: u64,
+    pub skipped_duplicates: u64,
+    pub unreadable: u64,
+    pub bytes: u64,
+    pub contacts: u64,
+}
+
+struct Prepared {
+    entry: ArchiveEntry,
+    doc: TantivyDocument,
+    contacts: Vec<String>,
+}
+
+/// Imports existing mail: each message is inspected, stored as a blob,
+/// recorded (`imported`, chained) and indexed; mail from an internal
+/// sender seeds the recipient history with its external domains.
+/// `internal` says whether a domain is the company's.
+pub async fn import(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+    inspector: &Arc<Inspector>,
+    org: OrgId,
+    path: &Path,
+    internal: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    mut progress: impl FnMut(&ImportReport),
+) -> Result<ImportReport> {
+    let sources = import_sources(path)?;
+    // Messages already imported (the same bytes) are not imported twice.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut after = 0;
+    loop {
+        let page = store.archive_records(after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        seen.extend(page.into_iter().filter(|r| r.kind == "imported").map(|r| r.message_id));
+    }
+    let a = archive.clone();
+    let mut writer = blocking(move || a.index.writer(1, BULK_HEAP, Duration::from_secs(30))).await??;
+    let mut report = ImportReport::default();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Prepared>>(512);
+    // Readers and preparers on blocking threads: as many workers as cores
+    // minus the one the index writer uses.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+    let (a, ins) = (archive.clone(), inspector.clone());
+    let producer = tokio::task::spawn_blocking(move || produce(sources, workers, a, ins, org, internal, tx));
+    let mut batch: Vec<Prepared> = Vec::new();
+    let mut since_commit = 0;
+    while let Some(item) = rx.recv().await {
+        match item {
+            None => report.unreadable += 1,
+            Some(p) => {
+                if !seen.insert(p.entry.message_id.clone()) {
+                    report.skipped_duplicates += 1;
+                    continue;
+                }
+                report.messages += 1;
+                batch.push(p);
+            }
+        }
+        if batch.len() >= 2000 {
+            since_commit += batch.len();
+            flush(archive, store, org, &mut writer, std::mem::take(&mut batch), &mut report, since_commit >= 20_000)
+                .await?;
+            if since_commit >= 20_000 {
+                since_commit = 0;
+            }
+            progress(&report);
+        }
+    }
+    let (w, bytes) = (&mut writer, producer.await.map_err(|e| ArchiveError::Other(e.to_string()))??);
+    report.bytes = bytes;
+    flush(archive, store, org, w, std::mem::take(&mut batch), &mut report, true).await?;
+    blocking(move || writer.wait_merging_threads()).await?.map_err(crate::index::IndexError::from)?;
+    progress(&report);
+    Ok(report)
+}
+
+async fn flush(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+    org: OrgId,
+    writer: &mut IndexWriter,
+    batch: Vec<Prepared>,
+    report: &mut ImportReport,
+    commit: bool,
+) -> Result<()> {
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut contacts = Vec::new();
+    for p in batch {
+        writer.add_document(p.doc).map_err(crate::index::IndexError::from)?;
+        contacts.extend(p.contacts);
+        entries.push(p.entry);
+    }
+    let a = archive.clone();
+    blocking(move || a.blobs.sync()).await??;
+    if !entries.is_empty() {
+        let records = store.archive_append(&entries, &[]).await?;
+        checkpoint(archive, store, records.last()).await?;
+    }
+    if !contacts.is_empty() {
+        report.contacts += contacts.len() as u64;
+        store.record_contacts(org, &contacts).await?;
+    }
+    if commit {
+        // Blocks this (CLI) task for the commit; the preparing threads wait.
+        writer.commit().map_err(crate::index::IndexError::from)?;
+    }
+    Ok(())
+}
+
+fn produce(
+    sources: Vec<Source>,
+    workers: usize,
+    archive: Arc<Archive>,
+    inspector: Arc<Inspector>,
+    org: OrgId,
+    internal: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    tx: tokio::sync::mpsc::Sender<Option<Prepared>>,
+) -> Result<u64> {
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, Option<i64>)>(256);
+    let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (rx, tx, a, ins, internal) =
+            (work_rx.clone(), tx.clone(), archive.clone(), inspector.clone(), internal.clone());
+        handles.push(std::thread::spawn(move || {
+            loop {
+                let next = rx.lock().map(|r| r.recv());
+                let Ok(Ok((bytes, mtime))) = next else { break };
+                let prepared = prepare(&a, &ins, org, &bytes, mtime, internal.as_ref());
+                if tx.blocking_send(prepared).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    let mut total = 0u64;
+    for source in sources {
+        match source {
+            Source::File(path) => {
+                let mtime = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as i64);
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        total += bytes.len() as u64;
+                        if work_tx.send((bytes, mtime)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "unreadable");
+                        let _ = tx.blocking_send(None);
+                    }
+                }
+            }
+            Source::Mbox(path) => match std::fs::read(&path) {
+                Ok(data) => {
+                    total += data.len() as u64;
+                    for m in split_mbox(&data) {
+                        if work_tx.send((m, None)).is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable");
+                    let _ = tx.blocking_send(None);
+                }
+            },
+        }
+    }
+    drop(work_tx);
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(total)
+}
+
+fn domain(address: &str) -> Option<String> {
+    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('>').to_lowercase()).filter(|d| !d.is_empty())
+}
+
+fn prepare(
+    archive: &Archive,
+    inspector: &Inspector,
+    org: OrgId,
+    bytes: &[u8],
+    mtime: Option<i64>,
+    internal: &(dyn Fn(&str) -> bool + Send + Sync),
+) -> Option<Prepared> {
+    let blob = match archive.blobs.put_lazy(bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not store a message");
+            return None;
+        }
+    };
+    let facts = inspector.message(bytes);
+    let names = index::address_headers(bytes);
+    let date = mail_parser::MessageParser::new()
+        .parse_headers(bytes)
+        .and_then(|m| m.date().map(|d| d.to_timestamp() * 1000))
+        .or(mtime)
+        .unwrap_or_else(now_ms);
+    let id = format!("import-{}", &blob[..32]);
+    let sender = facts.from.first().cloned().unwrap_or_default();
+    let recipients: Vec<String> = facts.to.iter().chain(&facts.cc).chain(&facts.bcc).cloned().collect();
+    let contacts = if domain(&sender).is_some_and(|d| internal(&d)) {
+        let mut ds: Vec<String> = recipients.iter().filter_map(|r| domain(r)).filter(|d| !internal(d)).collect();
+        ds.sort();
+        ds.dedup();
+        ds
+    } else {
+        Vec::new()
+    };
+    let input = DocInput {
+        id: id.clone(),
+        date,
+        size: bytes.len() as u64,
+        envelope_from: sender.clone(),
+        envelope_to: Vec::new(),
+        state: "imported".into(),
+        rules: Vec::new(),
+        flags: vec!["imported".into()],
+        names_from: names.0,
+        names_to: names.1,
+    };
+    let doc = archive.index.document(&input, &facts);
+    let meta = json!({
+        "id": id,
+        "mail_from": sender,
+        "recipients": recipients,
+        "subject": facts.subject,
+        "message_id_header": facts.message_id,
+        "size": bytes.len(),
+        "date": date,
+    });
+    Some(Prepared {
+        entry: ArchiveEntry {
+            message_id: id,
+            org_id: org,
+            kind: "imported".into(),
+            at: date,
+            blob,
+            meta: meta.to_string(),
+        },
+        doc,
+        contacts,
+    })
+}
+
+/// Rebuilds the index from the records and blobs: each message's received
+/// (or imported) copy is inspected again; its state is its final record's.
+pub async fn reindex(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+    inspector: &Arc<Inspector>,
+    mut progress: impl FnMut(u64),
+) -> Result<u64> {
+    // States from final records, and which messages retention removed.
+    let mut states: HashMap<String, String> = HashMap::new();
+    let mut originals: Vec<ArchiveRecord> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.archive_records(after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in page {
+            if r.purged_at.is_some() {
+                continue;
+            }
+            match r.kind.as_str() {
+                "final" => {
+                    let state = r
+                        .meta
+                        .as_deref()
+                        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+                        .and_then(|v| v["state"].as_str().map(str::to_string));
+                    if let Some(s) = state {
+                        states.insert(r.message_id.clone(), s);
+                    }
+                }
+                "received" | "imported" => originals.push(r),
+                _ => {}
+            }
+        }
+    }
+    // Live messages whose state moved on since their received record.
+    for r in &originals {
+        if r.kind == "received"
+            && !states.contains_key(&r.message_id)
+            && let Some(id) = MessageId::parse(&r.message_id)
+            && let Some((row, _)) = store.get(&id).await?
+        {
+            states.insert(r.message_id.clone(), row.state.as_str().to_string());
+        }
+    }
+    let a = archive.clone();
+    let ins = inspector.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(16);
+    let job = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut writer = a.index.writer(1, BULK_HEAP, Duration::from_secs(30))?;
+        writer.delete_all_documents().map_err(crate::index::IndexError::from)?;
+        let queue = Arc::new(std::sync::Mutex::new(originals.into_iter()));
+        let (doc_tx, doc_rx) = std::sync::mpsc::sync_channel::<TantivyDocument>(256);
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+        let states = Arc::new(states);
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            let (queue, doc_tx, a, ins, states) =
+                (queue.clone(), doc_tx.clone(), a.clone(), ins.clone(), states.clone());
+            handles.push(std::thread::spawn(move || {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.next());
+                    let Some(r) = next else { break };
+                    let Ok(bytes) = a.blobs.get(&r.blob) else {
+                        tracing::warn!(id = %r.message_id, "its blob is missing or damaged: not indexed");
+                        continue;
+                    };
+                    let meta: Value =
+                        r.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or(Value::Null);
+                    let facts = ins.message(&bytes);
+                    let names = index::address_headers(&bytes);
+                    let strings = |v: &Value| -> Vec<String> {
+                        v.as_array()
+                            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                            .unwrap_or_default()
+                    };
+                    let imported = r.kind == "imported";
+                    let input = DocInput {
+                        id: r.message_id.clone(),
+                        date: r.at,
+                        size: bytes.len() as u64,
+                        envelope_from: meta["mail_from"].as_str().unwrap_or("").to_string(),
+                        envelope_to: if imported { Vec::new() } else { strings(&meta["recipients"]) },
+                        state: states
+                            .get(&r.message_id)
+                            .cloned()
+                            .unwrap_or_else(|| if imported { "imported".into() } else { "received".into() }),
+                        rules: rule_names(&meta["verdict"]),
+                        flags: if imported { vec!["imported".into()] } else { Vec::new() },
+                        names_from: names.0,
+                        names_to: names.1,
+                    };
+                    if doc_tx.send(a.index.document(&input, &facts)).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        drop(doc_tx);
+        let mut n = 0u64;
+        for doc in doc_rx {
+            writer.add_document(doc).map_err(crate::index::IndexError::from)?;
+            n += 1;
+            if n.is_multiple_of(5000) {
+                let _ = tx.blocking_send(n);
+            }
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        writer.commit().map_err(crate::index::IndexError::from)?;
+        writer.wait_merging_threads().map_err(crate::index::IndexError::from)?;
+        Ok(n)
+    });
+    while let Some(n) = rx.recv().await {
+        progress(n);
+    }
+    let n = job.await.map_err(|e| ArchiveError::Other(e.to_string()))??;
+    progress(n);
+    Ok(n)
+}
+
+/// Retention: removes what is older than `days` (never legally held mail):
+/// records keep their hashes, blobs no record needs are deleted, the
+/// index forgets them. Returns how many messages were removed.
+pub async fn retention(archive: &Arc<Archive>, store: &Arc<dyn Store>, org: OrgId, days: u64, now: i64) -> Result<u64> {
+    if days == 0 {
+        return Ok(0);
+    }
+    let before = now - days as i64 * 86_400_000;
+    let mut removed = 0;
+    loop {
+        let purged = store.archive_purge(org, before, 500).await?;
+        if purged.message_ids.is_empty() {
+            break;
+        }
+        removed += purged.message_ids.len() as u64;
+        let a = archive.clone();
+        blocking(move || -> Result<()> {
+            let mut writer = a.index.writer(1, SERVE_HEAP, Duration::from_secs(10))?;
+            for id in &purged.message_ids {
+                writer.delete_term(a.index.delete_term(id));
+            }
+            writer.commit().map_err(crate::index::IndexError::from)?;
+            for blob in &purged.unreferenced_blobs {
+                a.blobs.remove(blob)?;
+            }
+            Ok(())
+        })
+        .await??;
+        if let Some(head) = store.archive_head().await? {
+            checkpoint(archive, store, Some(&head)).await?;
+        }
+    }
+    Ok(removed)
+}

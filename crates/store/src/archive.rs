@@ -1,0 +1,341 @@
+//! The archive's records in SQL: a hash chain appended in one transaction
+//! at a time (so two writers, the server and `tomare archive import`, never
+//! fork it), checkpoints, legal holds and retention.
+
+use crate::{ArchiveDue, ArchiveEntry, ArchiveRecord, CheckpointRow, Purged, Result, StoreError};
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+use tomare_model::{MessageId, OrgId, State, now_ms};
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hash before the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A record's hash: the previous hash and every field but the meta itself
+/// (its hash stands in, so retention can drop the meta and keep the chain).
+pub fn chain_link(prev: &str, seq: i64, kind: &str, message_id: &str, at: i64, blob: &str, meta_hash: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [prev, &seq.to_string(), kind, message_id, &at.to_string(), blob, meta_hash] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS archive (
+    seq INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    org_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    blob TEXT NOT NULL,
+    meta TEXT,
+    meta_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    purged_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS archive_message ON archive(message_id);
+CREATE INDEX IF NOT EXISTS archive_blob ON archive(blob);
+CREATE INDEX IF NOT EXISTS archive_at ON archive(org_id, at) WHERE purged_at IS NULL;
+CREATE TABLE IF NOT EXISTS archive_checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS legal_holds (
+    message_id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+"#;
+
+/// Adds `messages.archived` to a database made before the archive existed.
+pub(crate) async fn migrate(writer: &SqlitePool) -> Result<()> {
+    let has: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'archived'")
+        .fetch_one(writer)
+        .await?;
+    if has == 0 {
+        sqlx::raw_sql("ALTER TABLE messages ADD COLUMN archived INTEGER NOT NULL DEFAULT 0").execute(writer).await?;
+    }
+    sqlx::raw_sql("CREATE INDEX IF NOT EXISTS messages_archive ON messages(archived, id) WHERE archived < 2")
+        .execute(writer)
+        .await?;
+    sqlx::raw_sql(SCHEMA).execute(writer).await?;
+    Ok(())
+}
+
+const FINAL: &str = "('delivered', 'failed', 'cancelled', 'rejected')";
+
+pub(crate) async fn due(reader: &SqlitePool, limit: i64) -> Result<Vec<ArchiveDue>> {
+    let sql = format!(
+        "SELECT id, state, archived FROM messages WHERE archived < 2 AND \
+         ((archived = 0 AND state != 'received') OR state IN {FINAL}) ORDER BY archived, id LIMIT ?"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(reader).await?;
+    rows.into_iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let state: String = r.get(1);
+            let state = State::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt { id: id.clone(), what: format!("unknown state {state:?}") })?;
+            let id = MessageId::parse(&id).ok_or(StoreError::Corrupt { id, what: "bad id".into() })?;
+            Ok(ArchiveDue { id, state, archived: r.get(2) })
+        })
+        .collect()
+}
+
+const COLUMNS: &str = "seq, message_id, org_id, kind, at, blob, meta, meta_hash, hash, purged_at";
+
+fn record(r: SqliteRow) -> ArchiveRecord {
+    ArchiveRecord {
+        seq: r.get(0),
+        message_id: r.get(1),
+        org_id: r.get(2),
+        kind: r.get(3),
+        at: r.get(4),
+        blob: r.get(5),
+        meta: r.get(6),
+        meta_hash: r.get(7),
+        hash: r.get(8),
+        purged_at: r.get(9),
+    }
+}
+
+async fn head(conn: &mut sqlx::SqliteConnection) -> Result<(i64, String)> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await?;
+    Ok(row.unwrap_or((0, GENESIS.to_string())))
+}
+
+async fn insert(conn: &mut sqlx::SqliteConnection, entries: &[ArchiveEntry]) -> Result<Vec<ArchiveRecord>> {
+    let (mut seq, mut prev) = head(conn).await?;
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq += 1;
+        let meta_hash = sha256_hex(e.meta.as_bytes());
+        let hash = chain_link(&prev, seq, &e.kind, &e.message_id, e.at, &e.blob, &meta_hash);
+        sqlx::query(
+            "INSERT INTO archive (seq, message_id, org_id, kind, at, blob, meta, meta_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(&e.message_id)
+        .bind(e.org_id)
+        .bind(&e.kind)
+        .bind(e.at)
+        .bind(&e.blob)
+        .bind(&e.meta)
+        .bind(&meta_hash)
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+        prev = hash.clone();
+        out.push(ArchiveRecord {
+            seq,
+            message_id: e.message_id.clone(),
+            org_id: e.org_id,
+            kind: e.kind.clone(),
+            at: e.at,
+            blob: e.blob.clone(),
+            meta: Some(e.meta.clone()),
+            meta_hash,
+            hash,
+            purged_at: None,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn append(
+    writer: &SqlitePool,
+    entries: &[ArchiveEntry],
+    progress: &[(MessageId, i64)],
+) -> Result<Vec<ArchiveRecord>> {
+    let mut conn = writer.acquire().await?;
+    // IMMEDIATE: the head is read and extended under the write lock, so
+    // another process appending at the same time waits instead of forking.
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let result = async {
+        let out = insert(&mut conn, entries).await?;
+        for (id, archived) in progress {
+            sqlx::query("UPDATE messages SET archived = ? WHERE id = ?")
+                .bind(archived)
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok::<_, StoreError>(out)
+    }
+    .await;
+    match result {
+        Ok(out) => {
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+            Ok(out)
+        }
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+pub(crate) async fn records(reader: &SqlitePool, after: i64, limit: i64) -> Result<Vec<ArchiveRecord>> {
+    let sql = format!("SELECT {COLUMNS} FROM archive WHERE seq > ? ORDER BY seq LIMIT ?");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(reader).await?;
+    Ok(rows.into_iter().map(record).collect())
+}
+
+pub(crate) async fn records_of(reader: &SqlitePool, message_id: &str) -> Result<Vec<ArchiveRecord>> {
+    let sql = format!("SELECT {COLUMNS} FROM archive WHERE message_id = ? ORDER BY seq");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(message_id).fetch_all(reader).await?;
+    Ok(rows.into_iter().map(record).collect())
+}
+
+pub(crate) async fn last(reader: &SqlitePool) -> Result<Option<ArchiveRecord>> {
+    let sql = format!("SELECT {COLUMNS} FROM archive ORDER BY seq DESC LIMIT 1");
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(reader).await?.map(record))
+}
+
+pub(crate) async fn add_checkpoint(writer: &SqlitePool, c: &CheckpointRow) -> Result<()> {
+    sqlx::query("INSERT OR REPLACE INTO archive_checkpoints (seq, hash, signature, at) VALUES (?, ?, ?, ?)")
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(&c.signature)
+        .bind(c.at)
+        .execute(writer)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn checkpoints(reader: &SqlitePool) -> Result<Vec<CheckpointRow>> {
+    let rows: Vec<(i64, String, String, i64)> =
+        sqlx::query_as("SELECT seq, hash, signature, at FROM archive_checkpoints ORDER BY seq")
+            .fetch_all(reader)
+            .await?;
+    Ok(rows.into_iter().map(|(seq, hash, signature, at)| CheckpointRow { seq, hash, signature, at }).collect())
+}
+
+pub(crate) async fn set_legal_hold(
+    writer: &SqlitePool,
+    ids: &[String],
+    hold: bool,
+    actor: &str,
+    reason: &str,
+) -> Result<u64> {
+    let mut tx = writer.begin().await?;
+    let mut changed = 0;
+    for id in ids {
+        let r = if hold {
+            sqlx::query("INSERT OR IGNORE INTO legal_holds (message_id, actor, reason, at) VALUES (?, ?, ?, ?)")
+                .bind(id)
+                .bind(actor)
+                .bind(reason)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?
+        } else {
+            sqlx::query("DELETE FROM legal_holds WHERE message_id = ?").bind(id).execute(&mut *tx).await?
+        };
+        changed += r.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+pub(crate) async fn legal_holds(reader: &SqlitePool) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT message_id FROM legal_holds ORDER BY message_id").fetch_all(reader).await?)
+}
+
+pub(crate) async fn purge(writer: &SqlitePool, org: OrgId, before: i64, limit: i64) -> Result<Purged> {
+    let mut conn = writer.acquire().await?;
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let result = purge_in(&mut conn, org, before, limit).await;
+    match result {
+        Ok(p) => {
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+            Ok(p)
+        }
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+async fn purge_in(conn: &mut sqlx::SqliteConnection, org: OrgId, before: i64, limit: i64) -> Result<Purged> {
+    // Due: every record of the message is older than the cutoff, none is
+    // held, and the queue is done with it (fully archived, or imported).
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT message_id FROM archive a WHERE org_id = ? AND purged_at IS NULL AND kind != 'purge' \
+         AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.message_id = a.message_id) \
+         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = a.message_id AND m.archived < 2) \
+         GROUP BY message_id HAVING MAX(at) < ? ORDER BY MIN(seq) LIMIT ?",
+    )
+    .bind(org)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if ids.is_empty() {
+        return Ok(Purged::default());
+    }
+    let now = now_ms();
+    let mut seqs = Vec::new();
+    let mut blobs = Vec::new();
+    for id in &ids {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, blob FROM archive WHERE message_id = ? AND purged_at IS NULL ORDER BY seq")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+        sqlx::query("UPDATE archive SET meta = NULL, purged_at = ? WHERE message_id = ? AND purged_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        for table in ["recipients", "events", "facts", "approvals", "notices"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE message_id = ?")))
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query("DELETE FROM messages WHERE id = ?").bind(id).execute(&mut *conn).await?;
+        for (seq, blob) in rows {
+            seqs.push(seq);
+            if !blob.is_empty() && !blobs.contains(&blob) {
+                blobs.push(blob);
+            }
+        }
+    }
+    let mut unreferenced = Vec::new();
+    for blob in blobs {
+        let still: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM archive WHERE blob = ? AND purged_at IS NULL")
+            .bind(&blob)
+            .fetch_one(&mut *conn)
+            .await?;
+        if still == 0 {
+            unreferenced.push(blob);
+        }
+    }
+    let seq_list: Vec<String> = seqs.iter().map(i64::to_string).collect();
+    let meta = format!("{{\"purged\":[{}],\"before\":{before},\"reason\":\"retention\"}}", seq_list.join(","));
+    insert(
+        conn,
+        &[ArchiveEntry {
+            message_id: String::new(),
+            org_id: org,
+            kind: "purge".into(),
+            at: now,
+            blob: String::new(),
+            meta,
+        }],
+    )
+    .await?;
+    Ok(Purged { message_ids: ids, unreferenced_blobs: unreferenced })
+}

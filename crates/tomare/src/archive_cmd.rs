@@ -1,0 +1,304 @@
+//! `tomare archive …` and `tomare rules replay`: search, export, verify,
+//! reindex, import, legal hold and retention over the archive, and a
+//! candidate rule set run over archived mail.
+
+use crate::{ArchiveCommand, ExportFormat};
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tomare_archive::{Archive, ops};
+use tomare_config::Config;
+use tomare_model::i18n::{Lang, t};
+use tomare_model::{Envelope, is_internal_domain};
+use tomare_store::Store;
+
+/// Export and replay over a query take every match, up to this.
+const ALL: usize = 1_000_000;
+
+async fn open(config: &Config) -> Result<(Arc<Archive>, Arc<tomare_store::SqliteStore>)> {
+    let store = crate::serve::open_store(config).await?;
+    let dir = config.storage.data_dir.clone();
+    let archive = tokio::task::spawn_blocking(move || Archive::open(&dir)).await?.context("opening the archive")?;
+    Ok((Arc::new(archive), store))
+}
+
+fn inspector(config: &Config) -> Result<Arc<tomare_inspect::Inspector>> {
+    Ok(Arc::new(tomare_inspect::Inspector::new(config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?))
+}
+
+/// Highlight HTML (`<b>` around matches, text escaped) for a terminal.
+fn plain_highlight(html: &str, tty: bool) -> String {
+    let (on, off) = if tty { ("\x1b[1m", "\x1b[0m") } else { ("[", "]") };
+    html.replace("<b>", on)
+        .replace("</b>", off)
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    crate::commands::runtime()?.block_on(async move {
+        let (archive, sqlite) = open(&config).await?;
+        let store: Arc<dyn Store> = sqlite.clone();
+        let org = store.ensure_org(&config.org.name).await?;
+        let code = match command {
+            ArchiveCommand::Search { query, limit, json } => {
+                let a = archive.clone();
+                let hits = match tokio::task::spawn_blocking(move || a.index.search(&query, limit)).await? {
+                    Ok(h) => h,
+                    Err(tomare_archive::index::IndexError::Query(e)) => {
+                        eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
+                        return Ok(ExitCode::from(2));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&hits)?);
+                } else if hits.is_empty() {
+                    println!("{}", t(lang, "archive.no_results", &[]));
+                } else {
+                    let tty = std::io::stdout().is_terminal();
+                    println!("{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  SUBJECT", "ID", "DATE", "STATE", "FROM", "TO");
+                    for h in &hits {
+                        println!(
+                            "{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  {}",
+                            h.id,
+                            h.date,
+                            h.state,
+                            crate::commands::cell(&h.from, 28),
+                            crate::commands::cell(&h.to, 28),
+                            h.subject
+                        );
+                        for hl in &h.highlights {
+                            println!("    … {} …", plain_highlight(hl, tty));
+                        }
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            ArchiveCommand::Export { ids, query, format, out, original } => {
+                let mut ids = ids;
+                if let Some(q) = query {
+                    let a = archive.clone();
+                    match tokio::task::spawn_blocking(move || a.index.ids(&q, ALL)).await? {
+                        Ok(found) => ids.extend(found),
+                        Err(tomare_archive::index::IndexError::Query(e)) => {
+                            eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
+                            return Ok(ExitCode::from(2));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if ids.is_empty() {
+                    eprintln!("{}", t(lang, "archive.nothing_to_export", &[]));
+                    return Ok(ExitCode::FAILURE);
+                }
+                let format = match format {
+                    ExportFormat::Eml => ops::Format::Eml,
+                    ExportFormat::Mbox => ops::Format::Mbox,
+                };
+                let n = ops::export(&archive, &store, &ids, format, &out, original).await?;
+                println!("{}", t(lang, "archive.exported", &[&n, &out.display()]));
+                ExitCode::SUCCESS
+            }
+            ArchiveCommand::Verify { json } => match ops::verify(&archive, &store).await? {
+                Ok(report) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&json!({"intact": true, "report": report}))?);
+                    } else {
+                        println!("{}", t(lang, "archive.intact", &[&report.records, &report.checkpoints]));
+                        println!("  head: {} {}", report.head_seq, report.head_hash);
+                        println!("  key:  {}", report.public_key);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(broken) => {
+                    if json {
+                        let v = json!({"intact": false, "seq": broken.seq, "reason": broken.reason});
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        eprintln!("{}", t(lang, "archive.broken", &[&broken.seq, &broken.reason]));
+                    }
+                    ExitCode::FAILURE
+                }
+            },
+            ArchiveCommand::Reindex => {
+                let tty = std::io::stderr().is_terminal();
+                let n = ops::reindex(&archive, &store, &inspector(&config)?, |n| {
+                    if tty {
+                        eprint!("\r{}", t(lang, "archive.progress", &[&n]));
+                    }
+                })
+                .await?;
+                if tty {
+                    eprintln!();
+                }
+                println!("{}", t(lang, "archive.reindexed", &[&n]));
+                ExitCode::SUCCESS
+            }
+            ArchiveCommand::Import { path } => {
+                if !path.exists() {
+                    bail!(t(lang, "archive.no_such_path", &[&path.display()]));
+                }
+                let domains = config.org.internal_domains.clone();
+                let internal = Arc::new(move |d: &str| is_internal_domain(d, &domains));
+                let tty = std::io::stderr().is_terminal();
+                let report = ops::import(&archive, &store, &inspector(&config)?, org, &path, internal, |r| {
+                    if tty {
+                        eprint!("\r{}", t(lang, "archive.progress", &[&r.messages]));
+                    }
+                })
+                .await?;
+                if tty {
+                    eprintln!();
+                }
+                println!(
+                    "{}",
+                    t(
+                        lang,
+                        "archive.imported",
+                        &[&report.messages, &report.skipped_duplicates, &report.unreadable, &report.contacts]
+                    )
+                );
+                ExitCode::SUCCESS
+            }
+            ArchiveCommand::Hold { mut ids, query, release, reason } => {
+                if let Some(q) = query {
+                    let a = archive.clone();
+                    match tokio::task::spawn_blocking(move || a.index.ids(&q, ALL)).await? {
+                        Ok(found) => ids.extend(found),
+                        Err(tomare_archive::index::IndexError::Query(e)) => {
+                            eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
+                            return Ok(ExitCode::from(2));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let n = store.set_legal_hold(&ids, !release, "cli", &reason).await?;
+                let key = if release { "archive.hold_released" } else { "archive.held" };
+                println!("{}", t(lang, key, &[&n]));
+                ExitCode::SUCCESS
+            }
+            ArchiveCommand::Retention => {
+                let days = config.archive.retention_days;
+                if days == 0 {
+                    println!("{}", t(lang, "archive.retention_off", &[]));
+                } else {
+                    let n = ops::retention(&archive, &store, org, days, tomare_model::now_ms()).await?;
+                    println!("{}", t(lang, "archive.retention_done", &[&n, &days]));
+                }
+                ExitCode::SUCCESS
+            }
+        };
+        sqlite.close().await;
+        Ok(code)
+    })
+}
+
+/// `tomare rules replay RULES.toml --query QUERY`: the archived messages
+/// the query finds, judged by the current rules and by the candidate set
+/// (the config's `[[rule]]`s and rules file replaced by the file's), each
+/// at the time it was received. Prints the messages whose outcome or fired
+/// rules differ.
+pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json: bool) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    let text = std::fs::read_to_string(rules_path).with_context(|| format!("reading {}", rules_path.display()))?;
+    let candidate_rules = Config::parse_rules(&text).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", rules_path.display())).collect();
+        anyhow::anyhow!("invalid rules:\n{}", lines.join("\n"))
+    })?;
+    let current = crate::engine(&config)?;
+    let mut candidate_config = config.clone();
+    candidate_config.rule.clear();
+    let candidate =
+        tomare_policy::Engine::new(&candidate_config, candidate_rules).map_err(|e| anyhow::anyhow!("rules: {e}"))?;
+    let query = query.to_string();
+    crate::commands::runtime()?.block_on(async move {
+        let (archive, sqlite) = open(&config).await?;
+        let store: Arc<dyn Store> = sqlite.clone();
+        let inspector = inspector(&config)?;
+        let a = archive.clone();
+        let q = query.clone();
+        let ids = match tokio::task::spawn_blocking(move || a.index.ids(&q, limit)).await? {
+            Ok(ids) => ids,
+            Err(tomare_archive::index::IndexError::Query(e)) => {
+                eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let contacted = match store.find_org(&config.org.name).await? {
+            Some(org) => store.contacted(org).await?,
+            None => Default::default(),
+        };
+        let directory = tomare_policy::Directory::new(config.user.iter().cloned());
+        let mut differences = Vec::new();
+        let mut replayed = 0;
+        for id in &ids {
+            let Ok(bytes) = ops::message_bytes(&archive, &store, id, true).await else { continue };
+            let meta = ops::received_meta(&store, id).await?.unwrap_or_default();
+            let strings = |v: &serde_json::Value| -> Vec<String> {
+                v.as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default()
+            };
+            let at = meta["received_at"].as_i64().or(meta["date"].as_i64()).unwrap_or_else(tomare_model::now_ms);
+            let envelope = Envelope {
+                mail_from: meta["mail_from"].as_str().unwrap_or("").to_string(),
+                rcpt_to: strings(&meta["recipients"]),
+                helo: String::new(),
+                client_ip: String::new(),
+                auth_user: None,
+            };
+            let ins = inspector.clone();
+            let facts = tokio::task::spawn_blocking(move || ins.message(&bytes)).await?;
+            let ctx = tomare_policy::Context {
+                internal_domains: &config.org.internal_domains,
+                directory: &directory,
+                contacted: &contacted,
+                now_ms: at,
+                lang,
+            };
+            let before = current.evaluate(&envelope, &facts, &ctx);
+            let after = candidate.evaluate(&envelope, &facts, &ctx);
+            replayed += 1;
+            let names = |v: &tomare_policy::Verdict| v.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+            if before.outcome != after.outcome || names(&before) != names(&after) {
+                differences.push(json!({
+                    "id": id,
+                    "date": tomare_model::rfc3339(at),
+                    "from": envelope.mail_from,
+                    "subject": facts.subject,
+                    "before": {"outcome": before.outcome.as_str(), "rules": names(&before)},
+                    "after": {"outcome": after.outcome.as_str(), "rules": names(&after)},
+                }));
+            }
+        }
+        sqlite.close().await;
+        if json {
+            let v = json!({"replayed": replayed, "changed": differences.len(), "differences": differences});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            for d in &differences {
+                println!("{}  {}  {}", d["id"].as_str().unwrap_or(""), d["date"].as_str().unwrap_or(""), d["subject"]);
+                let side = |s: &serde_json::Value| {
+                    let rules: Vec<&str> =
+                        s["rules"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+                    format!("{} [{}]", s["outcome"].as_str().unwrap_or(""), rules.join(", "))
+                };
+                println!("    {} → {}", side(&d["before"]), side(&d["after"]));
+            }
+            println!("{}", t(lang, "replay.summary", &[&replayed, &differences.len()]));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,89 @@
+//! The server's archiver: after the 250, off the accept path, it archives
+//! reviewed messages (their received copy) and finished ones (their final
+//! record), then removes spool files nothing needs any more. Retention runs
+//! hourly. A batch the index cannot take now (an import holds it) waits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tomare_archive::{Archive, ops};
+use tomare_model::{MessageId, Metrics, OrgId};
+use tomare_queue::Spool;
+use tomare_store::Store;
+
+const BATCH: i64 = 1000;
+const IDLE: Duration = Duration::from_millis(500);
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+struct SpoolFiles(Spool);
+
+impl ops::SpoolSource for SpoolFiles {
+    fn original(&self, id: &MessageId) -> std::io::Result<Vec<u8>> {
+        self.0.read(id)
+    }
+
+    fn rewritten(&self, id: &MessageId) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.0.out_path(id)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+pub struct Archiver {
+    pub archive: Arc<Archive>,
+    pub store: Arc<dyn Store>,
+    pub inspector: Arc<tomare_inspect::Inspector>,
+    pub spool: Spool,
+    pub org: OrgId,
+    pub retention_days: u64,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Archiver {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let source: Arc<dyn ops::SpoolSource> = Arc::new(SpoolFiles(self.spool.clone()));
+        let mut last_retention: Option<Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+                last_retention = Some(Instant::now());
+                match ops::retention(&self.archive, &self.store, self.org, self.retention_days, tomare_model::now_ms())
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "archive retention"),
+                    Err(e) => tracing::error!(error = %e, "archive retention failed"),
+                }
+            }
+            let wait = match ops::archive_queue(&self.archive, &self.store, &self.inspector, &source, BATCH).await {
+                Ok(batch) => {
+                    self.metrics.archived.fetch_add(batch.records as u64, Relaxed);
+                    if !batch.done.is_empty() {
+                        let spool = self.spool.clone();
+                        let done = batch.done;
+                        let _ = tokio::task::spawn_blocking(move || done.iter().for_each(|id| spool.remove(id))).await;
+                    }
+                    if batch.messages as i64 >= BATCH { Duration::ZERO } else { IDLE }
+                }
+                Err(tomare_archive::ArchiveError::Index(tomare_archive::index::IndexError::Busy)) => {
+                    Duration::from_secs(2)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "archiving failed; will retry");
+                    Duration::from_secs(5)
+                }
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
