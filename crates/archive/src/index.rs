@@ -35,6 +35,10 @@ pub enum IndexError {
 pub type Result<T> = std::result::Result<T, IndexError>;
 
 const TOKENIZER: &str = "cjk";
+/// Results that carry highlights (a first page).
+const HIGHLIGHTED_HITS: usize = 20;
+/// Highlights look at the first this many bytes of a field.
+const HIGHLIGHT_TEXT: usize = 32 * 1024;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -53,6 +57,7 @@ struct Fields {
     flag: Field,
     show_from: Field,
     show_to: Field,
+    message_id: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -77,6 +82,7 @@ fn schema() -> (Schema, Fields) {
         flag: b.add_text_field("flag", STRING | STORED),
         show_from: b.add_text_field("show_from", STORED),
         show_to: b.add_text_field("show_to", STORED),
+        message_id: b.add_text_field("message_id", STORED),
     };
     (b.build(), fields)
 }
@@ -133,6 +139,8 @@ pub struct Hit {
     pub subject: String,
     pub state: String,
     pub size: u64,
+    /// The Message-ID header.
+    pub message_id: String,
     /// Matching passages, the matches as `<b>…</b>` (HTML-escaped text).
     pub highlights: Vec<String>,
 }
@@ -148,8 +156,24 @@ impl SearchIndex {
     pub fn open(dir: &Path) -> Result<SearchIndex> {
         std::fs::create_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
         let (schema, fields) = schema();
-        let index = if dir.join("meta.json").exists() {
-            tantivy::Index::open_in_dir(dir)?
+        let existing = if dir.join("meta.json").exists() {
+            let index = tantivy::Index::open_in_dir(dir)?;
+            if index.schema() == schema {
+                Some(index)
+            } else {
+                // Made by another version: the index is derived data, so it
+                // starts over (`tomare archive reindex` refills it).
+                tracing::warn!(dir = %dir.display(), "the search index has an older layout: starting a new one; run `tomare archive reindex`");
+                drop(index);
+                std::fs::remove_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
+                std::fs::create_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
+                None
+            }
+        } else {
+            None
+        };
+        let index = if let Some(index) = existing {
+            index
         } else {
             let settings = IndexSettings {
                 docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
@@ -214,6 +238,7 @@ impl SearchIndex {
         doc.add_text(f.show_from, show_from);
         let show_to = if facts.to.is_empty() { d.envelope_to.join(", ") } else { facts.to.join(", ") };
         doc.add_text(f.show_to, show_to);
+        doc.add_text(f.message_id, &facts.message_id);
         doc
     }
 
@@ -269,32 +294,48 @@ impl SearchIndex {
         let searcher = self.reader()?.searcher();
         let top =
             searcher.search(&tq, &TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>("date", Order::Desc))?;
-        let snippets: Vec<SnippetGenerator> = if highlight {
+        let snippets: Vec<(Field, SnippetGenerator)> = if highlight {
             [self.fields.subject, self.fields.body, self.fields.attachment]
                 .into_iter()
                 .filter_map(|field| {
                     let mut g = SnippetGenerator::create(&searcher, &tq, field).ok()?;
                     g.set_max_num_chars(160);
-                    Some(g)
+                    Some((field, g))
                 })
                 .collect()
         } else {
             Vec::new()
         };
         let mut hits = Vec::with_capacity(top.len());
-        for (_, addr) in top {
-            hits.push(self.hit(&searcher.doc(addr)?, &snippets));
+        for (n, (_, addr)) in top.into_iter().enumerate() {
+            // Highlights for the first page; later rows without them.
+            let snippets = if n < HIGHLIGHTED_HITS { &snippets[..] } else { &[] };
+            hits.push(self.hit(&searcher.doc(addr)?, snippets));
         }
         Ok(hits)
     }
 
-    fn hit(&self, doc: &TantivyDocument, snippets: &[SnippetGenerator]) -> Hit {
+    fn hit(&self, doc: &TantivyDocument, snippets: &[(Field, SnippetGenerator)]) -> Hit {
         let f = &self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("").to_string();
         let date_ms = doc.get_first(f.date).and_then(|v| v.as_i64()).unwrap_or(0);
         let highlights = snippets
             .iter()
-            .map(|g| g.snippet_from_doc(doc))
+            .map(|(field, g)| {
+                let mut text = String::new();
+                for v in doc.get_all(*field).filter_map(|v| v.as_str()) {
+                    if text.len() >= HIGHLIGHT_TEXT {
+                        break;
+                    }
+                    text.push_str(v);
+                    text.push('\n');
+                }
+                let mut cut = HIGHLIGHT_TEXT.min(text.len());
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                g.snippet(&text[..cut])
+            })
             .filter(|s| !s.highlighted().is_empty())
             .map(|s| s.to_html())
             .collect();
@@ -307,6 +348,7 @@ impl SearchIndex {
             subject: text(f.subject),
             state: text(f.state),
             size: doc.get_first(f.size).and_then(|v| v.as_u64()).unwrap_or(0),
+            message_id: text(f.message_id),
             highlights,
         }
     }

@@ -12,7 +12,7 @@
 //! Offsets point into the original text, for highlighting.
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 #[derive(Clone, Default)]
 pub struct CjkBigram;
@@ -81,13 +81,27 @@ fn combines(c: char) -> bool {
 }
 
 /// Normalised characters, each with the byte range of the original text it
-/// came from.
+/// came from. Most characters are already in NFKC and lower case (ASCII,
+/// kanji, kana): they are copied; only the rest go through NFKC.
 fn normalized(text: &str) -> Vec<(char, usize, usize)> {
     let mut out = Vec::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
+    let mut cluster = String::new();
     while let Some((start, c)) = chars.next() {
-        let mut cluster = String::from(c);
         let mut end = start + c.len_utf8();
+        let marked = chars.peek().is_some_and(|&(_, next)| combines(next));
+        if !marked {
+            if c.is_ascii() {
+                out.push((c.to_ascii_lowercase(), start, end));
+                continue;
+            }
+            if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes {
+                out.extend(c.to_lowercase().map(|l| (l, start, end)));
+                continue;
+            }
+        }
+        cluster.clear();
+        cluster.push(c);
         while let Some(&(i, next)) = chars.peek() {
             if !combines(next) {
                 break;
@@ -96,11 +110,7 @@ fn normalized(text: &str) -> Vec<(char, usize, usize)> {
             end = i + next.len_utf8();
             chars.next();
         }
-        if cluster.is_ascii() {
-            out.extend(cluster.chars().map(|c| (c.to_ascii_lowercase(), start, end)));
-        } else {
-            out.extend(cluster.nfkc().flat_map(char::to_lowercase).map(|c| (c, start, end)));
-        }
+        out.extend(cluster.nfkc().flat_map(char::to_lowercase).map(|c| (c, start, end)));
     }
     out
 }

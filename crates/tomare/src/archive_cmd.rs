@@ -46,45 +46,15 @@ fn plain_highlight(html: &str, tty: bool) -> String {
 
 pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
     let lang = Lang::from_env();
+    if let ArchiveCommand::Search { query, limit, json } = command {
+        return search(&config, lang, &query, limit, json);
+    }
     crate::commands::runtime()?.block_on(async move {
         let (archive, sqlite) = open(&config).await?;
         let store: Arc<dyn Store> = sqlite.clone();
         let org = store.ensure_org(&config.org.name).await?;
         let code = match command {
-            ArchiveCommand::Search { query, limit, json } => {
-                let a = archive.clone();
-                let hits = match tokio::task::spawn_blocking(move || a.index.search(&query, limit)).await? {
-                    Ok(h) => h,
-                    Err(tomare_archive::index::IndexError::Query(e)) => {
-                        eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
-                        return Ok(ExitCode::from(2));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&hits)?);
-                } else if hits.is_empty() {
-                    println!("{}", t(lang, "archive.no_results", &[]));
-                } else {
-                    let tty = std::io::stdout().is_terminal();
-                    println!("{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  SUBJECT", "ID", "DATE", "STATE", "FROM", "TO");
-                    for h in &hits {
-                        println!(
-                            "{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  {}",
-                            h.id,
-                            h.date,
-                            h.state,
-                            crate::commands::cell(&h.from, 28),
-                            crate::commands::cell(&h.to, 28),
-                            h.subject
-                        );
-                        for hl in &h.highlights {
-                            println!("    … {} …", plain_highlight(hl, tty));
-                        }
-                    }
-                }
-                ExitCode::SUCCESS
-            }
+            ArchiveCommand::Search { .. } => unreachable!("handled without the store"),
             ArchiveCommand::Export { ids, query, format, out, original } => {
                 let mut ids = ids;
                 if let Some(q) = query {
@@ -202,6 +172,43 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
         sqlite.close().await;
         Ok(code)
     })
+}
+
+/// Search reads only the index: no database, no runtime, so a query costs
+/// little more than the search itself.
+fn search(config: &Config, lang: Lang, query: &str, limit: usize, json: bool) -> Result<ExitCode> {
+    let index = tomare_archive::SearchIndex::open(&config.storage.data_dir.join("index"))?;
+    let hits = match index.search(query, limit) {
+        Ok(h) => h,
+        Err(tomare_archive::index::IndexError::Query(e)) => {
+            eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+    } else if hits.is_empty() {
+        println!("{}", t(lang, "archive.no_results", &[]));
+    } else {
+        let tty = std::io::stdout().is_terminal();
+        println!("{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  SUBJECT", "ID", "DATE", "STATE", "FROM", "TO");
+        for h in &hits {
+            println!(
+                "{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  {}",
+                h.id,
+                h.date,
+                h.state,
+                crate::commands::cell(&h.from, 28),
+                crate::commands::cell(&h.to, 28),
+                h.subject
+            );
+            for hl in &h.highlights {
+                println!("    … {} …", plain_highlight(hl, tty));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tomare rules replay RULES.toml --query QUERY`: the archived messages
