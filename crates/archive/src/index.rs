@@ -6,6 +6,7 @@
 
 use crate::query::{self, Field as QField, Query};
 use crate::tokenizer::{CjkBigram, tokenize};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use tantivy::schema::{
 };
 use tantivy::snippet::SnippetGenerator;
 use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
 use tomare_model::Facts;
 
@@ -58,6 +60,8 @@ struct Fields {
     show_from: Field,
     show_to: Field,
     message_id: Field,
+    /// Every text field in one, indexed only: a bare word is one query.
+    all: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -65,7 +69,10 @@ fn schema() -> (Schema, Fields) {
     let indexing = TextFieldIndexing::default()
         .set_tokenizer(TOKENIZER)
         .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-    let text = TextOptions::default().set_indexing_options(indexing) | STORED;
+    // Fields with an operator of their own are indexed on their own; body
+    // and attachment text are only stored (for highlights and restating):
+    // bare words search `all`, which holds every text.
+    let text = TextOptions::default().set_indexing_options(indexing.clone()) | STORED;
     let fields = Fields {
         id: b.add_text_field("id", STRING | STORED),
         date: b.add_i64_field("date", INDEXED | FAST | STORED),
@@ -74,15 +81,16 @@ fn schema() -> (Schema, Fields) {
         to: b.add_text_field("to", text.clone()),
         cc: b.add_text_field("cc", text.clone()),
         subject: b.add_text_field("subject", text.clone()),
-        body: b.add_text_field("body", text.clone()),
+        body: b.add_text_field("body", STORED),
         filename: b.add_text_field("filename", text.clone()),
-        attachment: b.add_text_field("attachment", text),
+        attachment: b.add_text_field("attachment", STORED),
         state: b.add_text_field("state", STRING | STORED),
         rule: b.add_text_field("rule", STRING | STORED),
         flag: b.add_text_field("flag", STRING | STORED),
         show_from: b.add_text_field("show_from", STORED),
         show_to: b.add_text_field("show_to", STORED),
         message_id: b.add_text_field("message_id", STORED),
+        all: b.add_text_field("all", TextOptions::default().set_indexing_options(indexing)),
     };
     (b.build(), fields)
 }
@@ -239,7 +247,21 @@ impl SearchIndex {
         let show_to = if facts.to.is_empty() { d.envelope_to.join(", ") } else { facts.to.join(", ") };
         doc.add_text(f.show_to, show_to);
         doc.add_text(f.message_id, &facts.message_id);
+        self.fill_all(&mut doc);
         doc
+    }
+
+    /// The catch-all field from the stored text fields.
+    fn fill_all(&self, doc: &mut TantivyDocument) {
+        let f = &self.fields;
+        let sources = [f.subject, f.from, f.to, f.filename, f.body, f.attachment];
+        let texts: Vec<String> = sources
+            .iter()
+            .flat_map(|field| doc.get_all(*field).filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>())
+            .collect();
+        for t in texts {
+            doc.add_text(f.all, t);
+        }
     }
 
     pub fn delete_term(&self, id: &str) -> Term {
@@ -271,6 +293,7 @@ impl SearchIndex {
             doc.add_field_value(field, value);
         }
         doc.add_text(self.fields.state, state);
+        self.fill_all(&mut doc);
         Ok(Some(doc))
     }
 
@@ -290,18 +313,28 @@ impl SearchIndex {
 
     fn search_with(&self, q: &str, limit: usize, highlight: bool) -> Result<Vec<Hit>> {
         let parsed = query::parse(q)?;
-        let tq = self.translate(&parsed);
+        // Searched on the catch-all field; highlighted in the stored ones.
+        let tq = self.translate(&[self.fields.all], &parsed);
         let searcher = self.reader()?.searcher();
         let top =
             searcher.search(&tq, &TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>("date", Order::Desc))?;
         let snippets: Vec<(Field, SnippetGenerator)> = if highlight {
+            let mut terms: BTreeMap<String, f32> = BTreeMap::new();
+            let mut wanted = Vec::new();
+            tq.query_terms(&mut |term, _| {
+                if term.field() == self.fields.all
+                    && let Some(text) = term.value().as_str()
+                {
+                    wanted.push((term.clone(), text.to_string()));
+                }
+            });
+            for (term, text) in wanted {
+                let freq = searcher.doc_freq(&term)?;
+                terms.insert(text, 1.0 / (1.0 + freq as f32));
+            }
             [self.fields.subject, self.fields.body, self.fields.attachment]
                 .into_iter()
-                .filter_map(|field| {
-                    let mut g = SnippetGenerator::create(&searcher, &tq, field).ok()?;
-                    g.set_max_num_chars(160);
-                    Some((field, g))
-                })
+                .map(|field| (field, SnippetGenerator::new(terms.clone(), TextAnalyzer::from(CjkBigram), field, 160)))
                 .collect()
         } else {
             Vec::new()
@@ -353,10 +386,10 @@ impl SearchIndex {
         }
     }
 
-    fn text_fields(&self, field: &QField) -> Vec<Field> {
+    fn text_fields(&self, any: &[Field], field: &QField) -> Vec<Field> {
         let f = &self.fields;
         match field {
-            QField::Any => vec![f.subject, f.body, f.attachment, f.filename, f.from, f.to],
+            QField::Any => any.to_vec(),
             QField::From => vec![f.from],
             QField::To => vec![f.to],
             QField::Cc => vec![f.cc],
@@ -365,14 +398,14 @@ impl SearchIndex {
         }
     }
 
-    fn translate(&self, q: &Query) -> Box<dyn TQuery> {
+    fn translate(&self, any: &[Field], q: &Query) -> Box<dyn TQuery> {
         let f = &self.fields;
         match q {
-            Query::And(parts) => self.boolean(parts, Occur::Must),
-            Query::Or(parts) => self.boolean(parts, Occur::Should),
+            Query::And(parts) => self.boolean(any, parts, Occur::Must),
+            Query::Or(parts) => self.boolean(any, parts, Occur::Should),
             Query::Not(inner) => Box::new(BooleanQuery::new(vec![
                 (Occur::Must, Box::new(AllQuery) as Box<dyn TQuery>),
-                (Occur::MustNot, self.translate(inner)),
+                (Occur::MustNot, self.translate(any, inner)),
             ])),
             Query::Text { field, text, .. } => {
                 let tokens: Vec<String> = tokenize(text).into_iter().map(|t| t.text).collect();
@@ -381,7 +414,7 @@ impl SearchIndex {
                     return Box::new(AllQuery);
                 }
                 let per_field: Vec<(Occur, Box<dyn TQuery>)> = self
-                    .text_fields(field)
+                    .text_fields(any, field)
                     .into_iter()
                     .map(|field| (Occur::Should, text_query(field, &tokens)))
                     .collect();
@@ -406,12 +439,12 @@ impl SearchIndex {
     }
 
     /// Parts joined by `occur`; negated parts of an AND become MUST_NOT.
-    fn boolean(&self, parts: &[Query], occur: Occur) -> Box<dyn TQuery> {
+    fn boolean(&self, any: &[Field], parts: &[Query], occur: Occur) -> Box<dyn TQuery> {
         let mut clauses: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
         for p in parts {
             match (occur, p) {
-                (Occur::Must, Query::Not(inner)) => clauses.push((Occur::MustNot, self.translate(inner))),
-                _ => clauses.push((occur, self.translate(p))),
+                (Occur::Must, Query::Not(inner)) => clauses.push((Occur::MustNot, self.translate(any, inner))),
+                _ => clauses.push((occur, self.translate(any, p))),
             }
         }
         if !clauses.iter().any(|(o, _)| *o != Occur::MustNot) {

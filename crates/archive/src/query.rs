@@ -131,8 +131,12 @@ struct Parser {
     end: usize,
 }
 
+/// An empty query matches every message (`And` of nothing).
 pub fn parse(q: &str) -> Result<Query, QueryError> {
     let toks = lex(q)?;
+    if toks.is_empty() {
+        return Ok(Query::And(Vec::new()));
+    }
     let mut p = Parser { toks, pos: 0, end: q.chars().count() };
     let query = p.or()?;
     if let Some((at, _)) = p.toks.get(p.pos) {
@@ -327,7 +331,7 @@ mod tests {
         assert!(parse("after:yesterday").unwrap_err().message.contains("not a date"));
         assert!(parse("(a b").unwrap_err().message.contains("not closed"));
         assert!(parse("a )").is_err());
-        assert!(parse("").is_err());
+        assert_eq!(parse(" 　").unwrap(), Query::And(Vec::new()), "empty: everything");
         assert!(parse("larger:huge").is_err());
         assert!(parse("has:pdf").unwrap_err().message.contains("has:attachment"));
     }

@@ -1,0 +1,166 @@
+//! The archive through the real server and CLI: what `serve` accepts is
+//! archived (as received and as delivered), searchable, exportable and
+//! verifiable; tampering makes `archive verify` fail; `rules replay` shows
+//! what a candidate rule set would change.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const HOLD_NONE: &str = "[hold]\nexternal = \"0s\"\ninternal = \"0s\"\n";
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn served_mail_is_archived_searchable_exportable_and_verifiable() {
+    let sink = Sink::start();
+    let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink.port, "")));
+    // A: the supervisor only in the envelope (Bcc); Japanese text.
+    let a = "From: Taro <taro@example.com>\r\nTo: hanako@customer.test\r\nSubject: 御見積のご案内\r\n\
+             Message-ID: <a@x>\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n新製品の見積書をお送りします。\r\n";
+    let a_id =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["hanako@customer.test", "boss@example.com"], a).unwrap());
+    // B: three outside addresses in To: the built-in pack moves them to Bcc.
+    let b = "From: Taro <taro@example.com>\r\nTo: a@customer.test, b@partner.test, c@other.test\r\n\
+             Subject: seminar invitation\r\nMessage-ID: <b@x>\r\n\r\nYou are invited to our seminar.\r\n";
+    let b_id = queued_id(
+        &smtp_send(&g.smtp, "taro@example.com", &["a@customer.test", "b@partner.test", "c@other.test"], b).unwrap(),
+    );
+    let spool = g.data_dir().join("spool");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            sink.count() == 2
+                && g.state(&a_id) == "delivered"
+                && g.state(&b_id) == "delivered"
+                && files_in(&spool).is_empty()
+        }),
+        "delivered, archived and the spool emptied: {:?}\n{}",
+        files_in(&spool),
+        g.log()
+    );
+
+    let search = |q: &str| g.cli_json(&["archive", "search", q, "--json"]);
+    assert_eq!(ids(&search("to:boss@example.com")), [a_id.clone()], "the Bcc'd supervisor is searchable");
+    assert_eq!(ids(&search("見積書")), [a_id.clone()]);
+    assert_eq!(ids(&search("state:delivered")), [b_id.clone(), a_id.clone()], "newest first");
+    assert_eq!(ids(&search("rule:visible-recipients")), [b_id.clone()]);
+    let hit = &search("seminar")[0];
+    assert_eq!(hit["subject"], "seminar invitation");
+    assert_eq!(hit["from"], "taro@example.com");
+    assert!(hit["date"].as_str().unwrap().ends_with('Z'));
+    assert!(hit["highlights"][0].as_str().unwrap().contains("<b>seminar</b>"), "{hit}");
+    // Human output, and a query error.
+    let out = g.cli(&["archive", "search", "見積書"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&a_id));
+    let out = g.cli(&["archive", "search", "subject:\"open"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quote"));
+
+    // Export: as delivered (recipients out of sight) and as received.
+    let dir = g.dir.path();
+    let out = g.cli(&["archive", "export", &b_id, "--out", dir.join("delivered").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let delivered = std::fs::read_to_string(dir.join("delivered").join(format!("{b_id}.eml"))).unwrap();
+    assert!(!delivered.contains("b@partner.test"), "{delivered}");
+    let out = g.cli(&["archive", "export", &b_id, "--original", "--out", dir.join("orig").to_str().unwrap()]);
+    assert!(out.status.success());
+    let original = std::fs::read_to_string(dir.join("orig").join(format!("{b_id}.eml"))).unwrap();
+    assert!(original.contains("To: a@customer.test, b@partner.test, c@other.test"), "{original}");
+    let mbox = dir.join("all.mbox");
+    let out =
+        g.cli(&["archive", "export", "--query", "from:taro", "--format", "mbox", "--out", mbox.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&mbox).unwrap().matches("\nFrom MAILER-DAEMON").count() + 1, 2);
+
+    // Replay: a candidate that rejects seminar mail changes B only.
+    let candidate = dir.join("candidate.toml");
+    std::fs::write(
+        &candidate,
+        "[[rule]]\nname = \"no-seminars\"\nwhen = { text = { contains = [\"seminar\"] } }\nthen = [{ reject = \"no\" }]\n",
+    )
+    .unwrap();
+    let v = g.cli_json(&["rules", "replay", candidate.to_str().unwrap(), "--json"]);
+    assert_eq!(v["replayed"], 2, "{v}");
+    assert_eq!(v["changed"], 1, "{v}");
+    let d = &v["differences"][0];
+    assert_eq!(d["id"], b_id.as_str());
+    assert_ne!(d["before"]["outcome"], "reject", "{d}");
+    assert_eq!(d["after"]["outcome"], "reject", "{d}");
+    assert!(d["after"]["rules"].as_array().unwrap().iter().any(|r| r == "no-seminars"), "{d}");
+    let v = g.cli_json(&["rules", "replay", candidate.to_str().unwrap(), "--query", "見積書", "--json"]);
+    assert_eq!((v["replayed"].as_i64(), v["changed"].as_i64()), (Some(1), Some(0)), "{v}");
+
+    // Verify: intact, then a stored message changed.
+    let v = g.cli_json(&["archive", "verify", "--json"]);
+    assert_eq!(v["intact"], true, "{v}");
+    assert_eq!(v["report"]["records"], 4, "received and final for each: {v}");
+    let blobs: Vec<_> = walk(&g.data_dir().join("blobs"));
+    let victim = blobs.iter().find(|p| p.extension().is_some_and(|e| e == "zst")).unwrap();
+    std::fs::write(victim, b"not zstd").unwrap();
+    let out = g.cli(&["archive", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("record"), "{err}");
+}
+
+#[test]
+fn import_seeds_history_and_is_searchable_reindexable_and_holdable() {
+    let g = Gateway::start(HOLD_NONE);
+    let mbox = g.dir.path().join("vault.mbox");
+    std::fs::write(
+        &mbox,
+        "From x Thu Jan  1 00:00:00 2026\nFrom: taro@example.com\nTo: a@newclient.test\nSubject: 社外秘 contract\n\
+         Date: Mon, 2 Nov 2026 10:00:00 +0900\n\n契約書の社外秘ドラフトです。\n\n\
+         From y Thu Jan  1 00:00:00 2026\nFrom: taro@example.com\nTo: b@other.test\nSubject: lunch\n\
+         Date: Tue, 3 Nov 2026 10:00:00 +0900\n\n社外の方と。外秘ではない。\n",
+    )
+    .unwrap();
+    assert!(first_contact(&g), "before the import");
+    let out = g.cli(&["archive", "import", mbox.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Imported 2"), "{}", String::from_utf8_lossy(&out.stdout));
+    let hits = g.cli_json(&["archive", "search", "\"社外秘\"", "--json"]);
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+    assert_eq!(hits[0]["subject"], "社外秘 contract");
+    assert_eq!(hits[0]["state"], "imported");
+    assert_eq!(hits[0]["date"], "2026-11-02T01:00:00Z");
+    // Imported history counts: newclient.test is no first contact any more.
+    assert!(!first_contact(&g), "after the import");
+    // Reindex keeps the answers; verify is intact.
+    let out = g.cli(&["archive", "reindex"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(g.cli_json(&["archive", "search", "\"社外秘\"", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(g.cli_json(&["archive", "verify", "--json"])["intact"], true);
+    // Legal hold by query.
+    let out = g.cli(&["archive", "hold", "--query", "subject:contract", "--reason", "dispute"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains('1'), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Whether a file sent to a@newclient.test counts as a first contact.
+fn first_contact(g: &Gateway) -> bool {
+    let eml = g.dir.path().join("m.eml");
+    std::fs::write(
+        &eml,
+        "From: taro@example.com\r\nTo: a@newclient.test\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: text/plain; name=\"a.txt\"\r\n\
+         Content-Disposition: attachment; filename=\"a.txt\"\r\n\r\nprice list\r\n--b--\r\n",
+    )
+    .unwrap();
+    let v = g.cli_json(&["check", eml.to_str().unwrap(), "--json"]);
+    v["rules"].as_array().unwrap().iter().any(|r| r["name"] == "first-contact-with-attachments")
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for p in files_in(dir) {
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
