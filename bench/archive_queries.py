@@ -31,7 +31,7 @@ QUERIES = [
     ("請求書 承認", "請求書 and 承認"),
     ("invoice OR 請求書", "invoice or 請求書"),
     ("見積 -from:suzuki@example.com", "見積 and not from:suzuki@example.com"),
-    ("filename:report", "attachment:report"),
+    ("filename:report", "attachment:report*"),
     ("after:2025-06-01 before:2025-07-01", "date:2025-06-01..2025-06-30"),
     ("has:attachment 報告", "tag:attachment and 報告"),
     ("セキュリティ ネットワーク", "セキュリティ and ネットワーク"),

@@ -3,7 +3,7 @@
 //! removing or reordering a record, or a blob it names, breaks the chain at
 //! that record; rewriting the whole chain after it breaks a signature.
 
-use crate::blobs::Blobs;
+use crate::blobs::{BlobLoc, Blobs};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier as _, VerifyingKey};
 use std::collections::{HashMap, HashSet};
 use tomare_store::{ArchiveRecord, CheckpointRow, chain_link, sha256_hex};
@@ -74,7 +74,8 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    pub fn record(&mut self, r: &ArchiveRecord) -> Result<(), Broken> {
+    /// Checks the next record; `loc` is where its blob is said to be.
+    pub fn record(&mut self, r: &ArchiveRecord, loc: Option<&BlobLoc>) -> Result<(), Broken> {
         let bad = |reason: String| Broken { seq: r.seq, reason };
         if r.seq != self.expected {
             return Err(Broken {
@@ -94,7 +95,8 @@ impl<'a> Verifier<'a> {
                     self.claimed.extend(purged_seqs(meta));
                 }
                 if !r.blob.is_empty() && !self.good_blobs.contains(&r.blob) {
-                    self.blobs.get(&r.blob).map_err(|e| bad(format!("its message: {e}")))?;
+                    let loc = loc.filter(|l| l.hash == r.blob).ok_or_else(|| bad("its message is missing".into()))?;
+                    self.blobs.read(loc).map_err(|e| bad(format!("its message: {e}")))?;
                     self.good_blobs.insert(r.blob.clone());
                 }
             }
@@ -150,11 +152,12 @@ pub fn verify(
     records: &[ArchiveRecord],
     checkpoints: &[CheckpointRow],
     blobs: &Blobs,
+    locs: &HashMap<String, BlobLoc>,
     key: &VerifyingKey,
 ) -> Result<i64, Broken> {
     let mut v = Verifier::new(blobs);
     for r in records {
-        v.record(r)?;
+        v.record(r, locs.get(&r.blob))?;
     }
     v.finish(checkpoints, key)
 }
@@ -189,6 +192,7 @@ mod tests {
     struct Setup {
         _dir: tempfile::TempDir,
         blobs: Blobs,
+        locs: HashMap<String, BlobLoc>,
         key: SigningKey,
         records: Vec<Record>,
         checkpoints: Vec<CheckpointRow>,
@@ -200,19 +204,23 @@ mod tests {
         let key = new_key();
         let mut records: Vec<Record> = Vec::new();
         let mut checkpoints = Vec::new();
+        let mut locs = HashMap::new();
         for n in 1..=6 {
-            let blob = blobs.put(format!("Subject: message {n}\r\n\r\n本文 {n}\r\n").as_bytes()).unwrap();
+            let text = format!("Subject: message {n}\r\n\r\n本文 {n}\r\n");
+            let loc = blobs.write_pack(&[(sha256_hex(text.as_bytes()), text.as_bytes())]).unwrap().remove(0);
+            let blob = loc.hash.clone();
+            locs.insert(blob.clone(), loc);
             let r = append(records.last(), blob, format!("{{\"state\":\"delivered\",\"n\":{n}}}"));
             records.push(r);
             if n % 3 == 0 {
                 checkpoints.push(checkpoint(&key, records.last().unwrap(), 0));
             }
         }
-        Setup { _dir: dir, blobs, key, records, checkpoints }
+        Setup { _dir: dir, blobs, locs, key, records, checkpoints }
     }
 
     fn check(s: &Setup, records: Vec<Record>) -> Result<i64, Broken> {
-        verify(&records, &s.checkpoints, &s.blobs, &s.key.verifying_key())
+        verify(&records, &s.checkpoints, &s.blobs, &s.locs, &s.key.verifying_key())
     }
 
     #[test]
@@ -224,7 +232,7 @@ mod tests {
     #[test]
     fn a_changed_blob_is_found() {
         let s = setup();
-        let path = s.blobs.path(&s.records[3].blob);
+        let path = s.blobs.pack_path(&s.locs[&s.records[3].blob].pack);
         std::fs::write(&path, zstd::bulk::compress(b"Subject: forged\r\n\r\n", 3).unwrap()).unwrap();
         let e = check(&s, s.records.clone()).unwrap_err();
         assert_eq!(e.seq, 4, "{e:?}");
@@ -263,7 +271,7 @@ mod tests {
         let other = new_key();
         let mut s2 = setup();
         s2.checkpoints[0] = checkpoint(&other, &s2.records[2], 0);
-        let e = verify(&s2.records, &s2.checkpoints, &s2.blobs, &s2.key.verifying_key()).unwrap_err();
+        let e = verify(&s2.records, &s2.checkpoints, &s2.blobs, &s2.locs, &s2.key.verifying_key()).unwrap_err();
         assert!(e.reason.contains("signature"), "{e:?}");
     }
 }

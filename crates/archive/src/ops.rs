@@ -3,6 +3,7 @@
 //! export, and apply retention. Heavy work (inspection, compression, the
 //! index) runs on blocking threads; the store is the async one.
 
+use crate::blobs::{self, BlobLoc, sha256_hex};
 use crate::chain::{self, Verifier};
 use crate::{Archive, ArchiveError, DocInput, Result, index};
 use serde_json::{Value, json};
@@ -15,6 +16,10 @@ use tantivy::{IndexWriter, TantivyDocument};
 use tomare_inspect::Inspector;
 use tomare_model::{Facts, MessageId, OrgId, now_ms};
 use tomare_store::{ArchiveEntry, ArchiveRecord, Store};
+
+/// A message still in the queue this long gets its received copy archived
+/// (held, awaiting approval); one delivered sooner is archived once, final.
+pub const SETTLE_MS: i64 = 5_000;
 
 /// Index writer heap for the server's small batches and for bulk work.
 const SERVE_HEAP: usize = 24_000_000;
@@ -38,6 +43,59 @@ pub trait SpoolSource: Send + Sync + 'static {
     fn rewritten(&self, id: &MessageId) -> io::Result<Option<Vec<u8>>>;
 }
 
+/// Inspection results the review stage made, kept briefly by content hash
+/// so the archiver need not read a message again (bounded: when full, the
+/// oldest go and the archiver inspects those itself).
+#[derive(Default)]
+pub struct TextCache {
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: HashMap<String, Facts>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+/// What the cache may hold.
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_BYTES: usize = 32 << 20;
+
+fn text_bytes(f: &Facts) -> usize {
+    f.body_text.len() + f.attachments.iter().map(|a| a.text.len()).sum::<usize>()
+}
+
+impl TextCache {
+    pub fn put(&self, hash: String, facts: Facts) {
+        let Ok(mut c) = self.inner.lock() else { return };
+        let size = text_bytes(&facts);
+        if size > CACHE_BYTES / 4 {
+            return;
+        }
+        // `order` also holds hashes already taken: it is trimmed too.
+        while c.map.len() >= CACHE_ENTRIES || c.bytes + size > CACHE_BYTES || c.order.len() >= 2 * CACHE_ENTRIES {
+            let Some(old) = c.order.pop_front() else { break };
+            if let Some(f) = c.map.remove(&old) {
+                c.bytes -= text_bytes(&f);
+            }
+        }
+        c.bytes += size;
+        if let Some(prev) = c.map.insert(hash.clone(), facts) {
+            c.bytes -= text_bytes(&prev);
+        } else {
+            c.order.push_back(hash);
+        }
+    }
+
+    pub fn take(&self, hash: &str) -> Option<Facts> {
+        let mut c = self.inner.lock().ok()?;
+        let f = c.map.remove(hash)?;
+        c.bytes -= text_bytes(&f);
+        Some(f)
+    }
+}
+
 /// What one pass of [`archive_queue`] did.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -57,9 +115,12 @@ pub async fn archive_queue(
     store: &Arc<dyn Store>,
     inspector: &Arc<Inspector>,
     spool: &Arc<dyn SpoolSource>,
+    texts: Option<&Arc<TextCache>>,
     limit: i64,
+    settle_ms: i64,
 ) -> Result<Batch> {
-    let due = store.archive_due(limit).await?;
+    let texts = texts.cloned();
+    let due = store.archive_due(limit, now_ms() - settle_ms).await?;
     if due.is_empty() {
         return Ok(Batch::default());
     }
@@ -74,25 +135,30 @@ pub async fn archive_queue(
         facts: Value,
         verdict: Value,
     }
-    let mut items = Vec::with_capacity(due.len());
-    for d in due {
-        let Some((row, events)) = store.get(&d.id).await? else { continue };
-        let (facts, verdict) = store.facts(&d.id).await?.unwrap_or_else(|| ("{}".into(), "{}".into()));
-        items.push(Item {
-            id: d.id,
-            state: d.state.as_str().to_string(),
-            archived: d.archived,
-            is_final: d.state.is_final(),
-            row: serde_json::to_value(&row).unwrap_or(Value::Null),
-            events: serde_json::to_value(&events).unwrap_or(Value::Null),
-            facts: serde_json::from_str(&facts).unwrap_or(Value::Null),
-            verdict: serde_json::from_str(&verdict).unwrap_or(Value::Null),
-        });
-    }
-    let (a, ins, sp) = (archive.clone(), inspector.clone(), spool.clone());
-    type Built = (Vec<ArchiveEntry>, Vec<(MessageId, i64)>, Vec<MessageId>);
+    let items: Vec<Item> = due
+        .into_iter()
+        .map(|d| {
+            let (facts, verdict) = d.facts.unwrap_or_else(|| ("{}".into(), "{}".into()));
+            Item {
+                id: d.row.id.clone(),
+                state: d.row.state.as_str().to_string(),
+                archived: d.archived,
+                is_final: d.row.state.is_final(),
+                row: serde_json::to_value(&d.row).unwrap_or(Value::Null),
+                events: serde_json::to_value(&d.events).unwrap_or(Value::Null),
+                facts: serde_json::from_str(&facts).unwrap_or(Value::Null),
+                verdict: serde_json::from_str(&verdict).unwrap_or(Value::Null),
+            }
+        })
+        .collect();
+    let (a, ins, sp, st) = (archive.clone(), inspector.clone(), spool.clone(), store.clone());
+    let runtime = tokio::runtime::Handle::current();
+    type Built = (Vec<ArchiveEntry>, Vec<(MessageId, i64)>, Vec<MessageId>, Vec<BlobLoc>);
     let built = blocking(move || -> Result<Built> {
+        let texts = texts.as_deref();
         let mut writer = a.index.writer(1, SERVE_HEAP, Duration::ZERO)?;
+        // The bytes to keep (with their hash); one pack at the end.
+        let mut keep: Vec<(String, Vec<u8>)> = Vec::new();
         let mut entries = Vec::new();
         let mut progress = Vec::new();
         let mut done = Vec::new();
@@ -104,7 +170,13 @@ pub async fn archive_queue(
             let mut doc = None;
             if it.archived == 0 {
                 let (blob, facts, names) = match &original {
-                    Ok(bytes) => (a.blobs.put_lazy(bytes)?, ins.message(bytes), index::address_headers(bytes)),
+                    Ok(bytes) => {
+                        let hash = sha256_hex(bytes);
+                        // The review stage's inspection, when it is still at hand.
+                        let facts = texts.and_then(|t| t.take(&hash)).unwrap_or_else(|| ins.message(bytes));
+                        keep.push((hash.clone(), bytes.clone()));
+                        (hash, facts, index::address_headers(bytes))
+                    }
                     Err(e) => {
                         tracing::error!(id = %it.id, error = %e, "the spool copy is missing: archived without it");
                         (String::new(), Facts::default(), Default::default())
@@ -153,12 +225,15 @@ pub async fn archive_queue(
             }
             if it.is_final {
                 let rewritten = sp.rewritten(&it.id)?;
-                let delivered = match &rewritten {
-                    Some(out) => a.blobs.put_lazy(out)?,
-                    None => match &original {
-                        Ok(bytes) => a.blobs.put_lazy(bytes)?,
-                        Err(_) => String::new(),
-                    },
+                let delivered = match (&rewritten, &original) {
+                    (Some(bytes), _) | (None, Ok(bytes)) => {
+                        let hash = sha256_hex(bytes);
+                        if rewritten.is_some() {
+                            keep.push((hash.clone(), bytes.clone()));
+                        }
+                        hash
+                    }
+                    (None, Err(_)) => String::new(),
                 };
                 let meta = json!({
                     "id": it.id.as_str(),
@@ -187,13 +262,16 @@ pub async fn archive_queue(
                 writer.add_document(doc).map_err(crate::index::IndexError::from)?;
             }
         }
-        a.blobs.sync()?;
+        let hashes: Vec<String> = keep.iter().map(|(h, _)| h.clone()).collect();
+        let known = runtime.block_on(st.blob_locations(&hashes))?;
+        let locs =
+            a.blobs.write_pack(&blobs::new_items(keep.iter().map(|(h, b)| (h.as_str(), b.as_slice())), &known))?;
         writer.commit().map_err(crate::index::IndexError::from)?;
-        Ok((entries, progress, done))
+        Ok((entries, progress, done, locs))
     })
     .await??;
-    let (entries, progress, done) = built;
-    let records = store.archive_append(&entries, &progress).await?;
+    let (entries, progress, done, locs) = built;
+    let records = store.archive_append(&entries, &progress, &locs).await?;
     checkpoint(archive, store, records.last()).await?;
     Ok(Batch { messages, records: records.len(), done })
 }
@@ -229,8 +307,10 @@ pub async fn verify(
         let Some(last) = page.last() else { break };
         after = last.seq;
         head = (last.seq, last.hash.clone());
+        let hashes: Vec<String> = page.iter().filter(|r| !r.blob.is_empty()).map(|r| r.blob.clone()).collect();
+        let locs = store.blob_locations(&hashes).await?;
         for r in &page {
-            if let Err(b) = verifier.record(r) {
+            if let Err(b) = verifier.record(r, locs.get(&r.blob)) {
                 return Ok(Err(b));
             }
         }
@@ -263,9 +343,11 @@ pub async fn message_bytes(
     if record.purged_at.is_some() {
         return Err(ArchiveError::Other(format!("{id}: removed by retention")));
     }
-    let blob = record.blob.clone();
+    let Some(loc) = store.blob_locations(std::slice::from_ref(&record.blob)).await?.remove(&record.blob) else {
+        return Err(ArchiveError::Other(format!("{id}: its stored message is missing")));
+    };
     let a = archive.clone();
-    Ok(blocking(move || a.blobs.get(&blob)).await??)
+    Ok(blocking(move || a.blobs.read(&loc)).await??)
 }
 
 /// The received (or imported) record's meta of a message.
@@ -441,6 +523,7 @@ struct Prepared {
     entry: ArchiveEntry,
     doc: TantivyDocument,
     contacts: Vec<String>,
+    bytes: Vec<u8>,
 }
 
 /// Imports existing mail: each message is inspected, stored as a blob,
@@ -518,15 +601,23 @@ async fn flush(
 ) -> Result<()> {
     let mut entries = Vec::with_capacity(batch.len());
     let mut contacts = Vec::new();
+    let mut bytes = Vec::with_capacity(batch.len());
     for p in batch {
         writer.add_document(p.doc).map_err(crate::index::IndexError::from)?;
         contacts.extend(p.contacts);
         entries.push(p.entry);
+        bytes.push(p.bytes);
     }
+    let hashes: Vec<String> = entries.iter().map(|e| e.blob.clone()).collect();
+    let known = store.blob_locations(&hashes).await?;
     let a = archive.clone();
-    blocking(move || a.blobs.sync()).await??;
+    let items: Vec<(String, Vec<u8>)> = entries.iter().map(|e| e.blob.clone()).zip(bytes).collect();
+    let locs = blocking(move || {
+        a.blobs.write_pack(&blobs::new_items(items.iter().map(|(h, b)| (h.as_str(), b.as_slice())), &known))
+    })
+    .await??;
     if !entries.is_empty() {
-        let records = store.archive_append(&entries, &[]).await?;
+        let records = store.archive_append(&entries, &[], &locs).await?;
         checkpoint(archive, store, records.last()).await?;
     }
     if !contacts.is_empty() {
@@ -623,13 +714,7 @@ fn prepare(
     mtime: Option<i64>,
     internal: &(dyn Fn(&str) -> bool + Send + Sync),
 ) -> Option<Prepared> {
-    let blob = match archive.blobs.put_lazy(bytes) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not store a message");
-            return None;
-        }
-    };
+    let blob = sha256_hex(bytes);
     let facts = inspector.message(bytes);
     let names = index::address_headers(bytes);
     let date = mail_parser::MessageParser::new()
@@ -681,6 +766,7 @@ fn prepare(
         },
         doc,
         contacts,
+        bytes: bytes.to_vec(),
     })
 }
 
@@ -730,6 +816,8 @@ pub async fn reindex(
             states.insert(r.message_id.clone(), row.state.as_str().to_string());
         }
     }
+    let hashes: Vec<String> = originals.iter().map(|r| r.blob.clone()).collect();
+    let locs = Arc::new(store.blob_locations(&hashes).await?);
     let a = archive.clone();
     let ins = inspector.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(16);
@@ -742,13 +830,13 @@ pub async fn reindex(
         let states = Arc::new(states);
         let mut handles = Vec::new();
         for _ in 0..workers {
-            let (queue, doc_tx, a, ins, states) =
-                (queue.clone(), doc_tx.clone(), a.clone(), ins.clone(), states.clone());
+            let (queue, doc_tx, a, ins, states, locs) =
+                (queue.clone(), doc_tx.clone(), a.clone(), ins.clone(), states.clone(), locs.clone());
             handles.push(std::thread::spawn(move || {
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.next());
                     let Some(r) = next else { break };
-                    let Ok(bytes) = a.blobs.get(&r.blob) else {
+                    let Some(Ok(bytes)) = locs.get(&r.blob).map(|l| a.blobs.read(l)) else {
                         tracing::warn!(id = %r.message_id, "its blob is missing or damaged: not indexed");
                         continue;
                     };
@@ -823,18 +911,30 @@ pub async fn retention(archive: &Arc<Archive>, store: &Arc<dyn Store>, org: OrgI
         }
         removed += purged.message_ids.len() as u64;
         let a = archive.clone();
+        let ids = purged.message_ids.clone();
         blocking(move || -> Result<()> {
             let mut writer = a.index.writer(1, SERVE_HEAP, Duration::from_secs(10))?;
-            for id in &purged.message_ids {
+            for id in &ids {
                 writer.delete_term(a.index.delete_term(id));
             }
             writer.commit().map_err(crate::index::IndexError::from)?;
-            for blob in &purged.unreferenced_blobs {
-                a.blobs.remove(blob)?;
-            }
             Ok(())
         })
         .await??;
+        // The removed messages' bytes leave their packs: a pack with nothing
+        // left goes; one with survivors is rewritten without the rest.
+        let mut packs: Vec<String> = purged.unreferenced_blobs.iter().map(|l| l.pack.clone()).collect();
+        packs.sort();
+        packs.dedup();
+        for pack in packs {
+            let live = store.pack_blobs(&pack).await?;
+            if !live.is_empty() {
+                let a = archive.clone();
+                let moved = blocking(move || a.blobs.compact(&live)).await??;
+                store.relocate_blobs(&moved).await?;
+            }
+            archive.blobs.remove_pack(&pack)?;
+        }
         if let Some(head) = store.archive_head().await? {
             checkpoint(archive, store, Some(&head)).await?;
         }

@@ -21,26 +21,72 @@ impl Tokenizer for CjkBigram {
     type TokenStream<'a> = CjkBigramStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CjkBigramStream {
-        CjkBigramStream { tokens: tokenize(text), next: 0, token: Token::default() }
+        CjkBigramStream { chars: normalized(text), i: 0, k: None, token: Token::default(), started: false }
     }
 }
 
+/// Tokens made one at a time into one reused buffer: no allocation per
+/// token.
 pub struct CjkBigramStream {
-    tokens: Vec<Token>,
-    next: usize,
+    chars: Vec<(char, usize, usize)>,
+    /// Start of the next run.
+    i: usize,
+    /// Inside a CJK run: the next bigram's start and the run's end.
+    k: Option<(usize, usize)>,
     token: Token,
+    started: bool,
+}
+
+fn emit(t: &mut Token, started: &mut bool, from: usize, to: usize, text: impl Iterator<Item = char>) {
+    if *started {
+        t.position += 1;
+    } else {
+        t.position = 0;
+        *started = true;
+    }
+    t.text.clear();
+    t.text.extend(text);
+    t.offset_from = from;
+    t.offset_to = to;
+    t.position_length = 1;
 }
 
 impl TokenStream for CjkBigramStream {
     fn advance(&mut self) -> bool {
-        match self.tokens.get_mut(self.next) {
-            Some(t) => {
-                self.token = std::mem::take(t);
-                self.next += 1;
-                true
+        if let Some((k, end)) = self.k {
+            if k + 1 < end {
+                let (a, b) = (self.chars[k], self.chars[k + 1]);
+                self.k = Some((k + 1, end));
+                emit(&mut self.token, &mut self.started, a.1, b.2, [a.0, b.0].into_iter());
+                return true;
             }
-            None => false,
+            self.k = None;
         }
+        while self.i < self.chars.len() {
+            let i = self.i;
+            let kind = class(self.chars[i].0);
+            let end =
+                self.chars[i..].iter().position(|(c, _, _)| class(*c) != kind).map_or(self.chars.len(), |n| i + n);
+            self.i = end;
+            match kind {
+                Class::Other => continue,
+                Class::Word => {
+                    let (from, to) = (self.chars[i].1, self.chars[end - 1].2);
+                    emit(&mut self.token, &mut self.started, from, to, self.chars[i..end].iter().map(|c| c.0));
+                }
+                Class::Cjk if end - i == 1 => {
+                    let c = self.chars[i];
+                    emit(&mut self.token, &mut self.started, c.1, c.2, std::iter::once(c.0));
+                }
+                Class::Cjk => {
+                    let (a, b) = (self.chars[i], self.chars[i + 1]);
+                    self.k = Some((i + 1, end));
+                    emit(&mut self.token, &mut self.started, a.1, b.2, [a.0, b.0].into_iter());
+                }
+            }
+            return true;
+        }
+        false
     }
 
     fn token(&self) -> &Token {
@@ -115,35 +161,14 @@ fn normalized(text: &str) -> Vec<(char, usize, usize)> {
     out
 }
 
+/// Every token of `text` (queries, tests; the index uses the stream).
 pub fn tokenize(text: &str) -> Vec<Token> {
-    let chars = normalized(text);
-    let mut tokens = Vec::new();
-    let mut position = 0;
-    let mut i = 0;
-    let mut push = |text: String, from: usize, to: usize, tokens: &mut Vec<Token>| {
-        tokens.push(Token { offset_from: from, offset_to: to, position, text, position_length: 1 });
-        position += 1;
-    };
-    while i < chars.len() {
-        let kind = class(chars[i].0);
-        let run_end = chars[i..].iter().position(|(c, _, _)| class(*c) != kind).map(|n| i + n).unwrap_or(chars.len());
-        match kind {
-            Class::Other => {}
-            Class::Word => {
-                let word: String = chars[i..run_end].iter().map(|(c, _, _)| *c).collect();
-                push(word, chars[i].1, chars[run_end - 1].2, &mut tokens);
-            }
-            Class::Cjk if run_end - i == 1 => push(chars[i].0.to_string(), chars[i].1, chars[i].2, &mut tokens),
-            Class::Cjk => {
-                for k in i..run_end - 1 {
-                    let gram: String = [chars[k].0, chars[k + 1].0].iter().collect();
-                    push(gram, chars[k].1, chars[k + 1].2, &mut tokens);
-                }
-            }
-        }
-        i = run_end;
+    let mut stream = CjkBigram.token_stream(text);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token().clone());
     }
-    tokens
+    out
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ impl Env {
     }
 
     async fn sql(&self, sql: &str) {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.dir.path().join("tomare.db").display()))
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.dir.path().join("archive.db").display()))
             .await
             .unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&pool).await.unwrap();
@@ -334,7 +334,7 @@ async fn queue_messages_archived_as_received_then_final() {
     // Envelope-only recipient: a Bcc.
     let held =
         queue_message(&e, &spool, raw, &["suzuki@customer.co.jp", "boss@example.com"], State::Held, verdict).await;
-    let batch = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, 100).await.unwrap();
+    let batch = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, None, 100, 0).await.unwrap();
     assert_eq!((batch.messages, batch.records, batch.done.len()), (1, 1, 0), "received copy only: not final yet");
     assert_eq!(e.subjects("state:held"), ["held one"]);
     assert_eq!(e.subjects("rule:confidential-external"), ["held one"]);
@@ -342,14 +342,14 @@ async fn queue_messages_archived_as_received_then_final() {
     assert_eq!(e.subjects("to:boss@example.com"), ["held one"], "envelope Bcc is searchable");
     assert_eq!(e.subjects("極秘"), ["held one"]);
     // Nothing more to do until its state changes.
-    let idle = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, 100).await.unwrap();
+    let idle = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, None, 100, 0).await.unwrap();
     assert_eq!(idle.messages, 0);
 
     // Cancelled: the final record, the index doc restated, spool may go.
     assert_eq!(e.store.cancel(&held, "cli").await.unwrap(), tomare_store::Transition::Done);
     // The rules rewrote it before: the delivered copy differs.
     spool.0.lock().unwrap().get_mut(&held).unwrap().1 = Some(raw.replace("To: suzuki", "To: undisclosed").into_bytes());
-    let batch = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, 100).await.unwrap();
+    let batch = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, None, 100, 0).await.unwrap();
     assert_eq!((batch.records, batch.done.clone()), (1, vec![held.clone()]));
     assert!(e.subjects("state:held").is_empty());
     assert_eq!(e.subjects("state:cancelled"), ["held one"]);
@@ -382,16 +382,21 @@ async fn archive_of_six(e: &Env) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampering_is_found_and_named() {
-    // A changed message.
+    // A changed byte in one stored message.
     let e = env().await;
     archive_of_six(&e).await;
     let rec = e.store.archive_records(0, 10).await.unwrap();
-    let path = e.archive.blobs.path(&rec[3].blob);
-    std::fs::write(&path, zstd::bulk::compress(b"Subject: forged\r\n\r\n", 3).unwrap()).unwrap();
+    let loc = e.store.blob_locations(std::slice::from_ref(&rec[3].blob)).await.unwrap().remove(&rec[3].blob).unwrap();
+    let path = e.archive.blobs.pack_path(&loc.pack);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(loc.offset + loc.len / 2) as usize] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
     assert_eq!(e.verify().await.unwrap_err().seq, 4);
-    // A removed message file.
+    // A stored message's place forgotten; then the whole pack gone.
+    e.sql(&format!("DELETE FROM blobs WHERE hash = '{}'", rec[4].blob)).await;
+    assert_eq!(e.verify().await.unwrap_err().seq, 4);
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(e.verify().await.unwrap_err().seq, 4);
+    assert_eq!(e.verify().await.unwrap_err().seq, 1);
 
     // A deleted record.
     let e = env().await;
@@ -446,11 +451,19 @@ async fn retention_removes_only_what_is_due_and_never_held_mail() {
     assert_eq!(e.store.set_legal_hold(&held, true, "test", "litigation").await.unwrap(), 1);
     let old1 = e.archive.index.ids("subject:old1", 1).unwrap().remove(0);
     let old1_blob = e.store.archive_records_of(&old1).await.unwrap()[0].blob.clone();
+    let old_pack = e.store.blob_locations(std::slice::from_ref(&old1_blob)).await.unwrap()[&old1_blob].pack.clone();
 
     let removed = ops::retention(&e.archive, &e.store, e.org, 90, now_ms()).await.unwrap();
     assert_eq!(removed, 2);
     assert_eq!(e.subjects("保存期間"), ["old-held", "recent", "today"]);
-    assert!(!e.archive.blobs.path(&old1_blob).exists(), "the message itself is deleted");
+    assert!(e.store.blob_locations(std::slice::from_ref(&old1_blob)).await.unwrap().is_empty());
+    assert!(!e.archive.blobs.pack_path(&old_pack).exists(), "its pack was rewritten without it");
+    let stored = stored_messages(&e.dir.path().join("blobs"));
+    assert_eq!(stored.len(), 3, "the bytes of removed mail are gone from disk");
+    assert!(!stored.iter().any(|m| m.contains("Subject: old1") || m.contains("Subject: old2")));
+    // The survivors moved and still read back.
+    let today = e.archive.index.ids("subject:today", 1).unwrap().remove(0);
+    assert!(ops::message_bytes(&e.archive, &e.store, &today, true).await.is_ok());
     assert!(ops::message_bytes(&e.archive, &e.store, &old1, true).await.is_err());
     // The chain still verifies: the purge is a record of its own.
     assert_eq!(e.verify().await, Ok(6));
@@ -462,6 +475,23 @@ async fn retention_removes_only_what_is_due_and_never_held_mail() {
     assert_eq!(e.verify().await, Ok(7));
     // 0 days: keep everything.
     assert_eq!(ops::retention(&e.archive, &e.store, e.org, 0, now_ms()).await.unwrap(), 0);
+}
+
+/// Every message in every pack file, read by walking the frames.
+fn stored_messages(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        let mut at = 0;
+        while at + 48 <= bytes.len() {
+            assert_eq!(&bytes[at..at + 8], b"tomareb1");
+            let len = u64::from_le_bytes(bytes[at + 40..at + 48].try_into().unwrap()) as usize;
+            let frame = &bytes[at + 48..at + 48 + len];
+            out.push(String::from_utf8(zstd::stream::decode_all(frame).unwrap()).unwrap());
+            at += 48 + len;
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

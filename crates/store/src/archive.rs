@@ -2,10 +2,11 @@
 //! at a time (so two writers, the server and `tomare archive import`, never
 //! fork it), checkpoints, legal holds and retention.
 
-use crate::{ArchiveDue, ArchiveEntry, ArchiveRecord, CheckpointRow, Purged, Result, StoreError};
+use crate::{ArchiveEntry, ArchiveRecord, BlobLoc, CheckpointRow, Purged, Result, StoreError};
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
-use tomare_model::{MessageId, OrgId, State, now_ms};
+use std::collections::HashMap;
+use tomare_model::{MessageId, OrgId, now_ms};
 
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
@@ -47,6 +48,13 @@ CREATE TABLE IF NOT EXISTS archive_checkpoints (
     signature TEXT NOT NULL,
     at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS blobs (
+    hash TEXT PRIMARY KEY,
+    pack TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    len INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blobs_pack ON blobs(pack);
 CREATE TABLE IF NOT EXISTS legal_holds (
     message_id TEXT PRIMARY KEY,
     actor TEXT NOT NULL,
@@ -55,7 +63,8 @@ CREATE TABLE IF NOT EXISTS legal_holds (
 );
 "#;
 
-/// Adds `messages.archived` to a database made before the archive existed.
+/// Adds `messages.archived` to a queue database made before the archive
+/// existed; the archive's own tables live in `archive.db` ([`SCHEMA`]).
 pub(crate) async fn migrate(writer: &SqlitePool) -> Result<()> {
     let has: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'archived'")
         .fetch_one(writer)
@@ -66,29 +75,12 @@ pub(crate) async fn migrate(writer: &SqlitePool) -> Result<()> {
     sqlx::raw_sql("CREATE INDEX IF NOT EXISTS messages_archive ON messages(archived, id) WHERE archived < 2")
         .execute(writer)
         .await?;
-    sqlx::raw_sql(SCHEMA).execute(writer).await?;
     Ok(())
 }
 
-const FINAL: &str = "('delivered', 'failed', 'cancelled', 'rejected')";
-
-pub(crate) async fn due(reader: &SqlitePool, limit: i64) -> Result<Vec<ArchiveDue>> {
-    let sql = format!(
-        "SELECT id, state, archived FROM messages WHERE archived < 2 AND \
-         ((archived = 0 AND state != 'received') OR state IN {FINAL}) ORDER BY archived, id LIMIT ?"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(reader).await?;
-    rows.into_iter()
-        .map(|r| {
-            let id: String = r.get(0);
-            let state: String = r.get(1);
-            let state = State::parse(&state)
-                .ok_or_else(|| StoreError::Corrupt { id: id.clone(), what: format!("unknown state {state:?}") })?;
-            let id = MessageId::parse(&id).ok_or(StoreError::Corrupt { id, what: "bad id".into() })?;
-            Ok(ArchiveDue { id, state, archived: r.get(2) })
-        })
-        .collect()
-}
+/// Messages with archiving to do (see `Store::archive_due`).
+pub(crate) const DUE: &str = "WHERE archived < 2 AND ((archived = 0 AND state != 'received' AND received_at < ?) \
+     OR state IN ('delivered', 'failed', 'cancelled', 'rejected')) ORDER BY archived, id LIMIT ?";
 
 const COLUMNS: &str = "seq, message_id, org_id, kind, at, blob, meta, meta_hash, hash, purged_at";
 
@@ -113,6 +105,14 @@ async fn head(conn: &mut sqlx::SqliteConnection) -> Result<(i64, String)> {
     Ok(row.unwrap_or((0, GENESIS.to_string())))
 }
 
+/// Rows per multi-row statement (SQLite allows 32766 parameters).
+const ROWS: usize = 200;
+
+fn marks(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(","));
+    vec![row; rows].join(",")
+}
+
 async fn insert(conn: &mut sqlx::SqliteConnection, entries: &[ArchiveEntry]) -> Result<Vec<ArchiveRecord>> {
     let (mut seq, mut prev) = head(conn).await?;
     let mut out = Vec::with_capacity(entries.len());
@@ -120,21 +120,6 @@ async fn insert(conn: &mut sqlx::SqliteConnection, entries: &[ArchiveEntry]) -> 
         seq += 1;
         let meta_hash = sha256_hex(e.meta.as_bytes());
         let hash = chain_link(&prev, seq, &e.kind, &e.message_id, e.at, &e.blob, &meta_hash);
-        sqlx::query(
-            "INSERT INTO archive (seq, message_id, org_id, kind, at, blob, meta, meta_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(&e.message_id)
-        .bind(e.org_id)
-        .bind(&e.kind)
-        .bind(e.at)
-        .bind(&e.blob)
-        .bind(&e.meta)
-        .bind(&meta_hash)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
         prev = hash.clone();
         out.push(ArchiveRecord {
             seq,
@@ -149,27 +134,146 @@ async fn insert(conn: &mut sqlx::SqliteConnection, entries: &[ArchiveEntry]) -> 
             purged_at: None,
         });
     }
+    // Many rows per statement: the writer connection is shared with the
+    // queue, so the transaction must be short.
+    for chunk in out.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO archive (seq, message_id, org_id, kind, at, blob, meta, meta_hash, hash) VALUES {}",
+            marks(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(r.seq)
+                .bind(&r.message_id)
+                .bind(r.org_id)
+                .bind(&r.kind)
+                .bind(r.at)
+                .bind(&r.blob)
+                .bind(r.meta.as_deref())
+                .bind(&r.meta_hash)
+                .bind(&r.hash);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(out)
 }
 
+/// The entries whose message has no record of that kind yet.
+async fn not_yet_recorded(conn: &mut sqlx::SqliteConnection, entries: &[ArchiveEntry]) -> Result<Vec<ArchiveEntry>> {
+    let mut have = std::collections::HashSet::new();
+    for chunk in entries.chunks(ROWS * 4) {
+        let sql = format!(
+            "SELECT message_id, kind FROM archive WHERE kind != 'purge' AND message_id IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q.bind(&e.message_id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            have.insert((r.get::<String, _>(0), r.get::<String, _>(1)));
+        }
+    }
+    Ok(entries.iter().filter(|e| !have.contains(&(e.message_id.clone(), e.kind.clone()))).cloned().collect())
+}
+
+async fn insert_blobs(conn: &mut sqlx::SqliteConnection, blobs: &[BlobLoc]) -> Result<()> {
+    for chunk in blobs.chunks(ROWS) {
+        let sql = format!("INSERT OR IGNORE INTO blobs (hash, pack, offset, len) VALUES {}", marks(chunk.len(), 4));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in chunk {
+            q = q.bind(&b.hash).bind(&b.pack).bind(b.offset).bind(b.len);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn blob_row(r: SqliteRow) -> BlobLoc {
+    BlobLoc { hash: r.get(0), pack: r.get(1), offset: r.get(2), len: r.get(3) }
+}
+
+pub(crate) async fn blob_locations(reader: &SqlitePool, hashes: &[String]) -> Result<HashMap<String, BlobLoc>> {
+    let mut out = HashMap::new();
+    for chunk in hashes.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT hash, pack, offset, len FROM blobs WHERE hash IN ({marks})");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for h in chunk {
+            q = q.bind(h);
+        }
+        for r in q.fetch_all(reader).await? {
+            let loc = blob_row(r);
+            out.insert(loc.hash.clone(), loc);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn pack_blobs(reader: &SqlitePool, pack: &str) -> Result<Vec<BlobLoc>> {
+    let rows = sqlx::query("SELECT hash, pack, offset, len FROM blobs WHERE pack = ? ORDER BY offset")
+        .bind(pack)
+        .fetch_all(reader)
+        .await?;
+    Ok(rows.into_iter().map(blob_row).collect())
+}
+
+pub(crate) async fn relocate_blobs(writer: &SqlitePool, locs: &[BlobLoc]) -> Result<()> {
+    let mut tx = writer.begin().await?;
+    for b in locs {
+        sqlx::query("UPDATE blobs SET pack = ?, offset = ?, len = ? WHERE hash = ?")
+            .bind(&b.pack)
+            .bind(b.offset)
+            .bind(b.len)
+            .bind(&b.hash)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Appends to the chain in `archive.db`, then marks progress in the queue
+/// database. The two commits are separate: after a crash between them the
+/// messages come round again, and records they already have are skipped.
 pub(crate) async fn append(
     writer: &SqlitePool,
+    queue: &SqlitePool,
     entries: &[ArchiveEntry],
     progress: &[(MessageId, i64)],
+    blobs: &[BlobLoc],
+) -> Result<Vec<ArchiveRecord>> {
+    let out = append_records(writer, entries, blobs).await?;
+    let mut tx = queue.begin().await?;
+    for level in [1, 2] {
+        let ids: Vec<&str> = progress.iter().filter(|(_, a)| *a == level).map(|(id, _)| id.as_str()).collect();
+        for chunk in ids.chunks(ROWS * 4) {
+            let sql = format!("UPDATE messages SET archived = ? WHERE id IN ({})", vec!["?"; chunk.len()].join(","));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(level);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn append_records(
+    writer: &SqlitePool,
+    entries: &[ArchiveEntry],
+    blobs: &[BlobLoc],
 ) -> Result<Vec<ArchiveRecord>> {
     let mut conn = writer.acquire().await?;
     // IMMEDIATE: the head is read and extended under the write lock, so
     // another process appending at the same time waits instead of forking.
     sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let result = async {
-        let out = insert(&mut conn, entries).await?;
-        for (id, archived) in progress {
-            sqlx::query("UPDATE messages SET archived = ? WHERE id = ?")
-                .bind(archived)
-                .bind(id.as_str())
-                .execute(&mut *conn)
-                .await?;
-        }
+        insert_blobs(&mut conn, blobs).await?;
+        let fresh = not_yet_recorded(&mut conn, entries).await?;
+        let out = insert(&mut conn, &fresh).await?;
         Ok::<_, StoreError>(out)
     }
     .await;
@@ -252,7 +356,31 @@ pub(crate) async fn legal_holds(reader: &SqlitePool) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar("SELECT message_id FROM legal_holds ORDER BY message_id").fetch_all(reader).await?)
 }
 
-pub(crate) async fn purge(writer: &SqlitePool, org: OrgId, before: i64, limit: i64) -> Result<Purged> {
+/// Retention in `archive.db`, then the purged messages' rows leave the
+/// queue database.
+pub(crate) async fn purge(
+    writer: &SqlitePool,
+    queue: &SqlitePool,
+    org: OrgId,
+    before: i64,
+    limit: i64,
+) -> Result<Purged> {
+    let purged = purge_archive(writer, org, before, limit).await?;
+    let mut tx = queue.begin().await?;
+    for id in &purged.message_ids {
+        for table in ["recipients", "events", "facts", "approvals", "notices"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE message_id = ?")))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM messages WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(purged)
+}
+
+async fn purge_archive(writer: &SqlitePool, org: OrgId, before: i64, limit: i64) -> Result<Purged> {
     let mut conn = writer.acquire().await?;
     sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let result = purge_in(&mut conn, org, before, limit).await;
@@ -270,12 +398,13 @@ pub(crate) async fn purge(writer: &SqlitePool, org: OrgId, before: i64, limit: i
 
 async fn purge_in(conn: &mut sqlx::SqliteConnection, org: OrgId, before: i64, limit: i64) -> Result<Purged> {
     // Due: every record of the message is older than the cutoff, none is
-    // held, and the queue is done with it (fully archived, or imported).
+    // held, and the queue is done with it (its final record is written, or
+    // it was imported).
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT message_id FROM archive a WHERE org_id = ? AND purged_at IS NULL AND kind != 'purge' \
          AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.message_id = a.message_id) \
-         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = a.message_id AND m.archived < 2) \
-         GROUP BY message_id HAVING MAX(at) < ? ORDER BY MIN(seq) LIMIT ?",
+         GROUP BY message_id HAVING MAX(at) < ? AND SUM(kind IN ('final', 'imported')) > 0 \
+         ORDER BY MIN(seq) LIMIT ?",
     )
     .bind(org)
     .bind(before)
@@ -299,13 +428,6 @@ async fn purge_in(conn: &mut sqlx::SqliteConnection, org: OrgId, before: i64, li
             .bind(id)
             .execute(&mut *conn)
             .await?;
-        for table in ["recipients", "events", "facts", "approvals", "notices"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE message_id = ?")))
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        sqlx::query("DELETE FROM messages WHERE id = ?").bind(id).execute(&mut *conn).await?;
         for (seq, blob) in rows {
             seqs.push(seq);
             if !blob.is_empty() && !blobs.contains(&blob) {
@@ -320,7 +442,11 @@ async fn purge_in(conn: &mut sqlx::SqliteConnection, org: OrgId, before: i64, li
             .fetch_one(&mut *conn)
             .await?;
         if still == 0 {
-            unreferenced.push(blob);
+            let row = sqlx::query("DELETE FROM blobs WHERE hash = ? RETURNING hash, pack, offset, len")
+                .bind(&blob)
+                .fetch_optional(&mut *conn)
+                .await?;
+            unreferenced.extend(row.map(blob_row));
         }
     }
     let seq_list: Vec<String> = seqs.iter().map(i64::to_string).collect();

@@ -188,13 +188,16 @@ pub struct RecipientResult {
 }
 
 /// A message with archiving to do: its received copy once it has been
-/// reviewed (`archived` 0), its final record once its state is final.
+/// reviewed (`archived` 0), its final record once its state is final;
+/// with what the records need.
 #[derive(Debug, Clone)]
 pub struct ArchiveDue {
-    pub id: MessageId,
-    pub state: State,
+    pub row: MessageRow,
     /// 0: nothing archived yet; 1: the received copy is.
     pub archived: i64,
+    pub events: Vec<EventRow>,
+    /// The Facts and the verdict, as JSON.
+    pub facts: Option<(String, String)>,
 }
 
 /// A record to append to the archive chain.
@@ -239,12 +242,23 @@ pub struct CheckpointRow {
     pub at: i64,
 }
 
+/// Where an archived message's bytes are: a frame in a pack file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlobLoc {
+    /// SHA-256 of the message bytes.
+    pub hash: String,
+    pub pack: String,
+    pub offset: i64,
+    pub len: i64,
+}
+
 /// What one retention pass removed.
 #[derive(Debug, Clone, Default)]
 pub struct Purged {
     pub message_ids: Vec<String>,
-    /// Blobs no remaining record names: the caller deletes the files.
-    pub unreferenced_blobs: Vec<String>,
+    /// Blobs no remaining record names, forgotten: the caller compacts
+    /// their packs.
+    pub unreferenced_blobs: Vec<BlobLoc>,
 }
 
 /// What a requested state change did.
@@ -347,16 +361,29 @@ pub trait Store: Send + Sync {
 
     async fn list_users(&self) -> Result<Vec<String>>;
 
-    /// Messages with archiving to do, oldest first.
-    async fn archive_due(&self, limit: i64) -> Result<Vec<ArchiveDue>>;
+    /// Messages with archiving to do, oldest first: final ones, and
+    /// reviewed ones received before `received_before` (a message delivered
+    /// at once is archived in one pass, received and final together).
+    async fn archive_due(&self, limit: i64, received_before: i64) -> Result<Vec<ArchiveDue>>;
 
     /// Appends records to the chain (each linked to the one before, in one
-    /// transaction) and marks the messages' progress (`archived`).
+    /// transaction), records where new blobs are, and marks the messages'
+    /// progress (`archived`).
     async fn archive_append(
         &self,
         entries: &[ArchiveEntry],
         progress: &[(MessageId, i64)],
+        blobs: &[BlobLoc],
     ) -> Result<Vec<ArchiveRecord>>;
+
+    /// Where these blobs are (those stored).
+    async fn blob_locations(&self, hashes: &[String]) -> Result<std::collections::HashMap<String, BlobLoc>>;
+
+    /// Every blob stored in a pack.
+    async fn pack_blobs(&self, pack: &str) -> Result<Vec<BlobLoc>>;
+
+    /// New places of blobs (after a pack was compacted).
+    async fn relocate_blobs(&self, locs: &[BlobLoc]) -> Result<()>;
 
     /// Records after `after_seq`, in order.
     async fn archive_records(&self, after_seq: i64, limit: i64) -> Result<Vec<ArchiveRecord>>;

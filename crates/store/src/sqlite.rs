@@ -116,6 +116,11 @@ pub struct SqliteStore {
     /// pool is cheaper than SQLite's sleep-and-retry busy handler.
     writer: SqlitePool,
     reader: SqlitePool,
+    /// `archive.db` beside it: the archive's chain, blob places, checkpoints
+    /// and legal holds. A file of its own so the archive's large appends and
+    /// checkpoints never hold the queue's single writer.
+    arch_writer: SqlitePool,
+    arch_reader: SqlitePool,
 }
 
 impl SqliteStore {
@@ -137,13 +142,24 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await?;
         crate::archive::migrate(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { writer, reader })
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
+        // FULL: a batch's records are synced before its spool files go.
+        let arch = options
+            .filename(path.with_file_name("archive.db"))
+            .foreign_keys(false)
+            .synchronous(SqliteSynchronous::Full);
+        let arch_writer =
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(arch.clone()).await?;
+        sqlx::raw_sql(crate::archive::SCHEMA).execute(&arch_writer).await?;
+        let arch_reader = SqlitePoolOptions::new().max_connections(2).connect_with(arch.read_only(true)).await?;
+        Ok(SqliteStore { writer, reader, arch_writer, arch_reader })
     }
 
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+        self.arch_writer.close().await;
+        self.arch_reader.close().await;
     }
 }
 
@@ -1024,48 +1040,100 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("SELECT email FROM users ORDER BY email").fetch_all(&self.reader).await?)
     }
 
-    async fn archive_due(&self, limit: i64) -> Result<Vec<ArchiveDue>> {
-        archive::due(&self.reader, limit).await
+    async fn archive_due(&self, limit: i64, received_before: i64) -> Result<Vec<ArchiveDue>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS}, archived FROM messages {}", archive::DUE);
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(received_before).bind(limit).fetch_all(&self.reader).await?;
+        let archived: Vec<i64> = rows.iter().map(|r| r.try_get("archived")).collect::<std::result::Result<_, _>>()?;
+        let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>>>()?;
+        self.attach_recipients(&mut messages).await?;
+        let mut events: std::collections::HashMap<String, Vec<EventRow>> = Default::default();
+        let mut facts: std::collections::HashMap<String, (String, String)> = Default::default();
+        for chunk in messages.chunks(MAX_PARAMS) {
+            let ids = placeholders(1, chunk.len()).replace(['(', ')'], "");
+            let sql = format!(
+                "SELECT message_id, at, kind, actor, detail FROM events WHERE message_id IN ({ids}) ORDER BY id"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk {
+                q = q.bind(m.id.as_str());
+            }
+            for r in q.fetch_all(&self.reader).await? {
+                let e =
+                    EventRow { at: r.try_get(1)?, kind: r.try_get(2)?, actor: r.try_get(3)?, detail: r.try_get(4)? };
+                events.entry(r.try_get(0)?).or_default().push(e);
+            }
+            let sql = format!("SELECT message_id, json, verdict FROM facts WHERE message_id IN ({ids})");
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk {
+                q = q.bind(m.id.as_str());
+            }
+            for r in q.fetch_all(&self.reader).await? {
+                facts.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        Ok(messages
+            .into_iter()
+            .zip(archived)
+            .map(|(row, archived)| ArchiveDue {
+                events: events.remove(row.id.as_str()).unwrap_or_default(),
+                facts: facts.remove(row.id.as_str()),
+                row,
+                archived,
+            })
+            .collect())
     }
 
     async fn archive_append(
         &self,
         entries: &[ArchiveEntry],
         progress: &[(MessageId, i64)],
+        blobs: &[BlobLoc],
     ) -> Result<Vec<ArchiveRecord>> {
-        archive::append(&self.writer, entries, progress).await
+        archive::append(&self.arch_writer, &self.writer, entries, progress, blobs).await
+    }
+
+    async fn blob_locations(&self, hashes: &[String]) -> Result<std::collections::HashMap<String, BlobLoc>> {
+        archive::blob_locations(&self.arch_reader, hashes).await
+    }
+
+    async fn pack_blobs(&self, pack: &str) -> Result<Vec<BlobLoc>> {
+        archive::pack_blobs(&self.arch_reader, pack).await
+    }
+
+    async fn relocate_blobs(&self, locs: &[BlobLoc]) -> Result<()> {
+        archive::relocate_blobs(&self.arch_writer, locs).await
     }
 
     async fn archive_records(&self, after_seq: i64, limit: i64) -> Result<Vec<ArchiveRecord>> {
-        archive::records(&self.reader, after_seq, limit).await
+        archive::records(&self.arch_reader, after_seq, limit).await
     }
 
     async fn archive_records_of(&self, message_id: &str) -> Result<Vec<ArchiveRecord>> {
-        archive::records_of(&self.reader, message_id).await
+        archive::records_of(&self.arch_reader, message_id).await
     }
 
     async fn archive_head(&self) -> Result<Option<ArchiveRecord>> {
-        archive::last(&self.reader).await
+        archive::last(&self.arch_reader).await
     }
 
     async fn add_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()> {
-        archive::add_checkpoint(&self.writer, checkpoint).await
+        archive::add_checkpoint(&self.arch_writer, checkpoint).await
     }
 
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>> {
-        archive::checkpoints(&self.reader).await
+        archive::checkpoints(&self.arch_reader).await
     }
 
     async fn set_legal_hold(&self, message_ids: &[String], hold: bool, actor: &str, reason: &str) -> Result<u64> {
-        archive::set_legal_hold(&self.writer, message_ids, hold, actor, reason).await
+        archive::set_legal_hold(&self.arch_writer, message_ids, hold, actor, reason).await
     }
 
     async fn legal_holds(&self) -> Result<Vec<String>> {
-        archive::legal_holds(&self.reader).await
+        archive::legal_holds(&self.arch_reader).await
     }
 
     async fn archive_purge(&self, org: OrgId, before: i64, limit: i64) -> Result<Purged> {
-        archive::purge(&self.writer, org, before, limit).await
+        archive::purge(&self.arch_writer, &self.writer, org, before, limit).await
     }
 }
 

@@ -26,6 +26,13 @@ const GRACE: Duration = Duration::from_secs(30);
 
 pub fn run(config: Config, path: Option<std::path::PathBuf>, log_format: LogFormat) -> Result<ExitCode> {
     init_logging(log_format);
+    // glibc gives each thread that allocates its own arena; with the
+    // archiver's batches on blocking threads that fragments into hundreds
+    // of MB. Two arenas keep the footprint flat at no measured cost.
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config, path))?;
     Ok(ExitCode::SUCCESS)
@@ -111,8 +118,10 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let dyn_store: Arc<dyn Store> = store.clone();
     let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?;
     let contacted = Arc::new(std::sync::RwLock::new(store.contacted(org_id).await?));
+    let texts = config.archive.enabled.then(|| Arc::new(tomare_archive::ops::TextCache::default()));
     let rules = Arc::new(Rules {
         inspector,
+        texts: texts.clone(),
         policy: std::sync::RwLock::new(Arc::new(load_policy(&config, store.as_ref(), org_id).await?)),
         contacted: contacted.clone(),
         config: config.clone(),
@@ -190,8 +199,9 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
                 org: org_id,
                 retention_days: config.archive.retention_days,
                 metrics: metrics.clone(),
+                texts: texts.clone().unwrap_or_default(),
             };
-            Some(tokio::spawn(archiver.run(shutdown.clone())))
+            Some(crate::archiver::spawn(archiver, shutdown.clone())?)
         }
         None => None,
     };
@@ -208,7 +218,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let _ = tokio::time::timeout(GRACE, committer).await;
     let _ = web_task.await;
     if let Some(task) = archiver_task {
-        let _ = task.await;
+        let _ = tokio::task::spawn_blocking(move || task.join()).await;
     }
     delivery.close().await;
     store.close().await;
@@ -349,6 +359,8 @@ async fn load_policy(config: &Config, store: &dyn Store, org: tomare_model::OrgI
 /// Inspection and the rules, as the queue's review stage sees them.
 struct Rules {
     inspector: tomare_inspect::Inspector,
+    /// The archiver's copy of what inspection found (None without archive).
+    texts: Option<Arc<tomare_archive::ops::TextCache>>,
     policy: std::sync::RwLock<Arc<Policy>>,
     contacted: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
     config: Config,
@@ -358,6 +370,9 @@ struct Rules {
 impl Review for Rules {
     fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (tomare_model::Facts, Ruling) {
         let facts = self.inspector.message(data);
+        if let Some(texts) = &self.texts {
+            texts.put(tomare_archive::blobs::sha256_hex(data), facts.clone());
+        }
         if is_dsn {
             // Our own DSNs and notices go to our own senders: no rules.
             return (facts, Ruling::default_hold(&self.config, envelope, true));
