@@ -147,7 +147,7 @@ pub enum RulesCommand {
     Replay {
         rules: PathBuf,
         /// Which archived messages (the search language); all by default.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
         query: String,
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
@@ -168,6 +168,8 @@ pub enum ArchiveCommand {
     /// subject: filename: has:attachment before: after: larger: smaller:
     /// state: rule:, -negation, OR, parentheses.
     Search {
+        /// (May start with `-`: `-state:imported`.)
+        #[arg(allow_hyphen_values = true)]
         query: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -177,7 +179,7 @@ pub enum ArchiveCommand {
     /// Write messages out: IDs, or every match of --query.
     Export {
         ids: Vec<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         query: Option<String>,
         #[arg(long, value_enum, default_value_t = ExportFormat::Eml)]
         format: ExportFormat,
@@ -203,7 +205,7 @@ pub enum ArchiveCommand {
     /// lift it with --release.
     Hold {
         ids: Vec<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         query: Option<String>,
         #[arg(long)]
         release: bool,

@@ -47,6 +47,7 @@ fn served_mail_is_archived_searchable_exportable_and_verifiable() {
     assert_eq!(ids(&search("見積書")), [a_id.as_str()]);
     assert_eq!(ids(&search("state:delivered")), [b_id.clone(), a_id.clone()], "newest first");
     assert_eq!(ids(&search("rule:visible-recipients")), [b_id.as_str()]);
+    assert_eq!(ids(&search("-subject:seminar")), [a_id.as_str()], "a query may start with -");
     let hit = &search("seminar")[0];
     assert_eq!(hit["subject"], "seminar invitation");
     assert_eq!(hit["from"], "taro@example.com");
