@@ -559,7 +559,7 @@ pub async fn import(
     let (a, ins) = (archive.clone(), inspector.clone());
     let producer = tokio::task::spawn_blocking(move || produce(sources, workers, a, ins, org, internal, tx));
     let mut batch: Vec<Prepared> = Vec::new();
-    let mut since_commit = 0;
+    let mut pending = Pending::default();
     while let Some(item) = rx.recv().await {
         match item {
             None => report.unreadable += 1,
@@ -573,38 +573,47 @@ pub async fn import(
             }
         }
         if batch.len() >= 2000 {
-            since_commit += batch.len();
-            flush(archive, store, org, &mut writer, std::mem::take(&mut batch), &mut report, since_commit >= 20_000)
+            let commit = pending.entries.len() + batch.len() >= 20_000;
+            flush(archive, store, org, &mut writer, std::mem::take(&mut batch), &mut pending, &mut report, commit)
                 .await?;
-            if since_commit >= 20_000 {
-                since_commit = 0;
-            }
             progress(&report);
         }
     }
     let (w, bytes) = (&mut writer, producer.await.map_err(|e| ArchiveError::Other(e.to_string()))??);
     report.bytes = bytes;
-    flush(archive, store, org, w, std::mem::take(&mut batch), &mut report, true).await?;
+    flush(archive, store, org, w, std::mem::take(&mut batch), &mut pending, &mut report, true).await?;
     blocking(move || writer.wait_merging_threads()).await?.map_err(crate::index::IndexError::from)?;
     progress(&report);
     Ok(report)
 }
 
+/// Imported messages whose bytes are in packs and whose documents are in
+/// the writer, waiting for the next index commit to be recorded: a message
+/// is recorded only once it is searchable, so an interrupted import is
+/// simply run again (recorded messages are skipped, the rest redone).
+#[derive(Default)]
+struct Pending {
+    entries: Vec<ArchiveEntry>,
+    locs: Vec<BlobLoc>,
+    contacts: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn flush(
     archive: &Arc<Archive>,
     store: &Arc<dyn Store>,
     org: OrgId,
     writer: &mut IndexWriter,
     batch: Vec<Prepared>,
+    pending: &mut Pending,
     report: &mut ImportReport,
     commit: bool,
 ) -> Result<()> {
     let mut entries = Vec::with_capacity(batch.len());
-    let mut contacts = Vec::new();
     let mut bytes = Vec::with_capacity(batch.len());
     for p in batch {
         writer.add_document(p.doc).map_err(crate::index::IndexError::from)?;
-        contacts.extend(p.contacts);
+        pending.contacts.extend(p.contacts);
         entries.push(p.entry);
         bytes.push(p.bytes);
     }
@@ -616,17 +625,21 @@ async fn flush(
         a.blobs.write_pack(&blobs::new_items(items.iter().map(|(h, b)| (h.as_str(), b.as_slice())), &known))
     })
     .await??;
-    if !entries.is_empty() {
-        let records = store.archive_append(&entries, &[], &locs).await?;
+    pending.entries.extend(entries);
+    pending.locs.extend(locs);
+    if !commit {
+        return Ok(());
+    }
+    // Blocks this (CLI) task for the commit; the preparing threads wait.
+    writer.commit().map_err(crate::index::IndexError::from)?;
+    let p = std::mem::take(pending);
+    if !p.entries.is_empty() {
+        let records = store.archive_append(&p.entries, &[], &p.locs).await?;
         checkpoint(archive, store, records.last()).await?;
     }
-    if !contacts.is_empty() {
-        report.contacts += contacts.len() as u64;
-        store.record_contacts(org, &contacts).await?;
-    }
-    if commit {
-        // Blocks this (CLI) task for the commit; the preparing threads wait.
-        writer.commit().map_err(crate::index::IndexError::from)?;
+    if !p.contacts.is_empty() {
+        report.contacts += p.contacts.len() as u64;
+        store.record_contacts(org, &p.contacts).await?;
     }
     Ok(())
 }
