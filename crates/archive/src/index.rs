@@ -285,16 +285,21 @@ impl SearchIndex {
         let top = searcher.search(&q, &TopDocs::with_limit(1).order_by_score())?;
         let Some((_, addr)) = top.first() else { return Ok(None) };
         let old: TantivyDocument = searcher.doc(*addr)?;
+        Ok(Some(self.restated(&old, state)))
+    }
+
+    /// A copy of a document with another state.
+    pub fn restated(&self, old: &TantivyDocument, state: &str) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         for (field, value) in old.field_values() {
-            if field == self.fields.state {
+            if field == self.fields.state || field == self.fields.all {
                 continue;
             }
             doc.add_field_value(field, value);
         }
         doc.add_text(self.fields.state, state);
         self.fill_all(&mut doc);
-        Ok(Some(doc))
+        doc
     }
 
     pub fn num_docs(&self) -> Result<u64> {

@@ -110,21 +110,55 @@ pub struct Batch {
 /// reviewed (their received copy) or reached a final state (their final
 /// record). Order: blobs (synced), then the index, then the
 /// records — a crash in between repeats work, never loses it.
+/// The server archiver's work between index commits: documents in the
+/// writer, bytes in packs, records waiting for the commit. Records are
+/// appended (and spool files may go) only once the index commit holding
+/// their documents is done, so a crash before it simply repeats the work.
+/// Committing about once a second, not once per batch, keeps the index's
+/// file creation and fsyncs off the accept path's disk.
+#[derive(Default)]
+pub struct QueueState {
+    writer: Option<IndexWriter>,
+    entries: Vec<ArchiveEntry>,
+    progress: Vec<(MessageId, i64)>,
+    done: Vec<MessageId>,
+    locs: Vec<BlobLoc>,
+    /// Messages in this round: not taken again until it is recorded (so a
+    /// state change never needs a document that is not committed yet).
+    in_flight: HashSet<MessageId>,
+    last_commit: Option<std::time::Instant>,
+}
+
+/// How often the server commits the index (and records what it archived).
+pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+impl QueueState {
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn archive_queue(
     archive: &Arc<Archive>,
     store: &Arc<dyn Store>,
     inspector: &Arc<Inspector>,
     spool: &Arc<dyn SpoolSource>,
     texts: Option<&Arc<TextCache>>,
+    state: &mut QueueState,
     limit: i64,
     settle_ms: i64,
 ) -> Result<Batch> {
     let texts = texts.cloned();
-    let due = store.archive_due(limit, now_ms() - settle_ms).await?;
-    if due.is_empty() {
-        return Ok(Batch::default());
-    }
+    let mut due = store.archive_due(limit + state.in_flight.len() as i64, now_ms() - settle_ms).await?;
+    // Messages already in this round come again after its commit.
+    due.retain(|d| !state.in_flight.contains(&d.row.id));
+    due.truncate(usize::try_from(limit).unwrap_or(0));
     let messages = due.len();
+    if due.is_empty() {
+        let records = commit_round(archive, store, state).await?;
+        return Ok(Batch { messages: 0, records: records.0, done: records.1 });
+    }
     struct Item {
         id: MessageId,
         state: String,
@@ -153,10 +187,14 @@ pub async fn archive_queue(
         .collect();
     let (a, ins, sp, st) = (archive.clone(), inspector.clone(), spool.clone(), store.clone());
     let runtime = tokio::runtime::Handle::current();
-    type Built = (Vec<ArchiveEntry>, Vec<(MessageId, i64)>, Vec<MessageId>, Vec<BlobLoc>);
+    let writer = state.writer.take();
+    type Built = (IndexWriter, (Vec<ArchiveEntry>, Vec<(MessageId, i64)>, Vec<MessageId>, Vec<BlobLoc>));
     let built = blocking(move || -> Result<Built> {
         let texts = texts.as_deref();
-        let mut writer = a.index.writer(1, SERVE_HEAP, Duration::ZERO)?;
+        let writer = match writer {
+            Some(w) => w,
+            None => a.index.writer(1, SERVE_HEAP, Duration::ZERO)?,
+        };
         // The bytes to keep (with their hash); one pack at the end.
         let mut keep: Vec<(String, Vec<u8>)> = Vec::new();
         let mut entries = Vec::new();
@@ -266,14 +304,56 @@ pub async fn archive_queue(
         let known = runtime.block_on(st.blob_locations(&hashes))?;
         let locs =
             a.blobs.write_pack(&blobs::new_items(keep.iter().map(|(h, b)| (h.as_str(), b.as_slice())), &known))?;
-        writer.commit().map_err(crate::index::IndexError::from)?;
-        Ok((entries, progress, done, locs))
+        Ok((writer, (entries, progress, done, locs)))
     })
     .await??;
-    let (entries, progress, done, locs) = built;
-    let records = store.archive_append(&entries, &progress, &locs).await?;
+    let (writer, (entries, progress, done, locs)) = built;
+    state.writer = Some(writer);
+    state.in_flight.extend(progress.iter().map(|(id, _)| id.clone()));
+    state.entries.extend(entries);
+    state.progress.extend(progress);
+    state.done.extend(done);
+    state.locs.extend(locs);
+    let due_now = state.last_commit.is_none_or(|t| t.elapsed() >= COMMIT_EVERY);
+    let (records, done) = if due_now { commit_round(archive, store, state).await? } else { (0, Vec::new()) };
+    Ok(Batch { messages, records, done })
+}
+
+/// Records what is pending and lets the index writer go (before
+/// retention, at shutdown). Returns the messages now fully archived.
+pub async fn release(archive: &Arc<Archive>, store: &Arc<dyn Store>, state: &mut QueueState) -> Result<Vec<MessageId>> {
+    let (_, done) = commit_round(archive, store, state).await?;
+    if let Some(writer) = state.writer.take() {
+        blocking(move || drop(writer)).await?;
+    }
+    Ok(done)
+}
+
+/// Commits the index, then records what this round archived. Returns how
+/// many records and the messages now fully archived (their spool files may
+/// go). When nothing is pending the writer is let go, so `tomare archive
+/// import` can take it.
+pub async fn commit_round(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+    state: &mut QueueState,
+) -> Result<(usize, Vec<MessageId>)> {
+    let Some(mut writer) = state.writer.take() else { return Ok((0, Vec::new())) };
+    if state.in_flight.is_empty() {
+        // Idle: release the writer (dropping it waits for its threads).
+        blocking(move || drop(writer)).await?;
+        return Ok((0, Vec::new()));
+    }
+    let writer = blocking(move || writer.commit().map(|_| writer)).await?.map_err(crate::index::IndexError::from)?;
+    state.writer = Some(writer);
+    state.last_commit = Some(std::time::Instant::now());
+    let records = store.archive_append(&state.entries, &state.progress, &state.locs).await?;
     checkpoint(archive, store, records.last()).await?;
-    Ok(Batch { messages, records: records.len(), done })
+    state.entries.clear();
+    state.progress.clear();
+    state.locs.clear();
+    state.in_flight.clear();
+    Ok((records.len(), std::mem::take(&mut state.done)))
 }
 
 async fn checkpoint(archive: &Archive, store: &Arc<dyn Store>, head: Option<&ArchiveRecord>) -> Result<()> {

@@ -278,6 +278,17 @@ impl ops::SpoolSource for MemSpool {
     }
 }
 
+/// One archiver pass, then what it left pending recorded.
+async fn archive_pass(e: &Env, source: &Arc<dyn ops::SpoolSource>) -> Result<ops::Batch, tomare_archive::ArchiveError> {
+    let mut state = ops::QueueState::default();
+    let mut batch = ops::archive_queue(&e.archive, &e.store, &e.inspector, source, None, &mut state, 100, 0).await?;
+    let (records, done) = ops::commit_round(&e.archive, &e.store, &mut state).await?;
+    batch.records += records;
+    batch.done.extend(done);
+    ops::release(&e.archive, &e.store, &mut state).await?;
+    Ok(batch)
+}
+
 async fn queue_message(e: &Env, spool: &MemSpool, raw: &str, rcpts: &[&str], state: State, verdict: &str) -> MessageId {
     let id = MessageId::generate(now_ms());
     let envelope = Envelope {
@@ -334,7 +345,7 @@ async fn queue_messages_archived_as_received_then_final() {
     // Envelope-only recipient: a Bcc.
     let held =
         queue_message(&e, &spool, raw, &["suzuki@customer.co.jp", "boss@example.com"], State::Held, verdict).await;
-    let batch = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, None, 100, 0).await.unwrap();
+    let batch = archive_pass(&e, &source).await.unwrap();
     assert_eq!((batch.messages, batch.records, batch.done.len()), (1, 1, 0), "received copy only: not final yet");
     assert_eq!(e.subjects("state:held"), ["held one"]);
     assert_eq!(e.subjects("rule:confidential-external"), ["held one"]);
@@ -342,14 +353,14 @@ async fn queue_messages_archived_as_received_then_final() {
     assert_eq!(e.subjects("to:boss@example.com"), ["held one"], "envelope Bcc is searchable");
     assert_eq!(e.subjects("極秘"), ["held one"]);
     // Nothing more to do until its state changes.
-    let idle = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, None, 100, 0).await.unwrap();
+    let idle = archive_pass(&e, &source).await.unwrap();
     assert_eq!(idle.messages, 0);
 
     // Cancelled: the final record, the index doc restated, spool may go.
     assert_eq!(e.store.cancel(&held, "cli").await.unwrap(), tomare_store::Transition::Done);
     // The rules rewrote it before: the delivered copy differs.
     spool.0.lock().unwrap().get_mut(&held).unwrap().1 = Some(raw.replace("To: suzuki", "To: undisclosed").into_bytes());
-    let batch = ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, None, 100, 0).await.unwrap();
+    let batch = archive_pass(&e, &source).await.unwrap();
     assert_eq!((batch.records, batch.done.clone()), (1, vec![held.clone()]));
     assert!(e.subjects("state:held").is_empty());
     assert_eq!(e.subjects("state:cancelled"), ["held one"]);
@@ -366,6 +377,44 @@ async fn queue_messages_archived_as_received_then_final() {
     assert!(String::from_utf8(delivered).unwrap().contains("To: undisclosed"));
     assert_eq!(e.store.live_ids(true).await.unwrap(), Vec::<MessageId>::new());
     assert_eq!(e.verify().await, Ok(2));
+}
+
+async fn pass(e: &Env, source: &Arc<dyn ops::SpoolSource>, state: &mut ops::QueueState) -> ops::Batch {
+    ops::archive_queue(&e.archive, &e.store, &e.inspector, source, None, state, 100, 0).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_is_recorded_only_after_its_index_commit() {
+    let e = env().await;
+    let spool = Arc::new(MemSpool(Mutex::new(HashMap::new())));
+    let source: Arc<dyn ops::SpoolSource> = spool.clone();
+    let raw = "From: tanaka@example.com\r\nTo: a@customer.test\r\nSubject: round\r\n\r\n議事録\r\n";
+    let mut state = ops::QueueState::default();
+    // The first pass commits at once (no commit yet this run).
+    let first = queue_message(&e, &spool, raw, &["a@customer.test"], State::Held, "{}").await;
+    assert_eq!(pass(&e, &source, &mut state).await.records, 1);
+    // Within the second: pending, not recorded, not searchable, not taken again.
+    let second =
+        queue_message(&e, &spool, &raw.replace("round", "second"), &["a@customer.test"], State::Held, "{}").await;
+    let b = pass(&e, &source, &mut state).await;
+    assert_eq!((b.messages, b.records), (1, 0), "waits for the round's commit");
+    assert!(e.store.archive_records_of(second.as_str()).await.unwrap().is_empty());
+    assert!(e.subjects("subject:second").is_empty());
+    assert_eq!(e.store.cancel(&second, "cli").await.unwrap(), tomare_store::Transition::Done);
+    // In this round already, it is not taken again; with nothing else to
+    // do the pass commits the round: recorded and searchable.
+    let b = pass(&e, &source, &mut state).await;
+    assert_eq!((b.messages, b.records), (0, 1));
+    assert_eq!(e.subjects("subject:second"), ["second"]);
+    tokio::time::sleep(ops::COMMIT_EVERY).await;
+    let b = pass(&e, &source, &mut state).await;
+    assert_eq!((b.records, b.done.clone()), (1, vec![second.clone()]), "final record after its received one");
+    assert_eq!(e.subjects("state:cancelled"), ["second"]);
+    assert_eq!(e.subjects("state:held"), ["round"]);
+    let done = ops::release(&e.archive, &e.store, &mut state).await.unwrap();
+    assert!(done.is_empty());
+    assert!(e.store.archive_records_of(first.as_str()).await.unwrap().len() == 1);
+    assert_eq!(e.verify().await, Ok(3));
 }
 
 async fn archive_of_six(e: &Env) {

@@ -69,12 +69,23 @@ impl Archiver {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let source: Arc<dyn ops::SpoolSource> = Arc::new(SpoolFiles(self.spool.clone()));
         let mut last_retention: Option<Instant> = None;
+        let mut state = ops::QueueState::default();
         loop {
             if *shutdown.borrow() {
+                // What this round archived is recorded; its spool files go.
+                match ops::release(&self.archive, &self.store, &mut state).await {
+                    Ok(done) => done.iter().for_each(|id| self.spool.remove(id)),
+                    Err(e) => tracing::error!(error = %e, "archiving at shutdown failed; done again at start"),
+                }
                 return;
             }
             if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
                 last_retention = Some(Instant::now());
+                // Retention takes the index writer: this round goes first.
+                match ops::release(&self.archive, &self.store, &mut state).await {
+                    Ok(done) => done.iter().for_each(|id| self.spool.remove(id)),
+                    Err(e) => tracing::error!(error = %e, "archiving failed; will retry"),
+                }
                 match ops::retention(&self.archive, &self.store, self.org, self.retention_days, tomare_model::now_ms())
                     .await
                 {
@@ -89,6 +100,7 @@ impl Archiver {
                 &self.inspector,
                 &source,
                 Some(&self.texts),
+                &mut state,
                 BATCH,
                 ops::SETTLE_MS,
             )
