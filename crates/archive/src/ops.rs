@@ -150,10 +150,10 @@ pub async fn archive_queue(
     settle_ms: i64,
 ) -> Result<Batch> {
     let texts = texts.cloned();
-    let mut due = store.archive_due(limit + state.in_flight.len() as i64, now_ms() - settle_ms).await?;
     // Messages already in this round come again after its commit.
+    let skip: Vec<MessageId> = state.in_flight.iter().cloned().collect();
+    let mut due = store.archive_due(limit, now_ms() - settle_ms, &skip).await?;
     due.retain(|d| !state.in_flight.contains(&d.row.id));
-    due.truncate(usize::try_from(limit).unwrap_or(0));
     let messages = due.len();
     if due.is_empty() {
         let records = commit_round(archive, store, state).await?;

@@ -80,7 +80,7 @@ pub(crate) async fn migrate(writer: &SqlitePool) -> Result<()> {
 
 /// Messages with archiving to do (see `Store::archive_due`).
 pub(crate) const DUE: &str = "WHERE archived < 2 AND ((archived = 0 AND state != 'received' AND received_at < ?) \
-     OR state IN ('delivered', 'failed', 'cancelled', 'rejected')) ORDER BY archived, id LIMIT ?";
+     OR state IN ('delivered', 'failed', 'cancelled', 'rejected'))";
 
 const COLUMNS: &str = "seq, message_id, org_id, kind, at, blob, meta, meta_hash, hash, purged_at";
 

@@ -364,7 +364,8 @@ pub trait Store: Send + Sync {
     /// Messages with archiving to do, oldest first: final ones, and
     /// reviewed ones received before `received_before` (a message delivered
     /// at once is archived in one pass, received and final together).
-    async fn archive_due(&self, limit: i64, received_before: i64) -> Result<Vec<ArchiveDue>>;
+    /// `skip`: messages the caller is already archiving.
+    async fn archive_due(&self, limit: i64, received_before: i64, skip: &[MessageId]) -> Result<Vec<ArchiveDue>>;
 
     /// Appends records to the chain (each linked to the one before, in one
     /// transaction), records where new blobs are, and marks the messages'

@@ -1040,9 +1040,22 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("SELECT email FROM users ORDER BY email").fetch_all(&self.reader).await?)
     }
 
-    async fn archive_due(&self, limit: i64, received_before: i64) -> Result<Vec<ArchiveDue>> {
-        let sql = format!("SELECT {MESSAGE_COLUMNS}, archived FROM messages {}", archive::DUE);
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(received_before).bind(limit).fetch_all(&self.reader).await?;
+    async fn archive_due(&self, limit: i64, received_before: i64, skip: &[MessageId]) -> Result<Vec<ArchiveDue>> {
+        let skip = &skip[..skip.len().min(MAX_PARAMS)];
+        let not_in = if skip.is_empty() {
+            String::new()
+        } else {
+            format!(" AND id NOT IN ({})", vec!["?"; skip.len()].join(","))
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS}, archived FROM messages {}{not_in} ORDER BY archived, id LIMIT ?",
+            archive::DUE
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(received_before);
+        for id in skip {
+            q = q.bind(id.as_str());
+        }
+        let rows = q.bind(limit).fetch_all(&self.reader).await?;
         let archived: Vec<i64> = rows.iter().map(|r| r.try_get("archived")).collect::<std::result::Result<_, _>>()?;
         let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>>>()?;
         self.attach_recipients(&mut messages).await?;
