@@ -289,7 +289,7 @@ impl SearchIndex {
     }
 
     /// A copy of a document with another state.
-    pub fn restated(&self, old: &TantivyDocument, state: &str) -> TantivyDocument {
+    fn restated(&self, old: &TantivyDocument, state: &str) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         for (field, value) in old.field_values() {
             if field == self.fields.state || field == self.fields.all {

@@ -1,13 +1,14 @@
 //! The archive: every message kept as evidence, searchable in Japanese,
 //! tamper-evident.
 //!
-//! - [`blobs`]: the messages, zstd-compressed, named by their SHA-256.
-//! - Records (in the database, see `tomare_store::ArchiveRecord`): per
+//! - [`blobs`]: the messages, zstd-compressed, named by their SHA-256, in
+//!   pack files whose places `archive.db` keeps.
+//! - Records (in `archive.db`, see `tomare_store::ArchiveRecord`): per
 //!   message a `received` record (original bytes, envelope, Facts, verdict)
 //!   and a `final` record (the bytes as delivered, state, delivery results,
 //!   history); `imported` for mail brought in; `purge` when retention
 //!   removed some. Each is hashed onto the one before ([`chain`]) and the
-//!   head is signed with Ed25519 after each batch.
+//!   head is signed with Ed25519 after each round.
 //! - [`index`]: tantivy over addresses (Bcc too), subject, body, attachment
 //!   names and text, date, size, state and rules, with the [`tokenizer`]'s
 //!   positioned CJK bigrams; [`query`] is the search language.

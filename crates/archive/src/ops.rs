@@ -132,12 +132,6 @@ pub struct QueueState {
 /// How often the server commits the index (and records what it archived).
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
-impl QueueState {
-    pub fn is_idle(&self) -> bool {
-        self.in_flight.is_empty()
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 pub async fn archive_queue(
     archive: &Arc<Archive>,
