@@ -78,12 +78,34 @@ impl Spool {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let live_file = name.strip_suffix(".eml").and_then(MessageId::parse).is_some_and(|id| live.contains(&id));
+            // ID.eml, and ID.out.eml (the rewritten copy) beside it.
+            let stem = name.strip_suffix(".out.eml").or_else(|| name.strip_suffix(".eml"));
+            let live_file = stem.and_then(MessageId::parse).is_some_and(|id| live.contains(&id));
             if !live_file {
                 fs::remove_file(entry.path())?;
                 removed += 1;
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphans_go_and_live_messages_keep_both_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let (live, dead) = (MessageId::generate(1), MessageId::generate(2));
+        for id in [&live, &dead] {
+            spool.write_durable(id, b"original").unwrap();
+            spool.write_out(id, b"rewritten").unwrap();
+        }
+        let removed = spool.remove_orphans(&HashSet::from([live.clone()])).unwrap();
+        assert_eq!(removed, 2);
+        assert_eq!(spool.read_for_delivery(&live).unwrap(), b"rewritten", "a restart keeps the rewritten copy");
+        assert!(spool.read(&dead).is_err());
     }
 }
