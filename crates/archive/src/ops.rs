@@ -300,8 +300,16 @@ pub async fn archive_queue(
             a.blobs.write_pack(&blobs::new_items(keep.iter().map(|(h, b)| (h.as_str(), b.as_slice())), &known))?;
         Ok((writer, (entries, progress, done, locs)))
     })
-    .await??;
-    let (writer, (entries, progress, done, locs)) = built;
+    .await?;
+    let (writer, (entries, progress, done, locs)) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            // The writer, with the round's uncommitted documents, is gone:
+            // the whole round is done again.
+            *state = QueueState::default();
+            return Err(e);
+        }
+    };
     state.writer = Some(writer);
     state.in_flight.extend(progress.iter().map(|(id, _)| id.clone()));
     state.entries.extend(entries);
@@ -338,11 +346,25 @@ pub async fn commit_round(
         blocking(move || drop(writer)).await?;
         return Ok((0, Vec::new()));
     }
-    let writer = blocking(move || writer.commit().map(|_| writer)).await?.map_err(crate::index::IndexError::from)?;
-    state.writer = Some(writer);
-    state.last_commit = Some(std::time::Instant::now());
-    let records = store.archive_append(&state.entries, &state.progress, &state.locs).await?;
-    checkpoint(archive, store, records.last()).await?;
+    let recorded = async {
+        let writer =
+            blocking(move || writer.commit().map(|_| writer)).await?.map_err(crate::index::IndexError::from)?;
+        state.writer = Some(writer);
+        state.last_commit = Some(std::time::Instant::now());
+        let records = store.archive_append(&state.entries, &state.progress, &state.locs).await?;
+        checkpoint(archive, store, records.last()).await?;
+        Ok::<_, ArchiveError>(records)
+    }
+    .await;
+    let records = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            // Not recorded: the round's messages come again (their
+            // documents are replaced by id, their records skipped if any).
+            *state = QueueState::default();
+            return Err(e);
+        }
+    };
     state.entries.clear();
     state.progress.clear();
     state.locs.clear();
