@@ -163,7 +163,8 @@ pub fn verify(
 }
 
 /// The next record after `prev` (tests build chains without a database).
-pub fn append(prev: Option<&ArchiveRecord>, blob: String, meta: String) -> ArchiveRecord {
+#[cfg(test)]
+fn append(prev: Option<&ArchiveRecord>, blob: String, meta: String) -> ArchiveRecord {
     let (seq, prev_hash) = match prev {
         Some(r) => (r.seq + 1, r.hash.as_str()),
         None => (1, tomare_store::GENESIS),

@@ -111,15 +111,24 @@ pub struct DocInput {
     /// `imported` for mail brought in by `archive import`.
     pub flags: Vec<String>,
     /// Names and addresses of the From header, and of To/Cc/Bcc
-    /// ([`address_headers`]): 田中 finds 田中 <tanaka@…>.
+    /// ([`headers`]): 田中 finds 田中 <tanaka@…>.
     pub names_from: String,
     pub names_to: String,
 }
 
-/// The display names and addresses in a message's From and To/Cc/Bcc
-/// headers, decoded.
-pub fn address_headers(raw: &[u8]) -> (String, String) {
-    let Some(m) = mail_parser::MessageParser::new().parse_headers(raw) else { return Default::default() };
+/// What the index reads from a message's headers beyond its Facts.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    /// Display names and addresses of From, decoded.
+    pub from: String,
+    /// … of To, Cc and Bcc.
+    pub to: String,
+    /// The Date header, ms since the epoch.
+    pub date: Option<i64>,
+}
+
+pub fn headers(raw: &[u8]) -> Headers {
+    let Some(m) = mail_parser::MessageParser::new().parse_headers(raw) else { return Headers::default() };
     let list = |a: Option<&mail_parser::Address>| -> Vec<String> {
         a.map(|a| {
             a.iter()
@@ -128,11 +137,10 @@ pub fn address_headers(raw: &[u8]) -> (String, String) {
         })
         .unwrap_or_default()
     };
-    let from = list(m.from()).join(", ");
     let mut to = list(m.to());
     to.extend(list(m.cc()));
     to.extend(list(m.bcc()));
-    (from, to.join(", "))
+    Headers { from: list(m.from()).join(", "), to: to.join(", "), date: m.date().map(|d| d.to_timestamp() * 1000) }
 }
 
 /// One search result.
@@ -321,8 +329,10 @@ impl SearchIndex {
         // Searched on the catch-all field; highlighted in the stored ones.
         let tq = self.translate(&[self.fields.all], &parsed);
         let searcher = self.reader()?.searcher();
-        let top =
-            searcher.search(&tq, &TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>("date", Order::Desc))?;
+        // "Every match" (exports) asks for a huge limit: the collector
+        // sizes itself by it, so never more than there are documents.
+        let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX)).max(1);
+        let top = searcher.search(&tq, &TopDocs::with_limit(limit).order_by_fast_field::<i64>("date", Order::Desc))?;
         let snippets: Vec<(Field, SnippetGenerator)> = if highlight {
             let mut terms: BTreeMap<String, f32> = BTreeMap::new();
             let mut wanted = Vec::new();

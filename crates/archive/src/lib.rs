@@ -23,7 +23,7 @@ pub mod tokenizer;
 
 use ed25519_dalek::SigningKey;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use blobs::Blobs;
 pub use index::{DocInput, Hit, SearchIndex};
@@ -34,7 +34,6 @@ pub struct Archive {
     pub blobs: Blobs,
     pub index: SearchIndex,
     pub key: SigningKey,
-    pub dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +57,6 @@ impl Archive {
             blobs: Blobs::open(data_dir)?,
             index: SearchIndex::open(&data_dir.join("index"))?,
             key: load_key(&data_dir.join("archive.key"))?,
-            dir: data_dir.to_path_buf(),
         })
     }
 }

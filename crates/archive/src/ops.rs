@@ -217,7 +217,7 @@ pub async fn archive_queue(
                         // The review stage's inspection, when it is still at hand.
                         let facts = texts.and_then(|t| t.take(&hash)).unwrap_or_else(|| ins.message(bytes));
                         keep.push((hash.clone(), bytes.clone()));
-                        (hash, facts, index::address_headers(bytes))
+                        (hash, facts, index::headers(bytes))
                     }
                     Err(e) => {
                         tracing::error!(id = %it.id, error = %e, "the spool copy is missing: archived without it");
@@ -260,8 +260,8 @@ pub async fn archive_queue(
                     state: it.state.clone(),
                     rules: rule_names(&it.verdict),
                     flags: Vec::new(),
-                    names_from: names.0,
-                    names_to: names.1,
+                    names_from: names.from,
+                    names_to: names.to,
                 };
                 doc = Some(a.index.document(&input, &facts));
             }
@@ -440,6 +440,24 @@ pub async fn message_bytes(
     id: &str,
     original: bool,
 ) -> Result<Vec<u8>> {
+    Ok(stored(archive, store, id, original).await?.0)
+}
+
+/// The message as received (or imported) and that record's details, as
+/// `rules replay` judges it again.
+pub async fn received(archive: &Arc<Archive>, store: &Arc<dyn Store>, id: &str) -> Result<(Vec<u8>, Value)> {
+    let (bytes, record) = stored(archive, store, id, true).await?;
+    let meta = record.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+    Ok((bytes, meta))
+}
+
+/// A message's bytes with the record that names them.
+async fn stored(
+    archive: &Arc<Archive>,
+    store: &Arc<dyn Store>,
+    id: &str,
+    original: bool,
+) -> Result<(Vec<u8>, ArchiveRecord)> {
     let records = store.archive_records_of(id).await?;
     let pick = |kinds: &[&str]| records.iter().rev().find(|r| kinds.contains(&r.kind.as_str()) && !r.blob.is_empty());
     let record =
@@ -454,17 +472,8 @@ pub async fn message_bytes(
         return Err(ArchiveError::Other(format!("{id}: its stored message is missing")));
     };
     let a = archive.clone();
-    Ok(blocking(move || a.blobs.read(&loc)).await??)
-}
-
-/// The received (or imported) record's meta of a message.
-pub async fn received_meta(store: &Arc<dyn Store>, id: &str) -> Result<Option<Value>> {
-    let records = store.archive_records_of(id).await?;
-    Ok(records
-        .iter()
-        .find(|r| r.kind == "received" || r.kind == "imported")
-        .and_then(|r| r.meta.as_deref())
-        .and_then(|m| serde_json::from_str(m).ok()))
+    let bytes = blocking(move || a.blobs.read(&loc)).await??;
+    Ok((bytes, record.clone()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -647,15 +656,9 @@ pub async fn import(
     mut progress: impl FnMut(&ImportReport),
 ) -> Result<ImportReport> {
     let sources = import_sources(path)?;
-    // Messages already imported (the same bytes) are not imported twice.
+    // The same bytes twice in this import are imported once; those already
+    // in the archive are skipped batch by batch ([`flush`]).
     let mut seen: HashSet<String> = HashSet::new();
-    let mut after = 0;
-    loop {
-        let page = store.archive_records(after, 5000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        seen.extend(page.into_iter().filter(|r| r.kind == "imported").map(|r| r.message_id));
-    }
     let a = archive.clone();
     let mut writer = blocking(move || a.index.writer(1, BULK_HEAP, Duration::from_secs(30))).await??;
     let mut report = ImportReport::default();
@@ -716,9 +719,13 @@ async fn flush(
     report: &mut ImportReport,
     commit: bool,
 ) -> Result<()> {
+    let ids: Vec<String> = batch.iter().map(|p| p.entry.message_id.clone()).collect();
+    let known = store.archive_recorded(&ids).await?;
+    report.skipped_duplicates += known.len() as u64;
+    report.messages -= known.len() as u64;
     let mut entries = Vec::with_capacity(batch.len());
     let mut bytes = Vec::with_capacity(batch.len());
-    for p in batch {
+    for p in batch.into_iter().filter(|p| !known.contains(&p.entry.message_id)) {
         writer.add_document(p.doc).map_err(crate::index::IndexError::from)?;
         pending.contacts.extend(p.contacts);
         entries.push(p.entry);
@@ -836,12 +843,8 @@ fn prepare(
 ) -> Option<Prepared> {
     let blob = sha256_hex(bytes);
     let facts = inspector.message(bytes);
-    let names = index::address_headers(bytes);
-    let date = mail_parser::MessageParser::new()
-        .parse_headers(bytes)
-        .and_then(|m| m.date().map(|d| d.to_timestamp() * 1000))
-        .or(mtime)
-        .unwrap_or_else(now_ms);
+    let names = index::headers(bytes);
+    let date = names.date.or(mtime).unwrap_or_else(now_ms);
     let id = format!("import-{}", &blob[..32]);
     let sender = facts.from.first().cloned().unwrap_or_default();
     let recipients: Vec<String> = facts.to.iter().chain(&facts.cc).chain(&facts.bcc).cloned().collect();
@@ -862,8 +865,8 @@ fn prepare(
         state: "imported".into(),
         rules: Vec::new(),
         flags: vec!["imported".into()],
-        names_from: names.0,
-        names_to: names.1,
+        names_from: names.from,
+        names_to: names.to,
     };
     let doc = archive.index.document(&input, &facts);
     let meta = json!({
@@ -963,7 +966,7 @@ pub async fn reindex(
                     let meta: Value =
                         r.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or(Value::Null);
                     let facts = ins.message(&bytes);
-                    let names = index::address_headers(&bytes);
+                    let names = index::headers(&bytes);
                     let strings = |v: &Value| -> Vec<String> {
                         v.as_array()
                             .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
@@ -982,8 +985,8 @@ pub async fn reindex(
                             .unwrap_or_else(|| if imported { "imported".into() } else { "received".into() }),
                         rules: rule_names(&meta["verdict"]),
                         flags: if imported { vec!["imported".into()] } else { Vec::new() },
-                        names_from: names.0,
-                        names_to: names.1,
+                        names_from: names.from,
+                        names_to: names.to,
                     };
                     if doc_tx.send(a.index.document(&input, &facts)).is_err() {
                         break;

@@ -2,10 +2,10 @@
 //! at a time (so two writers, the server and `tomare archive import`, never
 //! fork it), checkpoints, legal holds and retention.
 
-use crate::{ArchiveEntry, ArchiveRecord, BlobLoc, CheckpointRow, Purged, Result, StoreError};
+use crate::{ArchiveEntry, ArchiveRecord, BlobLoc, CheckpointRow, Purged, Result};
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tomare_model::{MessageId, OrgId, now_ms};
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -161,21 +161,34 @@ async fn insert(conn: &mut sqlx::SqliteConnection, entries: &[ArchiveEntry]) -> 
 
 /// The entries whose message has no record of that kind yet.
 async fn not_yet_recorded(conn: &mut sqlx::SqliteConnection, entries: &[ArchiveEntry]) -> Result<Vec<ArchiveEntry>> {
-    let mut have = std::collections::HashSet::new();
-    for chunk in entries.chunks(ROWS * 4) {
+    let ids: Vec<&str> = entries.iter().map(|e| e.message_id.as_str()).collect();
+    let have = recorded_kinds(conn, &ids).await?;
+    Ok(entries.iter().filter(|e| !have.contains(&(e.message_id.clone(), e.kind.clone()))).cloned().collect())
+}
+
+/// (message id, kind) of the records these messages have.
+async fn recorded_kinds(conn: &mut sqlx::SqliteConnection, ids: &[&str]) -> Result<HashSet<(String, String)>> {
+    let mut have = HashSet::new();
+    for chunk in ids.chunks(ROWS * 4) {
         let sql = format!(
             "SELECT message_id, kind FROM archive WHERE kind != 'purge' AND message_id IN ({})",
             vec!["?"; chunk.len()].join(",")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for e in chunk {
-            q = q.bind(&e.message_id);
+        for id in chunk {
+            q = q.bind(*id);
         }
         for r in q.fetch_all(&mut *conn).await? {
             have.insert((r.get::<String, _>(0), r.get::<String, _>(1)));
         }
     }
-    Ok(entries.iter().filter(|e| !have.contains(&(e.message_id.clone(), e.kind.clone()))).cloned().collect())
+    Ok(have)
+}
+
+pub(crate) async fn recorded(reader: &SqlitePool, ids: &[String]) -> Result<HashSet<String>> {
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut conn = reader.acquire().await?;
+    Ok(recorded_kinds(&mut conn, &ids).await?.into_iter().map(|(id, _)| id).collect())
 }
 
 async fn insert_blobs(conn: &mut sqlx::SqliteConnection, blobs: &[BlobLoc]) -> Result<()> {
@@ -273,14 +286,18 @@ async fn append_records(
     let result = async {
         insert_blobs(&mut conn, blobs).await?;
         let fresh = not_yet_recorded(&mut conn, entries).await?;
-        let out = insert(&mut conn, &fresh).await?;
-        Ok::<_, StoreError>(out)
+        insert(&mut conn, &fresh).await
     }
     .await;
+    end(&mut conn, result).await
+}
+
+/// Ends a transaction: COMMIT after success, ROLLBACK after an error.
+async fn end<T>(conn: &mut sqlx::SqliteConnection, result: Result<T>) -> Result<T> {
     match result {
-        Ok(out) => {
+        Ok(v) => {
             sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-            Ok(out)
+            Ok(v)
         }
         Err(e) => {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
@@ -384,16 +401,7 @@ async fn purge_archive(writer: &SqlitePool, org: OrgId, before: i64, limit: i64)
     let mut conn = writer.acquire().await?;
     sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let result = purge_in(&mut conn, org, before, limit).await;
-    match result {
-        Ok(p) => {
-            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-            Ok(p)
-        }
-        Err(e) => {
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-            Err(e)
-        }
-    }
+    end(&mut conn, result).await
 }
 
 async fn purge_in(conn: &mut sqlx::SqliteConnection, org: OrgId, before: i64, limit: i64) -> Result<Purged> {

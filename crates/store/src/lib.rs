@@ -377,6 +377,9 @@ pub trait Store: Send + Sync {
         blobs: &[BlobLoc],
     ) -> Result<Vec<ArchiveRecord>>;
 
+    /// Those of these messages that have a record in the archive.
+    async fn archive_recorded(&self, message_ids: &[String]) -> Result<std::collections::HashSet<String>>;
+
     /// Where these blobs are (those stored).
     async fn blob_locations(&self, hashes: &[String]) -> Result<std::collections::HashMap<String, BlobLoc>>;
 

@@ -1062,7 +1062,7 @@ impl Store for SqliteStore {
         let mut events: std::collections::HashMap<String, Vec<EventRow>> = Default::default();
         let mut facts: std::collections::HashMap<String, (String, String)> = Default::default();
         for chunk in messages.chunks(MAX_PARAMS) {
-            let ids = placeholders(1, chunk.len()).replace(['(', ')'], "");
+            let ids = vec!["?"; chunk.len()].join(",");
             let sql = format!(
                 "SELECT message_id, at, kind, actor, detail FROM events WHERE message_id IN ({ids}) ORDER BY id"
             );
@@ -1103,6 +1103,10 @@ impl Store for SqliteStore {
         blobs: &[BlobLoc],
     ) -> Result<Vec<ArchiveRecord>> {
         archive::append(&self.arch_writer, &self.writer, entries, progress, blobs).await
+    }
+
+    async fn archive_recorded(&self, message_ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        archive::recorded(&self.arch_reader, message_ids).await
     }
 
     async fn blob_locations(&self, hashes: &[String]) -> Result<std::collections::HashMap<String, BlobLoc>> {

@@ -9,6 +9,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use tomare_archive::index::IndexError;
 use tomare_archive::{Archive, ops};
 use tomare_config::Config;
 use tomare_model::i18n::{Lang, t};
@@ -27,6 +28,29 @@ async fn open(config: &Config) -> Result<(Arc<Archive>, Arc<tomare_store::Sqlite
 
 fn inspector(config: &Config) -> Result<Arc<tomare_inspect::Inspector>> {
     Ok(Arc::new(tomare_inspect::Inspector::new(config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?))
+}
+
+/// A query the user got wrong is told (exit 2); other errors stay errors.
+fn told<T>(lang: Lang, result: Result<T, IndexError>) -> Result<Result<T, ExitCode>> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(IndexError::Query(e)) => {
+            eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
+            Ok(Err(ExitCode::from(2)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The ids of the archived messages a query finds.
+async fn query_ids(
+    archive: &Arc<Archive>,
+    lang: Lang,
+    query: String,
+    limit: usize,
+) -> Result<Result<Vec<String>, ExitCode>> {
+    let a = archive.clone();
+    told(lang, tokio::task::spawn_blocking(move || a.index.ids(&query, limit)).await?)
 }
 
 /// Highlight HTML (`<b>` around matches, text escaped) for a terminal.
@@ -58,14 +82,9 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
             ArchiveCommand::Export { ids, query, format, out, original } => {
                 let mut ids = ids;
                 if let Some(q) = query {
-                    let a = archive.clone();
-                    match tokio::task::spawn_blocking(move || a.index.ids(&q, ALL)).await? {
+                    match query_ids(&archive, lang, q, ALL).await? {
                         Ok(found) => ids.extend(found),
-                        Err(tomare_archive::index::IndexError::Query(e)) => {
-                            eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
-                            return Ok(ExitCode::from(2));
-                        }
-                        Err(e) => return Err(e.into()),
+                        Err(code) => return Ok(code),
                     }
                 }
                 if ids.is_empty() {
@@ -143,14 +162,9 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
             }
             ArchiveCommand::Hold { mut ids, query, release, reason } => {
                 if let Some(q) = query {
-                    let a = archive.clone();
-                    match tokio::task::spawn_blocking(move || a.index.ids(&q, ALL)).await? {
+                    match query_ids(&archive, lang, q, ALL).await? {
                         Ok(found) => ids.extend(found),
-                        Err(tomare_archive::index::IndexError::Query(e)) => {
-                            eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
-                            return Ok(ExitCode::from(2));
-                        }
-                        Err(e) => return Err(e.into()),
+                        Err(code) => return Ok(code),
                     }
                 }
                 let n = store.set_legal_hold(&ids, !release, "cli", &reason).await?;
@@ -178,13 +192,9 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
 /// little more than the search itself.
 fn search(config: &Config, lang: Lang, query: &str, limit: usize, json: bool) -> Result<ExitCode> {
     let index = tomare_archive::SearchIndex::open(&config.storage.data_dir.join("index"))?;
-    let hits = match index.search(query, limit) {
+    let hits = match told(lang, index.search(query, limit))? {
         Ok(h) => h,
-        Err(tomare_archive::index::IndexError::Query(e)) => {
-            eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
-            return Ok(ExitCode::from(2));
-        }
-        Err(e) => return Err(e.into()),
+        Err(code) => return Ok(code),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&hits)?);
@@ -233,15 +243,9 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         let (archive, sqlite) = open(&config).await?;
         let store: Arc<dyn Store> = sqlite.clone();
         let inspector = inspector(&config)?;
-        let a = archive.clone();
-        let q = query.clone();
-        let ids = match tokio::task::spawn_blocking(move || a.index.ids(&q, limit)).await? {
+        let ids = match query_ids(&archive, lang, query.clone(), limit).await? {
             Ok(ids) => ids,
-            Err(tomare_archive::index::IndexError::Query(e)) => {
-                eprintln!("{}", t(lang, "archive.bad_query", &[&e]));
-                return Ok(ExitCode::from(2));
-            }
-            Err(e) => return Err(e.into()),
+            Err(code) => return Ok(code),
         };
         let contacted = match store.find_org(&config.org.name).await? {
             Some(org) => store.contacted(org).await?,
@@ -251,8 +255,7 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         let mut differences = Vec::new();
         let mut replayed = 0;
         for id in &ids {
-            let Ok(bytes) = ops::message_bytes(&archive, &store, id, true).await else { continue };
-            let meta = ops::received_meta(&store, id).await?.unwrap_or_default();
+            let Ok((bytes, meta)) = ops::received(&archive, &store, id).await else { continue };
             let strings = |v: &serde_json::Value| -> Vec<String> {
                 v.as_array()
                     .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())

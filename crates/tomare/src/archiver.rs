@@ -66,6 +66,15 @@ pub fn spawn(archiver: Archiver, shutdown: watch::Receiver<bool>) -> std::io::Re
 }
 
 impl Archiver {
+    /// The spool files of messages now fully archived.
+    async fn remove_spooled(&self, done: Vec<MessageId>) {
+        if done.is_empty() {
+            return;
+        }
+        let spool = self.spool.clone();
+        let _ = tokio::task::spawn_blocking(move || done.iter().for_each(|id| spool.remove(id))).await;
+    }
+
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let source: Arc<dyn ops::SpoolSource> = Arc::new(SpoolFiles(self.spool.clone()));
         let mut last_retention: Option<Instant> = None;
@@ -74,7 +83,7 @@ impl Archiver {
             if *shutdown.borrow() {
                 // What this round archived is recorded; its spool files go.
                 match ops::release(&self.archive, &self.store, &mut state).await {
-                    Ok(done) => done.iter().for_each(|id| self.spool.remove(id)),
+                    Ok(done) => self.remove_spooled(done).await,
                     Err(e) => tracing::error!(error = %e, "archiving at shutdown failed; done again at start"),
                 }
                 return;
@@ -83,7 +92,7 @@ impl Archiver {
                 last_retention = Some(Instant::now());
                 // Retention takes the index writer: this round goes first.
                 match ops::release(&self.archive, &self.store, &mut state).await {
-                    Ok(done) => done.iter().for_each(|id| self.spool.remove(id)),
+                    Ok(done) => self.remove_spooled(done).await,
                     Err(e) => tracing::error!(error = %e, "archiving failed; will retry"),
                 }
                 match ops::retention(&self.archive, &self.store, self.org, self.retention_days, tomare_model::now_ms())
@@ -108,11 +117,7 @@ impl Archiver {
             {
                 Ok(batch) => {
                     self.metrics.archived.fetch_add(batch.records as u64, Relaxed);
-                    if !batch.done.is_empty() {
-                        let spool = self.spool.clone();
-                        let done = batch.done;
-                        let _ = tokio::task::spawn_blocking(move || done.iter().for_each(|id| spool.remove(id))).await;
-                    }
+                    self.remove_spooled(batch.done).await;
                     if batch.messages as i64 >= BATCH { Duration::ZERO } else { IDLE }
                 }
                 Err(tomare_archive::ArchiveError::Index(tomare_archive::index::IndexError::Busy)) => {
