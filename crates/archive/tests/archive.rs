@@ -292,8 +292,8 @@ async fn archive_pass(e: &Env, source: &Arc<dyn ops::SpoolSource>) -> Result<ops
 async fn queue_message(e: &Env, spool: &MemSpool, raw: &str, rcpts: &[&str], state: State, verdict: &str) -> MessageId {
     let id = MessageId::generate(now_ms());
     let envelope = Envelope {
-        mail_from: "tanaka@example.com".into(),
-        rcpt_to: rcpts.iter().map(|r| r.to_string()).collect(),
+        mail_from: "tanaka@example.com".parse().unwrap(),
+        rcpt_to: rcpts.iter().map(|r| r.parse().unwrap()).collect(),
         helo: "client".into(),
         client_ip: "127.0.0.1".into(),
         auth_user: None,

@@ -8,7 +8,7 @@ pub mod rules;
 mod units;
 
 pub use rules::{Action, Cond, Rule, RulesFile};
-pub use units::{ByteSize, Duration, IpNet};
+pub use units::{ByteSize, Duration, IpNet, Reserve};
 
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -80,8 +80,27 @@ pub struct Smtp {
     pub allowed_networks: Vec<IpNet>,
     pub max_message_size: ByteSize,
     pub max_recipients: usize,
+    /// Simultaneous connections from `allowed_networks`.
     pub max_connections: usize,
+    /// Simultaneous connections from everywhere else, together.
+    pub max_outside_connections: usize,
+    /// Simultaneous connections from one address outside `allowed_networks`.
+    pub max_connections_per_ip: usize,
+    /// Longest wait for the next whole command.
     pub idle_timeout: Duration,
+    /// Longest session, whatever happens in it.
+    pub session_timeout: Duration,
+    /// Longest DATA phase.
+    pub data_timeout: Duration,
+    /// Bytes per second a DATA phase must average after its first 30 s.
+    pub min_data_rate: ByteSize,
+    /// Clients outside `allowed_networks` must authenticate within this long.
+    pub preauth_timeout: Duration,
+    /// Failed AUTH attempts for one account before it is locked for `auth_lockout`.
+    pub auth_max_failures: u32,
+    /// Failed AUTH attempts from one address before it is locked.
+    pub auth_max_failures_per_ip: u32,
+    pub auth_lockout: Duration,
     /// Refused after this many bad commands in one session.
     pub max_errors: usize,
     pub tls: Option<Tls>,
@@ -96,7 +115,16 @@ impl Default for Smtp {
             max_message_size: ByteSize(50 * 1000 * 1000),
             max_recipients: 1000,
             max_connections: 500,
+            max_outside_connections: 50,
+            max_connections_per_ip: 5,
             idle_timeout: Duration::secs(300),
+            session_timeout: Duration::secs(1800),
+            data_timeout: Duration::secs(600),
+            min_data_rate: ByteSize(10_000),
+            preauth_timeout: Duration::secs(30),
+            auth_max_failures: 5,
+            auth_max_failures_per_ip: 20,
+            auth_lockout: Duration::secs(900),
             max_errors: 20,
             tls: None,
         }
@@ -126,11 +154,21 @@ impl Default for Web {
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
     pub data_dir: PathBuf,
+    /// New mail is refused (452) when the data disk has less free space
+    /// than this, so state changes can still be written.
+    pub min_free: Reserve,
+    /// Leave the data directory's permissions as they are (otherwise a
+    /// group- or world-readable one is tightened to the owner at start).
+    pub allow_shared_permissions: bool,
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { data_dir: "./tomare-data".into() }
+        Storage {
+            data_dir: "./tomare-data".into(),
+            min_free: Reserve::Bytes(1_000_000_000),
+            allow_shared_permissions: false,
+        }
     }
 }
 

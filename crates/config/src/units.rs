@@ -95,6 +95,50 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Free space kept back on the data disk: a size (`"1GB"`) or a share of
+/// the file system (`"5%"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reserve {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl Reserve {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        match t.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(Reserve::Percent(p)),
+                _ => Err(format!("invalid share {s:?}: use a percentage from 0% to 100%, e.g. \"5%\"")),
+            },
+            None => ByteSize::parse(t).map(|b| Reserve::Bytes(b.0)),
+        }
+    }
+
+    /// The reserve in bytes on a file system of `total` bytes.
+    pub fn bytes(&self, total: u64) -> u64 {
+        match *self {
+            Reserve::Bytes(b) => b,
+            Reserve::Percent(p) => (total as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Reserve {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Reserve::Bytes(n)),
+            Raw::S(s) => Reserve::parse(&s).map_err(D::Error::custom),
+        }
+    }
+}
+
 /// An IP network in CIDR notation; a bare address is a /32 or /128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {
@@ -162,6 +206,16 @@ mod tests {
         assert_eq!(ByteSize::parse("50MB").unwrap().0, 50_000_000);
         assert_eq!(ByteSize::parse("1KiB").unwrap().0, 1024);
         assert!(ByteSize::parse("12XB").is_err());
+    }
+
+    #[test]
+    fn reserves() {
+        assert_eq!(Reserve::parse("1GB").unwrap().bytes(0), 1_000_000_000);
+        assert_eq!(Reserve::parse("5%").unwrap().bytes(2_000), 100);
+        assert_eq!(Reserve::parse("0").unwrap().bytes(1 << 40), 0);
+        for bad in ["101%", "-1%", "x%", "1XB"] {
+            assert!(Reserve::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

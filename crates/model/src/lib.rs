@@ -4,14 +4,20 @@
 //! This crate does no I/O; every stage depends on it and on nothing else of
 //! the project's, so stages stay independent of each other.
 
+mod address;
+mod escape;
 mod facts;
+mod health;
 pub mod i18n;
 mod id;
 mod metrics;
 mod state;
 mod time;
 
+pub use address::{Address, AddressError, SendAs};
+pub use escape::escape_controls;
 pub use facts::{Attachment, Detection, Facts};
+pub use health::Health;
 pub use id::MessageId;
 pub use metrics::Metrics;
 pub use state::{RcptStatus, State};
@@ -25,13 +31,20 @@ pub type OrgId = i64;
 /// What the SMTP client told us: who sends, to whom, from where.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Envelope {
-    /// Reverse path; empty for the null sender `<>`.
-    pub mail_from: String,
-    pub rcpt_to: Vec<String>,
+    /// Reverse path; [`Address::null`] for `<>`.
+    pub mail_from: Address,
+    pub rcpt_to: Vec<Address>,
     pub helo: String,
     pub client_ip: String,
     /// The SMTP AUTH identity, when the client authenticated.
     pub auth_user: Option<String>,
+}
+
+impl Envelope {
+    /// Whether any recipient is outside `internal` (by its domain field).
+    pub fn has_external(&self, internal: &[String]) -> bool {
+        self.rcpt_to.iter().any(|r| !r.is_internal(internal))
+    }
 }
 
 /// NFKC, then lower case: the form keywords and text are compared in, so
@@ -78,7 +91,7 @@ mod tests {
 /// How one recipient fared in one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RcptOutcome {
-    pub address: String,
+    pub address: Address,
     pub class: OutcomeClass,
     /// The remote server's reply, or what went wrong before it could answer.
     pub reply: String,

@@ -21,6 +21,8 @@ pub struct Metrics {
     /// Archive records written (received and final copies).
     pub archived: AtomicU64,
     pub smtp_sessions: AtomicI64,
+    /// Disk, archive and delivery health (gauges).
+    pub health: crate::Health,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -66,6 +68,28 @@ impl Metrics {
             "# HELP tomare_smtp_sessions Open inbound SMTP sessions.\n# TYPE tomare_smtp_sessions gauge\ntomare_smtp_sessions {}",
             self.smtp_sessions.load(Relaxed)
         );
+        let h = &self.health;
+        let gauges = [
+            ("tomare_disk_free_bytes", "Free space on the data disk.", h.disk_free.load(Relaxed) as i64),
+            (
+                "tomare_disk_reserve_bytes",
+                "Free space kept back ([storage] min_free).",
+                h.disk_reserve.load(Relaxed) as i64,
+            ),
+            (
+                "tomare_archive_lag_seconds",
+                "Age of the oldest message waiting for the archive (-1: off).",
+                h.archive_lag.load(Relaxed),
+            ),
+            (
+                "tomare_delivery_failures_in_row",
+                "Delivery attempts in a row that failed for every recipient.",
+                h.delivery_failures_in_row.load(Relaxed) as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
         let _ = writeln!(out, "# HELP tomare_queue_depth Messages per queue state.\n# TYPE tomare_queue_depth gauge");
         for (state, n) in depth {
             let _ = writeln!(out, "tomare_queue_depth{{state=\"{state}\"}} {n}");

@@ -34,12 +34,13 @@ fn main() {
         .iter()
         .map(|r| {
             let facts = inspector.message(r);
-            let mut rcpt_to: Vec<String> = facts.to.iter().chain(&facts.cc).chain(&facts.bcc).cloned().collect();
+            let mut rcpt_to: Vec<tomare_model::Address> =
+                facts.to.iter().chain(&facts.cc).chain(&facts.bcc).filter_map(|a| a.parse().ok()).collect();
             if rcpt_to.is_empty() {
-                rcpt_to.push("someone@customer.test".into());
+                rcpt_to.push("someone@customer.test".parse().expect("an address"));
             }
             let envelope = Envelope {
-                mail_from: "taro@example.com".into(),
+                mail_from: "taro@example.com".parse().expect("an address"),
                 rcpt_to,
                 helo: String::new(),
                 client_ip: String::new(),

@@ -52,9 +52,9 @@ then = [{{ hold = "30m" }}]
 
 [[rule]]
 name = "inspection-incomplete"
-description = "Part of the message could not be read (password, damage, size or time limit): it is held for review."
+description = "Part of the message could not be read (password, damage, size or time limit): a person must look at it before it leaves."
 when = {{ all = [ {{ external_recipients = {{ min = 1 }} }}, {{ inspection_incomplete = true }} ] }}
-then = [{{ hold = "1h" }}]
+then = [{{ require_approval = {{ approver = "supervisor", timeout = "4h", on_timeout = "reject" }} }}]
 
 [[rule]]
 name = "lookalike-domain"

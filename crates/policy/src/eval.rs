@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use tomare_config::rules::{Approval, AttachmentCond, DetectionCond, OnTimeout, TextCond, TimeCond};
 use tomare_config::{Action, Cond, Config, DirectoryUser, Rule};
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{Envelope, Facts, domain_of, is_internal_domain, normalize};
+use tomare_model::{Address, Envelope, Facts, domain_of, is_internal_domain, normalize};
 
 /// Who works for whom, and who is in which group.
 #[derive(Debug, Clone, Default)]
@@ -102,12 +102,16 @@ pub struct Verdict {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub convert_to_bcc: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub add_recipients: Vec<String>,
+    pub add_recipients: Vec<Address>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub add_headers: Vec<(String, String)>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<String>,
 }
+
+/// How long an approval forced by an incomplete inspection waits before it
+/// is rejected (as the built-in pack's approvals).
+const INCOMPLETE_APPROVAL_TIMEOUT: u64 = 4 * 3600;
 
 pub struct Engine {
     rules: Vec<Rule>,
@@ -150,6 +154,17 @@ impl Engine {
                     }
                     Action::RequireApproval(Approval { on_timeout: OnTimeout::Escalate, deputy: None, .. }) => {
                         return Err(format!("rule {:?}: on_timeout = \"escalate\" needs a deputy", rule.name));
+                    }
+                    Action::AddRecipient(who) if who != "supervisor" && who.parse::<Address>().is_err() => {
+                        return Err(format!("rule {:?}: add_recipient {who:?} is not an address", rule.name));
+                    }
+                    Action::RequireApproval(a)
+                        if (a.approver.contains('@') && a.approver.parse::<Address>().is_err())
+                            || a.deputy
+                                .as_deref()
+                                .is_some_and(|d| d.contains('@') && d.parse::<Address>().is_err()) =>
+                    {
+                        return Err(format!("rule {:?}: the approver or deputy is not an address", rule.name));
                     }
                     Action::AddHeader(h) if h.name.is_empty() || h.name.contains([':', ' ', '\r', '\n']) => {
                         return Err(format!("rule {:?}: bad header name {:?}", rule.name, h.name));
@@ -201,6 +216,7 @@ impl Engine {
                 break;
             }
         }
+        self.fail_closed(&msg, ctx, &mut verdict);
         verdict.outcome = if verdict.reject_reason.is_some() {
             Outcome::Reject
         } else if verdict.approval.is_some() {
@@ -222,8 +238,36 @@ impl Engine {
         verdict
     }
 
+    /// Mail to outside whose inspection did not finish leaves only when a
+    /// person says so: whatever the rules decided short of a rejection
+    /// becomes an approval (the sender's supervisor, else the org's admins)
+    /// that a deadline can only reject, never release. A hold that ends by
+    /// itself is only for mail whose content was read. Not a rule: turning
+    /// the built-in pack off does not turn this off.
+    fn fail_closed(&self, m: &Msg, ctx: &Context, v: &mut Verdict) {
+        if m.facts.complete || m.external.is_empty() || v.reject_reason.is_some() {
+            return;
+        }
+        let sender = m.envelope.mail_from.to_string();
+        let plan = v.approval.get_or_insert_with(|| ApprovalPlan {
+            approver: ctx.directory.supervisor_of(&sender).unwrap_or_default().to_string(),
+            timeout_seconds: INCOMPLETE_APPROVAL_TIMEOUT,
+            on_timeout: "reject".into(),
+            deputy: None,
+        });
+        if plan.on_timeout == "release" {
+            plan.on_timeout = "reject".into();
+        }
+        if !v.rules.iter().any(|r| r.name == "inspection-incomplete") {
+            let reasons = m.facts.incomplete_reasons.join("; ");
+            let description = t(ctx.lang, "rule.inspection-incomplete", &[]);
+            v.rules.push(Fired { name: "inspection-incomplete".into(), reason: format!("{description} ({reasons})") });
+        }
+    }
+
     fn apply(&self, action: &Action, envelope: &Envelope, ctx: &Context, v: &mut Verdict) {
-        let sender = envelope.mail_from.as_str();
+        let sender = envelope.mail_from.to_string();
+        let sender = sender.as_str();
         match action {
             Action::Hold(d) => v.hold_seconds = v.hold_seconds.max(d.0.as_secs()),
             Action::RequireApproval(a) => {
@@ -257,14 +301,13 @@ impl Engine {
                 }
             }
             Action::AddRecipient(who) => {
-                let address = if who == "supervisor" {
-                    ctx.directory.supervisor_of(sender).map(str::to_string)
-                } else {
-                    Some(who.clone())
-                };
-                if let Some(a) = address
-                    && !envelope.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(&a))
-                    && !v.add_recipients.contains(&a)
+                let address =
+                    if who == "supervisor" { ctx.directory.supervisor_of(sender) } else { Some(who.as_str()) };
+                // Addresses in rules are checked when the engine is built;
+                // a supervisor from an imported directory might not parse.
+                if let Some(a) = address.and_then(|a| a.parse::<Address>().ok())
+                    && !envelope.rcpt_to.iter().any(|r| r.eq_ignore_case(&a))
+                    && !v.add_recipients.iter().any(|r| r.eq_ignore_case(&a))
                 {
                     v.add_recipients.push(a);
                 }
@@ -309,20 +352,22 @@ impl Engine {
                 )
             }
             Cond::RecipientDomain(domains) => {
-                let hit = m.envelope.rcpt_to.iter().map(|r| domain_of(r)).find(|d| is_internal_domain(d, domains))?;
+                let hit = m.envelope.rcpt_to.iter().map(|r| r.domain()).find(|d| is_internal_domain(d, domains))?;
                 Some(t(lang, "ev.recipient_domain", &[&hit]))
             }
             Cond::AllInternal(want) => yes(m.external.is_empty() == *want, String::new()),
             Cond::Sender(list) => {
-                let s = m.envelope.mail_from.to_lowercase();
+                let from = &m.envelope.mail_from;
+                let s = from.to_string().to_lowercase();
                 let hit = list.iter().any(|x| {
                     let x = x.to_lowercase();
-                    if let Some(domain) = x.strip_prefix('@') { domain_of(&s) == domain } else { x == s }
+                    if let Some(domain) = x.strip_prefix('@') { from.domain() == domain } else { x == s }
                 });
-                yes(hit, t(lang, "ev.sender", &[&m.envelope.mail_from]))
+                yes(hit, t(lang, "ev.sender", &[from]))
             }
             Cond::SenderGroup(groups) => {
-                let hit = ctx.directory.groups_of(&m.envelope.mail_from).iter().find(|g| groups.contains(g))?;
+                let sender = m.envelope.mail_from.to_string();
+                let hit = ctx.directory.groups_of(&sender).iter().find(|g| groups.contains(g))?;
                 Some(t(lang, "ev.sender_group", &[hit]))
             }
             Cond::Text(tc) => self.text(tc, m, lang),
@@ -510,7 +555,7 @@ fn collect_patterns(cond: &Cond, out: &mut Vec<String>) {
 struct Msg<'a> {
     envelope: &'a Envelope,
     facts: &'a Facts,
-    external: Vec<&'a String>,
+    external: Vec<&'a Address>,
     visible_external: BTreeSet<String>,
     external_domains: BTreeSet<String>,
 }
@@ -518,10 +563,11 @@ struct Msg<'a> {
 impl<'a> Msg<'a> {
     fn new(envelope: &'a Envelope, facts: &'a Facts, ctx: &Context) -> Msg<'a> {
         let external_of = |a: &str| !is_internal_domain(&domain_of(a), ctx.internal_domains);
-        let external: Vec<&String> = envelope.rcpt_to.iter().filter(|r| external_of(r)).collect();
+        let external: Vec<&Address> =
+            envelope.rcpt_to.iter().filter(|r| !r.is_internal(ctx.internal_domains)).collect();
         let visible_external =
             facts.to.iter().chain(&facts.cc).filter(|a| external_of(a)).map(|a| a.to_lowercase()).collect();
-        let external_domains = external.iter().map(|r| domain_of(r)).collect();
+        let external_domains = external.iter().map(|r| r.domain().to_string()).collect();
         Msg { envelope, facts, external, visible_external, external_domains }
     }
 }

@@ -39,8 +39,8 @@ impl World {
     fn verdict(&self, rcpts: &[&str], raw: &str) -> Verdict {
         let facts = self.inspector.message(raw.as_bytes());
         let envelope = Envelope {
-            mail_from: "taro@example.co.jp".into(),
-            rcpt_to: rcpts.iter().map(|s| s.to_string()).collect(),
+            mail_from: "taro@example.co.jp".parse().unwrap(),
+            rcpt_to: rcpts.iter().map(|s| s.parse().unwrap()).collect(),
             helo: "h".into(),
             client_ip: "127.0.0.1".into(),
             auth_user: None,

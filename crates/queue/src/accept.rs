@@ -87,18 +87,46 @@ impl Acceptor {
             .await
             .map_err(|e| Arc::new(AcceptError::Spool(std::io::Error::other(e))))?
             .map_err(|e| Arc::new(AcceptError::Spool(e)))?;
-        let record = NewMessage {
-            id: id.clone(),
-            org_id: self.inner.org_id,
-            envelope: envelope.clone(),
-            subject: summary.subject,
-            header_from: summary.from,
-            message_id_header: summary.message_id,
-            size,
+        let pending = Pending { id, envelope, summary, size, received_at: now, is_dsn, started };
+        self.commit(pending, Some(data)).await
+    }
+
+    /// Starts a message that arrives in chunks too big to keep in memory:
+    /// each chunk goes straight to its spool file.
+    pub async fn begin(&self) -> Result<Incoming, Arc<AcceptError>> {
+        let now = now_ms();
+        let id = MessageId::generate(now);
+        let (spool, file_id) = (self.inner.spool.clone(), id.clone());
+        let file = tokio::task::spawn_blocking(move || spool.create(&file_id))
+            .await
+            .map_err(|e| Arc::new(AcceptError::Spool(std::io::Error::other(e))))?
+            .map_err(|e| Arc::new(AcceptError::Spool(e)))?;
+        Ok(Incoming {
+            acceptor: self.clone(),
+            id,
+            file: Some(file),
+            head: Vec::new(),
+            size: 0,
             received_at: now,
+            finished: false,
+        })
+    }
+
+    /// Records a spooled message (one transaction for everything waiting)
+    /// and hands it to review.
+    async fn commit(&self, p: Pending, data: Option<Arc<Vec<u8>>>) -> Result<MessageId, Arc<AcceptError>> {
+        let record = NewMessage {
+            id: p.id.clone(),
+            org_id: self.inner.org_id,
+            envelope: p.envelope.clone(),
+            subject: p.summary.subject,
+            header_from: p.summary.from,
+            message_id_header: p.summary.message_id,
+            size: p.size,
+            received_at: p.received_at,
             state: State::Received,
             release_at: None,
-            is_dsn,
+            is_dsn: p.is_dsn,
         };
         let (reply_tx, reply_rx) = oneshot::channel();
         let result = match self.tx.send((record, reply_tx)).await {
@@ -107,14 +135,93 @@ impl Acceptor {
         };
         if let Err(e) = result {
             // Never promised: the file must not be delivered after a restart.
-            self.inner.spool.remove(&id);
+            self.inner.spool.remove(&p.id);
             return Err(e);
         }
         let m = &self.inner.metrics;
         m.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        m.observe_accept(started.elapsed().as_secs_f64());
-        self.review(ForReview { id: id.clone(), envelope, data, received_at: now, is_dsn }).await;
-        Ok(id)
+        m.observe_accept(p.started.elapsed().as_secs_f64());
+        let item =
+            ForReview { id: p.id.clone(), envelope: p.envelope, data, received_at: p.received_at, is_dsn: p.is_dsn };
+        self.review(item).await;
+        Ok(p.id)
+    }
+}
+
+/// A spooled message on its way to its record.
+struct Pending {
+    id: MessageId,
+    envelope: Envelope,
+    summary: Summary,
+    size: u64,
+    received_at: i64,
+    is_dsn: bool,
+    started: Instant,
+}
+
+/// Bytes of a streamed message kept for its summary (Subject, From,
+/// Message-ID): the header block, as far as it goes in this.
+const HEAD: usize = 64 * 1024;
+
+/// A message being written to the spool as it arrives. Dropped before
+/// [`Incoming::finish`], its file is removed: its sender was never told 250.
+pub struct Incoming {
+    acceptor: Acceptor,
+    id: MessageId,
+    /// Lent to a blocking thread during each write.
+    file: Option<std::fs::File>,
+    head: Vec<u8>,
+    size: u64,
+    received_at: i64,
+    finished: bool,
+}
+
+impl Incoming {
+    pub async fn write(&mut self, chunk: Vec<u8>) -> Result<(), AcceptError> {
+        if self.head.len() < HEAD {
+            let n = (HEAD - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..n]);
+        }
+        self.size += chunk.len() as u64;
+        let mut file = self.file.take().ok_or(AcceptError::Spool(std::io::Error::other("write after a failure")))?;
+        let file = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            file.write_all(&chunk).map(|()| file)
+        })
+        .await
+        .map_err(|e| AcceptError::Spool(std::io::Error::other(e)))??;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Syncs the file and records the message: `Ok` means 250.
+    pub async fn finish(mut self, envelope: Envelope) -> Result<MessageId, Arc<AcceptError>> {
+        let started = Instant::now();
+        let file = self.file.take().ok_or(Arc::new(AcceptError::Spool(std::io::Error::other("write failed"))))?;
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| Arc::new(AcceptError::Spool(std::io::Error::other(e))))?
+            .map_err(|e| Arc::new(AcceptError::Spool(e)))?;
+        self.finished = true;
+        let pending = Pending {
+            id: self.id.clone(),
+            envelope,
+            summary: Summary::of(&self.head),
+            size: self.size,
+            received_at: self.received_at,
+            is_dsn: false,
+            started,
+        };
+        // Too big to keep: review reads it from the spool when its turn comes.
+        self.acceptor.commit(pending, None).await
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.acceptor.inner.spool.remove(&self.id);
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub mod review;
 pub mod scheduler;
 pub mod spool;
 
-pub use accept::{AcceptError, Acceptor};
+pub use accept::{AcceptError, Acceptor, Incoming};
 pub use headers::Summary;
 pub use review::{ForReview, Review, Ruling};
 pub use scheduler::{Queue, Transport};

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tomare_config::Config;
-use tomare_model::{Envelope, Facts, MessageId, Metrics, State, domain_of, is_internal_domain, now_ms};
+use tomare_model::{Address, Envelope, Facts, MessageId, Metrics, State, now_ms};
 use tomare_store::{ApprovalRequest, Decision, Store};
 
 /// Messages up to this size are inspected on the async thread: text mail
@@ -48,7 +48,7 @@ pub struct Ruling {
     /// The message as it is to be delivered, when the rules rewrote it.
     pub rewritten: Option<Vec<u8>>,
     /// Envelope recipients the rules added (a supervisor in Bcc).
-    pub add_recipients: Vec<String>,
+    pub add_recipients: Vec<Address>,
     /// Who is to be told (`notify` actions): addresses.
     pub notify: Vec<String>,
     /// Who is asked to approve (the approver, or a group's members).
@@ -75,11 +75,19 @@ impl Ruling {
     }
 }
 
+/// Messages over this size are reviewed one at a time (their bytes, parsed
+/// parts and extracted text are what a burst of big mail would otherwise
+/// pile up in memory at once).
+const BIG: u64 = 4 << 20;
+
 /// A committed message waiting for inspection.
 pub struct ForReview {
     pub id: MessageId,
     pub envelope: Envelope,
-    pub data: Arc<Vec<u8>>,
+    /// The bytes when they were kept in memory; `None` for a message
+    /// streamed to the spool (or found after a restart): read when its turn
+    /// comes.
+    pub data: Option<Arc<Vec<u8>>>,
     pub received_at: i64,
     pub is_dsn: bool,
 }
@@ -89,7 +97,7 @@ fn hold_ms(config: &Config, envelope: &Envelope, is_dsn: bool) -> i64 {
         return 0;
     }
     let internal = &config.org.internal_domains;
-    let external = envelope.rcpt_to.iter().any(|r| !is_internal_domain(&domain_of(r), internal));
+    let external = envelope.has_external(internal);
     let hold = if external { config.hold.external } else { config.hold.internal };
     hold.0.as_millis() as i64
 }
@@ -130,24 +138,39 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
     let decider = tokio::spawn(decider(reviewer.clone(), decided_rx, released));
     let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let slots = Arc::new(Semaphore::new(parallel));
+    let big = Arc::new(Semaphore::new(1));
     // Inspection stops itself at its time budget; this is the backstop for
     // a reader stuck where it cannot look at the clock.
     let limit = reviewer.config.inspect.time_budget.0 + Duration::from_secs(10);
     while let Some(item) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-        let (reviewer, decided_tx) = (reviewer.clone(), decided_tx.clone());
+        let (reviewer, decided_tx, big) = (reviewer.clone(), decided_tx.clone(), big.clone());
         tokio::spawn(async move {
-            let (facts, ruling) = if inline(&item.data) {
+            let (data, big_permit) = match item.data.clone() {
+                Some(data) => (data, None),
+                None => {
+                    let (spool, id) = (reviewer.spool.clone(), item.id.clone());
+                    let size = std::fs::metadata(spool.path(&id)).map(|m| m.len()).unwrap_or(0);
+                    let permit = if size > BIG { big.acquire_owned().await.ok() } else { None };
+                    match tokio::task::spawn_blocking(move || spool.read(&id)).await {
+                        Ok(Ok(data)) => (Arc::new(data), permit),
+                        _ => {
+                            // Still `received`: reviewed again after a restart.
+                            tracing::error!(id = %item.id, "could not read the message for review");
+                            return;
+                        }
+                    }
+                }
+            };
+            let (facts, ruling) = if inline(&data) {
                 // A small mail without a PDF takes about a tenth of a
                 // millisecond: cheaper here than a trip to a blocking thread.
                 let r = reviewer.review.clone();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    r.review(&item.envelope, &item.data, item.is_dsn)
-                }))
-                .unwrap_or_else(|_| failed(&reviewer.config, &item, "the inspector failed"))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.review(&item.envelope, &data, item.is_dsn)))
+                    .unwrap_or_else(|_| failed(&reviewer.config, &item, "the inspector failed"))
             } else {
                 let (review, data, envelope, is_dsn) =
-                    (reviewer.review.clone(), item.data.clone(), item.envelope.clone(), item.is_dsn);
+                    (reviewer.review.clone(), data.clone(), item.envelope.clone(), item.is_dsn);
                 let job = tokio::task::spawn_blocking(move || review.review(&envelope, &data, is_dsn));
                 match tokio::time::timeout(limit, job).await {
                     Ok(Ok(result)) => result,
@@ -160,6 +183,8 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 }
             };
             drop(permit);
+            drop(data);
+            drop(big_permit);
             let m = &reviewer.metrics;
             m.inspected.fetch_add(1, Relaxed);
             if !facts.complete {
@@ -295,22 +320,23 @@ pub(crate) async fn pending(store: &dyn Store, spool: &Spool) -> Vec<ForReview> 
     };
     let mut out = Vec::with_capacity(rows.len());
     for row in rows.into_iter().rev() {
-        match spool.read(&row.id) {
-            Ok(data) => out.push(ForReview {
-                envelope: Envelope {
-                    mail_from: row.mail_from.clone(),
-                    rcpt_to: row.recipients.iter().map(|r| r.address.clone()).collect(),
-                    helo: row.helo.clone(),
-                    client_ip: row.client_ip.clone(),
-                    auth_user: row.auth_user.clone(),
-                },
-                id: row.id,
-                data: Arc::new(data),
-                received_at: row.received_at,
-                is_dsn: row.is_dsn,
-            }),
-            Err(e) => tracing::error!(id = %row.id, error = %e, "spool file of a received message is missing"),
+        if !spool.path(&row.id).exists() {
+            tracing::error!(id = %row.id, "spool file of a received message is missing");
+            continue;
         }
+        out.push(ForReview {
+            envelope: Envelope {
+                mail_from: row.mail_from.clone(),
+                rcpt_to: row.recipients.iter().map(|r| r.address.clone()).collect(),
+                helo: row.helo.clone(),
+                client_ip: row.client_ip.clone(),
+                auth_user: row.auth_user.clone(),
+            },
+            id: row.id,
+            data: None,
+            received_at: row.received_at,
+            is_dsn: row.is_dsn,
+        });
     }
     out
 }

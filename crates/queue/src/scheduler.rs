@@ -16,7 +16,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tomare_config::Config;
-use tomare_model::{Envelope, MessageId, Metrics, OutcomeClass, RcptOutcome, RcptStatus, State, now_ms};
+use tomare_model::{
+    Address, Envelope, MessageId, Metrics, OutcomeClass, RcptOutcome, RcptStatus, State, escape_controls, now_ms,
+};
 use tomare_store::{Claimed, DeliveryReport, RecipientResult, Store};
 
 /// Longest sleep of the hold loop and the dispatcher: changes made by the CLI
@@ -31,7 +33,7 @@ const BATCH_WAIT: Duration = Duration::from_millis(3);
 /// Sends one message to its recipients. Implemented by the relay stage.
 #[async_trait]
 pub trait Transport: Send + Sync {
-    async fn send(&self, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome>;
+    async fn send(&self, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome>;
 }
 
 pub struct Queue {
@@ -185,6 +187,10 @@ async fn send_notices(ctx: &Ctx) {
         if to.is_empty() {
             continue;
         }
+        let Ok(to_address) = to.parse::<Address>() else {
+            tracing::error!(id = %n.id, to = %escape_controls(&to), "notice not sent: not an address");
+            continue;
+        };
         let data = dsn::notice(&dsn::SenderNotice {
             reporting_mta: &ctx.reporting_mta,
             org_name: &ctx.config.org.name,
@@ -198,7 +204,7 @@ async fn send_notices(ctx: &Ctx) {
             reason: &n.reason,
             now: now_ms(),
         });
-        match ctx.queue_own(to, data).await {
+        match ctx.queue_own(to_address, data).await {
             Ok(id) => tracing::info!(original = %n.id, notice = %id, kind = %n.kind, "notice queued"),
             Err(e) => tracing::error!(id = %n.id, error = %e, "could not queue the notice"),
         }
@@ -213,9 +219,9 @@ impl Ctx {
 
     /// Queues a message of our own (DSN or notice): null sender, no rules,
     /// never answered by another DSN.
-    async fn queue_own(&self, to: String, data: Vec<u8>) -> Result<MessageId, Arc<crate::AcceptError>> {
+    async fn queue_own(&self, to: Address, data: Vec<u8>) -> Result<MessageId, Arc<crate::AcceptError>> {
         let envelope = Envelope {
-            mail_from: String::new(),
+            mail_from: Address::null(),
             rcpt_to: vec![to],
             helo: self.reporting_mta.clone(),
             client_ip: "127.0.0.1".into(),
@@ -380,6 +386,11 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
             }
         }
         let now = now_ms();
+        for (_, outcomes) in &batch {
+            let delivered = outcomes.iter().any(|o| o.class == OutcomeClass::Delivered);
+            let temporary = !outcomes.is_empty() && outcomes.iter().all(|o| o.class == OutcomeClass::Temporary);
+            ctx.metrics.health.delivery_result(delivered, temporary);
+        }
         let reports: Vec<DeliveryReport> = batch.iter().map(|(m, o)| report(&ctx.config, m, o, now)).collect();
         if let Err(e) = ctx.store.finish(&reports).await {
             // Left `delivering`: recovered and retried after a restart.
@@ -415,17 +426,18 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
 
 /// Never a bounce for a bounce: no DSN for the null sender or for our own DSNs.
 async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult]) {
-    if message.mail_from.is_empty() || message.is_dsn {
+    if message.mail_from.is_null() || message.is_dsn {
         return;
     }
     let original = ctx.spool.read(&message.id).unwrap_or_default();
-    let failures: Vec<(String, String)> = failed.iter().map(|r| (r.address.clone(), r.reply.clone())).collect();
+    let failures: Vec<(String, String)> = failed.iter().map(|r| (r.address.to_string(), r.reply.clone())).collect();
+    let mail_from = message.mail_from.to_string();
     let data = dsn::build(&dsn::Dsn {
         reporting_mta: &ctx.reporting_mta,
         org_name: &ctx.config.org.name,
         postmaster_domain: ctx.postmaster_domain(),
         queue_id: message.id.as_str(),
-        mail_from: &message.mail_from,
+        mail_from: &mail_from,
         received_at: message.received_at,
         failures: &failures,
         original: &original,
@@ -448,8 +460,8 @@ mod tests {
         Claimed {
             id: MessageId::generate(received_at),
             org_id: 1,
-            mail_from: "s@example.com".into(),
-            recipients: vec!["a@x.test".into(), "b@x.test".into(), "c@x.test".into()],
+            mail_from: "s@example.com".parse().unwrap(),
+            recipients: vec!["a@x.test".parse().unwrap(), "b@x.test".parse().unwrap(), "c@x.test".parse().unwrap()],
             attempts,
             received_at,
             is_dsn: false,
@@ -458,7 +470,7 @@ mod tests {
     }
 
     fn outcome(a: &str, class: OutcomeClass) -> RcptOutcome {
-        RcptOutcome { address: a.into(), class, reply: "r".into() }
+        RcptOutcome { address: a.parse().unwrap(), class, reply: "r".into() }
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! got a 250) and is removed at start.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use tomare_model::MessageId;
 
@@ -17,7 +18,7 @@ pub struct Spool {
 impl Spool {
     pub fn open(data_dir: &Path) -> io::Result<Spool> {
         let dir = data_dir.join("spool");
-        fs::create_dir_all(&dir)?;
+        DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         Ok(Spool { dir })
     }
 
@@ -27,9 +28,14 @@ impl Spool {
 
     /// Writes and fdatasyncs one message. Blocking: call from a blocking thread.
     pub fn write_durable(&self, id: &MessageId, data: &[u8]) -> io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(self.path(id))?;
+        let mut file = self.create(id)?;
         file.write_all(data)?;
         file.sync_data()
+    }
+
+    /// A new spool file for `id`, readable by tomare's user only.
+    pub fn create(&self, id: &MessageId) -> io::Result<File> {
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(self.path(id))
     }
 
     /// Makes the directory entries of files written so far durable.
@@ -56,7 +62,8 @@ impl Spool {
 
     /// Writes (or rewrites, after a restart) the rewritten message, synced.
     pub fn write_out(&self, id: &MessageId, data: &[u8]) -> io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(self.out_path(id))?;
+        let mut file =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(self.out_path(id))?;
         file.write_all(data)?;
         file.sync_data()
     }

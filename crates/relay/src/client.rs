@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tomare_model::{OutcomeClass, RcptOutcome};
+use tomare_model::{Address, OutcomeClass, RcptOutcome};
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -213,7 +213,10 @@ impl Conn {
                 if !text.is_empty() {
                     text.push(' ');
                 }
-                text.push_str(line.get(4..).unwrap_or("").trim());
+                // The remote server's words end up in logs, `queue show` and
+                // DSNs: no control characters from it survive.
+                let words = line.get(4..).unwrap_or("").trim();
+                text.extend(words.chars().map(|c| if c.is_control() { '?' } else { c }));
                 if !more {
                     return Ok(Reply { code, text });
                 }
@@ -290,8 +293,8 @@ impl Conn {
     /// nothing was delivered; `Ok` carries each recipient's outcome.
     pub async fn send(
         &mut self,
-        mail_from: &str,
-        rcpts: &[String],
+        mail_from: &Address,
+        rcpts: &[Address],
         data: &[u8],
     ) -> Result<Vec<RcptOutcome>, ClientError> {
         let mut mail = format!("MAIL FROM:<{mail_from}>");
@@ -304,7 +307,7 @@ impl Conn {
         let all = |class, reply: &Reply| -> Vec<RcptOutcome> {
             rcpts.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.to_string() }).collect()
         };
-        let utf8 = !mail_from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
+        let utf8 = mail_from.needs_utf8() || rcpts.iter().any(Address::needs_utf8);
         if utf8 && !self.caps.smtputf8 {
             // RFC 6531 §3.2: without the extension the address cannot be
             // expressed; downgrading it is not ours to do.

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_rustls::TlsConnector;
 use tomare_config::{Config, DeliveryMode, TlsMode};
-use tomare_model::{MessageId, OutcomeClass, RcptOutcome};
+use tomare_model::{Address, MessageId, OutcomeClass, RcptOutcome};
 
 /// Idle connections older than this are closed rather than reused: servers
 /// drop idle clients after a while (Postfix: 300 s).
@@ -92,16 +92,16 @@ impl Delivery {
     }
 
     /// Delivers one message to `rcpts`; one outcome per recipient.
-    pub async fn send(&self, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome> {
+    pub async fn send(&self, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome> {
         match self {
             Delivery::Sandbox(dir) => sandbox(dir, id, mail_from, rcpts, data).await,
             Delivery::Relay { host, port, settings, pool } => {
                 pool.send(host, None, *port, settings, mail_from, rcpts, data).await
             }
             Delivery::Mx { resolver, port, settings, pool } => {
-                let mut by_domain: Vec<(String, Vec<String>)> = Vec::new();
+                let mut by_domain: Vec<(String, Vec<Address>)> = Vec::new();
                 for r in rcpts {
-                    let domain = tomare_model::domain_of(r);
+                    let domain = r.domain().to_string();
                     match by_domain.iter_mut().find(|(d, _)| *d == domain) {
                         Some((_, list)) => list.push(r.clone()),
                         None => by_domain.push((domain, vec![r.clone()])),
@@ -144,7 +144,7 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, SetupError> {
     Ok(roots)
 }
 
-async fn sandbox(dir: &Path, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome> {
+async fn sandbox(dir: &Path, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome> {
     let envelope = serde_json::json!({ "id": id.as_str(), "mail_from": mail_from, "rcpt_to": rcpts });
     let write = async {
         tokio::fs::create_dir_all(dir).await?;
@@ -195,8 +195,8 @@ impl Pool {
         addr: Option<IpAddr>,
         port: u16,
         settings: &ConnectSettings,
-        mail_from: &str,
-        rcpts: &[String],
+        mail_from: &Address,
+        rcpts: &[Address],
         data: &[u8],
     ) -> Vec<RcptOutcome> {
         match self.try_send(host, addr, port, settings, mail_from, rcpts, data).await {
@@ -218,8 +218,8 @@ impl Pool {
         addr: Option<IpAddr>,
         port: u16,
         settings: &ConnectSettings,
-        mail_from: &str,
-        rcpts: &[String],
+        mail_from: &Address,
+        rcpts: &[Address],
         data: &[u8],
     ) -> Result<Vec<RcptOutcome>, ClientError> {
         if let Some(mut conn) = self.take(host, port)

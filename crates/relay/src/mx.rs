@@ -7,7 +7,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use std::net::{IpAddr, SocketAddr};
-use tomare_model::{OutcomeClass, RcptOutcome};
+use tomare_model::{Address, OutcomeClass, RcptOutcome};
 
 pub struct Resolver(TokioResolver);
 
@@ -62,8 +62,8 @@ pub async fn deliver(
     port: u16,
     settings: &ConnectSettings,
     domain: &str,
-    mail_from: &str,
-    rcpts: &[String],
+    mail_from: &Address,
+    rcpts: &[Address],
     data: &[u8],
 ) -> Vec<RcptOutcome> {
     let fail = |class, reply: String| {

@@ -1,12 +1,17 @@
 //! One SMTP session, over any byte stream. Replies to pipelined commands are
 //! collected and written when the client's input runs dry (RFC 2920).
+//!
+//! Time is bounded three ways, none of which a trickle of bytes can reset:
+//! a command must arrive whole within `idle_timeout` of the previous one,
+//! the DATA phase within `data_timeout` and at `min_data_rate`, the whole
+//! session within `session_timeout` — and a client outside the allowed
+//! networks must authenticate within `preauth_timeout` of the greeting.
 
-use crate::{Authenticator, MessageSink, SessionConfig, normalize_line_endings};
+use crate::command::{self, Command, MailFrom, Mechanism, Refusal};
+use crate::data::DataReader;
+use crate::{Authenticator, Incoming, Login, MessageSink, SessionConfig};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, LineReceiver, RequestReceiver};
-use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ProtoError, Request};
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io;
 use std::net::IpAddr;
@@ -15,35 +20,60 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tomare_model::{Envelope, Metrics, domain_of, is_internal_domain, now_ms, rfc2822};
+use tomare_model::{Address, Envelope, Metrics, now_ms, rfc2822};
 
 /// Time allowed for the TLS handshake after `220 Ready to start TLS`.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest command line accepted (RFC 5321 allows 512; extensions add more).
 const MAX_COMMAND_LINE: usize = 4096;
-/// Pause after a failed AUTH, to slow down password guessing.
+/// Pause after a failed AUTH, to slow down password guessing. The same for
+/// unknown accounts and wrong passwords.
 const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(500);
+/// A message is kept in memory up to this size, then streamed to the sink
+/// in chunks of this size: ten 45 MB messages arriving at once cost ten
+/// chunks, not 450 MB.
+const SPILL_AT: usize = 1 << 20;
 
 enum Mode {
-    Command(RequestReceiver),
-    Data(DataReceiver, Vec<u8>),
-    /// Discarding a message that is over the size limit, until its end.
-    Discard(DummyDataReceiver),
-    Auth(LineReceiver<AuthStep>),
+    Command,
+    Data(Box<Body>),
+    Auth(AuthStep),
 }
 
-#[derive(Default)]
 enum AuthStep {
-    #[default]
     Plain,
     LoginUser,
     LoginPassword(String),
+}
+
+/// A message arriving in DATA.
+struct Body {
+    reader: DataReader,
+    /// The bytes not yet handed to the sink (our Received line first).
+    mem: Vec<u8>,
+    /// Set once the message outgrew memory.
+    spill: Option<Box<dyn Incoming>>,
+    /// Message bytes so far (without our Received line).
+    size: usize,
+    too_big: bool,
+    /// The sink failed while streaming: read to the end, then 451.
+    failed: bool,
+    started: Instant,
+    /// Bytes read from the client in DATA, for the rate check.
+    wire: usize,
 }
 
 enum Flow {
     Continue,
     Close,
     StartTls,
+}
+
+/// An open transaction: after MAIL, until the end of DATA or RSET.
+struct Txn {
+    from: Address,
+    utf8: bool,
+    rcpts: Vec<Address>,
 }
 
 pub struct Session {
@@ -53,21 +83,27 @@ pub struct Session {
     metrics: Arc<Metrics>,
     peer: IpAddr,
     shutdown: watch::Receiver<bool>,
+    /// The peer is in `allowed_networks`: it may relay without AUTH.
+    trusted: bool,
+    started: Instant,
     tls: bool,
     helo: Option<String>,
     esmtp: bool,
-    auth_user: Option<String>,
-    mail_from: Option<String>,
-    rcpts: Vec<String>,
+    login: Option<Login>,
+    txn: Option<Txn>,
     errors: usize,
-    /// Bytes of the command line received so far without its newline.
-    partial_line: usize,
+    /// Bytes of a command line received so far without its newline.
+    partial: Vec<u8>,
     /// Inside an over-long command line, dropping bytes until its end.
     skipping_line: bool,
 }
 
 fn reply(out: &mut Vec<u8>, code: u16, esc: &str, text: &str) {
-    out.extend_from_slice(format!("{code} {esc} {text}\r\n").as_bytes());
+    let _ = write!(Out(out), "{code} {esc} {text}\r\n");
+}
+
+fn reply_plain(out: &mut Vec<u8>, code: u16, text: &str) {
+    let _ = write!(Out(out), "{code} {text}\r\n");
 }
 
 impl Session {
@@ -80,20 +116,21 @@ impl Session {
         shutdown: watch::Receiver<bool>,
     ) -> Session {
         Session {
+            trusted: cfg.allowed_network(peer),
             cfg,
             sink,
             auth,
             metrics,
             peer,
             shutdown,
+            started: Instant::now(),
             tls: false,
             helo: None,
             esmtp: false,
-            auth_user: None,
-            mail_from: None,
-            rcpts: Vec::new(),
+            login: None,
+            txn: None,
             errors: 0,
-            partial_line: 0,
+            partial: Vec::new(),
             skipping_line: false,
         }
     }
@@ -109,27 +146,27 @@ impl Session {
             let Some(acceptor) = self.cfg.tls.clone() else {
                 return Ok(());
             };
-            let mut tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+            let limit = TLS_HANDSHAKE_TIMEOUT.min(self.session_deadline().saturating_duration_since(Instant::now()));
+            let mut tls = tokio::time::timeout(limit, acceptor.accept(stream))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
             // RFC 3207: forget everything learned before TLS.
             self.tls = true;
             self.helo = None;
             self.esmtp = false;
-            self.reset();
+            self.txn = None;
             self.serve(&mut tls).await?;
             let _ = tls.shutdown().await;
         }
         Ok(())
     }
 
-    fn reset(&mut self) {
-        self.mail_from = None;
-        self.rcpts.clear();
-    }
-
-    fn in_transaction(&self) -> bool {
-        self.mail_from.is_some()
+    fn session_deadline(&self) -> Instant {
+        let mut end = self.started + self.cfg.session_timeout;
+        if !self.trusted && self.login.is_none() {
+            end = end.min(self.started + self.cfg.preauth_timeout);
+        }
+        end
     }
 
     async fn serve<S>(&mut self, stream: &mut S) -> io::Result<Flow>
@@ -138,76 +175,88 @@ impl Session {
     {
         let mut buf = vec![0u8; 32 * 1024];
         let mut out = Vec::with_capacity(1024);
-        let mut mode = Mode::Command(RequestReceiver::default());
+        let mut mode = Mode::Command;
+        let mut command_deadline = Instant::now() + self.cfg.idle_timeout;
         loop {
-            let waiting_for_command = matches!(mode, Mode::Command(_)) && !self.in_transaction();
-            let n = tokio::select! {
-                r = tokio::time::timeout(self.cfg.idle_timeout, stream.read(&mut buf)) => match r {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        stream.write_all(b"421 4.4.2 Idle timeout, closing connection\r\n").await?;
-                        return Ok(Flow::Close);
+            // Which limit ends the wait for more bytes, and what it says.
+            let session_end = self.session_deadline();
+            let (deadline, why) = match &mode {
+                Mode::Data(body) => {
+                    let data_end = body.started + self.cfg.data_timeout;
+                    let idle_end = Instant::now() + self.cfg.idle_timeout;
+                    if session_end <= data_end.min(idle_end) {
+                        (session_end, self.session_limit_text())
+                    } else if data_end <= idle_end {
+                        (data_end, "4.4.2 DATA took too long, closing connection")
+                    } else {
+                        (idle_end, "4.4.2 Idle timeout, closing connection")
                     }
-                },
+                }
+                _ if session_end <= command_deadline => (session_end, self.session_limit_text()),
+                _ => (command_deadline, "4.4.2 Idle timeout, closing connection"),
+            };
+            let waiting_for_command = matches!(mode, Mode::Command) && self.txn.is_none();
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)) => r,
                 _ = self.shutdown.changed(), if waiting_for_command => {
                     stream.write_all(b"421 4.3.2 Service shutting down, try again later\r\n").await?;
+                    return Ok(Flow::Close);
+                }
+            };
+            let n = match read {
+                Ok(r) => r?,
+                Err(_) => {
+                    stream.write_all(format!("421 {why}\r\n").as_bytes()).await?;
                     return Ok(Flow::Close);
                 }
             };
             if n == 0 {
                 return Ok(Flow::Close);
             }
-            let mut bytes = buf[..n].iter();
-            while bytes.len() > 0 {
+            let mut input = &buf[..n];
+            while !input.is_empty() {
                 let flow = match &mut mode {
-                    Mode::Command(_) if self.over_long_line(&mut bytes) => {
-                        mode = Mode::Command(RequestReceiver::default());
-                        if self.skipping_line {
-                            continue;
-                        }
-                        reply(&mut out, 500, "5.5.2", "Line too long");
-                        self.count_error(&mut out)
-                    }
-                    Mode::Command(receiver) => match receiver.ingest(&mut bytes) {
-                        Ok(request) => {
-                            let request = request.into_owned();
-                            self.command(request, &mut out, &mut mode).await
-                        }
-                        Err(ProtoError::NeedsMoreData { .. }) => break,
-                        Err(e) => self.syntax_error(e, &mut out),
-                    },
-                    Mode::Data(receiver, message) => {
-                        let done = receiver.ingest(&mut bytes, message);
-                        if done && message.len() > self.cfg.max_message_size {
-                            mode = Mode::Command(RequestReceiver::default());
-                            self.too_big(&mut out);
-                            Flow::Continue
-                        } else if done {
-                            let message = std::mem::take(message);
-                            mode = Mode::Command(RequestReceiver::default());
-                            self.end_of_data(message, &mut out).await
-                        } else if message.len() > self.cfg.max_message_size {
-                            mode = Mode::Discard(DummyDataReceiver::new_data(receiver));
-                            Flow::Continue
-                        } else {
-                            Flow::Continue
+                    Mode::Data(body) => {
+                        body.wire += input.len();
+                        let before = body.mem.len();
+                        let used = body.reader.feed(input, &mut body.mem);
+                        body.size += body.mem.len() - before;
+                        match used {
+                            Some(used) => {
+                                input = &input[used..];
+                                let Mode::Data(body) = std::mem::replace(&mut mode, Mode::Command) else {
+                                    unreachable!("in DATA mode")
+                                };
+                                command_deadline = Instant::now() + self.cfg.idle_timeout;
+                                self.end_of_data(*body, &mut out).await
+                            }
+                            None => {
+                                input = &[];
+                                self.stow(body).await;
+                                if self.too_slow(body) {
+                                    reply(&mut out, 421, "4.4.2", "DATA too slow, closing connection");
+                                    Flow::Close
+                                } else {
+                                    Flow::Continue
+                                }
+                            }
                         }
                     }
-                    Mode::Discard(receiver) => {
-                        if receiver.ingest(&mut bytes) {
-                            mode = Mode::Command(RequestReceiver::default());
-                            self.too_big(&mut out);
-                        }
-                        Flow::Continue
-                    }
-                    Mode::Auth(receiver) => {
-                        if receiver.ingest(&mut bytes) {
-                            let line = String::from_utf8_lossy(&receiver.buf).trim().to_string();
-                            let step = std::mem::take(&mut receiver.state);
-                            mode = Mode::Command(RequestReceiver::default());
-                            self.auth_line(step, &line, &mut out, &mut mode).await
-                        } else {
-                            Flow::Continue
+                    Mode::Command | Mode::Auth(_) => {
+                        let Some(line) = self.take_line(&mut input, &mut out) else { continue };
+                        command_deadline = Instant::now() + self.cfg.idle_timeout;
+                        match line {
+                            Err(()) => self.count_error(&mut out),
+                            Ok(line) => {
+                                if let Mode::Auth(_) = mode {
+                                    let Mode::Auth(step) = std::mem::replace(&mut mode, Mode::Command) else {
+                                        unreachable!("in AUTH mode")
+                                    };
+                                    self.auth_line(step, &line, &mut out, &mut mode).await
+                                } else {
+                                    self.command(&line, &mut out, &mut mode).await
+                                }
+                            }
                         }
                     }
                 };
@@ -233,51 +282,88 @@ impl Session {
         }
     }
 
-    /// Command lines are limited to [`MAX_COMMAND_LINE`] bytes. An over-long
-    /// line is consumed up to its end and answered once with 500; `true` when
-    /// bytes were consumed that way.
-    fn over_long_line(&mut self, bytes: &mut std::slice::Iter<'_, u8>) -> bool {
-        let rest = bytes.as_slice();
-        let newline = rest.iter().position(|&b| b == b'\n');
-        if self.skipping_line {
-            match newline {
-                Some(p) => {
-                    *bytes = rest[p + 1..].iter();
-                    self.skipping_line = false;
-                    self.partial_line = 0;
-                }
-                None => *bytes = [].iter(),
-            }
-            // Report it once, when its end arrives.
-            return true;
-        }
-        match newline {
-            Some(p) if self.partial_line + p + 1 > MAX_COMMAND_LINE => {
-                *bytes = rest[p + 1..].iter();
-                self.partial_line = 0;
-                true
-            }
-            Some(_) => {
-                self.partial_line = 0;
-                false
-            }
-            None if self.partial_line + rest.len() > MAX_COMMAND_LINE => {
-                *bytes = [].iter();
-                self.skipping_line = true;
-                self.partial_line = 0;
-                true
-            }
-            None => {
-                self.partial_line += rest.len();
-                false
-            }
+    fn session_limit_text(&self) -> &'static str {
+        if !self.trusted
+            && self.login.is_none()
+            && self.started + self.cfg.preauth_timeout < self.started + self.cfg.session_timeout
+        {
+            "4.7.0 Authentication required in time, closing connection"
+        } else {
+            "4.4.2 Session time limit reached, closing connection"
         }
     }
 
-    fn too_big(&mut self, out: &mut Vec<u8>) {
-        self.metrics.rejected.fetch_add(1, Relaxed);
-        self.reset();
-        reply(out, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+    /// The next whole command line from `input` (line ending taken off), or
+    /// `None` when it has not all arrived. A line over [`MAX_COMMAND_LINE`]
+    /// is consumed up to its end and answered once with 500 (`Some(Err)`).
+    fn take_line(&mut self, input: &mut &[u8], out: &mut Vec<u8>) -> Option<Result<Vec<u8>, ()>> {
+        let newline = memchr::memchr(b'\n', input);
+        let Some(p) = newline else {
+            if self.skipping_line || self.partial.len() + input.len() > MAX_COMMAND_LINE {
+                self.skipping_line = true;
+                self.partial.clear();
+            } else {
+                self.partial.extend_from_slice(input);
+            }
+            *input = &[];
+            return None;
+        };
+        let (head, rest) = input.split_at(p + 1);
+        *input = rest;
+        if self.skipping_line || self.partial.len() + head.len() > MAX_COMMAND_LINE + 2 {
+            self.skipping_line = false;
+            self.partial.clear();
+            reply(out, 500, "5.5.2", "Line too long");
+            return Some(Err(()));
+        }
+        let mut line = std::mem::take(&mut self.partial);
+        line.extend_from_slice(&head[..head.len() - 1]);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Some(Ok(line))
+    }
+
+    /// Hands what is in memory to the sink once it is over [`SPILL_AT`].
+    async fn stow(&self, body: &mut Body) {
+        if body.too_big || body.failed {
+            body.mem.clear();
+            return;
+        }
+        if body.size > self.cfg.max_message_size {
+            body.too_big = true;
+            body.mem = Vec::new();
+            body.spill = None;
+            return;
+        }
+        if body.mem.len() < SPILL_AT {
+            return;
+        }
+        if body.spill.is_none() {
+            match self.sink.begin().await {
+                Ok(incoming) => body.spill = Some(incoming),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start storing a message");
+                    body.failed = true;
+                    body.mem = Vec::new();
+                    return;
+                }
+            }
+        }
+        let chunk = std::mem::replace(&mut body.mem, Vec::with_capacity(SPILL_AT + 64 * 1024));
+        if let Some(spill) = body.spill.as_mut()
+            && let Err(e) = spill.write(chunk).await
+        {
+            tracing::error!(error = %e, "could not store a message");
+            body.failed = true;
+            body.spill = None;
+            body.mem = Vec::new();
+        }
+    }
+
+    fn too_slow(&self, body: &Body) -> bool {
+        let elapsed = body.started.elapsed();
+        elapsed > self.cfg.rate_grace && (body.wire as f64) < self.cfg.min_data_rate as f64 * elapsed.as_secs_f64()
     }
 
     fn count_error(&mut self, out: &mut Vec<u8>) -> Flow {
@@ -289,29 +375,28 @@ impl Session {
         Flow::Continue
     }
 
-    fn syntax_error(&mut self, e: ProtoError, out: &mut Vec<u8>) -> Flow {
-        match e {
-            ProtoError::ResponseTooLong => reply(out, 500, "5.5.2", "Line too long"),
-            ProtoError::UnknownCommand => reply(out, 500, "5.5.1", "Command unrecognized"),
-            ProtoError::InvalidSenderAddress => reply(out, 501, "5.1.7", "Bad sender address syntax"),
-            ProtoError::InvalidRecipientAddress => reply(out, 501, "5.1.3", "Bad recipient address syntax"),
-            ProtoError::SyntaxError { syntax } => reply(out, 501, "5.5.4", &format!("Syntax: {syntax}")),
-            ProtoError::InvalidParameter { param } => reply(out, 501, "5.5.4", &format!("Invalid parameter {param}")),
-            ProtoError::UnsupportedParameter { param } => {
-                let param: String = param.chars().filter(|c| !c.is_control()).take(64).collect();
-                reply(out, 504, "5.5.4", &format!("Unsupported parameter {param}"))
-            }
-            _ => reply(out, 500, "5.5.2", "Syntax error"),
-        }
+    fn refused(&mut self, r: Refusal, out: &mut Vec<u8>) -> Flow {
+        reply(out, r.code, r.esc, &r.text);
         self.count_error(out)
     }
 
-    async fn command(&mut self, request: Request<String>, out: &mut Vec<u8>, mode: &mut Mode) -> Flow {
-        match request {
-            Request::Ehlo { host } => {
-                self.reset();
+    async fn command(&mut self, line: &[u8], out: &mut Vec<u8>, mode: &mut Mode) -> Flow {
+        let utf8 = self.txn.as_ref().is_some_and(|t| t.utf8);
+        let command = match command::parse(line, utf8) {
+            Ok(c) => c,
+            Err(r) => {
+                if r.code >= 500 && (line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"MAIL")) {
+                    self.metrics.rejected.fetch_add(1, Relaxed);
+                }
+                return self.refused(r, out);
+            }
+        };
+        match command {
+            Command::Ehlo(host) => {
+                self.txn = None;
                 self.esmtp = true;
-                let mut lines = vec![format!("{} Hello {}", self.cfg.hostname, clean(&host))];
+                // The client's name is not echoed: the peer's address says who it is.
+                let mut lines = vec![format!("{} Hello [{}]", self.cfg.hostname, self.peer)];
                 lines.push("PIPELINING".into());
                 lines.push(format!("SIZE {}", self.cfg.max_message_size));
                 lines.push("8BITMIME".into());
@@ -320,49 +405,60 @@ impl Session {
                 if self.cfg.tls.is_some() && !self.tls {
                     lines.push("STARTTLS".into());
                 }
-                if self.cfg.tls.is_some() && self.tls && self.auth_user.is_none() {
+                if self.cfg.tls.is_some() && self.tls && self.login.is_none() {
                     lines.push("AUTH PLAIN LOGIN".into());
                 }
                 let last = lines.len() - 1;
                 for (i, line) in lines.iter().enumerate() {
                     let sep = if i == last { ' ' } else { '-' };
-                    let _ = write!(StrOut(out), "250{sep}{line}\r\n");
+                    let _ = write!(Out(out), "250{sep}{line}\r\n");
                 }
                 self.helo = Some(host);
             }
-            Request::Helo { host } | Request::Lhlo { host } => {
-                self.reset();
+            Command::Helo(host) => {
+                self.txn = None;
                 self.esmtp = false;
-                reply_plain(out, 250, &format!("{} Hello {}", self.cfg.hostname, clean(&host)));
+                reply_plain(out, 250, &format!("{} Hello [{}]", self.cfg.hostname, self.peer));
                 self.helo = Some(host);
             }
-            Request::Mail { from } => return self.mail(from.address, from.size, out),
-            Request::Rcpt { to } => return self.rcpt(to.address, out),
-            Request::Data => {
-                if self.mail_from.is_none() {
+            Command::Mail(mail) => return self.mail(mail, out),
+            Command::Rcpt(to) => return self.rcpt(to, out),
+            Command::Data => {
+                let Some(txn) = &self.txn else {
                     reply(out, 503, "5.5.1", "Error: need MAIL command");
                     return self.count_error(out);
-                }
-                if self.rcpts.is_empty() {
+                };
+                if txn.rcpts.is_empty() {
                     reply(out, 554, "5.5.1", "Error: no valid recipients");
                     return self.count_error(out);
                 }
                 reply_plain(out, 354, "End data with <CR><LF>.<CR><LF>");
-                *mode = Mode::Data(DataReceiver::new(), Vec::with_capacity(16 * 1024));
+                let mut mem = Vec::with_capacity(16 * 1024);
+                mem.extend_from_slice(self.received_header().as_bytes());
+                *mode = Mode::Data(Box::new(Body {
+                    reader: DataReader::default(),
+                    mem,
+                    spill: None,
+                    size: 0,
+                    too_big: false,
+                    failed: false,
+                    started: Instant::now(),
+                    wire: 0,
+                }));
             }
-            Request::Rset => {
-                self.reset();
+            Command::Rset => {
+                self.txn = None;
                 reply(out, 250, "2.0.0", "Ok");
             }
-            Request::Noop { .. } => reply(out, 250, "2.0.0", "Ok"),
-            Request::Quit => {
+            Command::Noop => reply(out, 250, "2.0.0", "Ok"),
+            Command::Quit => {
                 reply(out, 221, "2.0.0", "Bye");
                 return Flow::Close;
             }
-            Request::Vrfy { .. } => reply(out, 252, "2.5.0", "Cannot VRFY user, but will accept message"),
-            Request::Expn { .. } => reply(out, 502, "5.5.1", "EXPN not available"),
-            Request::Help { .. } => reply(out, 214, "2.0.0", "See RFC 5321"),
-            Request::StartTls => {
+            Command::Vrfy => reply(out, 252, "2.5.0", "Cannot VRFY user, but will accept message"),
+            Command::Expn => reply(out, 502, "5.5.1", "EXPN not available"),
+            Command::Help => reply(out, 214, "2.0.0", "See RFC 5321"),
+            Command::StartTls => {
                 if self.cfg.tls.is_none() {
                     reply(out, 502, "5.5.1", "STARTTLS not available");
                     return self.count_error(out);
@@ -374,10 +470,8 @@ impl Session {
                 reply(out, 220, "2.0.0", "Ready to start TLS");
                 return Flow::StartTls;
             }
-            Request::Auth { mechanism, initial_response } => {
-                return self.auth_start(mechanism, initial_response, out, mode).await;
-            }
-            Request::Bdat { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+            Command::Auth { mechanism, initial } => return self.auth_start(mechanism, initial, out, mode).await,
+            Command::NotImplemented => {
                 reply(out, 502, "5.5.1", "Command not implemented");
                 return self.count_error(out);
             }
@@ -385,21 +479,22 @@ impl Session {
         Flow::Continue
     }
 
-    fn mail(&mut self, from: String, size: usize, out: &mut Vec<u8>) -> Flow {
+    fn mail(&mut self, mail: MailFrom, out: &mut Vec<u8>) -> Flow {
         if self.helo.is_none() {
             reply(out, 503, "5.5.1", "Error: send HELO/EHLO first");
             return self.count_error(out);
         }
-        if self.mail_from.is_some() {
+        if self.txn.is_some() {
             reply(out, 503, "5.5.1", "Error: nested MAIL command");
             return self.count_error(out);
         }
-        if size > self.cfg.max_message_size {
+        let size = mail.size.unwrap_or(0);
+        if size > self.cfg.max_message_size as u64 {
             self.metrics.rejected.fetch_add(1, Relaxed);
             reply(out, 552, "5.3.4", "Message size exceeds fixed maximum message size");
             return Flow::Continue;
         }
-        if self.auth_user.is_none() && !self.cfg.allowed_network(self.peer) {
+        if self.login.is_none() && !self.trusted {
             self.metrics.rejected.fetch_add(1, Relaxed);
             if self.cfg.tls.is_some() {
                 reply(out, 530, "5.7.0", "Authentication required");
@@ -408,59 +503,84 @@ impl Session {
             }
             return self.count_error(out);
         }
-        if from.is_empty() {
+        let from = mail.from;
+        if from.is_null() {
             self.metrics.rejected.fetch_add(1, Relaxed);
             reply(out, 550, "5.7.1", "Null sender not accepted: tomare relays only the organisation's own mail");
             return self.count_error(out);
         }
-        if !is_internal_domain(&domain_of(&from), &self.cfg.internal_domains) {
+        if !from.is_internal(&self.cfg.internal_domains) {
             self.metrics.rejected.fetch_add(1, Relaxed);
-            reply(out, 550, "5.7.1", &format!("Sender <{}> is not in this organisation's domains", clean(&from)));
+            reply(out, 550, "5.7.1", &format!("Sender <{from}> is not in this organisation's domains"));
             return self.count_error(out);
         }
-        self.mail_from = Some(from);
+        if let Some(login) = &self.login
+            && !login.may_send_as(&from)
+        {
+            self.metrics.rejected.fetch_add(1, Relaxed);
+            reply(out, 553, "5.7.1", &format!("Sender <{from}> is not owned by the authenticated user"));
+            return self.count_error(out);
+        }
+        if !self.metrics.health.room_for(size) {
+            self.metrics.rejected.fetch_add(1, Relaxed);
+            reply(out, 452, "4.3.1", "Insufficient system storage, try again later");
+            return Flow::Continue;
+        }
+        self.txn = Some(Txn { from, utf8: mail.utf8, rcpts: Vec::new() });
         reply(out, 250, "2.1.0", "Ok");
         Flow::Continue
     }
 
-    fn rcpt(&mut self, to: String, out: &mut Vec<u8>) -> Flow {
-        if self.mail_from.is_none() {
+    fn rcpt(&mut self, to: Address, out: &mut Vec<u8>) -> Flow {
+        let Some(txn) = &mut self.txn else {
             reply(out, 503, "5.5.1", "Error: need MAIL command");
             return self.count_error(out);
-        }
-        if to.is_empty() || !to.contains('@') {
-            reply(out, 501, "5.1.3", "Bad recipient address syntax");
-            return self.count_error(out);
-        }
-        if self.rcpts.len() >= self.cfg.max_recipients {
+        };
+        if txn.rcpts.len() >= self.cfg.max_recipients {
             reply(out, 452, "4.5.3", "Too many recipients");
             return Flow::Continue;
         }
-        self.rcpts.push(to);
+        txn.rcpts.push(to);
         reply(out, 250, "2.1.5", "Ok");
         Flow::Continue
     }
 
-    async fn end_of_data(&mut self, message: Vec<u8>, out: &mut Vec<u8>) -> Flow {
+    async fn end_of_data(&mut self, mut body: Body, out: &mut Vec<u8>) -> Flow {
         let started = Instant::now();
-        let (Some(mail_from), rcpts) = (self.mail_from.take(), std::mem::take(&mut self.rcpts)) else {
+        let Some(txn) = self.txn.take() else {
             reply(out, 503, "5.5.1", "Error: need MAIL command");
             return Flow::Continue;
         };
-        let body = normalize_line_endings(&message);
-        let received = self.received_header();
-        let mut data = Vec::with_capacity(received.len() + body.len());
-        data.extend_from_slice(received.as_bytes());
-        data.extend_from_slice(&body);
-        drop(body);
+        if body.too_big || body.size > self.cfg.max_message_size {
+            self.metrics.rejected.fetch_add(1, Relaxed);
+            reply(out, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+            return Flow::Continue;
+        }
+        if body.failed {
+            self.metrics.rejected.fetch_add(1, Relaxed);
+            reply(out, 451, "4.3.0", "Temporary failure storing the message, try again later");
+            return Flow::Continue;
+        }
+        if !self.metrics.health.room_for(body.size as u64) {
+            self.metrics.rejected.fetch_add(1, Relaxed);
+            reply(out, 452, "4.3.1", "Insufficient system storage, try again later");
+            return Flow::Continue;
+        }
         let envelope = Envelope {
-            mail_from,
-            rcpt_to: rcpts,
+            mail_from: txn.from,
+            rcpt_to: txn.rcpts,
             helo: self.helo.clone().unwrap_or_default(),
             client_ip: self.peer.to_string(),
-            auth_user: self.auth_user.clone(),
+            auth_user: self.login.as_ref().map(|l| l.user.clone()),
         };
-        match self.sink.accept(envelope, data).await {
+        let result = match body.spill.take() {
+            None => self.sink.accept(envelope, body.mem).await,
+            Some(mut spill) => match spill.write(std::mem::take(&mut body.mem)).await {
+                Ok(()) => spill.finish(envelope).await,
+                Err(e) => Err(e),
+            },
+        };
+        match result {
             Ok(id) => {
                 tracing::debug!(%id, took_ms = started.elapsed().as_millis() as u64, "accepted");
                 reply(out, 250, "2.0.0", &format!("Ok: queued as {id}"));
@@ -479,14 +599,15 @@ impl Session {
     }
 
     fn received_header(&self) -> String {
-        let proto = match (self.esmtp, self.tls, self.auth_user.is_some()) {
+        let proto = match (self.esmtp, self.tls, self.login.is_some()) {
             (false, _, _) => "SMTP",
             (true, false, false) => "ESMTP",
             (true, true, false) => "ESMTPS",
             (true, false, true) => "ESMTPA",
             (true, true, true) => "ESMTPSA",
         };
-        let helo = clean(self.helo.as_deref().unwrap_or("unknown"));
+        // The HELO name has no control characters (the parser refused them).
+        let helo = self.helo.as_deref().unwrap_or("unknown");
         format!(
             "Received: from {helo} ([{}])\r\n\tby {} (tomare) with {proto};\r\n\t{}\r\n",
             self.peer,
@@ -495,7 +616,13 @@ impl Session {
         )
     }
 
-    async fn auth_start(&mut self, mechanism: u64, initial: String, out: &mut Vec<u8>, mode: &mut Mode) -> Flow {
+    async fn auth_start(
+        &mut self,
+        mechanism: Mechanism,
+        initial: Option<String>,
+        out: &mut Vec<u8>,
+        mode: &mut Mode,
+    ) -> Flow {
         if self.cfg.tls.is_none() {
             reply(out, 502, "5.5.1", "AUTH not available");
             return self.count_error(out);
@@ -504,49 +631,61 @@ impl Session {
             reply(out, 538, "5.7.11", "Encryption required for requested authentication mechanism");
             return self.count_error(out);
         }
-        if self.auth_user.is_some() {
+        if self.login.is_some() {
             reply(out, 503, "5.5.1", "Already authenticated");
             return self.count_error(out);
         }
-        if self.in_transaction() {
+        if self.txn.is_some() {
             reply(out, 503, "5.5.1", "AUTH not allowed during a mail transaction");
             return self.count_error(out);
         }
-        match mechanism {
-            AUTH_PLAIN if !initial.is_empty() => self.auth_line(AuthStep::Plain, &initial, out, mode).await,
-            AUTH_PLAIN => {
+        match (mechanism, initial) {
+            (Mechanism::Plain, Some(initial)) => self.auth_line(AuthStep::Plain, initial.as_bytes(), out, mode).await,
+            (Mechanism::Plain, None) => {
                 reply_plain(out, 334, "");
-                *mode = Mode::Auth(LineReceiver::new(AuthStep::Plain));
+                *mode = Mode::Auth(AuthStep::Plain);
                 Flow::Continue
             }
-            AUTH_LOGIN if !initial.is_empty() => self.auth_line(AuthStep::LoginUser, &initial, out, mode).await,
-            AUTH_LOGIN => {
-                reply_plain(out, 334, "VXNlcm5hbWU6");
-                *mode = Mode::Auth(LineReceiver::new(AuthStep::LoginUser));
-                Flow::Continue
-            }
-            _ => {
+            (Mechanism::Login, initial) => match initial {
+                Some(user) => match decode(&user) {
+                    Some(user) => {
+                        reply_plain(out, 334, "UGFzc3dvcmQ6");
+                        *mode = Mode::Auth(AuthStep::LoginPassword(user));
+                        Flow::Continue
+                    }
+                    None => {
+                        reply(out, 501, "5.5.2", "Invalid base64 data");
+                        self.count_error(out)
+                    }
+                },
+                None => {
+                    reply_plain(out, 334, "VXNlcm5hbWU6");
+                    *mode = Mode::Auth(AuthStep::LoginUser);
+                    Flow::Continue
+                }
+            },
+            (Mechanism::Other, _) => {
                 reply(out, 504, "5.5.4", "Unrecognized authentication type");
                 self.count_error(out)
             }
         }
     }
 
-    async fn auth_line(&mut self, step: AuthStep, line: &str, out: &mut Vec<u8>, mode: &mut Mode) -> Flow {
+    async fn auth_line(&mut self, step: AuthStep, line: &[u8], out: &mut Vec<u8>, mode: &mut Mode) -> Flow {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim();
         if line == "*" {
             reply(out, 501, "5.0.0", "Authentication aborted");
             return self.count_error(out);
         }
-        let decoded = if line == "=" { Ok(Vec::new()) } else { B64.decode(line) };
-        let Ok(decoded) = decoded else {
+        let Some(decoded) = decode(line) else {
             reply(out, 501, "5.5.2", "Invalid base64 data");
             return self.count_error(out);
         };
-        let decoded = String::from_utf8_lossy(&decoded).into_owned();
         let (user, password) = match step {
             AuthStep::LoginUser => {
                 reply_plain(out, 334, "UGFzc3dvcmQ6");
-                *mode = Mode::Auth(LineReceiver::new(AuthStep::LoginPassword(decoded)));
+                *mode = Mode::Auth(AuthStep::LoginPassword(decoded));
                 return Flow::Continue;
             }
             AuthStep::LoginPassword(user) => (user, decoded),
@@ -554,7 +693,7 @@ impl Session {
                 let mut parts = decoded.split('\0');
                 let (_authzid, user, password) = (parts.next(), parts.next(), parts.next());
                 match (user, password) {
-                    (Some(u), Some(p)) => (u.to_string(), p.to_string()),
+                    (Some(u), Some(p)) if parts.next().is_none() => (u.to_string(), p.to_string()),
                     _ => {
                         reply(out, 501, "5.5.2", "Malformed AUTH PLAIN response");
                         return self.count_error(out);
@@ -562,37 +701,40 @@ impl Session {
                 }
             }
         };
-        if self.auth.verify(&user, &password).await {
-            tracing::info!(user = %clean(&user), peer = %self.peer, "authenticated");
-            self.auth_user = Some(user);
-            reply(out, 235, "2.7.0", "Authentication successful");
-            Flow::Continue
-        } else {
-            tracing::warn!(user = %clean(&user), peer = %self.peer, "authentication failed");
-            tokio::time::sleep(AUTH_FAILURE_DELAY).await;
-            reply(out, 535, "5.7.8", "Authentication credentials invalid");
-            self.count_error(out)
+        let shown = tomare_model::escape_controls(&user).into_owned();
+        let Some(attempt) = self.cfg.auth_guard.begin(&user, self.peer) else {
+            tracing::warn!(user = %shown, peer = %self.peer, "authentication refused: too many failures");
+            reply(out, 454, "4.7.0", "Too many failed authentication attempts, try again later");
+            return self.count_error(out);
+        };
+        let login = self.auth.verify(&user, &password).await;
+        self.cfg.auth_guard.finish(attempt, login.is_some());
+        match login {
+            Some(login) => {
+                tracing::info!(user = %shown, peer = %self.peer, "authenticated");
+                self.login = Some(login);
+                reply(out, 235, "2.7.0", "Authentication successful");
+                Flow::Continue
+            }
+            None => {
+                tracing::warn!(user = %shown, peer = %self.peer, "authentication failed");
+                tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+                reply(out, 535, "5.7.8", "Authentication credentials invalid");
+                self.count_error(out)
+            }
         }
     }
 }
 
-fn reply_plain(out: &mut Vec<u8>, code: u16, text: &str) {
-    out.extend_from_slice(format!("{code} {text}\r\n").as_bytes());
+/// Base64 to text; `=` is the empty response.
+fn decode(line: &str) -> Option<String> {
+    let bytes = if line == "=" { Vec::new() } else { B64.decode(line).ok()? };
+    String::from_utf8(bytes).ok()
 }
 
-/// Client-supplied text echoed in replies and headers: no control characters,
-/// bounded length.
-fn clean(s: &str) -> Cow<'_, str> {
-    if s.len() <= 255 && !s.chars().any(char::is_control) {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(s.chars().filter(|c| !c.is_control()).take(255).collect())
-    }
-}
+struct Out<'a>(&'a mut Vec<u8>);
 
-struct StrOut<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for StrOut<'_> {
+impl std::fmt::Write for Out<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())

@@ -2,18 +2,35 @@
 
 use async_trait::async_trait;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 use tomare_config::Config;
 use tomare_model::{Envelope, Metrics};
-use tomare_smtp::{Authenticator, MessageSink, Session, SessionConfig};
+use tomare_smtp::{Authenticator, Incoming, Login, MessageSink, Session, SessionConfig};
 
 #[derive(Default)]
 struct Sink {
-    messages: Mutex<Vec<(Envelope, Vec<u8>)>>,
+    got: Arc<Got>,
     fail: bool,
+}
+
+#[derive(Default)]
+struct Got {
+    messages: Mutex<Vec<(Envelope, Vec<u8>)>>,
+    /// Messages that arrived streamed (through `begin`), and the biggest
+    /// chunk any of them was written in.
+    streamed: Mutex<(usize, usize)>,
+}
+
+impl Got {
+    fn push(&self, envelope: Envelope, data: Vec<u8>) -> String {
+        let mut m = self.messages.lock().unwrap();
+        m.push((envelope, data));
+        format!("ID{}", m.len())
+    }
 }
 
 #[async_trait]
@@ -22,42 +39,91 @@ impl MessageSink for Sink {
         if self.fail {
             return Err("disk full".into());
         }
-        let mut m = self.messages.lock().unwrap();
-        m.push((envelope, data));
-        Ok(format!("ID{}", m.len()))
+        Ok(self.got.push(envelope, data))
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Incoming>, String> {
+        if self.fail {
+            return Err("disk full".into());
+        }
+        self.got.streamed.lock().unwrap().0 += 1;
+        Ok(Box::new(Streamed { got: self.got.clone(), data: Vec::new() }))
     }
 }
 
+struct Streamed {
+    got: Arc<Got>,
+    data: Vec<u8>,
+}
+
+#[async_trait]
+impl Incoming for Streamed {
+    async fn write(&mut self, chunk: Vec<u8>) -> Result<(), String> {
+        let mut s = self.got.streamed.lock().unwrap();
+        s.1 = s.1.max(chunk.len());
+        drop(s);
+        self.data.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, envelope: Envelope) -> Result<String, String> {
+        Ok(self.got.push(envelope, self.data))
+    }
+}
+
+/// taro (who may also send as team@) and hanako.
 struct Users;
 
 #[async_trait]
 impl Authenticator for Users {
-    async fn verify(&self, user: &str, password: &str) -> bool {
-        user == "taro@example.com" && password == "correct horse"
+    async fn verify(&self, user: &str, password: &str) -> Option<Login> {
+        let address = |a: &str| a.parse::<tomare_model::SendAs>().unwrap();
+        match (user, password) {
+            ("taro@example.com", "correct horse") => Some(Login {
+                user: user.into(),
+                send_as: vec![address("taro@example.com"), address("team@example.com")],
+            }),
+            ("hanako@example.com", "battery staple") => {
+                Some(Login { user: user.into(), send_as: vec![address("hanako@example.com")] })
+            }
+            _ => None,
+        }
     }
 }
 
 struct Harness {
     sink: Arc<Sink>,
-    cfg: SessionConfig,
+    cfg: Arc<SessionConfig>,
+    metrics: Arc<Metrics>,
     peer: IpAddr,
 }
 
 impl Harness {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// A harness whose config `change` adjusts first.
+    fn with(change: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
         config.smtp.max_message_size = tomare_config::ByteSize(2000);
         config.smtp.max_recipients = 3;
         config.smtp.max_errors = 10;
+        change(&mut config);
         Harness {
             sink: Arc::new(Sink::default()),
-            cfg: SessionConfig::new(&config, "gw.example.com".into(), None),
+            cfg: Arc::new(SessionConfig::new(&config, "gw.example.com".into(), None)),
+            metrics: Arc::new(Metrics::default()),
             peer: "127.0.0.1".parse().unwrap(),
         }
     }
 
+    fn cfg(&mut self) -> &mut SessionConfig {
+        Arc::get_mut(&mut self.cfg).expect("configured before the first session")
+    }
+
     fn with_tls(mut self) -> Self {
-        self.cfg.tls = Some(tls_acceptor());
+        self.cfg().tls = Some(tls_acceptor());
         self
     }
 
@@ -75,23 +141,8 @@ impl Harness {
     async fn connect(&self) -> Client<DuplexStream> {
         let (client, server) = tokio::io::duplex(1 << 20);
         let (_tx, rx) = watch::channel(false);
-        let session = Session::new(
-            Arc::new(SessionConfig {
-                hostname: self.cfg.hostname.clone(),
-                allowed_networks: self.cfg.allowed_networks.clone(),
-                internal_domains: self.cfg.internal_domains.clone(),
-                max_message_size: self.cfg.max_message_size,
-                max_recipients: self.cfg.max_recipients,
-                max_errors: self.cfg.max_errors,
-                idle_timeout: self.cfg.idle_timeout,
-                tls: self.cfg.tls.clone(),
-            }),
-            self.sink.clone(),
-            Arc::new(Users),
-            Arc::new(Metrics::default()),
-            self.peer,
-            rx,
-        );
+        let session =
+            Session::new(self.cfg.clone(), self.sink.clone(), Arc::new(Users), self.metrics.clone(), self.peer, rx);
         tokio::spawn(async move {
             let _keep_shutdown_sender = _tx;
             let _ = session.run(server).await;
@@ -102,8 +153,12 @@ impl Harness {
     }
 
     fn messages(&self) -> Vec<(Envelope, Vec<u8>)> {
-        self.sink.messages.lock().unwrap().clone()
+        self.sink.got.messages.lock().unwrap().clone()
     }
+}
+
+fn rcpts(e: &Envelope) -> Vec<String> {
+    e.rcpt_to.iter().map(ToString::to_string).collect()
 }
 
 struct Client<S> {
@@ -112,8 +167,10 @@ struct Client<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// Writes `data`; a server that has closed the connection shows in
+    /// the next [`Client::reply`].
     async fn send(&mut self, data: &str) {
-        self.stream.write_all(data.as_bytes()).await.unwrap();
+        let _ = self.stream.write_all(data.as_bytes()).await;
     }
 
     /// Reads one whole (possibly multi-line) reply; "" on EOF.
@@ -207,8 +264,8 @@ async fn a_message_goes_through_and_is_stored_unchanged() {
 
     let m = h.messages();
     assert_eq!(m.len(), 1);
-    assert_eq!(m[0].0.mail_from, "taro@example.com");
-    assert_eq!(m[0].0.rcpt_to, vec!["hanako@customer.test"]);
+    assert_eq!(m[0].0.mail_from.to_string(), "taro@example.com");
+    assert_eq!(rcpts(&m[0].0), vec!["hanako@customer.test"]);
     assert_eq!(m[0].0.helo, "client.example.com");
     let data = String::from_utf8(m[0].1.clone()).unwrap();
     assert!(
@@ -237,8 +294,8 @@ async fn pipelined_commands_are_answered_in_order() {
     assert!(c.reply().await.starts_with("250 2.0.0"));
     let m = h.messages();
     assert_eq!(m.len(), 2);
-    assert_eq!(m[0].0.rcpt_to, vec!["a@x.test", "b@y.test"]);
-    assert_eq!(m[1].0.rcpt_to, vec!["c@z.test"]);
+    assert_eq!(rcpts(&m[0].0), vec!["a@x.test", "b@y.test"]);
+    assert_eq!(rcpts(&m[1].0), vec!["c@z.test"]);
 }
 
 #[tokio::test]
@@ -402,7 +459,7 @@ async fn smtputf8_addresses_are_accepted() {
     c.cmd("DATA").await;
     assert!(c.cmd("Subject: 件名\r\n\r\n本文\r\n.").await.starts_with("250"));
     let m = h.messages();
-    assert_eq!(m[0].0.rcpt_to, vec!["山田@例え.jp"]);
+    assert_eq!(rcpts(&m[0].0), vec!["山田@例え.jp"]);
     assert!(String::from_utf8(m[0].1.clone()).unwrap().contains("Subject: 件名\r\n\r\n本文\r\n"));
 }
 
@@ -436,26 +493,17 @@ async fn random_input_never_panics_a_session() {
         b"..\r\n",
     ];
     let h = Harness::new().with_tls();
+    let mut config = Config::default();
+    config.smtp.max_message_size = tomare_config::ByteSize(2000);
+    config.smtp.max_recipients = 3;
+    config.smtp.max_errors = 1000;
+    config.smtp.idle_timeout = tomare_config::Duration::secs(5);
+    let cfg = Arc::new(SessionConfig::new(&config, "gw".into(), Some(tls_acceptor())));
     for _ in 0..150 {
         let (client, server) = tokio::io::duplex(1 << 16);
         let (_tx, rx) = watch::channel(false);
-        let session = Session::new(
-            Arc::new(SessionConfig {
-                hostname: "gw".into(),
-                allowed_networks: h.cfg.allowed_networks.clone(),
-                internal_domains: h.cfg.internal_domains.clone(),
-                max_message_size: 2000,
-                max_recipients: 3,
-                max_errors: 1000,
-                idle_timeout: Duration::from_secs(5),
-                tls: h.cfg.tls.clone(),
-            }),
-            h.sink.clone(),
-            Arc::new(Users),
-            Arc::new(Metrics::default()),
-            h.peer,
-            rx,
-        );
+        let session =
+            Session::new(cfg.clone(), h.sink.clone(), Arc::new(Users), Arc::new(Metrics::default()), h.peer, rx);
         let task = tokio::spawn(session.run(server));
         let mut input = Vec::new();
         for _ in 0..(next() % 40) {
@@ -481,4 +529,296 @@ async fn random_input_never_panics_a_session() {
         assert!(ended.is_ok(), "session task panicked");
         let _ = reader.await;
     }
+}
+
+/// Sends `MAIL`, one `RCPT` and `DATA`, answered 250, 250, 354.
+async fn open_data<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<S>, from: &str) {
+    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<a@x.test>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+}
+
+#[tokio::test]
+async fn quoted_local_parts_are_kept_and_cannot_hide_a_path() {
+    let h = Harness::new();
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    // Issue 9's attack: the quoted '>' would end the path for a lax parser.
+    let r = c.cmd(r#"MAIL FROM:<"spoof@evil.net> ENVID="@example.com>"#).await;
+    assert!(r.starts_with("553 5.1.7"), "{r}");
+    assert!(c.cmd("MAIL FROM:<taro@example.com>").await.starts_with("250"));
+    let r = c.cmd(r#"RCPT TO:<"ceo@competitor.com> ORCPT=rfc822;"@example.com>"#).await;
+    assert!(r.starts_with("553 5.1.3"), "{r}");
+    for bad in ["RCPT TO:<a\0b@x.test>", "RCPT TO:<a b@x.test>", "RCPT TO:<a<b@x.test>", "RCPT TO:<\"a\rb\"@x.test>"] {
+        let r = c.cmd(bad).await;
+        assert!(r.starts_with("501") || r.starts_with("553"), "{bad:?}: {r}");
+    }
+    // A legal quoted local part is kept whole, its domain apart.
+    let r = c.cmd(r#"RCPT TO:<"boss@rival.test"@example.com>"#).await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd(r#"RCPT TO:<"yamada taro"@customer.test>"#).await.starts_with("250"));
+    c.cmd("DATA").await;
+    assert!(c.cmd("Subject: q\r\n\r\nx\r\n.").await.starts_with("250"));
+    let m = h.messages();
+    let r = &m[0].0.rcpt_to;
+    assert_eq!((r[0].local(), r[0].domain()), ("boss@rival.test", "example.com"));
+    assert_eq!(r[1].to_string(), r#""yamada taro"@customer.test"#);
+}
+
+#[tokio::test]
+async fn every_dot_variant_but_crlf_dot_crlf_is_message_text() {
+    for variant in [".\r\r\n", ".\r\r\r\n", ".\n", "\n.\r\n", ".\r", " .\r\n", ". \r\n", ".x\r\n"] {
+        let h = Harness::new();
+        let mut c = h.connect().await;
+        c.cmd("EHLO a").await;
+        open_data(&mut c, "taro@example.com").await;
+        // After the variant, a whole second transaction; then the real end.
+        c.send(&format!(
+            "Subject: v\r\n\r\nfirst\r\n{variant}MAIL FROM:<taro@example.com>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nsecond\r\n"
+        ))
+        .await;
+        let r = c.cmd(".").await;
+        assert!(r.starts_with("250 2.0.0"), "{variant:?}: {r}");
+        assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok", "{variant:?}: one reply for one message");
+        let m = h.messages();
+        assert_eq!(m.len(), 1, "{variant:?} ended the data");
+        let data = String::from_utf8(m[0].1.clone()).unwrap();
+        assert!(data.contains("MAIL FROM:<taro@example.com>\r\nRCPT TO:<b@y.test>\r\n"), "{variant:?}: {data:?}");
+        assert_eq!(rcpts(&m[0].0), vec!["a@x.test"], "{variant:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_trickle_of_bytes_does_not_keep_a_command_wait_open() {
+    let h = Harness::with(|c| c.smtp.idle_timeout = tomare_config::Duration(Duration::from_millis(400)));
+    let mut c = h.connect().await;
+    let started = Instant::now();
+    // One byte every 100 ms of a command that never ends.
+    let mut reply = String::new();
+    for b in "NOOP xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".bytes() {
+        let written = c.stream.write_all(&[b]).await.is_ok();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !written || started.elapsed() > Duration::from_millis(600) {
+            reply = c.reply().await;
+            break;
+        }
+    }
+    assert!(reply.starts_with("421 4.4.2 Idle timeout"), "{reply}");
+}
+
+#[tokio::test]
+async fn sessions_end_at_their_deadline_however_busy() {
+    let h = Harness::with(|c| c.smtp.session_timeout = tomare_config::Duration(Duration::from_millis(500)));
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        last = c.cmd("NOOP").await;
+        if !last.starts_with("250") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(last.starts_with("421 4.4.2 Session time limit"), "{last}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn data_has_a_deadline_and_a_minimum_rate() {
+    // Whole-DATA deadline.
+    let h = Harness::with(|c| c.smtp.data_timeout = tomare_config::Duration(Duration::from_millis(500)));
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    open_data(&mut c, "taro@example.com").await;
+    let started = Instant::now();
+    let mut reply = String::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        let written = c.stream.write_all(b"a line of the body\r\n").await.is_ok();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !written || started.elapsed() > Duration::from_millis(700) {
+            reply = c.reply().await;
+            break;
+        }
+    }
+    assert!(reply.starts_with("421 4.4.2 DATA took too long"), "{reply}");
+    assert!(h.messages().is_empty(), "nothing accepted, the client keeps its copy");
+
+    // Too slow once the grace is over.
+    let mut h = Harness::with(|c| c.smtp.min_data_rate = tomare_config::ByteSize(10_000));
+    h.cfg().rate_grace = Duration::from_millis(300);
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    open_data(&mut c, "taro@example.com").await;
+    let mut reply = String::new();
+    for _ in 0..40 {
+        let written = c.stream.write_all(b"slow\r\n").await.is_ok();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if !written {
+            reply = c.reply().await;
+            break;
+        }
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(1), c.reply()).await {
+            reply = r;
+            break;
+        }
+    }
+    assert!(reply.starts_with("421 4.4.2 DATA too slow"), "{reply}");
+}
+
+#[tokio::test]
+async fn outsiders_must_authenticate_soon() {
+    let h = Harness::with(|c| c.smtp.preauth_timeout = tomare_config::Duration(Duration::from_millis(400)))
+        .with_tls()
+        .from("203.0.113.50");
+    let mut c = h.connect().await;
+    c.cmd("EHLO outsider").await;
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        last = c.cmd("NOOP").await;
+        if !last.starts_with("250") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(last.starts_with("421 4.7.0 Authentication required"), "{last}");
+    // Clients inside allowed_networks are not held to it.
+    let h = Harness::with(|c| c.smtp.preauth_timeout = tomare_config::Duration(Duration::from_millis(200)));
+    let mut c = h.connect().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+}
+
+#[tokio::test]
+async fn big_messages_are_streamed_to_the_sink_not_kept() {
+    let h = Harness::with(|c| c.smtp.max_message_size = tomare_config::ByteSize(20_000_000));
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    open_data(&mut c, "taro@example.com").await;
+    let line = format!("{}\r\n", "0123456789abcdef".repeat(4));
+    let mut body = String::from("Subject: big\r\n\r\n");
+    while body.len() < 5_000_000 {
+        body.push_str(&line);
+    }
+    for chunk in body.as_bytes().chunks(64 * 1024) {
+        c.stream.write_all(chunk).await.unwrap();
+    }
+    let r = c.cmd(".").await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let (streamed, biggest) = *h.sink.got.streamed.lock().unwrap();
+    assert_eq!(streamed, 1, "handed over in chunks");
+    assert!(biggest < 2 << 20, "chunks stay small: {biggest}");
+    let m = h.messages();
+    let data = &m[0].1;
+    assert!(data.ends_with(body.as_bytes()), "the message arrives whole");
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_refused_when_it_ends() {
+    let h = Harness::with(|c| c.smtp.max_message_size = tomare_config::ByteSize(3_000_000));
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    open_data(&mut c, "taro@example.com").await;
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..64 {
+        c.stream.write_all(&chunk).await.unwrap();
+        c.stream.write_all(b"\r\n").await.unwrap();
+    }
+    assert!(c.cmd(".").await.starts_with("552 5.3.4"));
+    assert!(h.messages().is_empty());
+    assert!(c.cmd("NOOP").await.starts_with("250"), "the session goes on");
+}
+
+async fn logged_in(h: &Harness, plain: &str) -> (Client<tokio_rustls::client::TlsStream<DuplexStream>>, String) {
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    let mut c = starttls(c).await;
+    c.cmd("EHLO a").await;
+    let r = c.cmd(&format!("AUTH PLAIN {plain}")).await;
+    (c, r)
+}
+
+/// `\0user\0password`, base64.
+fn plain(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+#[tokio::test]
+async fn guessing_passwords_locks_the_account_even_in_parallel() {
+    let h = Arc::new(Harness::new().with_tls().from("198.51.100.20"));
+    // 36 wrong guesses at once, from one address.
+    let mut tasks = Vec::new();
+    for i in 0..36 {
+        let h = h.clone();
+        tasks
+            .push(tokio::spawn(async move { logged_in(&h, &plain("taro@example.com", &format!("guess{i}"))).await.1 }));
+    }
+    let mut replies = Vec::new();
+    for t in tasks {
+        replies.push(t.await.unwrap());
+    }
+    let checked = replies.iter().filter(|r| r.starts_with("535")).count();
+    assert!(checked <= 5, "at most auth_max_failures guesses were checked: {replies:?}");
+    assert!(replies.iter().all(|r| r.starts_with("535") || r.starts_with("454 4.7.0")), "{replies:?}");
+    // Now even the right password is refused, for a while.
+    let (_, r) = logged_in(&h, &plain("taro@example.com", "correct horse")).await;
+    assert!(r.starts_with("454 4.7.0"), "{r}");
+}
+
+#[tokio::test]
+async fn an_authenticated_client_sends_only_as_itself() {
+    let h = Harness::new().with_tls().from("198.51.100.30");
+    let (mut c, r) = logged_in(&h, &plain("taro@example.com", "correct horse")).await;
+    assert!(r.starts_with("235"), "{r}");
+    let r = c.cmd("MAIL FROM:<hanako@example.com>").await;
+    assert!(r.starts_with("553 5.7.1"), "{r}");
+    assert!(c.cmd("MAIL FROM:<Taro@EXAMPLE.com>").await.starts_with("250"), "case does not matter");
+    c.cmd("RSET").await;
+    assert!(c.cmd("MAIL FROM:<team@example.com>").await.starts_with("250"), "a granted address");
+    // The relay inside allowed_networks, unauthenticated, sends for anyone in the org.
+    let h = Harness::new();
+    let mut c = h.connect().await;
+    c.cmd("EHLO relay").await;
+    assert!(c.cmd("MAIL FROM:<hanako@example.com>").await.starts_with("250"));
+}
+
+#[tokio::test]
+async fn addresses_need_smtputf8_and_valid_utf8() {
+    let h = Harness::new();
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    let r = c.cmd("MAIL FROM:<太郎@example.com>").await;
+    assert!(r.starts_with("553 5.6.7"), "{r}");
+    c.stream.write_all(b"MAIL FROM:<t\xffaro@example.com>\r\n").await.unwrap();
+    let r = c.reply().await;
+    assert!(r.starts_with("501"), "{r}");
+    assert!(c.cmd("MAIL FROM:<taro@example.com>").await.starts_with("250"));
+    let r = c.cmd("RCPT TO:<花子@example.jp>").await;
+    assert!(r.starts_with("553 5.6.7"), "no SMTPUTF8 in MAIL: {r}");
+}
+
+#[tokio::test]
+async fn control_characters_in_helo_are_refused_and_never_echoed() {
+    let h = Harness::new();
+    let mut c = h.connect().await;
+    let r = c.cmd("EHLO evil\x1b]0;pwned\x07").await;
+    assert!(r.starts_with("501"), "{r}");
+    assert!(!r.contains('\x1b') && !r.contains("pwned"), "{r:?}");
+    let r = c.cmd("EHLO client.example.net").await;
+    assert!(r.starts_with("250-gw.example.com Hello [127.0.0.1]"), "the name is not echoed: {r}");
+}
+
+#[tokio::test]
+async fn no_new_mail_below_the_free_space_reserve() {
+    let h = Harness::new();
+    h.metrics.health.disk_free.store(500_000_000, Relaxed);
+    h.metrics.health.disk_reserve.store(1_000_000_000, Relaxed);
+    let mut c = h.connect().await;
+    c.cmd("EHLO a").await;
+    let r = c.cmd("MAIL FROM:<taro@example.com>").await;
+    assert!(r.starts_with("452 4.3.1"), "{r}");
+    h.metrics.health.disk_free.store(2_000_000_000, Relaxed);
+    assert!(c.cmd("MAIL FROM:<taro@example.com> SIZE=1000").await.starts_with("250"));
 }

@@ -16,7 +16,7 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use tomare_model::{Envelope, MessageId, OrgId, RcptStatus, State};
+use tomare_model::{Address, Envelope, MessageId, OrgId, RcptStatus, SendAs, State};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,7 +49,7 @@ pub struct NewMessage {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RecipientRow {
-    pub address: String,
+    pub address: Address,
     pub status: RcptStatus,
     pub reply: String,
     pub attempts: i64,
@@ -60,7 +60,7 @@ pub struct MessageRow {
     pub id: MessageId,
     pub org_id: OrgId,
     pub state: State,
-    pub mail_from: String,
+    pub mail_from: Address,
     pub recipients: Vec<RecipientRow>,
     pub subject: String,
     pub header_from: String,
@@ -90,8 +90,8 @@ pub struct EventRow {
 pub struct Claimed {
     pub id: MessageId,
     pub org_id: OrgId,
-    pub mail_from: String,
-    pub recipients: Vec<String>,
+    pub mail_from: Address,
+    pub recipients: Vec<Address>,
     pub attempts: i64,
     pub received_at: i64,
     pub is_dsn: bool,
@@ -117,7 +117,7 @@ pub struct Decision {
     pub release_at: i64,
     pub approval: Option<ApprovalRequest>,
     /// Envelope recipients the rules added.
-    pub add_recipients: Vec<String>,
+    pub add_recipients: Vec<Address>,
     /// The rules rewrote the message (the rewritten copy is in the spool).
     pub rewritten: bool,
     /// Notices to send: (kind, recipient address).
@@ -153,6 +153,16 @@ pub struct DirectoryEntry {
     pub groups: Vec<String>,
 }
 
+/// An SMTP AUTH account.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub org_id: OrgId,
+    pub email: String,
+    pub password_hash: String,
+    /// Senders granted besides the user's own address (`--send-as`).
+    pub send_as: Vec<SendAs>,
+}
+
 /// A notice owed: to a sender (their message was rejected, denied or held),
 /// an approver (a message waits for them) or an admin.
 #[derive(Debug, Clone)]
@@ -182,7 +192,7 @@ pub struct DeliveryReport {
 
 #[derive(Debug, Clone)]
 pub struct RecipientResult {
-    pub address: String,
+    pub address: Address,
     pub status: RcptStatus,
     pub reply: String,
 }
@@ -357,9 +367,12 @@ pub trait Store: Send + Sync {
     /// Sets the argon2 hash for an SMTP AUTH user.
     async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()>;
 
-    async fn user_hash(&self, email: &str) -> Result<Option<(OrgId, String)>>;
+    /// Replaces the other senders a user may use after AUTH.
+    async fn set_send_as(&self, email: &str, grants: &[SendAs]) -> Result<()>;
 
-    async fn list_users(&self) -> Result<Vec<String>>;
+    async fn user(&self, email: &str) -> Result<Option<UserRow>>;
+
+    async fn list_users(&self) -> Result<Vec<UserRow>>;
 
     /// Messages with archiving to do, oldest first: final ones, and
     /// reviewed ones received before `received_before` (a message delivered

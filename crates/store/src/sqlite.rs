@@ -105,6 +105,11 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS user_send_as (
+    email TEXT NOT NULL REFERENCES users(email),
+    address TEXT NOT NULL,
+    PRIMARY KEY (email, address)
+);
 "#;
 
 /// SQLite's limit on bound parameters per statement is 32766; batches are
@@ -155,6 +160,18 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader, arch_writer, arch_reader })
     }
 
+    async fn send_as(&self, email: &str) -> Result<Vec<SendAs>> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT address FROM user_send_as WHERE email = ? ORDER BY address")
+            .bind(email)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter()
+            .map(|a| {
+                a.parse().map_err(|e| StoreError::Corrupt { id: email.into(), what: format!("send-as {a:?}: {e}") })
+            })
+            .collect()
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
@@ -170,6 +187,12 @@ fn placeholders(rows: usize, cols: usize) -> String {
 
 fn parse_id(s: String) -> Result<MessageId> {
     MessageId::parse(&s).ok_or(StoreError::Corrupt { id: s, what: "bad id".into() })
+}
+
+/// An address as stored: its canonical form, written by [`Address`]'s
+/// `Display`, so anything that does not parse back was not written by us.
+fn parse_address(id: &str, s: String) -> Result<Address> {
+    s.parse().map_err(|e| StoreError::Corrupt { id: id.into(), what: format!("address {s:?}: {e}") })
 }
 
 fn parse_state(id: &str, s: &str) -> Result<State> {
@@ -298,9 +321,9 @@ fn message_from_row(row: &SqliteRow) -> Result<MessageRow> {
     let state: String = row.try_get("state")?;
     Ok(MessageRow {
         state: parse_state(&id, &state)?,
+        mail_from: parse_address(&id, row.try_get("mail_from")?)?,
         id: parse_id(id)?,
         org_id: row.try_get("org_id")?,
-        mail_from: row.try_get("mail_from")?,
         recipients: Vec::new(),
         subject: row.try_get("subject")?,
         header_from: row.try_get("header_from")?,
@@ -339,7 +362,7 @@ impl SqliteStore {
                 })?;
                 if let Some(m) = chunk.iter_mut().find(|m| m.id.as_str() == mid) {
                     m.recipients.push(RecipientRow {
-                        address: r.try_get(1)?,
+                        address: parse_address(&mid, r.try_get(1)?)?,
                         status,
                         reply: r.try_get(3)?,
                         attempts: r.try_get(4)?,
@@ -366,7 +389,7 @@ async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], n
                 .bind(m.id.as_str())
                 .bind(m.org_id)
                 .bind(m.state.as_str())
-                .bind(&m.envelope.mail_from)
+                .bind(m.envelope.mail_from.to_string())
                 .bind(&m.envelope.helo)
                 .bind(&m.envelope.client_ip)
                 .bind(&m.envelope.auth_user)
@@ -381,8 +404,10 @@ async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], n
         }
         q.execute(&mut *tx).await?;
     }
-    let rcpts: Vec<(&NewMessage, usize, &String)> =
-        batch.iter().flat_map(|m| m.envelope.rcpt_to.iter().enumerate().map(move |(i, r)| (m, i, r))).collect();
+    let rcpts: Vec<(&NewMessage, usize, String)> = batch
+        .iter()
+        .flat_map(|m| m.envelope.rcpt_to.iter().enumerate().map(move |(i, r)| (m, i, r.to_string())))
+        .collect();
     for chunk in rcpts.chunks(MAX_PARAMS / 6) {
         let sql = format!(
             "INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) VALUES {}",
@@ -390,7 +415,7 @@ async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], n
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (m, i, r) in chunk {
-            q = q.bind(m.id.as_str()).bind(m.org_id).bind(*i as i64).bind(*r).bind("pending").bind(now);
+            q = q.bind(m.id.as_str()).bind(m.org_id).bind(*i as i64).bind(r).bind("pending").bind(now);
         }
         q.execute(&mut *tx).await?;
     }
@@ -528,7 +553,7 @@ impl Store for SqliteStore {
                     )
                     .bind(d.id.as_str())
                     .bind(org)
-                    .bind(address)
+                    .bind(address.to_string())
                     .bind(now)
                     .bind(d.id.as_str())
                     .execute(&mut *tx)
@@ -540,7 +565,8 @@ impl Store for SqliteStore {
                         what.push("message rewritten".to_string());
                     }
                     if !d.add_recipients.is_empty() {
-                        what.push(format!("recipients added: {}", d.add_recipients.join(", ")));
+                        let added: Vec<String> = d.add_recipients.iter().map(Address::to_string).collect();
+                        what.push(format!("recipients added: {}", added.join(", ")));
                     }
                     events.push(Event {
                         org_id: org,
@@ -768,7 +794,7 @@ impl Store for SqliteStore {
             claimed.push(Claimed {
                 id: parse_id(r.try_get(0)?)?,
                 org_id: r.try_get(1)?,
-                mail_from: r.try_get(2)?,
+                mail_from: parse_address(&r.try_get::<String, _>(0)?, r.try_get(2)?)?,
                 recipients: Vec::new(),
                 attempts: r.try_get(3)?,
                 received_at: r.try_get(4)?,
@@ -791,7 +817,7 @@ impl Store for SqliteStore {
         for r in q.fetch_all(&mut *tx).await? {
             let mid: String = r.try_get(0)?;
             if let Some(c) = claimed.iter_mut().find(|c| c.id.as_str() == mid) {
-                c.recipients.push(r.try_get(1)?);
+                c.recipients.push(parse_address(&mid, r.try_get(1)?)?);
             }
         }
         let events: Vec<Event> = claimed
@@ -826,7 +852,7 @@ impl Store for SqliteStore {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
             for (r, res) in chunk {
-                q = q.bind(r.id.as_str()).bind(&res.address).bind(res.status.as_str()).bind(&res.reply);
+                q = q.bind(r.id.as_str()).bind(res.address.to_string()).bind(res.status.as_str()).bind(&res.reply);
             }
             q.execute(&mut *tx).await?;
         }
@@ -861,7 +887,7 @@ impl Store for SqliteStore {
         for e in &events {
             let Some(r) = reports.iter().find(|r| r.id.as_str() == e.message_id) else { continue };
             for res in r.results.iter().filter(|res| res.status == RcptStatus::Delivered) {
-                let d = tomare_model::domain_of(&res.address);
+                let d = res.address.domain().to_string();
                 if !d.is_empty() && !contacts.iter().any(|(o, x)| *o == e.org_id && *x == d) {
                     contacts.push((e.org_id, d));
                 }
@@ -1028,16 +1054,43 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn user_hash(&self, email: &str) -> Result<Option<(OrgId, String)>> {
-        let row = sqlx::query("SELECT org_id, password_hash FROM users WHERE email = ?")
-            .bind(email.to_ascii_lowercase())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    async fn set_send_as(&self, email: &str, addresses: &[SendAs]) -> Result<()> {
+        let email = email.to_ascii_lowercase();
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM user_send_as WHERE email = ?").bind(&email).execute(&mut *tx).await?;
+        for a in addresses {
+            sqlx::query("INSERT OR IGNORE INTO user_send_as (email, address) VALUES (?, ?)")
+                .bind(&email)
+                .bind(a.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
-    async fn list_users(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT email FROM users ORDER BY email").fetch_all(&self.reader).await?)
+    async fn user(&self, email: &str) -> Result<Option<UserRow>> {
+        let email = email.to_ascii_lowercase();
+        let row = sqlx::query("SELECT org_id, password_hash FROM users WHERE email = ?")
+            .bind(&email)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let send_as = self.send_as(&email).await?;
+        Ok(Some(UserRow { org_id: row.try_get(0)?, email, password_hash: row.try_get(1)?, send_as }))
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query("SELECT org_id, email, password_hash FROM users ORDER BY email")
+            .fetch_all(&self.reader)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let email: String = r.try_get(1)?;
+            let send_as = self.send_as(&email).await?;
+            out.push(UserRow { org_id: r.try_get(0)?, email, password_hash: r.try_get(2)?, send_as });
+        }
+        Ok(out)
     }
 
     async fn archive_due(&self, limit: i64, received_before: i64, skip: &[MessageId]) -> Result<Vec<ArchiveDue>> {
@@ -1165,14 +1218,14 @@ mod tests {
             id: MessageId::generate(now),
             org_id,
             envelope: Envelope {
-                mail_from: "taro@example.com".into(),
-                rcpt_to: rcpts.iter().map(|s| s.to_string()).collect(),
+                mail_from: "taro@example.com".parse().unwrap(),
+                rcpt_to: rcpts.iter().map(|s| s.parse().unwrap()).collect(),
                 helo: "client".into(),
                 client_ip: "127.0.0.1".into(),
                 auth_user: None,
             },
             subject: "件名".into(),
-            header_from: "taro@example.com".into(),
+            header_from: "taro@example.com".parse().unwrap(),
             message_id_header: "<a@b>".into(),
             size: 100,
             received_at: now,
@@ -1202,7 +1255,7 @@ mod tests {
         assert_eq!(store.release_due(now).await.unwrap(), vec![due.id.clone()]);
         let claimed = store.claim(now, 10).await.unwrap();
         assert_eq!(claimed.len(), 1, "only the released message is claimed");
-        assert_eq!(claimed[0].recipients, vec!["c@x.test".to_string()]);
+        assert_eq!(claimed[0].recipients, vec!["c@x.test"]);
         assert!(store.claim(now, 10).await.unwrap().is_empty(), "claimed once only");
 
         // The held one cannot be delivered until released, and a cancelled
@@ -1214,7 +1267,7 @@ mod tests {
             .finish(&[DeliveryReport {
                 id: due.id.clone(),
                 results: vec![RecipientResult {
-                    address: "c@x.test".into(),
+                    address: "c@x.test".parse().unwrap(),
                     status: RcptStatus::Delivered,
                     reply: "250 ok".into(),
                 }],
@@ -1249,9 +1302,13 @@ mod tests {
             .finish(&[DeliveryReport {
                 id: m.id.clone(),
                 results: vec![
-                    RecipientResult { address: "ok@x.test".into(), status: RcptStatus::Delivered, reply: "250".into() },
                     RecipientResult {
-                        address: "later@x.test".into(),
+                        address: "ok@x.test".parse().unwrap(),
+                        status: RcptStatus::Delivered,
+                        reply: "250".into(),
+                    },
+                    RecipientResult {
+                        address: "later@x.test".parse().unwrap(),
                         status: RcptStatus::Deferred,
                         reply: "451".into(),
                     },
@@ -1264,7 +1321,7 @@ mod tests {
             .unwrap();
         assert!(store.claim(now, 10).await.unwrap().is_empty(), "not due yet");
         let again = store.claim(now + 1000, 10).await.unwrap();
-        assert_eq!(again[0].recipients, vec!["later@x.test".to_string()], "delivered recipient not retried");
+        assert_eq!(again[0].recipients, vec!["later@x.test"], "delivered recipient not retried");
         assert_eq!(again[0].attempts, 1);
         // A crash while delivering: recovery puts it back.
         assert_eq!(store.recover().await.unwrap(), 1);

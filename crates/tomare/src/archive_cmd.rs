@@ -2,6 +2,7 @@
 //! reindex, import, legal hold and retention over the archive, and a
 //! candidate rule set run over archived mail.
 
+use crate::show::say;
 use crate::{ArchiveCommand, ExportFormat};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -56,16 +57,31 @@ async fn query_ids(
 /// Highlight HTML (`<b>` around matches, text escaped) for a terminal.
 fn plain_highlight(html: &str, tty: bool) -> String {
     let (on, off) = if tty { ("\x1b[1m", "\x1b[0m") } else { ("[", "]") };
-    html.replace("<b>", on)
-        .replace("</b>", off)
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&amp;", "&")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    // Text from mail: entities undone, white space folded, controls escaped;
+    // only then our own bold around the matches.
+    let clean = |s: &str| {
+        let s = s
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&amp;", "&");
+        tomare_model::escape_controls(&s).into_owned()
+    };
+    let html = html.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::new();
+    for (i, part) in html.split("<b>").enumerate() {
+        if i == 0 {
+            out.push_str(&clean(part));
+            continue;
+        }
+        let (bold, rest) = part.split_once("</b>").unwrap_or((part, ""));
+        out.push_str(on);
+        out.push_str(&clean(bold));
+        out.push_str(off);
+        out.push_str(&clean(rest));
+    }
+    out
 }
 
 pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
@@ -96,24 +112,24 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
                     ExportFormat::Mbox => ops::Format::Mbox,
                 };
                 let n = ops::export(&archive, &store, &ids, format, &out, original).await?;
-                println!("{}", t(lang, "archive.exported", &[&n, &out.display()]));
+                say!("{}", t(lang, "archive.exported", &[&n, &out.display()]));
                 ExitCode::SUCCESS
             }
             ArchiveCommand::Verify { json } => match ops::verify(&archive, &store).await? {
                 Ok(report) => {
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&json!({"intact": true, "report": report}))?);
+                        println!("{}", crate::show::json(&json!({"intact": true, "report": report}))?);
                     } else {
-                        println!("{}", t(lang, "archive.intact", &[&report.records, &report.checkpoints]));
-                        println!("  head: {} {}", report.head_seq, report.head_hash);
-                        println!("  key:  {}", report.public_key);
+                        say!("{}", t(lang, "archive.intact", &[&report.records, &report.checkpoints]));
+                        say!("  head: {} {}", report.head_seq, report.head_hash);
+                        say!("  key:  {}", report.public_key);
                     }
                     ExitCode::SUCCESS
                 }
                 Err(broken) => {
                     if json {
                         let v = json!({"intact": false, "seq": broken.seq, "reason": broken.reason});
-                        println!("{}", serde_json::to_string_pretty(&v)?);
+                        println!("{}", crate::show::json(&v)?);
                     } else {
                         eprintln!("{}", t(lang, "archive.broken", &[&broken.seq, &broken.reason]));
                     }
@@ -131,7 +147,7 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
                 if tty {
                     eprintln!();
                 }
-                println!("{}", t(lang, "archive.reindexed", &[&n]));
+                say!("{}", t(lang, "archive.reindexed", &[&n]));
                 ExitCode::SUCCESS
             }
             ArchiveCommand::Import { path } => {
@@ -150,7 +166,7 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
                 if tty {
                     eprintln!();
                 }
-                println!(
+                say!(
                     "{}",
                     t(
                         lang,
@@ -169,16 +185,16 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
                 }
                 let n = store.set_legal_hold(&ids, !release, "cli", &reason).await?;
                 let key = if release { "archive.hold_released" } else { "archive.held" };
-                println!("{}", t(lang, key, &[&n]));
+                say!("{}", t(lang, key, &[&n]));
                 ExitCode::SUCCESS
             }
             ArchiveCommand::Retention => {
                 let days = config.archive.retention_days;
                 if days == 0 {
-                    println!("{}", t(lang, "archive.retention_off", &[]));
+                    say!("{}", t(lang, "archive.retention_off", &[]));
                 } else {
                     let n = ops::retention(&archive, &store, org, days, tomare_model::now_ms()).await?;
-                    println!("{}", t(lang, "archive.retention_done", &[&n, &days]));
+                    say!("{}", t(lang, "archive.retention_done", &[&n, &days]));
                 }
                 ExitCode::SUCCESS
             }
@@ -197,14 +213,14 @@ fn search(config: &Config, lang: Lang, query: &str, limit: usize, json: bool) ->
         Err(code) => return Ok(code),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&hits)?);
+        println!("{}", crate::show::json(&hits)?);
     } else if hits.is_empty() {
-        println!("{}", t(lang, "archive.no_results", &[]));
+        say!("{}", t(lang, "archive.no_results", &[]));
     } else {
         let tty = std::io::stdout().is_terminal();
-        println!("{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  SUBJECT", "ID", "DATE", "STATE", "FROM", "TO");
+        say!("{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  SUBJECT", "ID", "DATE", "STATE", "FROM", "TO");
         for h in &hits {
-            println!(
+            say!(
                 "{:<26}  {:<20}  {:<17}  {:<28}  {:<28}  {}",
                 h.id,
                 h.date,
@@ -214,6 +230,7 @@ fn search(config: &Config, lang: Lang, query: &str, limit: usize, json: bool) ->
                 h.subject
             );
             for hl in &h.highlights {
+                // Escaped inside; the bold is ours.
                 println!("    … {} …", plain_highlight(hl, tty));
             }
         }
@@ -256,15 +273,16 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         let mut replayed = 0;
         for id in &ids {
             let Ok((bytes, meta)) = ops::received(&archive, &store, id).await else { continue };
-            let strings = |v: &serde_json::Value| -> Vec<String> {
-                v.as_array()
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                    .unwrap_or_default()
+            let addresses = |v: &serde_json::Value| -> Vec<tomare_model::Address> {
+                v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect()).unwrap_or_default()
             };
             let at = meta["received_at"].as_i64().or(meta["date"].as_i64()).unwrap_or_else(tomare_model::now_ms);
             let envelope = Envelope {
-                mail_from: meta["mail_from"].as_str().unwrap_or("").to_string(),
-                rcpt_to: strings(&meta["recipients"]),
+                mail_from: meta["mail_from"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(tomare_model::Address::null),
+                rcpt_to: addresses(&meta["recipients"]),
                 helo: String::new(),
                 client_ip: String::new(),
                 auth_user: None,
@@ -296,18 +314,18 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         sqlite.close().await;
         if json {
             let v = json!({"replayed": replayed, "changed": differences.len(), "differences": differences});
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", crate::show::json(&v)?);
         } else {
             for d in &differences {
-                println!("{}  {}  {}", d["id"].as_str().unwrap_or(""), d["date"].as_str().unwrap_or(""), d["subject"]);
+                say!("{}  {}  {}", d["id"].as_str().unwrap_or(""), d["date"].as_str().unwrap_or(""), d["subject"]);
                 let side = |s: &serde_json::Value| {
                     let rules: Vec<&str> =
                         s["rules"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
                     format!("{} [{}]", s["outcome"].as_str().unwrap_or(""), rules.join(", "))
                 };
-                println!("    {} → {}", side(&d["before"]), side(&d["after"]));
+                say!("    {} → {}", side(&d["before"]), side(&d["after"]));
             }
-            println!("{}", t(lang, "replay.summary", &[&replayed, &differences.len()]));
+            say!("{}", t(lang, "replay.summary", &[&replayed, &differences.len()]));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -79,7 +79,11 @@ impl Archiver {
         let source: Arc<dyn ops::SpoolSource> = Arc::new(SpoolFiles(self.spool.clone()));
         let mut last_retention: Option<Instant> = None;
         let mut state = ops::QueueState::default();
+        // Since when the archive has been behind (None: caught up).
+        let mut behind_since: Option<Instant> = None;
         loop {
+            let lag = behind_since.map_or(0, |t| t.elapsed().as_secs() as i64);
+            self.metrics.health.archive_lag.store(lag, Relaxed);
             if *shutdown.borrow() {
                 // What this round archived is recorded; its spool files go.
                 match ops::release(&self.archive, &self.store, &mut state).await {
@@ -118,13 +122,20 @@ impl Archiver {
                 Ok(batch) => {
                     self.metrics.archived.fetch_add(batch.records as u64, Relaxed);
                     self.remove_spooled(batch.done).await;
-                    if batch.messages as i64 >= BATCH { Duration::ZERO } else { IDLE }
+                    if batch.messages as i64 >= BATCH {
+                        behind_since.get_or_insert_with(Instant::now);
+                        Duration::ZERO
+                    } else {
+                        behind_since = None;
+                        IDLE
+                    }
                 }
                 Err(tomare_archive::ArchiveError::Index(tomare_archive::index::IndexError::Busy)) => {
                     Duration::from_secs(2)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "archiving failed; will retry");
+                    behind_since.get_or_insert_with(Instant::now);
                     Duration::from_secs(5)
                 }
             };

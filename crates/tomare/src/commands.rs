@@ -3,6 +3,7 @@
 //! work at once); every state change is a conditional update, so a command
 //! racing the server can never, say, cancel a message already delivering.
 
+use crate::show::say;
 use crate::{ConfigCommand, QueueCommand, RulesCommand, UserCommand};
 use anyhow::{Context, Result, bail};
 use argon2::Argon2;
@@ -12,7 +13,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use tomare_config::{Config, EXAMPLE};
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{MessageId, State, domain_of, is_internal_domain, rfc3339};
+use tomare_model::{MessageId, State, escape_controls, is_internal_domain, rfc3339};
 use tomare_store::{MessageRow, Store, Transition};
 
 pub fn config(command: ConfigCommand) -> Result<ExitCode> {
@@ -38,7 +39,7 @@ pub fn config(command: ConfigCommand) -> Result<ExitCode> {
                         eprintln!("{name}: [detect] {e}");
                         return Ok(ExitCode::FAILURE);
                     }
-                    println!("{}", t(lang, "config.ok", &[&name]));
+                    say!("{}", t(lang, "config.ok", &[&name]));
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(errors) => {
@@ -68,7 +69,7 @@ fn row_json(m: &MessageRow) -> serde_json::Value {
         "id": m.id.as_str(),
         "state": m.state.as_str(),
         "from": m.mail_from,
-        "to": m.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
+        "to": m.recipients.iter().map(|r| &r.address).collect::<Vec<_>>(),
         "subject": m.subject,
         "header_from": m.header_from,
         "message_id": m.message_id_header,
@@ -108,22 +109,19 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                 let rows = store.list(state, limit).await?;
                 if json {
                     let rows: Vec<_> = rows.iter().map(row_json).collect();
-                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    println!("{}", crate::show::json(&rows)?);
                 } else if rows.is_empty() {
-                    println!("{}", t(lang, "queue.empty", &[]));
+                    say!("{}", t(lang, "queue.empty", &[]));
                 } else {
-                    println!(
-                        "{:<26}  {:<10}  {:<20}  {:<28}  {:<28}  SUBJECT",
-                        "ID", "STATE", "RECEIVED", "FROM", "TO"
-                    );
+                    say!("{:<26}  {:<10}  {:<20}  {:<28}  {:<28}  SUBJECT", "ID", "STATE", "RECEIVED", "FROM", "TO");
                     for m in &rows {
-                        let to: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
-                        println!(
+                        let to: Vec<String> = m.recipients.iter().map(|r| r.address.to_string()).collect();
+                        say!(
                             "{:<26}  {:<10}  {:<20}  {:<28}  {:<28}  {}",
                             m.id,
                             m.state.as_str(),
                             rfc3339(m.received_at),
-                            cell(&m.mail_from, 28),
+                            cell(&m.mail_from.to_string(), 28),
                             cell(&to.join(","), 28),
                             cell(&m.subject, 60)
                         );
@@ -159,33 +157,33 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                     v["facts"] = stored.as_ref().map(|(f, _)| parse(f)).unwrap_or(serde_json::Value::Null);
                     v["verdict"] = stored.as_ref().map(|(_, v)| parse(v)).unwrap_or(serde_json::Value::Null);
                     v["approval"] = json!(store.approval(&id).await?);
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    println!("{}", crate::show::json(&v)?);
                 } else {
-                    println!("ID:          {}", m.id);
-                    println!("State:       {}", m.state.as_str());
-                    println!("From:        <{}>", m.mail_from);
-                    println!("Subject:     {}", m.subject);
-                    println!("Message-ID:  {}", m.message_id_header);
-                    println!("Size:        {} bytes", m.size);
-                    println!("Received:    {} from {} [{}]", rfc3339(m.received_at), m.helo, m.client_ip);
+                    say!("ID:          {}", m.id);
+                    say!("State:       {}", m.state.as_str());
+                    say!("From:        <{}>", m.mail_from);
+                    say!("Subject:     {}", m.subject);
+                    say!("Message-ID:  {}", m.message_id_header);
+                    say!("Size:        {} bytes", m.size);
+                    say!("Received:    {} from {} [{}]", rfc3339(m.received_at), m.helo, m.client_ip);
                     if let Some(r) = m.release_at {
-                        println!("Release at:  {}", rfc3339(r));
+                        say!("Release at:  {}", rfc3339(r));
                     }
                     if let Some(n) = m.next_attempt_at {
-                        println!("Next try:    {}", rfc3339(n));
+                        say!("Next try:    {}", rfc3339(n));
                     }
-                    println!("Recipients:");
+                    say!("Recipients:");
                     for r in &m.recipients {
-                        println!("  <{}>  {}  {}", r.address, r.status.as_str(), r.reply);
+                        say!("  <{}>  {}  {}", r.address, r.status.as_str(), r.reply);
                     }
                     if let Some((f, verdict)) = store.facts(&id).await? {
                         let facts: tomare_model::Facts = serde_json::from_str(&f).unwrap_or_default();
                         let verdict: serde_json::Value = serde_json::from_str(&verdict).unwrap_or_default();
                         if let Some(outcome) = verdict["outcome"].as_str() {
                             let text = t(lang, &format!("outcome.{outcome}"), &[]);
-                            println!("{}: {text}", t(lang, "check.verdict", &[]));
+                            say!("{}: {text}", t(lang, "check.verdict", &[]));
                             for r in verdict["rules"].as_array().into_iter().flatten() {
-                                println!(
+                                say!(
                                     "  - {}: {}",
                                     r["name"].as_str().unwrap_or(""),
                                     r["reason"].as_str().unwrap_or("")
@@ -195,29 +193,29 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                         if let Some(a) = store.approval(&id).await? {
                             let who =
                                 if a.approver.is_empty() { t(lang, "check.no_supervisor", &[]) } else { a.approver };
-                            println!("{}: {who}", t(lang, "check.approver", &[]));
+                            say!("{}: {who}", t(lang, "check.approver", &[]));
                         }
-                        println!("{}", t(lang, "queue.facts", &[]));
+                        say!("{}", t(lang, "queue.facts", &[]));
                         for a in &facts.attachments {
                             let enc = if a.encrypted { " (password)" } else { "" };
-                            println!("  {} [{}] {} bytes{enc}", a.path, a.detected_type, a.size);
+                            say!("  {} [{}] {} bytes{enc}", a.path, a.detected_type, a.size);
                         }
                         for d in &facts.detections {
-                            println!("  {} {} ×{} in {}: {}", d.detector, d.name, d.count, d.location, d.excerpt);
+                            say!("  {} {} ×{} in {}: {}", d.detector, d.name, d.count, d.location, d.excerpt);
                         }
                         for r in &facts.incomplete_reasons {
-                            println!("  {}: {r}", t(lang, "queue.incomplete", &[]));
+                            say!("  {}: {r}", t(lang, "queue.incomplete", &[]));
                         }
                     }
-                    println!("Events:");
+                    say!("Events:");
                     for e in &events {
-                        println!("  {}  {:<10}  {:<8}  {}", rfc3339(e.at), e.kind, e.actor, e.detail);
+                        say!("  {}  {:<10}  {:<8}  {}", rfc3339(e.at), e.kind, e.actor, e.detail);
                     }
                     if let Some(path) = sandbox {
-                        println!("{}", t(lang, "queue.sandbox_copy", &[&path]));
+                        say!("{}", t(lang, "queue.sandbox_copy", &[&path]));
                     }
                     if let Some(path) = rewritten {
-                        println!("{}", t(lang, "queue.rewritten_copy", &[&path]));
+                        say!("{}", t(lang, "queue.rewritten_copy", &[&path]));
                     }
                 }
                 ExitCode::SUCCESS
@@ -257,7 +255,7 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
 fn report(lang: Lang, id: &MessageId, result: Transition, done_key: &str) -> Result<ExitCode> {
     Ok(match result {
         Transition::Done => {
-            println!("{}", t(lang, done_key, &[id]));
+            say!("{}", t(lang, done_key, &[id]));
             ExitCode::SUCCESS
         }
         Transition::NotFound => {
@@ -278,32 +276,32 @@ pub fn inspect(config: Config, file: &std::path::Path, json: bool, text: bool) -
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let facts = inspector.file(&name, &bytes);
     if json {
-        println!("{}", serde_json::to_string_pretty(&facts)?);
+        println!("{}", crate::show::json(&facts)?);
         return Ok(ExitCode::SUCCESS);
     }
     if text {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        out.write_all(facts.body_text.as_bytes())?;
+        out.write_all(crate::show::text(&facts.body_text).as_bytes())?;
         for a in &facts.attachments {
-            out.write_all(a.text.as_bytes())?;
+            out.write_all(crate::show::text(&a.text).as_bytes())?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     if !facts.subject.is_empty() || !facts.from.is_empty() {
-        println!("{}: {}", t(lang, "inspect.subject", &[]), facts.subject);
-        println!("From: {}", facts.from.join(", "));
-        println!("To:   {}", facts.to.join(", "));
+        say!("{}: {}", t(lang, "inspect.subject", &[]), facts.subject);
+        say!("From: {}", facts.from.join(", "));
+        say!("To:   {}", facts.to.join(", "));
         if !facts.cc.is_empty() {
-            println!("Cc:   {}", facts.cc.join(", "));
+            say!("Cc:   {}", facts.cc.join(", "));
         }
         if !facts.bcc.is_empty() {
-            println!("Bcc:  {}", facts.bcc.join(", "));
+            say!("Bcc:  {}", facts.bcc.join(", "));
         }
         for m in &facts.malformed_headers {
-            println!("{}: {m}", t(lang, "inspect.malformed", &[]));
+            say!("{}: {m}", t(lang, "inspect.malformed", &[]));
         }
-        println!("{}: {} chars", t(lang, "inspect.body", &[]), facts.body_text.chars().count());
+        say!("{}: {} chars", t(lang, "inspect.body", &[]), facts.body_text.chars().count());
     }
     for a in &facts.attachments {
         let mut flags = Vec::new();
@@ -316,7 +314,7 @@ pub fn inspect(config: Config, file: &std::path::Path, json: bool, text: bool) -
         if let Some(e) = &a.error {
             flags.push(e.clone());
         }
-        println!(
+        say!(
             "  {}  [{}] {} bytes, {} chars{}",
             a.path,
             a.detected_type,
@@ -326,18 +324,18 @@ pub fn inspect(config: Config, file: &std::path::Path, json: bool, text: bool) -
         );
     }
     if facts.detections.is_empty() {
-        println!("{}", t(lang, "inspect.no_detections", &[]));
+        say!("{}", t(lang, "inspect.no_detections", &[]));
     }
     for d in &facts.detections {
         let name = if d.name.is_empty() { String::new() } else { format!(" {}", d.name) };
-        println!("  {}{name} ×{} in {}: {}", d.detector, d.count, d.location, d.excerpt);
+        say!("  {}{name} ×{} in {}: {}", d.detector, d.count, d.location, d.excerpt);
     }
     if facts.complete {
-        println!("{}", t(lang, "inspect.complete", &[]));
+        say!("{}", t(lang, "inspect.complete", &[]));
     } else {
-        println!("{}", t(lang, "inspect.incomplete", &[]));
+        say!("{}", t(lang, "inspect.incomplete", &[]));
         for r in &facts.incomplete_reasons {
-            println!("  - {r}");
+            say!("  - {r}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -355,15 +353,21 @@ pub fn check(
     let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!(e))?;
     let engine = crate::engine(&config)?;
     let facts = inspector.message(&bytes);
-    let rcpt_to =
-        if to.is_empty() { facts.to.iter().chain(&facts.cc).chain(&facts.bcc).cloned().collect() } else { to };
-    let envelope = tomare_model::Envelope {
-        mail_from: from.or_else(|| facts.from.first().cloned()).unwrap_or_default(),
-        rcpt_to,
-        helo: String::new(),
-        client_ip: String::new(),
-        auth_user: None,
+    let address = |s: &str| {
+        s.parse::<tomare_model::Address>()
+            .map_err(|e| anyhow::anyhow!(t(lang, "check.bad_address", &[&tomare_model::escape_controls(s), &e])))
     };
+    let rcpt_to: Vec<tomare_model::Address> = if to.is_empty() {
+        facts.to.iter().chain(&facts.cc).chain(&facts.bcc).map(|a| address(a)).collect::<Result<_>>()?
+    } else {
+        to.iter().map(|a| address(a)).collect::<Result<_>>()?
+    };
+    let mail_from = match from.or_else(|| facts.from.first().cloned()) {
+        Some(from) => address(&from)?,
+        None => tomare_model::Address::null(),
+    };
+    let envelope =
+        tomare_model::Envelope { mail_from, rcpt_to, helo: String::new(), client_ip: String::new(), auth_user: None };
     // Reading the history changes nothing; without a database there is none.
     let contacted = runtime()?.block_on(async {
         let db = config.storage.data_dir.join("tomare.db");
@@ -389,26 +393,26 @@ pub fn check(
     };
     let verdict = engine.evaluate(&envelope, &facts, &ctx);
     if json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        println!("{}", crate::show::json(&verdict)?);
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = t(lang, &format!("outcome.{}", verdict.outcome.as_str()), &[]);
-    println!("{}: {outcome}", t(lang, "check.verdict", &[]));
+    say!("{}: {outcome}", t(lang, "check.verdict", &[]));
     if verdict.hold_seconds > 0 {
-        println!("{}: {}s", t(lang, "check.hold", &[]), verdict.hold_seconds);
+        say!("{}: {}s", t(lang, "check.hold", &[]), verdict.hold_seconds);
     }
     if let Some(a) = &verdict.approval {
         let who = if a.approver.is_empty() { t(lang, "check.no_supervisor", &[]) } else { a.approver.clone() };
-        println!("{}: {who}", t(lang, "check.approver", &[]));
+        say!("{}: {who}", t(lang, "check.approver", &[]));
     }
     if let Some(r) = &verdict.reject_reason {
-        println!("{}: {r}", t(lang, "check.reject", &[]));
+        say!("{}: {r}", t(lang, "check.reject", &[]));
     }
     for f in &verdict.rules {
-        println!("  - {}: {}", f.name, f.reason);
+        say!("  - {}: {}", f.name, f.reason);
     }
     if !verdict.transforms.is_empty() {
-        println!("{}: {}", t(lang, "check.transforms", &[]), verdict.transforms.join(", "));
+        say!("{}: {}", t(lang, "check.transforms", &[]), verdict.transforms.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -488,7 +492,7 @@ pub fn rules(config: Config, command: RulesCommand) -> Result<ExitCode> {
             if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
                 bail!(t(lang, "rules.no_server", &[&pid_file.display()]));
             }
-            println!("{}", t(lang, "rules.reloaded", &[&engine.rules().len(), &pid]));
+            say!("{}", t(lang, "rules.reloaded", &[&engine.rules().len(), &pid]));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -502,8 +506,53 @@ pub fn hash_password(password: &str) -> Result<String> {
     Ok(hash.to_string())
 }
 
+/// A hash of nothing anyone knows, with the same parameters as real ones:
+/// checked against for unknown accounts, so their answer takes as long.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut random = [0u8; 32];
+        let _ = getrandom::fill(&mut random);
+        let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        hash_password(&password).unwrap_or_default()
+    })
+}
+
 pub fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// `user add` / `user passwd`: the password from stdin; `send_as`, when
+/// given, replaces the user's grants.
+async fn set_password(config: &Config, store: &dyn Store, lang: Lang, email: &str, send_as: &[String]) -> Result<()> {
+    let address = |a: &str| -> Result<tomare_model::SendAs> {
+        let parsed: tomare_model::SendAs =
+            a.parse().map_err(|_| anyhow::anyhow!(t(lang, "user.bad_address", &[&escape_controls(a)])))?;
+        if !is_internal_domain(parsed.domain(), &config.org.internal_domains) {
+            bail!(t(lang, "user.outside_org", &[&a, &config.org.internal_domains.join(", ")]));
+        }
+        Ok(parsed)
+    };
+    if !matches!(address(email)?, tomare_model::SendAs::Address(_)) {
+        bail!(t(lang, "user.bad_address", &[&escape_controls(email)]));
+    }
+    let grants = send_as.iter().map(|a| address(a)).collect::<Result<Vec<_>>>()?;
+    eprintln!("{}", t(lang, "user.password_prompt", &[]));
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!(t(lang, "user.empty_password", &[]));
+    }
+    let org = store.ensure_org(&config.org.name).await?;
+    store.put_user(org, email, &hash_password(password)?).await?;
+    say!("{}", t(lang, "user.saved", &[&email]));
+    if !grants.is_empty() {
+        store.set_send_as(email, &grants).await?;
+        let list: Vec<String> = grants.iter().map(ToString::to_string).collect();
+        say!("{}", t(lang, "user.send_as", &[&email, &list.join(", ")]));
+    }
+    Ok(())
 }
 
 pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
@@ -511,36 +560,30 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
     runtime()?.block_on(async move {
         let store = crate::serve::open_store(&config).await?;
         match command {
-            UserCommand::Add { email } | UserCommand::Passwd { email } => {
-                if !is_internal_domain(&domain_of(&email), &config.org.internal_domains) {
-                    bail!(t(lang, "user.outside_org", &[&email, &config.org.internal_domains.join(", ")]));
-                }
-                eprintln!("{}", t(lang, "user.password_prompt", &[]));
-                let mut password = String::new();
-                std::io::stdin().lock().read_line(&mut password)?;
-                let password = password.trim_end_matches(['\r', '\n']);
-                if password.is_empty() {
-                    bail!(t(lang, "user.empty_password", &[]));
-                }
-                let org = store.ensure_org(&config.org.name).await?;
-                store.put_user(org, &email, &hash_password(password)?).await?;
-                println!("{}", t(lang, "user.saved", &[&email]));
+            UserCommand::Add { email, send_as } => {
+                set_password(&config, store.as_ref(), lang, &email, &send_as).await?
             }
+            UserCommand::Passwd { email } => set_password(&config, store.as_ref(), lang, &email, &[]).await?,
             UserCommand::Import { file } => {
                 let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let entries = parse_directory_csv(&tomare_inspect::text::decode(&bytes))
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
                 let org = store.ensure_org(&config.org.name).await?;
                 store.put_directory(org, &entries).await?;
-                println!("{}", t(lang, "user.imported", &[&entries.len()]));
+                say!("{}", t(lang, "user.imported", &[&entries.len()]));
             }
             UserCommand::List => {
                 let users = store.list_users().await?;
                 if users.is_empty() {
-                    println!("{}", t(lang, "user.none", &[]));
+                    say!("{}", t(lang, "user.none", &[]));
                 }
                 for u in users {
-                    println!("{u}");
+                    if u.send_as.is_empty() {
+                        say!("{}", u.email);
+                    } else {
+                        let list: Vec<String> = u.send_as.iter().map(ToString::to_string).collect();
+                        say!("{}  (send-as: {})", u.email, list.join(", "));
+                    }
                 }
             }
         }

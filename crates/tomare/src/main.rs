@@ -4,7 +4,9 @@
 mod archive_cmd;
 mod archiver;
 mod commands;
+mod datadir;
 mod serve;
+mod show;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -222,7 +224,15 @@ pub enum UserCommand {
     /// (groups separated by ";"). UTF-8 or Shift_JIS.
     Import { file: PathBuf },
     /// Add a user (or set a new password); the password is read from stdin.
-    Add { email: String },
+    Add {
+        email: String,
+        /// Another sender this user may use after AUTH: an address, or
+        /// `@DOMAIN` for every address of one of the org's domains
+        /// (repeatable). Given, it replaces the user's grants; by default a
+        /// user sends only as their own address.
+        #[arg(long = "send-as", value_name = "ADDR")]
+        send_as: Vec<String>,
+    },
     /// Set a user's password, read from stdin.
     Passwd { email: String },
     /// List users.
@@ -230,6 +240,12 @@ pub enum UserCommand {
 }
 
 fn main() -> ExitCode {
+    // Held mail, the archive and password hashes live in files tomare
+    // creates: whatever umask it was started with, they are its user's only.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config: path, log_format } => {

@@ -15,10 +15,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tomare_config::{Config, DeliveryMode};
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{Envelope, MessageId, Metrics, RcptOutcome, State};
+use tomare_model::{Address, Envelope, MessageId, Metrics, RcptOutcome, State};
 use tomare_queue::{Acceptor, Queue, Review, Ruling, Spool, Transport};
 use tomare_relay::Delivery;
-use tomare_smtp::{Authenticator, MessageSink, Server, SessionConfig};
+use tomare_smtp::{Authenticator, Login, MessageSink, Server, SessionConfig};
 use tomare_store::{ApprovalRequest, SqliteStore, Store};
 
 /// How long open SMTP sessions and deliveries may take to finish at shutdown.
@@ -62,7 +62,7 @@ pub fn hostname(config: &Config) -> String {
 
 pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
     let dir = &config.storage.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    crate::datadir::create(dir)?;
     let db = dir.join("tomare.db");
     let store = SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?;
     Ok(Arc::new(store))
@@ -71,6 +71,18 @@ pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
 async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let lang = Lang::from_env();
     let host = hostname(&config);
+    let data_dir = &config.storage.data_dir;
+    crate::datadir::create(data_dir)?;
+    if !config.storage.allow_shared_permissions {
+        let tightened = crate::datadir::tighten(data_dir)
+            .with_context(|| format!("tightening the permissions of {}", data_dir.display()))?;
+        if let Some(mode) = tightened.top {
+            tracing::warn!("{}", t(lang, "serve.tightened_dir", &[&data_dir.display(), &format!("{mode:04o}")]));
+        }
+        if tightened.below > 0 {
+            tracing::warn!("{}", t(lang, "serve.tightened_files", &[&tightened.below, &data_dir.display()]));
+        }
+    }
     let store = open_store(&config).await?;
     let org_id = store.ensure_org(&config.org.name).await?;
     let spool = Spool::open(&config.storage.data_dir).context("opening the spool")?;
@@ -110,6 +122,10 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let delivery = Arc::new(Delivery::from_config(&config, helo_name).context("setting up delivery")?);
 
     let metrics = Arc::new(Metrics::default());
+    crate::datadir::watch_space(data_dir, config.storage.min_free, metrics.clone());
+    if !config.archive.enabled {
+        metrics.health.archive_lag.store(-1, std::sync::atomic::Ordering::Relaxed);
+    }
     let released = Arc::new(Notify::new());
     // Two stages: SMTP stops first; the queue keeps delivering what the last
     // sessions handed over until they are done.
@@ -184,7 +200,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         sink: Arc::new(Sink(acceptor)),
         auth: Arc::new(Users(dyn_store.clone())),
         metrics: metrics.clone(),
-        max_connections: config.smtp.max_connections,
+        slots: tomare_smtp::Slots::new(&config),
     };
     let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
     let archiver_task = match archive {
@@ -302,19 +318,52 @@ impl MessageSink for Sink {
     async fn accept(&self, envelope: Envelope, data: Vec<u8>) -> Result<String, String> {
         self.0.accept(envelope, data, false).await.map(|id| id.to_string()).map_err(|e| e.to_string())
     }
+
+    async fn begin(&self) -> Result<Box<dyn tomare_smtp::Incoming>, String> {
+        let incoming = self.0.begin().await.map_err(|e| e.to_string())?;
+        Ok(Box::new(Streamed(incoming)))
+    }
+}
+
+struct Streamed(tomare_queue::Incoming);
+
+#[async_trait]
+impl tomare_smtp::Incoming for Streamed {
+    async fn write(&mut self, chunk: Vec<u8>) -> Result<(), String> {
+        self.0.write(chunk).await.map_err(|e| e.to_string())
+    }
+
+    async fn finish(self: Box<Self>, envelope: Envelope) -> Result<String, String> {
+        self.0.finish(envelope).await.map(|id| id.to_string()).map_err(|e| e.to_string())
+    }
 }
 
 struct Users(Arc<dyn Store>);
 
 #[async_trait]
 impl Authenticator for Users {
-    async fn verify(&self, user: &str, password: &str) -> bool {
-        let Ok(Some((_, hash))) = self.0.user_hash(user).await else {
-            return false;
-        };
+    async fn verify(&self, user: &str, password: &str) -> Option<Login> {
+        let found = self.0.user(user).await.ok().flatten();
         let password = password.to_string();
+        // An unknown account costs the same argon2 as a known one, so the
+        // reply time does not tell which accounts exist.
+        let hash = found.as_ref().map(|u| u.password_hash.clone());
         // argon2 is slow on purpose: keep it off the async workers.
-        tokio::task::spawn_blocking(move || crate::commands::verify_password(&hash, &password)).await.unwrap_or(false)
+        let ok = tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => crate::commands::verify_password(&hash, &password),
+            None => {
+                crate::commands::verify_password(crate::commands::dummy_hash(), &password);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        let user = found.filter(|_| ok)?;
+        let mut send_as = user.send_as.clone();
+        if let Ok(own) = user.email.parse::<Address>() {
+            send_as.insert(0, tomare_model::SendAs::Address(own));
+        }
+        Some(Login { user: user.email, send_as })
     }
 }
 
@@ -327,7 +376,7 @@ fn rewrite(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], interna
     }
     let mut out = data.to_vec();
     if let Some(mode) = &v.convert_to_bcc {
-        out = tomare_transform::convert_to_bcc(&out, mode, &envelope.mail_from, internal);
+        out = tomare_transform::convert_to_bcc(&out, mode, &envelope.mail_from.to_string(), internal);
     }
     if !v.add_headers.is_empty() {
         out = tomare_transform::add_headers(&out, &v.add_headers);
@@ -398,7 +447,7 @@ impl Review for Rules {
             ruling.ask = match a.approver.strip_prefix("group:") {
                 Some(group) => policy.directory.members(group).into_iter().map(String::from).collect(),
                 None if a.approver.contains('@') => vec![a.approver.clone()],
-                None => Vec::new(),
+                None => self.config.org.admins.clone(),
             };
         }
         (facts, ruling)
@@ -431,7 +480,7 @@ fn ruling(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], config: 
             .notify
             .iter()
             .flat_map(|who| match who.as_str() {
-                "sender" => vec![envelope.mail_from.clone()],
+                "sender" => vec![envelope.mail_from.to_string()],
                 _ => config.org.admins.clone(),
             })
             .filter(|a| !a.is_empty())
@@ -444,7 +493,7 @@ struct Relay(Arc<Delivery>);
 
 #[async_trait]
 impl Transport for Relay {
-    async fn send(&self, id: &MessageId, mail_from: &str, rcpts: &[String], data: &[u8]) -> Vec<RcptOutcome> {
+    async fn send(&self, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome> {
         self.0.send(id, mail_from, rcpts, data).await
     }
 }

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tomare_model::Metrics;
@@ -33,16 +34,39 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::R
         .await
 }
 
-/// Healthy when the database answers.
+/// `200 ok` when the database answers and nothing is wrong; `503` with
+/// `"status": "degraded"` and the problems (`disk`: free space below
+/// `[storage] min_free`, so new mail is refused; `archive`: behind for 10
+/// minutes or more; `delivery`: the last 20 attempts all failed for every
+/// recipient), or `"error"` when the database does not answer.
 async fn healthz(State(app): State<App>) -> impl IntoResponse {
+    let h = &app.metrics.health;
+    let problems = h.problems();
+    let disk = serde_json::json!({
+        "free_bytes": h.disk_free.load(Relaxed),
+        "reserve_bytes": h.disk_reserve.load(Relaxed),
+    });
     match app.store.depth().await {
         Ok(depth) => {
             let queued: i64 = depth.iter().filter(|(s, _)| !s.is_final()).map(|(_, n)| n).sum();
-            (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok", "queued": queued })))
+            let (code, status) = if problems.is_empty() {
+                (StatusCode::OK, "ok")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+            };
+            let body = serde_json::json!({
+                "status": status,
+                "problems": problems,
+                "queued": queued,
+                "disk": disk,
+                "archive_lag_seconds": h.archive_lag.load(Relaxed),
+                "delivery_failures_in_row": h.delivery_failures_in_row.load(Relaxed),
+            });
+            (code, axum::Json(body))
         }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "status": "error", "error": e.to_string() })),
+            axum::Json(serde_json::json!({ "status": "error", "error": e.to_string(), "problems": problems })),
         ),
     }
 }

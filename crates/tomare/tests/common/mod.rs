@@ -371,7 +371,8 @@ pub fn smtp_send(server: &str, from: &str, rcpts: &[&str], data: &str) -> Result
         expect(reply()?, code)
     };
     cmd("EHLO test\r\n".into(), "250", &mut reply)?;
-    cmd(format!("MAIL FROM:<{from}>\r\n"), "250", &mut reply)?;
+    let utf8 = if from.is_ascii() && rcpts.iter().all(|r| r.is_ascii()) { "" } else { " SMTPUTF8" };
+    cmd(format!("MAIL FROM:<{from}>{utf8}\r\n"), "250", &mut reply)?;
     for r in rcpts {
         cmd(format!("RCPT TO:<{r}>\r\n"), "250", &mut reply)?;
     }
