@@ -10,13 +10,57 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 pub use tomare_store::BlobLoc;
 pub use tomare_store::sha256_hex;
 
 const MAGIC: &[u8; 8] = b"tomareb1";
+
+/// What a blob is made from.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    Bytes(&'a [u8]),
+    /// A file, read and compressed a piece at a time.
+    File(&'a Path),
+}
+
+/// Content bigger than this is compressed as a stream.
+const STREAM_OVER: usize = 1 << 20;
+
+/// Writes one frame compressed as `from` is read, after its header at
+/// `offset`; the length field is filled in once the frame is written.
+/// Returns the frame's length.
+fn stream_frame(file: &mut io::BufWriter<File>, offset: u64, from: &mut impl Read) -> io::Result<u64> {
+    let len_at = offset + HEADER - 8;
+    file.write_all(&0u64.to_le_bytes())?;
+    let mut encoder = zstd::stream::Encoder::new(&mut *file, 3)?;
+    io::copy(from, &mut encoder)?;
+    encoder.finish()?;
+    let end = file.stream_position()?;
+    let len = end - offset - HEADER;
+    file.seek(SeekFrom::Start(len_at))?;
+    file.write_all(&len.to_le_bytes())?;
+    file.seek(SeekFrom::Start(end))?;
+    Ok(len)
+}
+
+/// The SHA-256 of a file, read a piece at a time.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
 const HEADER: u64 = 8 + 32 + 8;
 
 pub struct Blobs {
@@ -46,6 +90,13 @@ impl Blobs {
     /// with its directory entry, and returns where each one is. Nothing is
     /// written for an empty list.
     pub fn write_pack(&self, items: &[(String, &[u8])]) -> io::Result<Vec<BlobLoc>> {
+        let items: Vec<(String, Content<'_>)> = items.iter().map(|(h, b)| (h.clone(), Content::Bytes(b))).collect();
+        self.write_pack_from(&items)
+    }
+
+    /// [`Blobs::write_pack`] for content in memory or in a file: a file is
+    /// compressed as it is read, so a 45 MB message is never in memory whole.
+    pub fn write_pack_from(&self, items: &[(String, Content<'_>)]) -> io::Result<Vec<BlobLoc>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -58,19 +109,28 @@ impl Blobs {
         let mut offset = 0u64;
         let mut locs = Vec::with_capacity(items.len());
         let mut compressor = zstd::bulk::Compressor::new(3)?;
-        for (hash, data) in items {
-            let frame = compressor.compress(data)?;
+        for (hash, content) in items {
             file.write_all(MAGIC)?;
             file.write_all(&unhex32(hash))?;
-            file.write_all(&(frame.len() as u64).to_le_bytes())?;
-            file.write_all(&frame)?;
+            let len = match content {
+                Content::Bytes(data) if data.len() <= STREAM_OVER => {
+                    let frame = compressor.compress(data)?;
+                    file.write_all(&(frame.len() as u64).to_le_bytes())?;
+                    file.write_all(&frame)?;
+                    frame.len() as u64
+                }
+                // Big content is compressed straight into the pack: a
+                // frame buffer would be as big as the message again.
+                Content::Bytes(data) => stream_frame(&mut file, offset, &mut &data[..])?,
+                Content::File(path) => stream_frame(&mut file, offset, &mut File::open(path)?)?,
+            };
             locs.push(BlobLoc {
                 hash: hash.clone(),
                 pack: pack.clone(),
                 offset: (offset + HEADER) as i64,
-                len: frame.len() as i64,
+                len: len as i64,
             });
-            offset += HEADER + frame.len() as u64;
+            offset += HEADER + len;
         }
         let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_data()?;
@@ -116,10 +176,10 @@ impl Blobs {
 
 /// Messages to store, each once: (hash, bytes), skipping those already
 /// stored (`known`) or already in the list.
-pub fn new_items<'a>(
-    candidates: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+pub fn new_items<'a, T>(
+    candidates: impl IntoIterator<Item = (&'a str, T)>,
     known: &HashMap<String, BlobLoc>,
-) -> Vec<(String, &'a [u8])> {
+) -> Vec<(String, T)> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (hash, data) in candidates {
@@ -128,6 +188,30 @@ pub fn new_items<'a>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_packed_as_it_is_read_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path()).unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let path = dir.path().join("m.eml");
+        fs::write(&path, &big).unwrap();
+        let small = b"small one".to_vec();
+        let mut big2 = big.clone();
+        big2.reverse();
+        let (hb, hs, hb2) = (sha256_file(&path).unwrap(), sha256_hex(&small), sha256_hex(&big2));
+        assert_eq!(hb, sha256_hex(&big));
+        let items = [(hs, Content::Bytes(&small)), (hb, Content::File(&path)), (hb2, Content::Bytes(&big2))];
+        let locs = blobs.write_pack_from(&items).unwrap();
+        assert_eq!(blobs.read(&locs[0]).unwrap(), small);
+        assert_eq!(blobs.read(&locs[1]).unwrap(), big);
+        assert_eq!(blobs.read(&locs[2]).unwrap(), big2, "big bytes in memory are streamed too");
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,21 @@ fn rule_names(verdict: &Value) -> Vec<String> {
 pub trait SpoolSource: Send + Sync + 'static {
     fn original(&self, id: &MessageId) -> io::Result<Vec<u8>>;
     fn rewritten(&self, id: &MessageId) -> io::Result<Option<Vec<u8>>>;
+    /// Where the original is on disk, when it is a file: a big message is
+    /// then hashed and packed from it a piece at a time.
+    fn original_path(&self, _id: &MessageId) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+/// Messages over this size are packed from their spool file rather than
+/// read whole (when the review stage's inspection is still at hand).
+const STREAM_OVER: u64 = 4 << 20;
+
+/// A blob to pack: bytes read, or a spool file.
+enum Kept {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
 }
 
 /// Inspection results the review stage made, kept briefly by content hash
@@ -58,7 +73,9 @@ struct CacheInner {
     bytes: usize,
 }
 
-/// What the cache may hold.
+/// What the cache may hold. An entry over a quarter of it is not kept: held
+/// while the next big message is reviewed, 20 MB of text would add to that
+/// review's memory (bench/bigmail.py); the archiver inspects it again.
 const CACHE_ENTRIES: usize = 4096;
 const CACHE_BYTES: usize = 32 << 20;
 
@@ -67,12 +84,15 @@ fn text_bytes(f: &Facts) -> usize {
 }
 
 impl TextCache {
-    pub fn put(&self, hash: String, facts: Facts) {
-        let Ok(mut c) = self.inner.lock() else { return };
-        let size = text_bytes(&facts);
+    /// Keeps a copy of `facts`, when they fit (checked before copying: the
+    /// text of a big attachment is not duplicated only to be dropped).
+    pub fn put(&self, hash: String, facts: &Facts) {
+        let size = text_bytes(facts);
         if size > CACHE_BYTES / 4 {
             return;
         }
+        let facts = facts.clone();
+        let Ok(mut c) = self.inner.lock() else { return };
         // `order` also holds hashes already taken: it is trimmed too.
         while c.map.len() >= CACHE_ENTRIES || c.bytes + size > CACHE_BYTES || c.order.len() >= 2 * CACHE_ENTRIES {
             let Some(old) = c.order.pop_front() else { break };
@@ -101,10 +121,26 @@ impl TextCache {
 pub struct Batch {
     /// Messages looked at.
     pub messages: usize,
+    /// The pass stopped at its byte limit with more waiting.
+    pub cut: bool,
+    /// When the next message alone is over the limit: its size, for a
+    /// pass of its own.
+    pub wanted: u64,
     pub records: usize,
     /// Messages now fully archived: their spool files may go.
     pub done: Vec<MessageId>,
 }
+
+/// The header block of a message on disk (for the index's display names).
+fn read_head(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?.take(256 * 1024).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Message bytes one pass of the server's archiver holds in memory.
+pub const BATCH_BYTES: u64 = 4 << 20;
 
 /// One pass of the server's archiver: up to `limit` messages that were
 /// reviewed (their received copy) or reached a final state (their final
@@ -151,6 +187,7 @@ pub async fn archive_queue(
     texts: Option<&Arc<TextCache>>,
     state: &mut QueueState,
     limit: i64,
+    max_bytes: u64,
     settle_ms: i64,
 ) -> Result<Batch> {
     let texts = texts.cloned();
@@ -158,10 +195,24 @@ pub async fn archive_queue(
     let skip: Vec<MessageId> = state.in_flight.iter().cloned().collect();
     let mut due = store.archive_due(limit, now_ms() - settle_ms, &skip).await?;
     due.retain(|d| !state.in_flight.contains(&d.row.id));
+    // Every message of a pass is in memory at once: a burst of big ones
+    // is taken a few at a time, and one bigger than `max_bytes` alone is
+    // left for a pass of its own (`wanted`).
+    let mut bytes = 0u64;
+    let fit = due
+        .iter()
+        .take_while(|d| {
+            bytes += d.row.size.max(1) as u64;
+            bytes <= max_bytes
+        })
+        .count();
+    let cut = fit < due.len();
+    let wanted = if fit == 0 { due.first().map_or(0, |d| d.row.size.max(1) as u64) } else { 0 };
+    due.truncate(fit);
     let messages = due.len();
     if due.is_empty() {
         let records = commit_round(archive, store, state).await?;
-        return Ok(Batch { messages: 0, records: records.0, done: records.1 });
+        return Ok(Batch { messages: 0, cut, wanted, records: records.0, done: records.1 });
     }
     struct Item {
         id: MessageId,
@@ -200,7 +251,7 @@ pub async fn archive_queue(
             None => a.index.writer(1, SERVE_HEAP, Duration::ZERO)?,
         };
         // The bytes to keep (with their hash); one pack at the end.
-        let mut keep: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut keep: Vec<(String, Kept)> = Vec::new();
         let mut entries = Vec::new();
         let mut progress = Vec::new();
         let mut done = Vec::new();
@@ -208,18 +259,37 @@ pub async fn archive_queue(
             let row = &it.row;
             let received_at = row["received_at"].as_i64().unwrap_or(0);
             let org = row["org_id"].as_i64().unwrap_or(0);
-            let original = sp.original(&it.id);
+            // A big message whose inspection is at hand is packed from its
+            // file; otherwise the bytes move into `keep` (one copy in memory).
+            // The hash stays for the final record.
+            let size = row["size"].as_u64().unwrap_or(0);
+            let file = sp.original_path(&it.id).filter(|_| size > STREAM_OVER && it.archived == 0);
+            let streamed = file.and_then(|path| {
+                let hash = blobs::sha256_file(&path).ok()?;
+                let facts = texts.and_then(|t| t.take(&hash))?;
+                Some((hash, facts, path))
+            });
+            let original = match &streamed {
+                Some((hash, _, _)) => Ok((hash.clone(), Vec::new())),
+                None => sp.original(&it.id).map(|b| (sha256_hex(&b), b)),
+            };
+            let original_hash = original.as_ref().ok().map(|(h, _)| h.clone());
             let mut doc = None;
             if it.archived == 0 {
-                let (blob, facts, names) = match &original {
-                    Ok(bytes) => {
-                        let hash = sha256_hex(bytes);
-                        // The review stage's inspection, when it is still at hand.
-                        let facts = texts.and_then(|t| t.take(&hash)).unwrap_or_else(|| ins.message(bytes));
-                        keep.push((hash.clone(), bytes.clone()));
-                        (hash, facts, index::headers(bytes))
+                let (blob, facts, names) = match (original, streamed) {
+                    (_, Some((hash, facts, path))) => {
+                        let names = index::headers(&read_head(&path)?);
+                        keep.push((hash.clone(), Kept::File(path)));
+                        (hash, facts, names)
                     }
-                    Err(e) => {
+                    (Ok((hash, bytes)), None) => {
+                        // The review stage's inspection, when it is still at hand.
+                        let facts = texts.and_then(|t| t.take(&hash)).unwrap_or_else(|| ins.message(&bytes));
+                        let names = index::headers(&bytes);
+                        keep.push((hash.clone(), Kept::Bytes(bytes)));
+                        (hash, facts, names)
+                    }
+                    (Err(e), None) => {
                         tracing::error!(id = %it.id, error = %e, "the spool copy is missing: archived without it");
                         (String::new(), Facts::default(), Default::default())
                     }
@@ -267,15 +337,14 @@ pub async fn archive_queue(
             }
             if it.is_final {
                 let rewritten = sp.rewritten(&it.id)?;
-                let delivered = match (&rewritten, &original) {
-                    (Some(bytes), _) | (None, Ok(bytes)) => {
-                        let hash = sha256_hex(bytes);
-                        if rewritten.is_some() {
-                            keep.push((hash.clone(), bytes.clone()));
-                        }
+                let was_rewritten = rewritten.is_some();
+                let delivered = match rewritten {
+                    Some(bytes) => {
+                        let hash = sha256_hex(&bytes);
+                        keep.push((hash.clone(), Kept::Bytes(bytes)));
                         hash
                     }
-                    (None, Err(_)) => String::new(),
+                    None => original_hash.unwrap_or_default(),
                 };
                 let meta = json!({
                     "id": it.id.as_str(),
@@ -283,7 +352,7 @@ pub async fn archive_queue(
                     "recipients": row["recipients"],
                     "attempts": row["attempts"],
                     "events": it.events,
-                    "rewritten": rewritten.is_some(),
+                    "rewritten": was_rewritten,
                 });
                 entries.push(ArchiveEntry {
                     message_id: it.id.to_string(),
@@ -306,8 +375,14 @@ pub async fn archive_queue(
         }
         let hashes: Vec<String> = keep.iter().map(|(h, _)| h.clone()).collect();
         let known = runtime.block_on(st.blob_locations(&hashes))?;
-        let locs =
-            a.blobs.write_pack(&blobs::new_items(keep.iter().map(|(h, b)| (h.as_str(), b.as_slice())), &known))?;
+        let contents = keep.iter().map(|(h, k)| {
+            let content = match k {
+                Kept::Bytes(b) => blobs::Content::Bytes(b),
+                Kept::File(p) => blobs::Content::File(p),
+            };
+            (h.as_str(), content)
+        });
+        let locs = a.blobs.write_pack_from(&blobs::new_items(contents, &known))?;
         Ok((writer, (entries, progress, done, locs)))
     })
     .await?;
@@ -329,7 +404,7 @@ pub async fn archive_queue(
     let every = state.commit_every.unwrap_or(COMMIT_EVERY);
     let due_now = state.last_commit.is_none_or(|t| t.elapsed() >= every);
     let (records, done) = if due_now { commit_round(archive, store, state).await? } else { (0, Vec::new()) };
-    Ok(Batch { messages, records, done })
+    Ok(Batch { messages, cut, wanted: 0, records, done })
 }
 
 /// Records what is pending and lets the index writer go (before

@@ -2,7 +2,8 @@
 //! tree the index turns into a query.
 //!
 //! `words`, `"exact phrases"`, `from:` `to:` (any recipient, Bcc included)
-//! `cc:` `subject:` `filename:`, `has:attachment`, `before:` / `after:`
+//! `cc:` `subject:` `filename:`, `has:attachment`, `has:truncated` (more
+//! text than the index takes), `before:` / `after:`
 //! (YYYY-MM-DD or YYYY/MM/DD, a day in Japan time), `larger:` / `smaller:`
 //! (`1M`, `500K`, bytes), `state:` (held, delivered…), `rule:`, `-` to
 //! negate, `OR` between terms, parentheses to group. Terms side by side must
@@ -31,6 +32,8 @@ pub enum Query {
         phrase: bool,
     },
     HasAttachment,
+    /// More text than the index takes (see `index::TEXT_INDEXED`).
+    HasTruncated,
     /// Received before / at or after this moment (ms since the epoch).
     Before(i64),
     After(i64),
@@ -219,7 +222,8 @@ fn term(word: &str, at: usize) -> Result<Query, QueryError> {
         "subject" => text(Field::Subject),
         "filename" => text(Field::Filename),
         "has" if value.eq_ignore_ascii_case("attachment") => Ok(Query::HasAttachment),
-        "has" => Err(bad(format!("has:{value} is not known (has:attachment is)"))),
+        "has" if value.eq_ignore_ascii_case("truncated") => Ok(Query::HasTruncated),
+        "has" => Err(bad(format!("has:{value} is not known (has:attachment and has:truncated are)"))),
         "before" => day(&value).map(Query::Before).ok_or_else(|| bad(format!("{value:?} is not a date (2026-11-03)"))),
         "after" => day(&value).map(Query::After).ok_or_else(|| bad(format!("{value:?} is not a date (2026-11-03)"))),
         "larger" => size(&value).map(Query::Larger).ok_or_else(|| bad(format!("{value:?} is not a size (1M, 500K)"))),

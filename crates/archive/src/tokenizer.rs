@@ -18,75 +18,103 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 pub struct CjkBigram;
 
 impl Tokenizer for CjkBigram {
-    type TokenStream<'a> = CjkBigramStream;
+    type TokenStream<'a> = CjkBigramStream<'a>;
 
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> CjkBigramStream {
-        CjkBigramStream { chars: normalized(text), i: 0, k: None, token: Token::default(), started: false }
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CjkBigramStream<'a> {
+        CjkBigramStream {
+            chars: Normalized::new(text),
+            pending: None,
+            run: None,
+            token: Token::default(),
+            started: false,
+        }
     }
 }
 
-/// Tokens made one at a time into one reused buffer: no allocation per
-/// token.
-pub struct CjkBigramStream {
-    chars: Vec<(char, usize, usize)>,
-    /// Start of the next run.
-    i: usize,
-    /// Inside a CJK run: the next bigram's start and the run's end.
-    k: Option<(usize, usize)>,
+/// A normalised character and the byte range of the original text it came
+/// from.
+type Char = (char, usize, usize);
+
+/// Tokens made one at a time into one reused buffer, from characters
+/// normalised one at a time: memory does not grow with the text (a
+/// vector of every character cost 24 bytes per byte of text — 100 MB
+/// for a 4 MB attachment).
+pub struct CjkBigramStream<'a> {
+    chars: Normalized<'a>,
+    /// A character read past the end of a token, to start the next one.
+    pending: Option<Char>,
+    /// Inside a CJK run: its last character, and whether a bigram of the
+    /// run was emitted yet (a lone character is a token of its own).
+    run: Option<(Char, bool)>,
     token: Token,
     started: bool,
 }
 
-fn emit(t: &mut Token, started: &mut bool, from: usize, to: usize, text: impl Iterator<Item = char>) {
-    if *started {
-        t.position += 1;
-    } else {
-        t.position = 0;
-        *started = true;
+impl CjkBigramStream<'_> {
+    fn next_char(&mut self) -> Option<Char> {
+        self.pending.take().or_else(|| self.chars.next())
     }
-    t.text.clear();
-    t.text.extend(text);
-    t.offset_from = from;
-    t.offset_to = to;
-    t.position_length = 1;
+
+    fn start(&mut self, from: usize) {
+        if self.started {
+            self.token.position += 1;
+        } else {
+            self.token.position = 0;
+            self.started = true;
+        }
+        self.token.text.clear();
+        self.token.offset_from = from;
+        self.token.position_length = 1;
+    }
 }
 
-impl TokenStream for CjkBigramStream {
+impl TokenStream for CjkBigramStream<'_> {
     fn advance(&mut self) -> bool {
-        if let Some((k, end)) = self.k {
-            if k + 1 < end {
-                let (a, b) = (self.chars[k], self.chars[k + 1]);
-                self.k = Some((k + 1, end));
-                emit(&mut self.token, &mut self.started, a.1, b.2, [a.0, b.0].into_iter());
-                return true;
+        loop {
+            let c = self.next_char();
+            if let Some((prev, emitted)) = self.run {
+                match c {
+                    Some(c) if class(c.0) == Class::Cjk => {
+                        self.run = Some((c, true));
+                        self.start(prev.1);
+                        self.token.text.push(prev.0);
+                        self.token.text.push(c.0);
+                        self.token.offset_to = c.2;
+                        return true;
+                    }
+                    other => {
+                        self.run = None;
+                        self.pending = other;
+                        if !emitted {
+                            self.start(prev.1);
+                            self.token.text.push(prev.0);
+                            self.token.offset_to = prev.2;
+                            return true;
+                        }
+                        continue;
+                    }
+                }
             }
-            self.k = None;
-        }
-        while self.i < self.chars.len() {
-            let i = self.i;
-            let kind = class(self.chars[i].0);
-            let end =
-                self.chars[i..].iter().position(|(c, _, _)| class(*c) != kind).map_or(self.chars.len(), |n| i + n);
-            self.i = end;
-            match kind {
-                Class::Other => continue,
+            let Some(c) = c else { return false };
+            match class(c.0) {
+                Class::Other => {}
+                Class::Cjk => self.run = Some((c, false)),
                 Class::Word => {
-                    let (from, to) = (self.chars[i].1, self.chars[end - 1].2);
-                    emit(&mut self.token, &mut self.started, from, to, self.chars[i..end].iter().map(|c| c.0));
-                }
-                Class::Cjk if end - i == 1 => {
-                    let c = self.chars[i];
-                    emit(&mut self.token, &mut self.started, c.1, c.2, std::iter::once(c.0));
-                }
-                Class::Cjk => {
-                    let (a, b) = (self.chars[i], self.chars[i + 1]);
-                    self.k = Some((i + 1, end));
-                    emit(&mut self.token, &mut self.started, a.1, b.2, [a.0, b.0].into_iter());
+                    self.start(c.1);
+                    self.token.text.push(c.0);
+                    self.token.offset_to = c.2;
+                    for n in self.chars.by_ref() {
+                        if class(n.0) != Class::Word {
+                            self.pending = Some(n);
+                            break;
+                        }
+                        self.token.text.push(n.0);
+                        self.token.offset_to = n.2;
+                    }
+                    return true;
                 }
             }
-            return true;
         }
-        false
     }
 
     fn token(&self) -> &Token {
@@ -126,44 +154,64 @@ fn combines(c: char) -> bool {
     matches!(c, '\u{0300}'..='\u{036F}' | '\u{3099}' | '\u{309A}' | '\u{FF9E}' | '\u{FF9F}')
 }
 
-/// Normalised characters, each with the byte range of the original text it
-/// came from. Most characters are already in NFKC and lower case (ASCII,
-/// kanji, kana): they are copied; only the rest go through NFKC.
-fn normalized(text: &str) -> Vec<(char, usize, usize)> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut chars = text.char_indices().peekable();
-    let mut cluster = String::new();
-    while let Some((start, c)) = chars.next() {
+/// Normalised characters, one at a time, each with the byte range of the
+/// original text it came from. Most characters are already in NFKC and
+/// lower case (ASCII, kanji, kana): they pass as they are; only the rest go
+/// through NFKC (with the marks that combine with them).
+struct Normalized<'a> {
+    chars: std::iter::Peekable<std::str::CharIndices<'a>>,
+    /// Characters one original character (or cluster) became, still to give.
+    out: std::collections::VecDeque<Char>,
+    cluster: String,
+}
+
+impl<'a> Normalized<'a> {
+    fn new(text: &'a str) -> Normalized<'a> {
+        Normalized { chars: text.char_indices().peekable(), out: Default::default(), cluster: String::new() }
+    }
+}
+
+impl Iterator for Normalized<'_> {
+    type Item = Char;
+
+    fn next(&mut self) -> Option<Char> {
+        if let Some(c) = self.out.pop_front() {
+            return Some(c);
+        }
+        let (start, c) = self.chars.next()?;
         let mut end = start + c.len_utf8();
-        let marked = chars.peek().is_some_and(|&(_, next)| combines(next));
+        let marked = self.chars.peek().is_some_and(|&(_, next)| combines(next));
         if !marked {
             if c.is_ascii() {
-                out.push((c.to_ascii_lowercase(), start, end));
-                continue;
+                return Some((c.to_ascii_lowercase(), start, end));
             }
             if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes {
-                out.extend(c.to_lowercase().map(|l| (l, start, end)));
-                continue;
+                self.out.extend(c.to_lowercase().map(|l| (l, start, end)));
+                return self.out.pop_front();
             }
         }
-        cluster.clear();
-        cluster.push(c);
-        while let Some(&(i, next)) = chars.peek() {
+        self.cluster.clear();
+        self.cluster.push(c);
+        while let Some(&(i, next)) = self.chars.peek() {
             if !combines(next) {
                 break;
             }
-            cluster.push(next);
+            self.cluster.push(next);
             end = i + next.len_utf8();
-            chars.next();
+            self.chars.next();
         }
-        out.extend(cluster.nfkc().flat_map(char::to_lowercase).map(|c| (c, start, end)));
+        let cluster = std::mem::take(&mut self.cluster);
+        self.out.extend(cluster.nfkc().flat_map(char::to_lowercase).map(|c| (c, start, end)));
+        self.cluster = cluster;
+        // NFKC of a cluster is never empty, but an empty one just moves on.
+        self.out.pop_front().or_else(|| self.next())
     }
-    out
 }
 
 /// Every token of `text` (queries, tests; the index uses the stream).
 pub fn tokenize(text: &str) -> Vec<Token> {
-    let mut stream = CjkBigram.token_stream(text);
+    let mut tokenizer = CjkBigram;
+    let mut stream = tokenizer.token_stream(text);
     let mut out = Vec::new();
     while stream.advance() {
         out.push(stream.token().clone());
@@ -194,6 +242,13 @@ mod tests {
         assert_eq!(texts("秘"), [("秘".into(), 0)]);
         let t = tokenize("見積：社外秘");
         assert_eq!((t[1].offset_from, t[1].offset_to), ("見積：".len(), "見積：社外".len()), "offsets in the original");
+        // A lone character between words; runs at the very start and end.
+        assert_eq!(
+            texts("a秘b 社外秘"),
+            [("a".into(), 0), ("秘".into(), 1), ("b".into(), 2), ("社外".into(), 3), ("外秘".into(), 4)]
+        );
+        assert_eq!(texts("㈱トマレ"), texts("(株)トマレ"), "NFKC that makes several characters");
+        assert!(texts("").is_empty() && texts("、。！").is_empty());
     }
 
     /// The trap the issue names, in a real tantivy index.

@@ -281,7 +281,8 @@ impl ops::SpoolSource for MemSpool {
 /// One archiver pass, then what it left pending recorded.
 async fn archive_pass(e: &Env, source: &Arc<dyn ops::SpoolSource>) -> Result<ops::Batch, tomare_archive::ArchiveError> {
     let mut state = ops::QueueState::default();
-    let mut batch = ops::archive_queue(&e.archive, &e.store, &e.inspector, source, None, &mut state, 100, 0).await?;
+    let mut batch =
+        ops::archive_queue(&e.archive, &e.store, &e.inspector, source, None, &mut state, 100, u64::MAX, 0).await?;
     let (records, done) = ops::commit_round(&e.archive, &e.store, &mut state).await?;
     batch.records += records;
     batch.done.extend(done);
@@ -380,7 +381,7 @@ async fn queue_messages_archived_as_received_then_final() {
 }
 
 async fn pass(e: &Env, source: &Arc<dyn ops::SpoolSource>, state: &mut ops::QueueState) -> ops::Batch {
-    ops::archive_queue(&e.archive, &e.store, &e.inspector, source, None, state, 100, 0).await.unwrap()
+    ops::archive_queue(&e.archive, &e.store, &e.inspector, source, None, state, 100, u64::MAX, 0).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,87 +52,144 @@ impl Detectors {
         })
     }
 
-    /// Every detection in `text`, found at `location`.
+    /// Every detection in `text`, found at `location`. Long text is
+    /// normalised and scanned a piece at a time (pieces end at a line
+    /// break), so 20 MB of attachment text is not copied whole once more.
     pub fn scan(&self, location: &str, text: &str, out: &mut Vec<Detection>) {
         if text.is_empty() {
             return;
         }
-        let norm = normalize(text);
-        let mut add = |detector: &str, name: &str, excerpt: String, count: usize| {
-            if count > 0 {
+        let mut found = Found {
+            keywords: vec![Hits::default(); self.keywords.len()],
+            regexes: vec![Hits::default(); self.regexes.len()],
+            ..Found::default()
+        };
+        for piece in pieces(text, SCAN_PIECE) {
+            self.scan_piece(&normalize(piece), &mut found);
+        }
+        let mut add = |detector: &str, name: &str, hits: Hits| {
+            if let Some(excerpt) = hits.first {
                 out.push(Detection {
                     detector: detector.into(),
                     name: name.into(),
                     location: location.into(),
                     excerpt,
-                    count,
+                    count: hits.count,
                 });
             }
         };
-        for (original, k) in &self.keywords {
-            let hits: Vec<usize> = norm.match_indices(k.as_str()).map(|(i, _)| i).collect();
-            if let Some(first) = hits.first() {
-                add("keyword", original, excerpt(&norm, *first, k.len(), false), hits.len());
+        for ((original, _), hits) in self.keywords.iter().zip(found.keywords) {
+            add("keyword", original, hits);
+        }
+        for ((name, _), hits) in self.regexes.iter().zip(found.regexes) {
+            add("regex", name, hits);
+        }
+        add("my_number", "", found.my_number);
+        add("credit_card", "", found.credit_card);
+        add("bank_account", "", found.bank_account);
+        add("phone", "", found.phone);
+        if self.email_list && found.emails.len() >= self.email_list_min {
+            let sample: Vec<&str> = found.emails.iter().take(3).map(String::as_str).collect();
+            let excerpt = format!("{} distinct addresses: {}, …", found.emails.len(), sample.join(", "));
+            add("email_list", "", Hits { first: Some(excerpt), count: found.emails.len() });
+        }
+    }
+
+    /// One normalised piece; counts what it finds into `f`.
+    fn scan_piece(&self, norm: &str, f: &mut Found) {
+        let hit = |h: &mut Hits, start: usize, len: usize, mask: bool| {
+            if h.first.is_none() {
+                h.first = Some(excerpt(norm, start, len, mask));
+            }
+            h.count += 1;
+        };
+        // Counted, not collected: a 20 MB list has hundreds of thousands.
+        for ((_, k), h) in self.keywords.iter().zip(&mut f.keywords) {
+            for (i, _) in norm.match_indices(k.as_str()) {
+                hit(h, i, k.len(), false);
             }
         }
-        for (name, re) in &self.regexes {
-            let hits: Vec<_> = re.find_iter(&norm).collect();
-            if let Some(m) = hits.first() {
-                add("regex", name, excerpt(&norm, m.start(), m.len(), false), hits.len());
+        for ((_, re), h) in self.regexes.iter().zip(&mut f.regexes) {
+            for m in re.find_iter(norm) {
+                hit(h, m.start(), m.len(), false);
             }
         }
         if self.my_number || self.credit_card || self.bank_account {
-            let (mut my, mut cards, mut banks) = (Vec::new(), Vec::new(), Vec::new());
-            for m in self.digits.find_iter(&norm) {
-                if !standalone(&norm, m.start(), m.end()) {
+            for m in self.digits.find_iter(norm) {
+                if !standalone(norm, m.start(), m.end()) {
                     continue;
                 }
                 let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
                 if self.my_number && d.len() == 12 && my_number_ok(&d) && grouping_ok(m.as_str(), &[4, 4, 4]) {
-                    my.push(m.start()..m.end());
+                    hit(&mut f.my_number, m.start(), m.len(), true);
                 } else if self.credit_card && (13..=19).contains(&d.len()) && luhn_ok(&d) && issuer_ok(&d) {
-                    cards.push(m.start()..m.end());
+                    hit(&mut f.credit_card, m.start(), m.len(), true);
                 } else if self.bank_account
                     && d.len() == 7
                     && !m.as_str().contains([' ', '-'])
-                    && near_bank_words(&norm, m.start(), m.end())
+                    && near_bank_words(norm, m.start(), m.end())
                 {
-                    banks.push(m.start()..m.end());
+                    hit(&mut f.bank_account, m.start(), m.len(), true);
                 }
-            }
-            if let Some(r) = my.first() {
-                add("my_number", "", excerpt(&norm, r.start, r.len(), true), my.len());
-            }
-            if let Some(r) = cards.first() {
-                add("credit_card", "", excerpt(&norm, r.start, r.len(), true), cards.len());
-            }
-            if let Some(r) = banks.first() {
-                add("bank_account", "", excerpt(&norm, r.start, r.len(), true), banks.len());
             }
         }
         if self.phone {
-            let hits: Vec<_> = self
-                .phone_re
-                .find_iter(&norm)
-                .filter(|m| standalone(&norm, m.start(), m.end()) && phone_ok(m.as_str()))
-                .collect();
-            if let Some(m) = hits.first() {
-                add("phone", "", excerpt(&norm, m.start(), m.len(), false), hits.len());
+            for m in self.phone_re.find_iter(norm) {
+                if standalone(norm, m.start(), m.end()) && phone_ok(m.as_str()) {
+                    hit(&mut f.phone, m.start(), m.len(), false);
+                }
             }
         }
         if self.email_list {
-            let distinct: BTreeSet<&str> = self.email_re.find_iter(&norm).map(|m| m.as_str()).collect();
-            if distinct.len() >= self.email_list_min {
-                let sample: Vec<&str> = distinct.iter().take(3).copied().collect();
-                add(
-                    "email_list",
-                    "",
-                    format!("{} distinct addresses: {}, …", distinct.len(), sample.join(", ")),
-                    distinct.len(),
-                );
-            }
+            f.emails.extend(self.email_re.find_iter(norm).map(|m| m.as_str().to_string()));
         }
     }
+}
+
+/// Text scanned at a time.
+const SCAN_PIECE: usize = 1 << 20;
+
+/// `text` in pieces of about `size` bytes, each ending at a line break when
+/// there is one (else at a character boundary).
+fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        if rest.len() <= size {
+            return Some(std::mem::take(&mut rest));
+        }
+        let mut end = size;
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        if let Some(nl) = rest[..end].rfind('\n') {
+            end = nl + 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// What the pieces of one text found so far.
+#[derive(Default)]
+struct Found {
+    keywords: Vec<Hits>,
+    regexes: Vec<Hits>,
+    my_number: Hits,
+    credit_card: Hits,
+    bank_account: Hits,
+    phone: Hits,
+    emails: BTreeSet<String>,
+}
+
+/// The first hit's excerpt and how many there are.
+#[derive(Default, Clone)]
+struct Hits {
+    first: Option<String>,
+    count: usize,
 }
 
 /// Not glued to other digits, letters or digit separators.
@@ -277,6 +334,24 @@ mod tests {
 
     fn kinds(text: &str) -> Vec<String> {
         scan(text).into_iter().map(|d| d.detector).collect()
+    }
+
+    #[test]
+    fn long_text_is_scanned_in_pieces_with_the_same_result() {
+        let d = Detectors::new(&tomare_config::Config::default().detect).unwrap();
+        let line = "顧客 03-1234-5678 カード 4111 1111 1111 1111 a@b.co\n";
+        let mut text = line.repeat(SCAN_PIECE / line.len() * 3);
+        text.push_str("最後に社外秘\n");
+        let mut out = Vec::new();
+        d.scan("attachments", &text, &mut out);
+        let count = |name: &str| out.iter().find(|x| x.detector == name).map(|x| x.count);
+        let lines = SCAN_PIECE / line.len() * 3;
+        assert_eq!(count("phone"), Some(lines));
+        assert_eq!(count("credit_card"), Some(lines));
+        assert_eq!(count("keyword"), Some(1), "found in the last piece");
+        assert!(pieces(&text, SCAN_PIECE).count() >= 3);
+        assert!(pieces(&text, SCAN_PIECE).all(|p| p.ends_with('\n')));
+        assert_eq!(pieces(&text, SCAN_PIECE).collect::<String>(), text);
     }
 
     #[test]

@@ -156,6 +156,10 @@ struct Extracted {
 }
 
 impl Walk<'_> {
+    fn over_text_limit(&self) -> String {
+        format!("text beyond the {} byte limit not scanned", self.inspector.max_text)
+    }
+
     /// Keeps text within the per-message allowance.
     fn keep_text(&mut self, path: &str, mut text: String) -> String {
         let len = text.len() as u64;
@@ -165,7 +169,10 @@ impl Walk<'_> {
                 cut -= 1;
             }
             text.truncate(cut);
-            self.reasons.push(format!("{path}: text beyond the {} byte limit not scanned", self.inspector.max_text));
+            let reason = format!("{path}: {}", self.over_text_limit());
+            if !self.reasons.contains(&reason) {
+                self.reasons.push(reason);
+            }
         }
         self.text_left = self.text_left.saturating_sub(text.len() as u64);
         text
@@ -219,7 +226,10 @@ impl Walk<'_> {
             self.reasons.push(format!("{path}: {e}"));
         }
         if let Some(p) = extracted.partial {
-            self.reasons.push(format!("{path}: {p}"));
+            let reason = format!("{path}: {p}");
+            if !self.reasons.contains(&reason) {
+                self.reasons.push(reason);
+            }
         }
         for member in extracted.children {
             let child_path = format!("{path}/{}", member.name);
@@ -274,7 +284,15 @@ impl Walk<'_> {
             Err(e) => Extracted { error: Some(e), ..Extracted::default() },
         };
         match kind {
-            Kind::Text => text_of(budget.charge(0).map(|_| text::decode(bytes))),
+            Kind::Text => match budget.charge(0) {
+                Err(e) => Extracted { error: Some(e), ..Extracted::default() },
+                Ok(()) => {
+                    // Never more bytes than the text still allowed.
+                    let (text, cut) = text::decode_limited(bytes, self.text_left as usize);
+                    let partial = cut.then(|| self.over_text_limit());
+                    Extracted { text, partial, ..Extracted::default() }
+                }
+            },
             Kind::Html => text_of(Ok(html::to_text(&text::decode(bytes)))),
             Kind::Rtf => text_of(Ok(rtf::to_text(bytes))),
             Kind::Pdf => match pdf::extract(bytes, budget) {

@@ -9,6 +9,17 @@ pub fn decode(bytes: &[u8]) -> String {
     detect(bytes).decode_without_bom_handling(strip_bom(bytes)).0.into_owned()
 }
 
+/// Decodes at most the first `max` bytes (the charset guessed from all of
+/// them); `true` when some were left out. A 34 MB text attachment is not
+/// turned whole into a string when only 20 MB of text will be scanned.
+pub fn decode_limited(bytes: &[u8], max: usize) -> (String, bool) {
+    let encoding = detect(bytes);
+    let body = strip_bom(bytes);
+    let cut = body.len() > max;
+    let text = encoding.decode_without_bom_handling(&body[..body.len().min(max)]).0.into_owned();
+    (text, cut)
+}
+
 fn strip_bom(bytes: &[u8]) -> &[u8] {
     for bom in [&b"\xEF\xBB\xBF"[..], b"\xFF\xFE", b"\xFE\xFF"] {
         if let Some(rest) = bytes.strip_prefix(bom) {

@@ -18,12 +18,14 @@
 pub mod accept;
 pub mod dsn;
 mod headers;
+pub mod memory;
 pub mod review;
 pub mod scheduler;
 pub mod spool;
 
 pub use accept::{AcceptError, Acceptor, Incoming};
 pub use headers::Summary;
+pub use memory::MessageMemory;
 pub use review::{ForReview, Review, Ruling};
 pub use scheduler::{Queue, Transport};
 pub use spool::Spool;

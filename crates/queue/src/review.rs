@@ -75,11 +75,6 @@ impl Ruling {
     }
 }
 
-/// Messages over this size are reviewed one at a time (their bytes, parsed
-/// parts and extracted text are what a burst of big mail would otherwise
-/// pile up in memory at once).
-const BIG: u64 = 4 << 20;
-
 /// A committed message waiting for inspection.
 pub struct ForReview {
     pub id: MessageId,
@@ -129,6 +124,8 @@ pub(crate) struct Reviewer {
     pub store: Arc<dyn Store>,
     pub review: Arc<dyn Review>,
     pub metrics: Arc<Metrics>,
+    /// Shared with delivery and the archive: big messages take turns.
+    pub memory: crate::MessageMemory,
 }
 
 /// Runs until `rx` closes (every Acceptor dropped), then lets in-flight
@@ -138,20 +135,21 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
     let decider = tokio::spawn(decider(reviewer.clone(), decided_rx, released));
     let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let slots = Arc::new(Semaphore::new(parallel));
-    let big = Arc::new(Semaphore::new(1));
     // Inspection stops itself at its time budget; this is the backstop for
     // a reader stuck where it cannot look at the clock.
     let limit = reviewer.config.inspect.time_budget.0 + Duration::from_secs(10);
     while let Some(item) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-        let (reviewer, decided_tx, big) = (reviewer.clone(), decided_tx.clone(), big.clone());
+        let (reviewer, decided_tx) = (reviewer.clone(), decided_tx.clone());
         tokio::spawn(async move {
             let (data, big_permit) = match item.data.clone() {
                 Some(data) => (data, None),
                 None => {
                     let (spool, id) = (reviewer.spool.clone(), item.id.clone());
+                    // Its bytes, parsed parts and text are what a burst of big
+                    // mail would otherwise pile up in memory at once.
                     let size = std::fs::metadata(spool.path(&id)).map(|m| m.len()).unwrap_or(0);
-                    let permit = if size > BIG { big.acquire_owned().await.ok() } else { None };
+                    let permit = Some(reviewer.memory.hold(size).await);
                     match tokio::task::spawn_blocking(move || spool.read(&id)).await {
                         Ok(Ok(data)) => (Arc::new(data), permit),
                         _ => {
@@ -249,8 +247,37 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
 /// (the archive keeps and indexes text; here it would only double the
 /// database's writes). Their lengths stay, as `body_chars` / `text_chars`.
 fn stored_json(facts: &Facts) -> String {
-    let mut slim = facts.clone();
-    let body_chars = std::mem::take(&mut slim.body_text).chars().count();
+    // Copied without the texts: those can be 20 MB.
+    let slim = Facts {
+        body_text: String::new(),
+        attachments: facts
+            .attachments
+            .iter()
+            .map(|a| tomare_model::Attachment {
+                path: a.path.clone(),
+                name: a.name.clone(),
+                content_type: a.content_type.clone(),
+                detected_type: a.detected_type.clone(),
+                type_mismatch: a.type_mismatch,
+                size: a.size,
+                encrypted: a.encrypted,
+                text: String::new(),
+                error: a.error.clone(),
+            })
+            .collect(),
+        subject: facts.subject.clone(),
+        from: facts.from.clone(),
+        to: facts.to.clone(),
+        cc: facts.cc.clone(),
+        bcc: facts.bcc.clone(),
+        message_id: facts.message_id.clone(),
+        malformed_headers: facts.malformed_headers.clone(),
+        detections: facts.detections.clone(),
+        complete: facts.complete,
+        incomplete_reasons: facts.incomplete_reasons.clone(),
+        size: facts.size,
+    };
+    let body_chars = facts.body_text.chars().count();
     let mut value = serde_json::to_value(&slim).unwrap_or_default();
     if let Some(obj) = value.as_object_mut() {
         obj.remove("body_text");

@@ -8,7 +8,7 @@
 //! schedules retries, removes finished spool files and queues DSNs.
 
 use crate::review::{self, ForReview, Review, Reviewer};
-use crate::{Acceptor, Spool, dsn};
+use crate::{Acceptor, MessageMemory, Spool, dsn};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -46,6 +46,7 @@ struct Ctx {
     acceptor: Acceptor,
     transport: Arc<dyn Transport>,
     metrics: Arc<Metrics>,
+    memory: MessageMemory,
     config: Config,
     reporting_mta: String,
 }
@@ -63,6 +64,7 @@ impl Queue {
         review_with: Arc<dyn Review>,
         transport: Arc<dyn Transport>,
         metrics: Arc<Metrics>,
+        memory: MessageMemory,
         released: Arc<Notify>,
         shutdown: watch::Receiver<bool>,
     ) -> Queue {
@@ -72,6 +74,7 @@ impl Queue {
             store: store.clone(),
             review: review_with,
             metrics: metrics.clone(),
+            memory: memory.clone(),
         });
         // Messages accepted before the last stop but never decided.
         let (resubmit_store, resubmit_acceptor) = (store.clone(), acceptor.clone());
@@ -87,6 +90,7 @@ impl Queue {
             acceptor,
             transport,
             metrics,
+            memory,
             config: config.clone(),
             reporting_mta,
         });
@@ -292,6 +296,8 @@ async fn dispatcher(
 }
 
 async fn deliver(ctx: &Ctx, message: &Claimed) -> Vec<RcptOutcome> {
+    // A big message waits for its turn in the shared memory budget.
+    let _held = if message.size > INLINE_READ { Some(ctx.memory.hold(message.size as u64).await) } else { None };
     // A small file comes from the page cache in microseconds: not worth a
     // trip to a blocking thread.
     let read = if message.size <= INLINE_READ {
@@ -429,7 +435,8 @@ async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult]) {
     if message.mail_from.is_null() || message.is_dsn {
         return;
     }
-    let original = ctx.spool.read(&message.id).unwrap_or_default();
+    // Only the header block goes back in the DSN.
+    let original = ctx.spool.read_head(&message.id, 256 * 1024).unwrap_or_default();
     let failures: Vec<(String, String)> = failed.iter().map(|r| (r.address.to_string(), r.reply.clone())).collect();
     let mail_from = message.mail_from.to_string();
     let data = dsn::build(&dsn::Dsn {

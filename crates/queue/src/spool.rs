@@ -52,6 +52,14 @@ impl Spool {
         fs::read(self.path(id))
     }
 
+    /// The first `max` bytes of the message (its header block, for a DSN).
+    pub fn read_head(&self, id: &MessageId, max: usize) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut head = Vec::with_capacity(max.min(64 * 1024));
+        File::open(self.path(id))?.take(max as u64).read_to_end(&mut head)?;
+        Ok(head)
+    }
+
     /// What goes out: the rewritten message when there is one.
     pub fn read_for_delivery(&self, id: &MessageId) -> io::Result<Vec<u8>> {
         match fs::read(self.out_path(id)) {

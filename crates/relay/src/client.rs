@@ -383,7 +383,16 @@ impl Conn {
             self.read_reply().await?;
             return Ok(outcomes);
         }
-        self.write(&dot_stuff(data)).await?;
+        let mut stuffer = Stuffer::default();
+        let mut out = Vec::with_capacity(SEND_CHUNK + SEND_CHUNK / 64);
+        for piece in data.chunks(SEND_CHUNK) {
+            out.clear();
+            stuffer.push(piece, &mut out);
+            self.write(&out).await?;
+        }
+        out.clear();
+        stuffer.end(&mut out);
+        self.write(&out).await?;
         let final_reply = self.read_reply().await?;
         for &i in &accepted {
             outcomes[i].class = final_reply.class();
@@ -411,24 +420,57 @@ impl Conn {
 /// ends with CRLF, then the terminating ".".
 pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 512 + 8);
-    let mut line_start = true;
-    for &b in data {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        if out.ends_with(b"\r") {
-            out.push(b'\n');
-        } else {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut stuffer = Stuffer::default();
+    stuffer.push(data, &mut out);
+    stuffer.end(&mut out);
     out
 }
+
+/// Dot-stuffing in pieces, so a big message goes out without a second
+/// copy of it in memory.
+#[derive(Debug)]
+pub struct Stuffer {
+    line_start: bool,
+    /// The last two bytes sent, to end the data on a line of its own.
+    tail: [u8; 2],
+}
+
+impl Default for Stuffer {
+    fn default() -> Self {
+        Stuffer { line_start: true, tail: [0, 0] }
+    }
+}
+
+impl Stuffer {
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        for &b in data {
+            if self.line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            self.line_start = b == b'\n';
+        }
+        match data {
+            [.., a, b] => self.tail = [*a, *b],
+            [b] => self.tail = [self.tail[1], *b],
+            [] => {}
+        }
+    }
+
+    /// The end of data: a line break if the message lacks its last one,
+    /// then `.` CRLF.
+    pub fn end(&self, out: &mut Vec<u8>) {
+        match self.tail {
+            [b'\r', b'\n'] => {}
+            [_, b'\r'] => out.push(b'\n'),
+            _ => out.extend_from_slice(b"\r\n"),
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// Bytes of a message stuffed and written at a time.
+const SEND_CHUNK: usize = 256 * 1024;
 
 /// Accepts any certificate: opportunistic TLS to MX hosts protects against
 /// passive eavesdropping only, as in Postfix's `smtp_tls_security_level = may`.
@@ -479,5 +521,14 @@ mod tests {
         assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b"\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r"), b"a\r\n.\r\n");
+        // In pieces, a dot at the start of a piece is still a line start.
+        let mut s = Stuffer::default();
+        let mut out = Vec::new();
+        for piece in [&b"x\r\n"[..], b".", b"y\r", b"\n", b"..z\r\n"] {
+            s.push(piece, &mut out);
+        }
+        s.end(&mut out);
+        assert_eq!(out, dot_stuff(b"x\r\n.y\r\n..z\r\n"));
     }
 }

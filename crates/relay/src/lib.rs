@@ -147,8 +147,14 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, SetupError> {
 async fn sandbox(dir: &Path, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome> {
     let envelope = serde_json::json!({ "id": id.as_str(), "mail_from": mail_from, "rcpt_to": rcpts });
     let write = async {
+        use tokio::io::AsyncWriteExt;
         tokio::fs::create_dir_all(dir).await?;
-        tokio::fs::write(dir.join(format!("{id}.eml")), data).await?;
+        // In pieces: `tokio::fs::write` would copy a big message whole.
+        let mut file = tokio::fs::File::create(dir.join(format!("{id}.eml"))).await?;
+        for piece in data.chunks(1 << 20) {
+            file.write_all(piece).await?;
+        }
+        file.flush().await?;
         tokio::fs::write(dir.join(format!("{id}.json")), envelope.to_string()).await
     };
     let (class, reply) = match write.await {

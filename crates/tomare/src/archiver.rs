@@ -30,6 +30,10 @@ impl ops::SpoolSource for SpoolFiles {
         self.0.read(id)
     }
 
+    fn original_path(&self, id: &MessageId) -> Option<std::path::PathBuf> {
+        Some(self.0.path(id))
+    }
+
     fn rewritten(&self, id: &MessageId) -> std::io::Result<Option<Vec<u8>>> {
         match std::fs::read(self.0.out_path(id)) {
             Ok(b) => Ok(Some(b)),
@@ -48,6 +52,8 @@ pub struct Archiver {
     pub retention_days: u64,
     pub metrics: Arc<Metrics>,
     pub texts: Arc<ops::TextCache>,
+    /// Shared with review and delivery: big messages take turns.
+    pub memory: tomare_queue::MessageMemory,
 }
 
 /// Starts the archiver on its own thread with a small runtime.
@@ -81,6 +87,9 @@ impl Archiver {
         let mut state = ops::QueueState::default();
         // Since when the archive has been behind (None: caught up).
         let mut behind_since: Option<Instant> = None;
+        // A pass holds this much of the memory budget; more for a message
+        // bigger than a pass on its own.
+        let mut pass_bytes = ops::BATCH_BYTES;
         loop {
             let lag = behind_since.map_or(0, |t| t.elapsed().as_secs() as i64);
             self.metrics.health.archive_lag.store(lag, Relaxed);
@@ -107,7 +116,8 @@ impl Archiver {
                     Err(e) => tracing::error!(error = %e, "archive retention failed"),
                 }
             }
-            let wait = match ops::archive_queue(
+            let held = self.memory.hold(pass_bytes).await;
+            let pass = ops::archive_queue(
                 &self.archive,
                 &self.store,
                 &self.inspector,
@@ -115,14 +125,20 @@ impl Archiver {
                 Some(&self.texts),
                 &mut state,
                 BATCH,
+                pass_bytes,
                 ops::SETTLE_MS,
             )
-            .await
-            {
+            .await;
+            drop(held);
+            pass_bytes = match &pass {
+                Ok(batch) if batch.wanted > 0 => batch.wanted,
+                _ => ops::BATCH_BYTES,
+            };
+            let wait = match pass {
                 Ok(batch) => {
                     self.metrics.archived.fetch_add(batch.records as u64, Relaxed);
                     self.remove_spooled(batch.done).await;
-                    if batch.messages as i64 >= BATCH {
+                    if batch.messages as i64 >= BATCH || batch.cut {
                         behind_since.get_or_insert_with(Instant::now);
                         Duration::ZERO
                     } else {

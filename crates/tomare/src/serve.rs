@@ -29,9 +29,14 @@ pub fn run(config: Config, path: Option<std::path::PathBuf>, log_format: LogForm
     // glibc gives each thread that allocates its own arena; with the
     // archiver's batches on blocking threads that fragments into hundreds
     // of MB. Two arenas keep the footprint flat at no measured cost.
+    // A fixed mmap threshold: glibc otherwise raises it to the size of each
+    // big block freed (up to 32 MB), so a big message's buffers end up in
+    // the arenas and stay there (bench/bigmail.py: peak RSS 201-236 MiB
+    // before, see docs/ARCHITECTURE.md for after).
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config, path))?;
@@ -122,6 +127,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let delivery = Arc::new(Delivery::from_config(&config, helo_name).context("setting up delivery")?);
 
     let metrics = Arc::new(Metrics::default());
+    let memory = tomare_queue::MessageMemory::default();
     crate::datadir::watch_space(data_dir, config.storage.min_free, metrics.clone());
     if !config.archive.enabled {
         metrics.health.archive_lag.store(-1, std::sync::atomic::Ordering::Relaxed);
@@ -192,6 +198,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         rules,
         Arc::new(Relay(delivery.clone())),
         metrics.clone(),
+        memory.clone(),
         released,
         queue_shutdown,
     );
@@ -216,6 +223,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
                 retention_days: config.archive.retention_days,
                 metrics: metrics.clone(),
                 texts: texts.clone().unwrap_or_default(),
+                memory: memory.clone(),
             };
             Some(crate::archiver::spawn(archiver, shutdown.clone())?)
         }
@@ -420,7 +428,7 @@ impl Review for Rules {
     fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (tomare_model::Facts, Ruling) {
         let facts = self.inspector.message(data);
         if let Some(texts) = &self.texts {
-            texts.put(tomare_archive::blobs::sha256_hex(data), facts.clone());
+            texts.put(tomare_archive::blobs::sha256_hex(data), &facts);
         }
         if is_dsn {
             // Our own DSNs and notices go to our own senders: no rules.

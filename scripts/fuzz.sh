@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Fuzzes one target for a while: scripts/fuzz.sh TARGET SECONDS [JOBS]
+# Targets: smtp_session address mime pdf ooxml query rules (fuzz/fuzz_targets).
+# The corpus grows in fuzz/corpus/TARGET (not committed) from the committed
+# seeds in fuzz/seeds/TARGET; crashes land in fuzz/artifacts/TARGET. Ends
+# with libFuzzer's statistics (executions, coverage) on stderr.
+# Needs cargo-fuzz (installed here if missing); the machine's stable rustc
+# is allowed libFuzzer's unstable flags with RUSTC_BOOTSTRAP=1.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+target=${1:?usage: scripts/fuzz.sh TARGET SECONDS [JOBS]}
+seconds=${2:?usage: scripts/fuzz.sh TARGET SECONDS [JOBS]}
+jobs=${3:-1}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+mkdir -p "corpus/$target"
+exec cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+  -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=262144 \
+  -jobs="$jobs" -workers="$jobs" -print_final_stats=1
