@@ -14,6 +14,9 @@ jobs=${3:-1}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 mkdir -p "corpus/$target"
+parallel=()
+# With jobs, libFuzzer writes each job's log to fuzz-N.log instead of stderr.
+[ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
 exec cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
   -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=262144 \
-  -jobs="$jobs" -workers="$jobs" -print_final_stats=1
+  "${parallel[@]}" -print_final_stats=1

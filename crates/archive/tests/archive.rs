@@ -575,3 +575,59 @@ async fn export_eml_and_mbox_round_trip() {
     assert!(err.to_string().contains("not in the archive"));
     e.sqlite.close().await;
 }
+
+/// The queue's spool as files, as the server has it.
+struct FileSpool(std::path::PathBuf);
+
+impl ops::SpoolSource for FileSpool {
+    fn original(&self, id: &MessageId) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.0.join(format!("{id}.eml")))
+    }
+
+    fn rewritten(&self, _: &MessageId) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    fn original_path(&self, id: &MessageId) -> Option<std::path::PathBuf> {
+        Some(self.0.join(format!("{id}.eml")))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_message_gets_a_pass_of_its_own_is_packed_from_its_file_and_indexed_in_part() {
+    let e = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = Arc::new(FileSpool(dir.path().to_path_buf()));
+    let source: Arc<dyn ops::SpoolSource> = files.clone();
+    let mut raw =
+        String::from("From: tanaka@example.com\r\nTo: a@customer.co.jp\r\nSubject: big one\r\n\r\n冒頭の見積書\r\n");
+    while raw.len() < 6 << 20 {
+        raw.push_str("lorem ipsum dolor sit amet 0123456789\r\n");
+    }
+    raw.push_str("末尾の合言葉\r\n");
+    // Queued as the server does, with the review stage's inspection at hand.
+    let mem = MemSpool(Mutex::new(HashMap::new()));
+    let id = queue_message(&e, &mem, &raw, &["a@customer.co.jp"], State::Held, "{}").await;
+    std::fs::write(dir.path().join(format!("{id}.eml")), &raw).unwrap();
+    let texts = Arc::new(ops::TextCache::default());
+    let facts = e.inspector.message(raw.as_bytes());
+    assert!(facts.body_text.len() > tomare_archive::index::TEXT_INDEXED);
+    texts.put(tomare_archive::blobs::sha256_hex(raw.as_bytes()), &facts);
+
+    let mut state = ops::QueueState::default();
+    let (a, st, ins) = (&e.archive, &e.store, &e.inspector);
+    let first =
+        ops::archive_queue(a, st, ins, &source, Some(&texts), &mut state, 100, ops::BATCH_BYTES, 0).await.unwrap();
+    assert_eq!((first.messages, first.cut, first.wanted), (0, true, raw.len() as u64), "too big for a normal pass");
+    let second = ops::archive_queue(a, st, ins, &source, Some(&texts), &mut state, 100, first.wanted, 0).await.unwrap();
+    assert_eq!(second.messages, 1);
+    ops::commit_round(&e.archive, &e.store, &mut state).await.unwrap();
+    ops::release(&e.archive, &e.store, &mut state).await.unwrap();
+
+    assert_eq!(e.subjects("冒頭"), ["big one"], "the beginning of its text is searchable");
+    assert_eq!(e.subjects("has:truncated"), ["big one"], "and it says the rest is not");
+    assert!(e.subjects("合言葉").is_empty());
+    let stored = ops::message_bytes(&e.archive, &e.store, id.as_str(), true).await.unwrap();
+    assert!(stored == raw.as_bytes(), "packed from the file, byte for byte");
+    assert_eq!(e.verify().await, Ok(1));
+}

@@ -71,9 +71,11 @@ impl ByteSize {
             "K" | "KB" => 1000,
             "M" | "MB" => 1000 * 1000,
             "G" | "GB" => 1000 * 1000 * 1000,
+            "T" | "TB" => 1000 * 1000 * 1000 * 1000,
             "KIB" => 1 << 10,
             "MIB" => 1 << 20,
             "GIB" => 1 << 30,
+            "TIB" => 1 << 40,
             _ => return Err(bad()),
         };
         n.checked_mul(mult).map(ByteSize).ok_or_else(bad)

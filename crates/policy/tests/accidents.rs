@@ -181,6 +181,64 @@ fn incomplete_inspection_is_held() {
     assert!(fired(&v).contains(&"inspection-incomplete"), "{v:?}");
 }
 
+const SEVEN_ZIP: &str = "From: taro@example.co.jp\r\nTo: a@customer.co.jp\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+    Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: application/octet-stream\r\n\
+    Content-Disposition: attachment; filename=\"a.7z\"\r\nContent-Transfer-Encoding: base64\r\n\r\nN3q8ryccAAQ=\r\n--x--\r\n";
+
+#[test]
+fn unread_content_to_outside_waits_for_a_person_whatever_the_rules_say() {
+    // The built-in pack: an approval that a deadline can only refuse.
+    let v = world().verdict(&["a@customer.co.jp"], SEVEN_ZIP);
+    assert_eq!(v.outcome, Outcome::Approval, "{v:?}");
+    let a = v.approval.as_ref().unwrap();
+    assert_eq!((a.approver.as_str(), a.on_timeout.as_str()), ("boss@example.co.jp", "reject"));
+    // No built-in pack, and a rule that only holds briefly: still a person.
+    let mut config = Config::default();
+    config.policy.builtin = false;
+    config.rule = Config::parse_rules(
+        "[[rule]]\nname = \"brief\"\nwhen = { external_recipients = { min = 1 } }\nthen = [{ hold = \"1m\" }]\n",
+    )
+    .unwrap();
+    let v = world_with(config).verdict(&["a@customer.co.jp"], SEVEN_ZIP);
+    assert_eq!(v.outcome, Outcome::Approval, "{v:?}");
+    assert!(fired(&v).contains(&"inspection-incomplete"));
+    // An approval the rules let lapse into a release is made to refuse.
+    let mut config = Config::default();
+    config.policy.builtin = false;
+    config.rule = Config::parse_rules(
+        "[[rule]]\nname = \"lenient\"\nwhen = { external_recipients = { min = 1 } }\n\
+         then = [{ require_approval = { approver = \"boss@example.co.jp\", timeout = \"1h\", on_timeout = \"release\" } }]\n",
+    )
+    .unwrap();
+    let v = world_with(config.clone()).verdict(&["a@customer.co.jp"], SEVEN_ZIP);
+    assert_eq!(v.approval.as_ref().unwrap().on_timeout, "reject");
+    // Mail read in full keeps the rule's own choice; so does mail inside.
+    let v = world_with(config).verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "x", "y"));
+    assert_eq!(v.approval.as_ref().unwrap().on_timeout, "release");
+    let v = world().verdict(&["hanako@example.co.jp"], SEVEN_ZIP);
+    assert_ne!(v.outcome, Outcome::Approval, "internal-only mail is not forced: {v:?}");
+    // A rejection stays a rejection.
+    let config = Config {
+        rule: Config::parse_rules(
+            "[[rule]]\nname = \"no-7z\"\nwhen = { attachment = { name = \"\\\\.7z$\" } }\nthen = [{ reject = \"no 7z\" }]\n",
+        )
+        .unwrap(),
+        ..Config::default()
+    };
+    assert_eq!(world_with(config).verdict(&["a@customer.co.jp"], SEVEN_ZIP).outcome, Outcome::Reject);
+}
+
+#[test]
+fn classification_reads_the_domain_field_not_the_last_at() {
+    let w = world();
+    let secret = mail("x@customer.co.jp", "【社外秘】", "計画");
+    // The local part may hold an '@': what counts is the domain after it.
+    let v = w.verdict(&[r#""boss@example.co.jp"@rival.test"#], &secret);
+    assert_eq!(v.outcome, Outcome::Approval, "outside, though the text before its @ looks internal: {v:?}");
+    let v = w.verdict(&[r#""ceo@rival.test"@example.co.jp"#], &secret);
+    assert_ne!(v.outcome, Outcome::Approval, "inside, though the local part names an outsider: {v:?}");
+}
+
 #[test]
 fn custom_rules_combine_strictest_first_and_stop() {
     let text = r#"

@@ -330,3 +330,15 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         Ok(ExitCode::SUCCESS)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlights_escape_what_came_from_mail_and_keep_their_spaces() {
+        let html = "a <b>社外秘</b> b\u{1b}]0;x\u{7}\r\nBcc: y &lt;z&gt;";
+        assert_eq!(plain_highlight(html, false), "a [社外秘] b\\x1b]0;x\\x07 Bcc: y <z>");
+        assert_eq!(plain_highlight("<b>x</b>", true), "\x1b[1mx\x1b[0m", "our bold on a terminal");
+    }
+}

@@ -610,6 +610,15 @@ mod tests {
     }
 
     #[test]
+    fn unknown_accounts_cost_the_same_argon2_as_known_ones() {
+        let real = hash_password("anything").unwrap();
+        let (real, dummy) = (PasswordHash::new(&real).unwrap(), PasswordHash::new(dummy_hash()).unwrap());
+        assert_eq!(real.algorithm, dummy.algorithm);
+        assert_eq!(real.params, dummy.params, "same memory, time and parallelism");
+        assert!(!verify_password(dummy_hash(), ""), "nobody knows its password");
+    }
+
+    #[test]
     fn passwords_verify_only_when_right() {
         let hash = hash_password("correct horse").unwrap();
         assert!(verify_password(&hash, "correct horse"));

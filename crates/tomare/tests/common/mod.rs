@@ -40,6 +40,8 @@ pub struct Gateway {
     pub config: PathBuf,
     pub smtp: String,
     pub web: String,
+    /// Started under this umask (through `sh -c`), when set.
+    pub umask: Option<u32>,
     child: Option<Child>,
 }
 
@@ -47,27 +49,79 @@ impl Gateway {
     /// Starts `tomare serve` with `extra` appended to a config that listens
     /// on free loopback ports and keeps data in a fresh directory.
     pub fn start(extra: &str) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// [`Gateway::start`] under `umask` instead of the test's own.
+    pub fn start_with_umask(extra: &str, umask: u32) -> Gateway {
+        let mut g = Self::configure(tempfile::tempdir().unwrap(), extra);
+        g.umask = Some(umask);
+        g.spawn();
+        g
+    }
+
+    /// [`Gateway::start`] with data in `dir/data` (which may exist already).
+    pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Gateway {
+        let mut g = Self::configure(dir, extra);
+        g.spawn();
+        g
+    }
+
+    fn configure(dir: tempfile::TempDir, extra: &str) -> Gateway {
         let smtp = format!("127.0.0.1:{}", free_port());
         let web = format!("127.0.0.1:{}", free_port());
         let config = dir.path().join("tomare.toml");
+        // Keys `extra` gives in [smtp], [web] or [storage] join those tables.
+        let mut own: HashMap<&str, String> = HashMap::new();
+        let mut rest = String::new();
+        let mut section: Option<&str> = None;
+        for line in extra.lines() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                section = ["[smtp]", "[web]", "[storage]"].into_iter().find(|s| *s == t);
+                if section.is_some() {
+                    continue;
+                }
+            }
+            match section {
+                Some(s) => own.entry(s).or_default().push_str(&format!("{line}\n")),
+                None => rest.push_str(&format!("{line}\n")),
+            }
+        }
+        // The default reserve (1 GB) would refuse mail on a nearly full test disk.
+        let storage = own.get("[storage]").cloned().unwrap_or_default();
+        let reserve = if storage.contains("min_free") { "" } else { "min_free = \"10MB\"\n" };
         let text = format!(
-            "[smtp]\nlisten = \"{smtp}\"\nhostname = \"gw.example.com\"\n[web]\nlisten = \"{web}\"\n\
-             [storage]\ndata_dir = \"{}\"\n{extra}\n",
-            dir.path().join("data").display()
+            "[smtp]\nlisten = \"{smtp}\"\nhostname = \"gw.example.com\"\n{}[web]\nlisten = \"{web}\"\n{}\
+             [storage]\ndata_dir = \"{}\"\n{reserve}{storage}{rest}\n",
+            own.get("[smtp]").map_or("", |s| s.as_str()),
+            own.get("[web]").map_or("", |s| s.as_str()),
+            dir.path().join("data").display(),
         );
         std::fs::write(&config, text).unwrap();
-        let mut g = Gateway { dir, config, smtp, web, child: None };
-        g.spawn();
-        g
+        Gateway { dir, config, smtp, web, umask: None, child: None }
     }
 
     pub fn spawn(&mut self) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("serve.log")).unwrap();
-        let child = tomare()
-            .args(["serve", "--config"])
-            .arg(&self.config)
+        let mut command = match self.umask {
+            None => {
+                let mut c = tomare();
+                c.args(["serve", "--config"]).arg(&self.config);
+                c
+            }
+            Some(mask) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask:03o}; exec \"$0\" serve --config \"$1\""))
+                    .arg(env!("CARGO_BIN_EXE_tomare"))
+                    .arg(&self.config)
+                    .env("TOMARE_LANG", "en");
+                c
+            }
+        };
+        let child = command
             .env("TOMARE_LOG", "info,tomare=debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -194,6 +248,8 @@ pub struct Plan {
 pub struct Sink {
     pub port: u16,
     pub messages: Arc<Mutex<Vec<Received>>>,
+    /// Every command line as it arrived, without its CRLF (DATA excluded).
+    pub commands: Arc<Mutex<Vec<Vec<u8>>>>,
     pub plan: Arc<Mutex<Plan>>,
     pub connections: Arc<Mutex<usize>>,
     stop: Arc<AtomicBool>,
@@ -210,12 +266,14 @@ impl Sink {
         let sink = Sink {
             port,
             messages: Arc::default(),
+            commands: Arc::default(),
             plan: Arc::default(),
             connections: Arc::default(),
             stop: Arc::default(),
         };
         let (messages, plan, stop, conns) =
             (sink.messages.clone(), sink.plan.clone(), sink.stop.clone(), sink.connections.clone());
+        let commands = sink.commands.clone();
         listener.set_nonblocking(true).unwrap();
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -223,8 +281,9 @@ impl Sink {
                     Ok((stream, _)) => {
                         *conns.lock().unwrap() += 1;
                         let (messages, plan, stop) = (messages.clone(), plan.clone(), stop.clone());
+                        let commands = commands.clone();
                         thread::spawn(move || {
-                            let _ = serve_sink(stream, messages, plan, stop);
+                            let _ = serve_sink(stream, messages, commands, plan, stop);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -241,6 +300,17 @@ impl Sink {
     pub fn count(&self) -> usize {
         self.messages.lock().unwrap().len()
     }
+
+    /// The command lines received that start with `prefix`, as text.
+    pub fn commands(&self, prefix: &str) -> Vec<String> {
+        self.commands
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.starts_with(prefix.as_bytes()))
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect()
+    }
 }
 
 impl Drop for Sink {
@@ -252,6 +322,7 @@ impl Drop for Sink {
 fn serve_sink(
     stream: TcpStream,
     messages: Arc<Mutex<Vec<Received>>>,
+    commands: Arc<Mutex<Vec<Vec<u8>>>>,
     plan: Arc<Mutex<Plan>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
@@ -279,6 +350,7 @@ fn serve_sink(
         }
     };
     while read_line(&mut reader, &mut line)? {
+        commands.lock().unwrap().push(line.strip_suffix(b"\r\n").unwrap_or(&line).to_vec());
         let cmd = String::from_utf8_lossy(&line).trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
