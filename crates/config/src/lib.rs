@@ -470,6 +470,32 @@ impl Config {
         if self.delivery.concurrency == 0 {
             return fail("[delivery] concurrency must be at least 1");
         }
+        let smtp = &self.smtp;
+        let positive = [
+            ("max_connections", smtp.max_connections as u64),
+            ("max_connections_per_ip", smtp.max_connections_per_ip as u64),
+            ("auth_max_failures", smtp.auth_max_failures as u64),
+            ("auth_max_failures_per_ip", smtp.auth_max_failures_per_ip as u64),
+            ("max_errors", smtp.max_errors as u64),
+            ("max_recipients", smtp.max_recipients as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return fail(&format!("[smtp] {key} must be at least 1"));
+            }
+        }
+        let times = [
+            ("idle_timeout", smtp.idle_timeout),
+            ("session_timeout", smtp.session_timeout),
+            ("data_timeout", smtp.data_timeout),
+            ("preauth_timeout", smtp.preauth_timeout),
+            ("auth_lockout", smtp.auth_lockout),
+        ];
+        for (key, value) in times {
+            if value.0.is_zero() {
+                return fail(&format!("[smtp] {key} must be longer than 0"));
+            }
+        }
         if self.delivery.mode == DeliveryMode::Relay && self.delivery.relay.host.is_empty() {
             return fail("[delivery.relay] host is required when mode = \"relay\"");
         }
@@ -488,6 +514,17 @@ mod tests {
     fn example_is_the_default() {
         assert_eq!(Config::parse(EXAMPLE).unwrap(), Config::default());
         assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn limits_that_would_lock_everyone_out_are_refused() {
+        for bad in
+            ["auth_max_failures = 0", "max_connections_per_ip = 0", "idle_timeout = \"0s\"", "preauth_timeout = \"0\""]
+        {
+            let errors = Config::parse(&format!("[smtp]\n{bad}\n")).unwrap_err();
+            assert!(errors[0].message.contains(bad.split(' ').next().unwrap()), "{bad}: {errors:?}");
+        }
+        assert!(Config::parse("[smtp]\nmax_outside_connections = 0\n").is_ok(), "no outsiders at all is a choice");
     }
 
     #[test]

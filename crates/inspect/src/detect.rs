@@ -64,8 +64,14 @@ impl Detectors {
             regexes: vec![Hits::default(); self.regexes.len()],
             ..Found::default()
         };
-        for piece in pieces(text, SCAN_PIECE) {
-            self.scan_piece(&normalize(piece), &mut found);
+        for w in windows(text, SCAN_PIECE) {
+            // The piece with some text either side, so a match (or a bank
+            // word near a number) across the cut is still seen; only
+            // matches that start inside the piece count.
+            let (lead, main) = (normalize(w.lead), normalize(w.main));
+            let own = lead.len()..lead.len() + main.len();
+            let norm = lead + &main + &normalize(w.tail);
+            self.scan_piece(&norm, own, &mut found);
         }
         let mut add = |detector: &str, name: &str, hits: Hits| {
             if let Some(excerpt) = hits.first {
@@ -95,15 +101,19 @@ impl Detectors {
         }
     }
 
-    /// One normalised piece; counts what it finds into `f`.
-    fn scan_piece(&self, norm: &str, f: &mut Found) {
+    /// One normalised window; counts what starts in `own` into `f`.
+    fn scan_piece(&self, norm: &str, own: std::ops::Range<usize>, f: &mut Found) {
         let hit = |h: &mut Hits, start: usize, len: usize, mask: bool| {
+            if !own.contains(&start) {
+                return;
+            }
             if h.first.is_none() {
                 h.first = Some(excerpt(norm, start, len, mask));
             }
             h.count += 1;
         };
-        // Counted, not collected: a 20 MB list has hundreds of thousands.
+        // Counted, not collected: a 20 MB list has hundreds of thousands
+        // (distinct addresses are collected, up to MAX_DISTINCT_EMAILS).
         for ((_, k), h) in self.keywords.iter().zip(&mut f.keywords) {
             for (i, _) in norm.match_indices(k.as_str()) {
                 hit(h, i, k.len(), false);
@@ -141,35 +151,62 @@ impl Detectors {
             }
         }
         if self.email_list {
-            f.emails.extend(self.email_re.find_iter(norm).map(|m| m.as_str().to_string()));
+            for m in self.email_re.find_iter(norm).filter(|m| own.contains(&m.start())) {
+                if f.emails.len() >= MAX_DISTINCT_EMAILS {
+                    break;
+                }
+                f.emails.insert(m.as_str().to_string());
+            }
         }
     }
 }
 
 /// Text scanned at a time.
 const SCAN_PIECE: usize = 1 << 20;
+/// Text before a piece scanned with it (bank words look 60 bytes back).
+const LEAD: usize = 256;
+/// Text after a piece scanned with it: matches that start in the piece and
+/// end up to this far past its end are found.
+const TAIL: usize = 4096;
+/// Distinct addresses counted at most (far beyond any `email_list_min`).
+const MAX_DISTINCT_EMAILS: usize = 100_000;
+
+/// A piece of a long text and what surrounds it.
+struct Window<'a> {
+    lead: &'a str,
+    main: &'a str,
+    tail: &'a str,
+}
+
+fn floor_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
 
 /// `text` in pieces of about `size` bytes, each ending at a line break when
-/// there is one (else at a character boundary).
-fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
-    let mut rest = text;
+/// there is one (else at a character boundary), with their surroundings.
+fn windows(text: &str, size: usize) -> impl Iterator<Item = Window<'_>> {
+    let mut start = 0;
     std::iter::from_fn(move || {
-        if rest.is_empty() {
+        if start >= text.len() {
             return None;
         }
-        if rest.len() <= size {
-            return Some(std::mem::take(&mut rest));
+        let rest = &text[start..];
+        let mut len = rest.len();
+        if len > size {
+            len = floor_boundary(rest, size);
+            if let Some(nl) = rest[..len].rfind('\n') {
+                len = nl + 1;
+            }
         }
-        let mut end = size;
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        if let Some(nl) = rest[..end].rfind('\n') {
-            end = nl + 1;
-        }
-        let (piece, tail) = rest.split_at(end);
-        rest = tail;
-        Some(piece)
+        let lead_from = floor_boundary(text, start.saturating_sub(LEAD));
+        let end = start + len;
+        let tail_to = floor_boundary(text, (end + TAIL).min(text.len()));
+        let w = Window { lead: &text[lead_from..start], main: &text[start..end], tail: &text[end..tail_to] };
+        start = end;
+        Some(w)
     })
 }
 
@@ -349,9 +386,34 @@ mod tests {
         assert_eq!(count("phone"), Some(lines));
         assert_eq!(count("credit_card"), Some(lines));
         assert_eq!(count("keyword"), Some(1), "found in the last piece");
-        assert!(pieces(&text, SCAN_PIECE).count() >= 3);
-        assert!(pieces(&text, SCAN_PIECE).all(|p| p.ends_with('\n')));
-        assert_eq!(pieces(&text, SCAN_PIECE).collect::<String>(), text);
+        assert!(windows(&text, SCAN_PIECE).count() >= 3);
+        assert!(windows(&text, SCAN_PIECE).all(|w| w.main.ends_with('\n')));
+        assert_eq!(windows(&text, SCAN_PIECE).map(|w| w.main).collect::<String>(), text);
+    }
+
+    #[test]
+    fn a_match_across_a_cut_between_pieces_is_found_once() {
+        let d = Detectors::new(&tomare_config::Config::default().detect).unwrap();
+        // One line longer than a piece, so the cut falls inside it, right in
+        // the middle of a keyword; and a bank word that ends the piece before
+        // the account number.
+        let mut text = "x".repeat(SCAN_PIECE - 3);
+        text.push_str("社外秘です\n");
+        let pad = SCAN_PIECE - (text.len() % SCAN_PIECE) - "普通口座\n".len();
+        text.push_str(&"y\n".repeat(pad / 2));
+        text.push_str("普通口座\n1234567\n");
+        let w: Vec<Window> = windows(&text, SCAN_PIECE).collect();
+        assert!(w[0].main.ends_with("社") && w[1].main.starts_with("外秘"), "the cut splits the keyword");
+        let number = w.iter().find(|w| w.main.contains("1234567")).unwrap();
+        assert!(
+            !number.main.contains("普通口座") && number.lead.contains("普通口座"),
+            "the bank word is in the piece before"
+        );
+        let mut out = Vec::new();
+        d.scan("attachments", &text, &mut out);
+        let count = |name: &str| out.iter().find(|x| x.detector == name).map(|x| x.count);
+        assert_eq!(count("keyword"), Some(1), "{out:?}");
+        assert_eq!(count("bank_account"), Some(1), "{out:?}");
     }
 
     #[test]

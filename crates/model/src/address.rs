@@ -126,6 +126,20 @@ impl Address {
         Ok(Address { local, domain })
     }
 
+    /// An address as an older, laxer parser may have stored it (quotes
+    /// dropped: `john doe@example.com`): strict first, else the text before
+    /// the last `@` taken as a quoted local part — what that parser meant.
+    /// `None` when even that is not an address (a NUL, `<`, a bad domain).
+    pub fn parse_lenient(s: &str) -> Option<Address> {
+        if let Ok(a) = Address::parse(s, true) {
+            return Some(a);
+        }
+        let (local, domain) = s.rsplit_once('@')?;
+        let quoted: String =
+            local.chars().flat_map(|c| if c == '"' || c == '\\' { vec!['\\', c] } else { vec![c] }).collect();
+        Address::parse(&format!("\"{quoted}\"@{domain}"), true).ok()
+    }
+
     /// The local part's content, unquoted.
     pub fn local(&self) -> &str {
         &self.local
@@ -398,6 +412,15 @@ mod tests {
         let json = serde_json::to_string(&ok(r#""x y"@example.com"#)).unwrap();
         assert_eq!(json, r#""\"x y\"@example.com""#);
         assert_eq!(serde_json::from_str::<Address>(&json).unwrap(), ok(r#""x y"@example.com"#));
+    }
+
+    #[test]
+    fn lenient_reading_of_what_a_laxer_parser_stored() {
+        assert_eq!(Address::parse_lenient("john doe@Example.com").unwrap().to_string(), r#""john doe"@example.com"#);
+        assert_eq!(Address::parse_lenient("a@b@c.test").unwrap().local(), "a@b");
+        assert_eq!(Address::parse_lenient("Taro@Example.COM").unwrap().to_string(), "Taro@example.com");
+        assert!(Address::parse_lenient("x<y@z.test").is_none());
+        assert!(Address::parse_lenient("nodomain").is_none());
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-fn needs_escape(c: char) -> bool {
+/// Whether [`escape_controls`] writes `c` as an escape.
+pub fn needs_escape(c: char) -> bool {
     c.is_control()
         // Line/paragraph separators and the bidi overrides and isolates
         // that make a terminal show text in another order than it is.

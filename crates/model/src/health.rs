@@ -13,8 +13,9 @@ pub struct Health {
     pub disk_reserve: AtomicU64,
     /// False until the first measurement (and when statvfs fails).
     pub disk_known: AtomicBool,
-    /// Age in seconds of the oldest message waiting for the archive
-    /// (0 when nothing waits, -1 when the archive is off).
+    /// Seconds the archiver has been behind: since its last pass that left
+    /// nothing waiting (0 when caught up, -1 when the archive is off). A
+    /// pass that fails counts as behind.
     pub archive_lag: AtomicI64,
     /// Delivery attempts in a row that ended in a temporary or connection
     /// failure for every recipient (0 after any success).
@@ -33,7 +34,7 @@ impl Default for Health {
     }
 }
 
-/// The archive is "behind" once its oldest waiting message is this old.
+/// The archive is "behind" once it has not caught up for this long.
 pub const ARCHIVE_LAG_LIMIT: i64 = 600;
 /// Delivery is "failing" after this many whole attempts failed in a row.
 pub const DELIVERY_FAILURE_LIMIT: u64 = 20;

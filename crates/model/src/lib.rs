@@ -15,7 +15,7 @@ mod state;
 mod time;
 
 pub use address::{Address, AddressError, SendAs};
-pub use escape::escape_controls;
+pub use escape::{escape_controls, needs_escape};
 pub use facts::{Attachment, Detection, Facts};
 pub use health::Health;
 pub use id::MessageId;
@@ -85,6 +85,27 @@ mod tests {
         assert!(!is_internal_domain("example.com.evil.net", &internal));
         assert_eq!(domain_of("Taro@Example.COM"), "example.com");
         assert_eq!(domain_of("nodomain"), "");
+    }
+}
+
+/// The bytes of a message to deliver: in memory, or (a big one) its spool
+/// file, read a piece at a time as it is sent.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Bytes(Vec<u8>),
+    File { path: std::path::PathBuf, len: u64 },
+}
+
+impl Payload {
+    pub fn len(&self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -78,7 +78,7 @@ impl Metrics {
             ),
             (
                 "tomare_archive_lag_seconds",
-                "Age of the oldest message waiting for the archive (-1: off).",
+                "Seconds the archiver has been behind (0: caught up, -1: off).",
                 h.archive_lag.load(Relaxed),
             ),
             (

@@ -245,7 +245,9 @@ impl Engine {
     /// itself is only for mail whose content was read. Not a rule: turning
     /// the built-in pack off does not turn this off.
     fn fail_closed(&self, m: &Msg, ctx: &Context, v: &mut Verdict) {
-        if m.facts.complete || m.external.is_empty() || v.reject_reason.is_some() {
+        // Outside: an envelope recipient, or one a rule adds.
+        let outside = !m.external.is_empty() || v.add_recipients.iter().any(|a| !a.is_internal(ctx.internal_domains));
+        if m.facts.complete || !outside || v.reject_reason.is_some() {
             return;
         }
         let sender = m.envelope.mail_from.to_string();

@@ -217,6 +217,15 @@ fn unread_content_to_outside_waits_for_a_person_whatever_the_rules_say() {
     assert_eq!(v.approval.as_ref().unwrap().on_timeout, "release");
     let v = world().verdict(&["hanako@example.co.jp"], SEVEN_ZIP);
     assert_ne!(v.outcome, Outcome::Approval, "internal-only mail is not forced: {v:?}");
+    // A rule that adds an outside recipient counts as going outside.
+    let mut config = Config::default();
+    config.policy.builtin = false;
+    config.rule = Config::parse_rules(
+        "[[rule]]\nname = \"audit\"\nwhen = { all_internal = true }\nthen = [{ add_recipient = \"audit@archive-vendor.test\" }]\n",
+    )
+    .unwrap();
+    let v = world_with(config).verdict(&["hanako@example.co.jp"], SEVEN_ZIP);
+    assert_eq!(v.outcome, Outcome::Approval, "{v:?}");
     // A rejection stays a rejection.
     let config = Config {
         rule: Config::parse_rules(

@@ -1,5 +1,6 @@
 //! One budget for message bytes held in memory at once by the stages after
-//! accept — review, delivery and the archive — so a burst of big mail is
+//! accept that must hold a message whole — review and the archive (delivery
+//! sends a big message from its file) — so a burst of big mail is
 //! taken a few messages at a time instead of all at once (ten 45 MB
 //! messages read by ten deliveries and ten reviews at the same moment cost
 //! about 500 MB before this; see bench/bigmail.py). Small messages barely

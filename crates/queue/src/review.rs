@@ -142,7 +142,7 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
         let (reviewer, decided_tx) = (reviewer.clone(), decided_tx.clone());
         tokio::spawn(async move {
-            let (data, big_permit) = match item.data.clone() {
+            let (data, mut big_permit) = match item.data.clone() {
                 Some(data) => (data, None),
                 None => {
                     let (spool, id) = (reviewer.spool.clone(), item.id.clone());
@@ -169,7 +169,14 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
             } else {
                 let (review, data, envelope, is_dsn) =
                     (reviewer.review.clone(), data.clone(), item.envelope.clone(), item.is_dsn);
-                let job = tokio::task::spawn_blocking(move || review.review(&envelope, &data, is_dsn));
+                // The budget goes with the job: past the time limit it may
+                // still be reading, and still holds the bytes.
+                let held = big_permit.take();
+                let job = tokio::task::spawn_blocking(move || {
+                    let result = review.review(&envelope, &data, is_dsn);
+                    drop(held);
+                    result
+                });
                 match tokio::time::timeout(limit, job).await {
                     Ok(Ok(result)) => result,
                     Ok(Err(_)) => failed(&reviewer.config, &item, "the inspector failed"),
@@ -294,15 +301,33 @@ fn stored_json(facts: &Facts) -> String {
     value.to_string()
 }
 
-/// When the reviewer itself fails, the message is held as long as the
-/// rules hold anything they could not read: never passed silently.
+/// How long an approval forced by a failed review waits before it is
+/// rejected (as the built-in pack's approvals).
+const FAILED_APPROVAL_MS: i64 = 4 * 3600 * 1000;
+
+/// When the reviewer itself fails (a panic, or a reader stuck past the
+/// time limit), nothing was read: mail to outside waits for a person (the
+/// org's admins; a deadline can only reject it), as the rules' fail-closed
+/// floor would have it. Mail only inside is held an hour.
 fn failed(config: &Config, item: &ForReview, reason: &str) -> (Facts, Ruling) {
     let facts = Facts { complete: false, incomplete_reasons: vec![reason.to_string()], ..Facts::default() };
     let mut ruling = Ruling::default_hold(config, &item.envelope, item.is_dsn);
-    if !item.is_dsn {
+    if item.is_dsn {
+        return (facts, ruling);
+    }
+    ruling.reasons = format!("inspection-incomplete: {reason}");
+    if item.envelope.has_external(&config.org.internal_domains) {
+        ruling.state = State::AwaitingApproval;
+        ruling.approval = Some(ApprovalRequest {
+            approver: String::new(),
+            deputy: None,
+            on_timeout: "reject".into(),
+            timeout_ms: FAILED_APPROVAL_MS,
+        });
+        ruling.ask = config.org.admins.clone();
+    } else {
         ruling.hold_ms = ruling.hold_ms.max(3600 * 1000);
         ruling.state = State::Held;
-        ruling.reasons = reason.to_string();
     }
     (facts, ruling)
 }
@@ -366,4 +391,38 @@ pub(crate) async fn pending(store: &dyn Store, spool: &Spool) -> Vec<ForReview> 
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(rcpt: &str) -> ForReview {
+        ForReview {
+            id: MessageId::generate(1),
+            envelope: Envelope {
+                mail_from: "taro@example.com".parse().unwrap(),
+                rcpt_to: vec![rcpt.parse().unwrap()],
+                helo: "h".into(),
+                client_ip: "127.0.0.1".into(),
+                auth_user: None,
+            },
+            data: None,
+            received_at: 0,
+            is_dsn: false,
+        }
+    }
+
+    #[test]
+    fn a_failed_review_never_lets_mail_out_on_a_timer() {
+        let mut config = Config::default();
+        config.org.admins = vec!["admin@example.com".into()];
+        let (facts, r) = failed(&config, &item("a@customer.test"), "the inspector failed");
+        assert!(!facts.complete);
+        assert_eq!(r.state, State::AwaitingApproval);
+        assert_eq!(r.approval.as_ref().map(|a| a.on_timeout.as_str()), Some("reject"));
+        assert_eq!(r.ask, ["admin@example.com"]);
+        let (_, r) = failed(&config, &item("b@example.com"), "the inspector failed");
+        assert_eq!((r.state, r.hold_ms), (State::Held, 3600 * 1000), "inside only: held, not asked");
+    }
 }

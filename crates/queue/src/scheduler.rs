@@ -17,7 +17,8 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tomare_config::Config;
 use tomare_model::{
-    Address, Envelope, MessageId, Metrics, OutcomeClass, RcptOutcome, RcptStatus, State, escape_controls, now_ms,
+    Address, Envelope, MessageId, Metrics, OutcomeClass, Payload, RcptOutcome, RcptStatus, State, escape_controls,
+    now_ms,
 };
 use tomare_store::{Claimed, DeliveryReport, RecipientResult, Store};
 
@@ -33,7 +34,7 @@ const BATCH_WAIT: Duration = Duration::from_millis(3);
 /// Sends one message to its recipients. Implemented by the relay stage.
 #[async_trait]
 pub trait Transport: Send + Sync {
-    async fn send(&self, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome>;
+    async fn send(&self, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &Payload) -> Vec<RcptOutcome>;
 }
 
 pub struct Queue {
@@ -46,7 +47,6 @@ struct Ctx {
     acceptor: Acceptor,
     transport: Arc<dyn Transport>,
     metrics: Arc<Metrics>,
-    memory: MessageMemory,
     config: Config,
     reporting_mta: String,
 }
@@ -64,6 +64,8 @@ impl Queue {
         review_with: Arc<dyn Review>,
         transport: Arc<dyn Transport>,
         metrics: Arc<Metrics>,
+        // Review's share of the memory budget big messages take turns on
+        // (delivery sends them from their files and needs none).
         memory: MessageMemory,
         released: Arc<Notify>,
         shutdown: watch::Receiver<bool>,
@@ -90,7 +92,6 @@ impl Queue {
             acceptor,
             transport,
             metrics,
-            memory,
             config: config.clone(),
             reporting_mta,
         });
@@ -296,17 +297,14 @@ async fn dispatcher(
 }
 
 async fn deliver(ctx: &Ctx, message: &Claimed) -> Vec<RcptOutcome> {
-    // A big message waits for its turn in the shared memory budget.
-    let _held = if message.size > INLINE_READ { Some(ctx.memory.hold(message.size as u64).await) } else { None };
     // A small file comes from the page cache in microseconds: not worth a
-    // trip to a blocking thread.
+    // trip to a blocking thread. A big one is sent from its file, a piece
+    // at a time, so a slow next hop holds no memory (and no budget).
     let read = if message.size <= INLINE_READ {
-        ctx.spool.read_for_delivery(&message.id)
+        ctx.spool.read_for_delivery(&message.id).map(Payload::Bytes)
     } else {
-        let (spool, id) = (ctx.spool.clone(), message.id.clone());
-        tokio::task::spawn_blocking(move || spool.read_for_delivery(&id))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        let path = ctx.spool.path_for_delivery(&message.id);
+        std::fs::metadata(&path).map(|m| Payload::File { path, len: m.len() })
     };
     let data = match read {
         Ok(data) => data,

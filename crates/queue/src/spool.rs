@@ -68,6 +68,12 @@ impl Spool {
         }
     }
 
+    /// The file that goes out: the rewritten copy when there is one.
+    pub fn path_for_delivery(&self, id: &MessageId) -> PathBuf {
+        let out = self.out_path(id);
+        if out.exists() { out } else { self.path(id) }
+    }
+
     /// Writes (or rewrites, after a restart) the rewritten message, synced.
     pub fn write_out(&self, id: &MessageId, data: &[u8]) -> io::Result<()> {
         let mut file =

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tomare_model::{Address, OutcomeClass, RcptOutcome};
+use tomare_model::{Address, OutcomeClass, Payload, RcptOutcome};
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -295,13 +295,19 @@ impl Conn {
         &mut self,
         mail_from: &Address,
         rcpts: &[Address],
-        data: &[u8],
+        data: &Payload,
     ) -> Result<Vec<RcptOutcome>, ClientError> {
         let mut mail = format!("MAIL FROM:<{mail_from}>");
         if self.caps.size {
             mail.push_str(&format!(" SIZE={}", data.len()));
         }
-        if self.caps.eightbit && data.iter().any(|b| *b >= 0x80) {
+        // A file is not read twice to find out: BODY=8BITMIME on 7-bit
+        // data is allowed.
+        let eightbit = match data {
+            Payload::Bytes(b) => b.iter().any(|b| *b >= 0x80),
+            Payload::File { .. } => true,
+        };
+        if self.caps.eightbit && eightbit {
             mail.push_str(" BODY=8BITMIME");
         }
         let all = |class, reply: &Reply| -> Vec<RcptOutcome> {
@@ -385,10 +391,29 @@ impl Conn {
         }
         let mut stuffer = Stuffer::default();
         let mut out = Vec::with_capacity(SEND_CHUNK + SEND_CHUNK / 64);
-        for piece in data.chunks(SEND_CHUNK) {
-            out.clear();
-            stuffer.push(piece, &mut out);
-            self.write(&out).await?;
+        match data {
+            Payload::Bytes(data) => {
+                for piece in data.chunks(SEND_CHUNK) {
+                    out.clear();
+                    stuffer.push(piece, &mut out);
+                    self.write(&out).await?;
+                }
+            }
+            Payload::File { path, .. } => {
+                // Read a piece at a time: a big message is never in memory whole.
+                use tokio::io::AsyncReadExt;
+                let mut file = tokio::fs::File::open(path).await.map_err(ClientError::Io)?;
+                let mut piece = vec![0u8; SEND_CHUNK];
+                loop {
+                    let n = file.read(&mut piece).await.map_err(ClientError::Io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.clear();
+                    stuffer.push(&piece[..n], &mut out);
+                    self.write(&out).await?;
+                }
+            }
         }
         out.clear();
         stuffer.end(&mut out);

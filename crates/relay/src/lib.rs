@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_rustls::TlsConnector;
 use tomare_config::{Config, DeliveryMode, TlsMode};
-use tomare_model::{Address, MessageId, OutcomeClass, RcptOutcome};
+use tomare_model::{Address, MessageId, OutcomeClass, Payload, RcptOutcome};
 
 /// Idle connections older than this are closed rather than reused: servers
 /// drop idle clients after a while (Postfix: 300 s).
@@ -92,7 +92,13 @@ impl Delivery {
     }
 
     /// Delivers one message to `rcpts`; one outcome per recipient.
-    pub async fn send(&self, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome> {
+    pub async fn send(
+        &self,
+        id: &MessageId,
+        mail_from: &Address,
+        rcpts: &[Address],
+        data: &Payload,
+    ) -> Vec<RcptOutcome> {
         match self {
             Delivery::Sandbox(dir) => sandbox(dir, id, mail_from, rcpts, data).await,
             Delivery::Relay { host, port, settings, pool } => {
@@ -144,17 +150,31 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, SetupError> {
     Ok(roots)
 }
 
-async fn sandbox(dir: &Path, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome> {
+async fn sandbox(
+    dir: &Path,
+    id: &MessageId,
+    mail_from: &Address,
+    rcpts: &[Address],
+    data: &Payload,
+) -> Vec<RcptOutcome> {
     let envelope = serde_json::json!({ "id": id.as_str(), "mail_from": mail_from, "rcpt_to": rcpts });
     let write = async {
         use tokio::io::AsyncWriteExt;
         tokio::fs::create_dir_all(dir).await?;
-        // In pieces: `tokio::fs::write` would copy a big message whole.
-        let mut file = tokio::fs::File::create(dir.join(format!("{id}.eml"))).await?;
-        for piece in data.chunks(1 << 20) {
-            file.write_all(piece).await?;
+        let to = dir.join(format!("{id}.eml"));
+        match data {
+            // In pieces: `tokio::fs::write` would copy a big message whole.
+            Payload::Bytes(data) => {
+                let mut file = tokio::fs::File::create(&to).await?;
+                for piece in data.chunks(1 << 20) {
+                    file.write_all(piece).await?;
+                }
+                file.flush().await?;
+            }
+            Payload::File { path, .. } => {
+                tokio::fs::copy(path, &to).await?;
+            }
         }
-        file.flush().await?;
         tokio::fs::write(dir.join(format!("{id}.json")), envelope.to_string()).await
     };
     let (class, reply) = match write.await {
@@ -203,7 +223,7 @@ impl Pool {
         settings: &ConnectSettings,
         mail_from: &Address,
         rcpts: &[Address],
-        data: &[u8],
+        data: &Payload,
     ) -> Vec<RcptOutcome> {
         match self.try_send(host, addr, port, settings, mail_from, rcpts, data).await {
             Ok(outcomes) => outcomes,
@@ -226,7 +246,7 @@ impl Pool {
         settings: &ConnectSettings,
         mail_from: &Address,
         rcpts: &[Address],
-        data: &[u8],
+        data: &Payload,
     ) -> Result<Vec<RcptOutcome>, ClientError> {
         if let Some(mut conn) = self.take(host, port)
             && let Ok(outcomes) = conn.send(mail_from, rcpts, data).await

@@ -7,7 +7,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use std::net::{IpAddr, SocketAddr};
-use tomare_model::{Address, OutcomeClass, RcptOutcome};
+use tomare_model::{Address, OutcomeClass, Payload, RcptOutcome};
 
 pub struct Resolver(TokioResolver);
 
@@ -64,7 +64,7 @@ pub async fn deliver(
     domain: &str,
     mail_from: &Address,
     rcpts: &[Address],
-    data: &[u8],
+    data: &Payload,
 ) -> Vec<RcptOutcome> {
     let fail = |class, reply: String| {
         rcpts.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.clone() }).collect()

@@ -87,6 +87,11 @@ pub fn parse(line: &[u8], utf8: bool) -> Result<Command, Refusal> {
             if host.is_empty() || host.contains(' ') {
                 return Err(refuse(501, "5.5.4", format!("Syntax: {verb} hostname")));
             }
+            // It goes into Received headers and the queue: printable ASCII
+            // only (no C1 controls, no bidi marks).
+            if !host.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(refuse(501, "5.5.2", "Syntax error: host name must be printable ASCII"));
+            }
             if host.len() > 255 {
                 return Err(refuse(501, "5.5.4", "Syntax error: host name too long"));
             }
@@ -298,6 +303,8 @@ mod tests {
             (b"RCPT TO:<x@example.com>\rRCPT TO:<y@evil.net>", 501),
             (b"RCPT TO:<\xff@example.com>", 501),
             (b"EHLO bad\x1b]0;owned\x07", 501),
+            ("EHLO bad\u{9b}2J".as_bytes(), 501),
+            ("HELO \u{202e}exe.example".as_bytes(), 501),
             (b"EHLO", 501),
             (b"HELO a b", 501),
             (b"DATA now", 501),

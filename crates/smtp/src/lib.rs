@@ -21,7 +21,7 @@ mod session;
 
 pub use command::{Command, MailFrom, Refusal, parse as parse_command};
 pub use data::DataReader;
-pub use guard::{Attempt, AuthGuard, GuardLimits};
+pub use guard::{Attempt, AuthGuard, GuardLimits, client_key};
 pub use session::Session;
 
 use async_trait::async_trait;
@@ -160,7 +160,7 @@ impl Slots {
     }
 }
 
-/// Open connections per outside address.
+/// Open connections per outside address (IPv6 by /64).
 #[derive(Default)]
 struct PerIp(Mutex<HashMap<IpAddr, usize>>);
 
@@ -224,7 +224,7 @@ impl Server {
             let slot: Option<(OwnedSemaphorePermit, Option<IpSlot>)> = if self.config.allowed_network(ip) {
                 trusted.clone().try_acquire_owned().ok().map(|p| (p, None))
             } else {
-                match per_ip.take(ip, self.slots.per_ip) {
+                match per_ip.take(client_key(ip), self.slots.per_ip) {
                     Some(ip_slot) => outside.clone().try_acquire_owned().ok().map(|p| (p, Some(ip_slot))),
                     None => None,
                 }

@@ -181,12 +181,13 @@ impl Session {
             // Which limit ends the wait for more bytes, and what it says.
             let session_end = self.session_deadline();
             let (deadline, why) = match &mode {
+                // A message under way is not cut by the session's deadline
+                // (only an authenticated or trusted client gets here): its
+                // own deadline and rate bound it.
                 Mode::Data(body) => {
                     let data_end = body.started + self.cfg.data_timeout;
                     let idle_end = Instant::now() + self.cfg.idle_timeout;
-                    if session_end <= data_end.min(idle_end) {
-                        (session_end, self.session_limit_text())
-                    } else if data_end <= idle_end {
+                    if data_end <= idle_end {
                         (data_end, "4.4.2 DATA took too long, closing connection")
                     } else {
                         (idle_end, "4.4.2 Idle timeout, closing connection")
@@ -299,7 +300,8 @@ impl Session {
     fn take_line(&mut self, input: &mut &[u8], out: &mut Vec<u8>) -> Option<Result<Vec<u8>, ()>> {
         let newline = memchr::memchr(b'\n', input);
         let Some(p) = newline else {
-            if self.skipping_line || self.partial.len() + input.len() > MAX_COMMAND_LINE {
+            // The same limit as below, whether or not the CR LF came yet.
+            if self.skipping_line || self.partial.len() + input.len() > MAX_COMMAND_LINE + 2 {
                 self.skipping_line = true;
                 self.partial.clear();
             } else {
@@ -606,7 +608,7 @@ impl Session {
             (true, false, true) => "ESMTPA",
             (true, true, true) => "ESMTPSA",
         };
-        // The HELO name has no control characters (the parser refused them).
+        // The HELO name is printable ASCII (the parser refused the rest).
         let helo = self.helo.as_deref().unwrap_or("unknown");
         format!(
             "Received: from {helo} ([{}])\r\n\tby {} (tomare) with {proto};\r\n\t{}\r\n",
@@ -708,7 +710,7 @@ impl Session {
             return self.count_error(out);
         };
         let login = self.auth.verify(&user, &password).await;
-        self.cfg.auth_guard.finish(attempt, login.is_some());
+        attempt.finish(login.is_some());
         match login {
             Some(login) => {
                 tracing::info!(user = %shown, peer = %self.peer, "authenticated");

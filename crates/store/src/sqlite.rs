@@ -147,6 +147,7 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await?;
         crate::archive::migrate(&writer).await?;
+        migrate_addresses(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
         // FULL: a batch's records are synced before its spool files go.
         let arch = options
@@ -187,6 +188,85 @@ fn placeholders(rows: usize, cols: usize) -> String {
 
 fn parse_id(s: String) -> Result<MessageId> {
     MessageId::parse(&s).ok_or(StoreError::Corrupt { id: s, what: "bad id".into() })
+}
+
+/// Addresses stored before they were a type (schema version 0) are
+/// rewritten in their canonical form. One the stricter parser cannot read
+/// even leniently becomes `unreadable@invalid`, and a recipient still to
+/// be tried with it fails (with the original, escaped, in its reply); a
+/// sender becomes `<>`. Paged, so a big queue is not read at once.
+async fn migrate_addresses(writer: &SqlitePool) -> Result<()> {
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(writer).await?;
+    if version >= 1 {
+        return Ok(());
+    }
+    let mut tx = writer.begin().await?;
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query("SELECT rowid, mail_from FROM messages WHERE rowid > ? ORDER BY rowid LIMIT 10000")
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        for r in &rows {
+            let (rowid, stored): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+            let canonical = if stored.is_empty() {
+                continue;
+            } else {
+                Address::parse_lenient(&stored).map(|a| a.to_string()).unwrap_or_default()
+            };
+            if canonical != stored {
+                if canonical.is_empty() {
+                    tracing::warn!(sender = %tomare_model::escape_controls(&stored), "a stored sender is not an address: now <>");
+                }
+                sqlx::query("UPDATE messages SET mail_from = ? WHERE rowid = ?")
+                    .bind(canonical)
+                    .bind(rowid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query("SELECT rowid, address FROM recipients WHERE rowid > ? ORDER BY rowid LIMIT 10000")
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        for r in &rows {
+            let (rowid, stored): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+            match Address::parse_lenient(&stored).map(|a| a.to_string()) {
+                Some(canonical) if canonical == stored => {}
+                Some(canonical) => {
+                    sqlx::query("UPDATE recipients SET address = ? WHERE rowid = ?")
+                        .bind(canonical)
+                        .bind(rowid)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                None => {
+                    let reply = format!(
+                        "553 5.1.3 not an address to the stricter parser after an upgrade: {}",
+                        tomare_model::escape_controls(&stored)
+                    );
+                    sqlx::query(
+                        "UPDATE recipients SET address = 'unreadable@invalid', reply = ?, \
+                         status = CASE WHEN status IN ('pending', 'deferred') THEN 'failed' ELSE status END WHERE rowid = ?",
+                    )
+                    .bind(reply)
+                    .bind(rowid)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+    }
+    sqlx::raw_sql("PRAGMA user_version = 1").execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// An address as stored: its canonical form, written by [`Address`]'s
@@ -794,7 +874,12 @@ impl Store for SqliteStore {
             claimed.push(Claimed {
                 id: parse_id(r.try_get(0)?)?,
                 org_id: r.try_get(1)?,
-                mail_from: parse_address(&r.try_get::<String, _>(0)?, r.try_get(2)?)?,
+                // A row that does not parse (edited by hand) must not stop
+                // every delivery: it goes without a sender (no DSN).
+                mail_from: parse_address(&r.try_get::<String, _>(0)?, r.try_get(2)?).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "a claimed message's sender is not an address: sent as <>");
+                    Address::null()
+                }),
                 recipients: Vec::new(),
                 attempts: r.try_get(3)?,
                 received_at: r.try_get(4)?,
@@ -814,11 +899,30 @@ impl Store for SqliteStore {
         for c in &claimed {
             q = q.bind(c.id.as_str());
         }
+        let mut unreadable: Vec<(String, String)> = Vec::new();
         for r in q.fetch_all(&mut *tx).await? {
             let mid: String = r.try_get(0)?;
+            let stored: String = r.try_get(1)?;
             if let Some(c) = claimed.iter_mut().find(|c| c.id.as_str() == mid) {
-                c.recipients.push(parse_address(&mid, r.try_get(1)?)?);
+                match parse_address(&mid, stored.clone()) {
+                    Ok(a) => c.recipients.push(a),
+                    // Failed, not retried for ever, and the rest still go.
+                    Err(e) => {
+                        tracing::error!(error = %e, "a claimed recipient is not an address: failed");
+                        unreadable.push((mid, stored));
+                    }
+                }
             }
+        }
+        for (mid, stored) in &unreadable {
+            sqlx::query(
+                "UPDATE recipients SET status = 'failed', reply = '553 5.1.3 not an address' \
+                 WHERE message_id = ? AND address = ?",
+            )
+            .bind(mid)
+            .bind(stored)
+            .execute(&mut *tx)
+            .await?;
         }
         let events: Vec<Event> = claimed
             .iter()
@@ -1239,6 +1343,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
         (dir, store)
+    }
+
+    /// A database written before addresses were a type: bare quoted-less
+    /// local parts, mixed case, and one the new parser cannot read at all.
+    #[tokio::test]
+    async fn addresses_stored_by_an_older_parser_are_made_canonical_or_set_aside() {
+        let (dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        let now = tomare_model::now_ms();
+        let m = message(org, State::Released, now, &["a@x.test", "b@x.test", "c@x.test"]);
+        store.insert_messages(std::slice::from_ref(&m)).await.unwrap();
+        for (idx, old) in [(0, "john doe@Customer.TEST"), (1, "bad<x@y.test"), (2, "c@x.test")] {
+            sqlx::query("UPDATE recipients SET address = ? WHERE message_id = ? AND idx = ?")
+                .bind(old)
+                .bind(m.id.as_str())
+                .bind(idx)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+        sqlx::query("UPDATE messages SET mail_from = 'Taro@Example.COM'").execute(&store.writer).await.unwrap();
+        sqlx::raw_sql("PRAGMA user_version = 0").execute(&store.writer).await.unwrap();
+        store.close().await;
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let (row, _) = store.get(&m.id).await.unwrap().unwrap();
+        assert_eq!(row.mail_from.to_string(), "Taro@example.com");
+        let got: Vec<(String, &str)> =
+            row.recipients.iter().map(|r| (r.address.to_string(), r.status.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (r#""john doe"@customer.test"#.to_string(), "pending"),
+                ("unreadable@invalid".to_string(), "failed"),
+                ("c@x.test".to_string(), "pending"),
+            ]
+        );
+        let claimed = store.claim(now + 1, 10).await.unwrap();
+        assert_eq!(claimed[0].recipients.len(), 2, "the unreadable one is not tried");
     }
 
     #[tokio::test]

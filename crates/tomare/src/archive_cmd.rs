@@ -274,7 +274,9 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         for id in &ids {
             let Ok((bytes, meta)) = ops::received(&archive, &store, id).await else { continue };
             let addresses = |v: &serde_json::Value| -> Vec<tomare_model::Address> {
-                v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect()).unwrap_or_default()
+                v.as_array()
+                    .map(|a| a.iter().filter_map(|x| tomare_model::Address::parse_lenient(x.as_str()?)).collect())
+                    .unwrap_or_default()
             };
             let at = meta["received_at"].as_i64().or(meta["date"].as_i64()).unwrap_or_else(tomare_model::now_ms);
             let envelope = Envelope {

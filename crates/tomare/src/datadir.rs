@@ -38,7 +38,8 @@ pub struct Tightened {
 /// (symbolic links are not followed).
 pub fn tighten(dir: &Path) -> std::io::Result<Tightened> {
     let mut t = Tightened::default();
-    let mode = fs::symlink_metadata(dir)?.permissions().mode();
+    // The directory itself may be a link (to a bigger disk): its target counts.
+    let mode = fs::metadata(dir)?.permissions().mode();
     if mode & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o7700))?;
         t.top = Some(mode & 0o7777);

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tomare_config::{Config, DeliveryMode};
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{Address, Envelope, MessageId, Metrics, RcptOutcome, State};
+use tomare_model::{Address, Envelope, MessageId, Metrics, Payload, RcptOutcome, State};
 use tomare_queue::{Acceptor, Queue, Review, Ruling, Spool, Transport};
 use tomare_relay::Delivery;
 use tomare_smtp::{Authenticator, Login, MessageSink, Server, SessionConfig};
@@ -126,6 +126,8 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let helo_name = if config.delivery.helo_name.is_empty() { host.clone() } else { config.delivery.helo_name.clone() };
     let delivery = Arc::new(Delivery::from_config(&config, helo_name).context("setting up delivery")?);
 
+    // Made before the first AUTH can arrive (see `Users`).
+    crate::commands::dummy_hash().context("preparing AUTH")?;
     let metrics = Arc::new(Metrics::default());
     let memory = tomare_queue::MessageMemory::default();
     crate::datadir::watch_space(data_dir, config.storage.min_free, metrics.clone());
@@ -360,7 +362,9 @@ impl Authenticator for Users {
         let ok = tokio::task::spawn_blocking(move || match hash {
             Some(hash) => crate::commands::verify_password(&hash, &password),
             None => {
-                crate::commands::verify_password(crate::commands::dummy_hash(), &password);
+                if let Ok(dummy) = crate::commands::dummy_hash() {
+                    crate::commands::verify_password(dummy, &password);
+                }
                 false
             }
         })
@@ -501,7 +505,7 @@ struct Relay(Arc<Delivery>);
 
 #[async_trait]
 impl Transport for Relay {
-    async fn send(&self, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &[u8]) -> Vec<RcptOutcome> {
+    async fn send(&self, id: &MessageId, mail_from: &Address, rcpts: &[Address], data: &Payload) -> Vec<RcptOutcome> {
         self.0.send(id, mail_from, rcpts, data).await
     }
 }

@@ -35,7 +35,7 @@ pub fn json(value: &impl serde::Serialize) -> serde_json::Result<String> {
 fn escaped_in_json(c: char) -> bool {
     // Only ever inside strings: serde escapes C0 itself, and JSON's own
     // punctuation is plain ASCII. None of these is outside the BMP.
-    c != '\n' && tomare_model::escape_controls(c.encode_utf8(&mut [0; 4])).len() > c.len_utf8()
+    c != '\n' && tomare_model::needs_escape(c)
 }
 
 /// Extracted text for `inspect --text`: lines and tabs kept, every other
@@ -45,7 +45,10 @@ pub fn text(s: &str) -> String {
     for c in s.chars() {
         match c {
             '\n' | '\t' => out.push(c),
-            c => out.push_str(&tomare_model::escape_controls(c.encode_utf8(&mut [0; 4]))),
+            c if tomare_model::needs_escape(c) => {
+                out.push_str(&tomare_model::escape_controls(c.encode_utf8(&mut [0; 4])))
+            }
+            c => out.push(c),
         }
     }
     out

@@ -323,8 +323,9 @@ fn incomplete_inspection_to_outside_waits_for_a_person_never_a_timer() {
 #[test]
 fn values_from_mail_are_escaped_in_cli_output() {
     let g = Gateway::start("");
-    // Subject: "Hi<ESC>]0;owned<BEL>" CR LF "Bcc: all@corp" as an encoded word.
-    let subject = "=?UTF-8?B?SGkbXTA7b3duZWQHDQpCY2M6IGFsbEBjb3Jw?=";
+    // Subject: "Hi<ESC>]0;owned<BEL>" CR LF "Bcc: all@corp <CSI>2J <RLO>exe.pdf"
+    // as an encoded word (CSI is the one-byte C1 escape, RLO a bidi override).
+    let subject = "=?UTF-8?B?SGkbXTA7b3duZWQHDQpCY2M6IGFsbEBjb3JwIMKbMkog4oCuZXhlLnBkZg==?=";
     let mail = format!("From: taro@example.com\r\nTo: a@customer.test\r\nSubject: {subject}\r\n\r\nbody\r\n");
     let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &mail).unwrap());
     assert!(wait_until(Duration::from_secs(10), || g.state(&id) != "received"));
@@ -341,9 +342,10 @@ fn values_from_mail_are_escaped_in_cli_output() {
         assert!(!text.contains(&b'\r'), "{args:?}: raw CR");
         let s = String::from_utf8_lossy(text);
         assert!(!s.lines().any(|l| l.starts_with("Bcc:")), "{args:?}: a forged line\n{s}");
+        assert!(!s.contains('\u{9b}') && !s.contains('\u{202e}'), "{args:?}: C1 or bidi control\n{s}");
     }
     let show = String::from_utf8(g.cli(&["queue", "show", &id]).stdout).unwrap();
-    assert!(show.contains(r"Hi\x1b]0;owned\x07\r\nBcc: all@corp"), "{show}");
+    assert!(show.contains(r"Hi\x1b]0;owned\x07\r\nBcc: all@corp \x9b2J \u{202e}exe.pdf"), "{show}");
 }
 
 #[test]
@@ -387,4 +389,28 @@ fn send_as_grants_are_kept_and_listed() {
     assert!(!out.status.success(), "a grant outside the org is refused");
     let list = String::from_utf8(g.cli(&["user", "list"]).stdout).unwrap();
     assert!(list.contains("app@example.com  (send-as: @example.com, team@example.com)"), "{list}");
+}
+
+#[test]
+fn a_big_message_is_relayed_from_its_file_byte_for_byte() {
+    let sink = Sink::start();
+    let g = Gateway::start(&format!("{}{HOLD_NONE}", relay_to(sink.port, "")));
+    // Over the spool's 1 MiB (written as it arrives) and delivery's 256 KB
+    // (sent from the file in pieces), with dot lines everywhere, also where
+    // the pieces meet.
+    let mut body = String::new();
+    let mut n = 0;
+    while body.len() < 3 << 20 {
+        body.push_str(&format!(".line {n} 見積\r\n{}\r\n", "x".repeat(n % 700)));
+        n += 1;
+    }
+    let mail = format!("From: taro@example.com\r\nTo: a@customer.test\r\nSubject: big\r\n\r\n{body}");
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &mail).unwrap());
+    assert!(wait_until(Duration::from_secs(30), || g.state(&id) == "delivered"), "{}", g.log());
+    let text = sink.messages()[0].text();
+    // After our Received line, the message as sent (smtp_send ends it with
+    // one more line break).
+    let sent = format!("{mail}\r\n");
+    assert!(text.ends_with(&sent), "the message arrived changed ({} bytes for {})", text.len(), sent.len());
+    assert_eq!(text.len() - sent.len(), text.find("From: taro").unwrap(), "nothing but the Received line before it");
 }
