@@ -89,12 +89,21 @@ impl Inspector {
     pub fn message(&self, raw: &[u8]) -> Facts {
         let mut walk = self.walk();
         let mut facts = Facts { size: raw.len() as u64, ..Facts::default() };
-        match mail_parser::MessageParser::default().parse(raw) {
+        // The MIME parser itself is contained like any file's reader: it has
+        // been found (by fuzzing) to trip a debug assertion on a damaged
+        // multipart, and a panic here must be a fact, not a crash.
+        let parsed = catch_unwind(AssertUnwindSafe(|| match mail_parser::MessageParser::default().parse(raw) {
             Some(message) => {
                 mime::headers(&message, raw, &mut facts);
                 facts.body_text = walk.message(&message, "", 0);
+                true
             }
-            None => walk.reasons.push("the message could not be parsed as MIME".into()),
+            None => false,
+        }));
+        match parsed {
+            Ok(true) => {}
+            Ok(false) => walk.reasons.push("the message could not be parsed as MIME".into()),
+            Err(_) => walk.reasons.push("the MIME parser failed on this message".into()),
         }
         self.finish(walk, facts)
     }
