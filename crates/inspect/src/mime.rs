@@ -97,6 +97,29 @@ fn attachment_name(part: &MessagePart, raw: &[u8]) -> Option<String> {
     Some(name.to_string())
 }
 
+/// The bytes of a part as they were sent, transfer encoding undone.
+fn transfer_decoded(part: &MessagePart, raw: &[u8]) -> Option<Vec<u8>> {
+    let body = raw.get(part.offset_body as usize..part.offset_end as usize)?;
+    match part.content_transfer_encoding().map(str::to_ascii_lowercase).as_deref() {
+        Some("base64") => mail_parser::decoders::base64::base64_decode(body),
+        Some("quoted-printable") => mail_parser::decoders::quoted_printable::quoted_printable_decode(body),
+        _ => Some(body.to_vec()),
+    }
+}
+
+/// For a text part without a charset parameter, or whose charset does not
+/// decode it cleanly (a CSV from Excel in CP932 labelled `us-ascii`, or not
+/// labelled at all): its bytes, to be decoded by the same detection as a
+/// bare file. `None` when the declared charset did the job.
+fn undeclared_text(part: &MessagePart, raw: &[u8]) -> Option<Vec<u8>> {
+    let (PartType::Text(t) | PartType::Html(t)) = &part.body else { return None };
+    let declared = part.content_type().and_then(|c| c.attribute("charset")).is_some();
+    if declared && !t.contains('\u{FFFD}') {
+        return None;
+    }
+    transfer_decoded(part, raw)
+}
+
 /// Real mail nests multiparts a few levels (forwards add two or three
 /// each); far deeper is built to hide something from a parser.
 const MAX_MIME_DEPTH: usize = 32;
@@ -129,7 +152,18 @@ impl Walk<'_> {
             if !body.is_empty() {
                 body.push('\n');
             }
-            body.push_str(&text);
+            let part = message.text_body.get(i).and_then(|id| message.parts.get(*id as usize));
+            match part.and_then(|p| undeclared_text(p, raw).map(|bytes| (p, bytes))) {
+                Some((p, bytes)) => {
+                    let text = crate::text::decode(&bytes);
+                    if matches!(p.body, PartType::Html(_)) {
+                        body.push_str(&crate::html::to_text(&text));
+                    } else {
+                        body.push_str(&text);
+                    }
+                }
+                None => body.push_str(&text),
+            }
         }
         let depth_found = mime_depth(message);
         if depth_found > MAX_MIME_DEPTH {
@@ -164,7 +198,11 @@ impl Walk<'_> {
             let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
             match &part.body {
                 PartType::Message(inner) => self.attachment(&path, &name, "message/rfc822", inner.raw_message(), depth),
-                PartType::Text(t) | PartType::Html(t) => self.attachment(&path, &name, &ctype, t.as_bytes(), depth),
+                PartType::Text(t) | PartType::Html(t) => match undeclared_text(part, raw) {
+                    // Its bytes go in as a bare file's would: the same charset detection.
+                    Some(bytes) => self.attachment(&path, &name, &ctype, &bytes, depth),
+                    None => self.attachment(&path, &name, &ctype, t.as_bytes(), depth),
+                },
                 PartType::Binary(b) | PartType::InlineBinary(b) => self.attachment(&path, &name, &ctype, b, depth),
                 PartType::Multipart(_) => {}
             }

@@ -606,3 +606,52 @@ fn fuzz_findings_are_facts_not_crashes() {
     }
     assert!(seen > 0);
 }
+
+/// A CSV as Excel writes it, in `bytes`' charset, attached with the given
+/// Content-Type (no charset, or a wrong one) and transfer encoding.
+fn csv_mail(bytes: &[u8], content_type: &str, base64: bool) -> Vec<u8> {
+    let (cte, body) = if base64 { ("base64", b64(bytes).into_bytes()) } else { ("8bit", bytes.to_vec()) };
+    let mut raw = format!(
+        "From: a@example.com\r\nTo: b@customer.test\r\nSubject: list\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee attached\r\n\
+         --q\r\nContent-Type: {content_type}\r\nContent-Disposition: attachment; filename=\"list.csv\"\r\n\
+         Content-Transfer-Encoding: {cte}\r\n\r\n"
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    raw.extend_from_slice(b"\r\n--q--\r\n");
+    raw
+}
+
+#[test]
+fn text_parts_without_a_true_charset_are_decoded_like_bare_files() {
+    let i = inspector();
+    let csv = "氏名,銀行,口座\r\n山田太郎,みずほ銀行 普通預金 口座番号,1234567\r\n備考,社外秘,\r\n";
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("cp932, no charset", SHIFT_JIS.encode(csv).0.into_owned(), "text/csv"),
+        ("euc-jp, no charset", EUC_JP.encode(csv).0.into_owned(), "text/csv"),
+        ("utf-8, no charset", csv.as_bytes().to_vec(), "text/csv"),
+        ("cp932 labelled us-ascii", SHIFT_JIS.encode(csv).0.into_owned(), "text/csv; charset=us-ascii"),
+        ("cp932 labelled utf-8", SHIFT_JIS.encode(csv).0.into_owned(), "text/plain; charset=utf-8"),
+    ];
+    for (what, bytes, ctype) in cases {
+        for base64 in [true, false] {
+            let f = i.message(&csv_mail(&bytes, ctype, base64));
+            let a = f.attachments.iter().find(|a| a.name == "list.csv").unwrap_or_else(|| panic!("{what}: {f:?}"));
+            assert!(
+                a.text.contains("山田太郎") && !a.text.contains('\u{FFFD}'),
+                "{what} (base64 {base64}): {:?}",
+                a.text
+            );
+            assert!(has_detection(&f, "keyword", "list.csv"), "{what}: {:?}", f.detections);
+            assert!(has_detection(&f, "bank_account", "list.csv"), "{what}: {:?}", f.detections);
+        }
+    }
+    // A body part without a charset, too.
+    let mut raw =
+        b"From: a@example.com\r\nTo: b@customer.test\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    raw.extend_from_slice(&SHIFT_JIS.encode("この資料は社外秘です\r\n").0);
+    let f = i.message(&raw);
+    assert!(f.body_text.contains("社外秘"), "{:?}", f.body_text);
+    assert!(has_detection(&f, "keyword", "body"));
+}
