@@ -118,6 +118,11 @@ const TABLE: &[(&str, &str, &str)] = &[
         "{} files and directories in {} could be read by other users: now only by tomare's user.",
         "{1} の中の {0} 個のファイル・ディレクトリが他のユーザーからも読める状態でした。tomare のユーザーだけが読めるように変更しました。",
     ),
+    (
+        "cli.no_data_dir",
+        "No tomare data directory at {}. Point at yours with --config FILE (or TOMARE_CONFIG=FILE); `tomare serve` creates it.",
+        "{} に tomare のデータディレクトリがありません。--config FILE（または TOMARE_CONFIG=FILE）で指定してください。`tomare serve` を起動すると作成されます。",
+    ),
     ("user.saved", "Password set for {}.", "{} のパスワードを設定しました。"),
     ("user.bad_address", "{} is not a valid address.", "{} は正しいアドレスではありません。"),
     ("user.send_as", "{} may also send as: {}.", "{} は次のアドレスでも送信できます: {}。"),

@@ -159,6 +159,16 @@ impl Engine {
                         return Err(format!("rule {:?}: add_recipient {who:?} is not an address", rule.name));
                     }
                     Action::RequireApproval(a)
+                        if a.approver != "supervisor"
+                            && !a.approver.starts_with("group:")
+                            && !a.approver.contains('@') =>
+                    {
+                        return Err(format!(
+                            "rule {:?}: approver {:?} is not an address, group:NAME or \"supervisor\"",
+                            rule.name, a.approver
+                        ));
+                    }
+                    Action::RequireApproval(a)
                         if (a.approver.contains('@') && a.approver.parse::<Address>().is_err())
                             || a.deputy
                                 .as_deref()

@@ -302,6 +302,15 @@ fn rule_errors_are_refused_with_their_line() {
     )
     .unwrap();
     assert!(Engine::new(&c, Vec::new()).err().unwrap().contains("twice"));
+    for (approver, ok) in
+        [("boss", false), ("supervisor", true), ("group:leads", true), ("boss@example.co.jp", true), ("a b@x", false)]
+    {
+        c.rule = Config::parse_rules(&format!(
+            "[[rule]]\nname = \"ask\"\nwhen = {{ all_internal = true }}\nthen = [{{ require_approval = {{ approver = \"{approver}\" }} }}]\n"
+        ))
+        .unwrap();
+        assert_eq!(Engine::new(&c, Vec::new()).is_ok(), ok, "approver {approver:?}");
+    }
 }
 
 #[test]

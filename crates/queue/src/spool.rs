@@ -22,6 +22,11 @@ impl Spool {
         Ok(Spool { dir })
     }
 
+    /// The spool of `data_dir`, without creating anything (for the CLI).
+    pub fn at(data_dir: &Path) -> Spool {
+        Spool { dir: data_dir.join("spool") }
+    }
+
     pub fn path(&self, id: &MessageId) -> PathBuf {
         self.dir.join(format!("{id}.eml"))
     }

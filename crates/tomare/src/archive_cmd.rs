@@ -21,7 +21,7 @@ use tomare_store::Store;
 const ALL: usize = 1_000_000;
 
 async fn open(config: &Config) -> Result<(Arc<Archive>, Arc<tomare_store::SqliteStore>)> {
-    let store = crate::serve::open_store(config).await?;
+    let store = crate::serve::open_existing_store(config).await?;
     let dir = config.storage.data_dir.clone();
     let archive = tokio::task::spawn_blocking(move || Archive::open(&dir)).await?.context("opening the archive")?;
     Ok((Arc::new(archive), store))
@@ -207,6 +207,7 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
 /// Search reads only the index: no database, no runtime, so a query costs
 /// little more than the search itself.
 fn search(config: &Config, lang: Lang, query: &str, limit: usize, json: bool) -> Result<ExitCode> {
+    crate::datadir::require(&config.storage.data_dir)?;
     let index = tomare_archive::SearchIndex::open(&config.storage.data_dir.join("index"))?;
     let hits = match told(lang, index.search(query, limit))? {
         Ok(h) => h,

@@ -96,7 +96,7 @@ pub(crate) fn cell(s: &str, width: usize) -> String {
 pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
     let lang = Lang::from_env();
     runtime()?.block_on(async move {
-        let store = crate::serve::open_store(&config).await?;
+        let store = crate::serve::open_existing_store(&config).await?;
         let code = match command {
             QueueCommand::List { state, limit, json } => {
                 let state = match state.as_deref() {
@@ -137,7 +137,7 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                 };
                 let sandbox = config.storage.data_dir.join("sandbox").join(format!("{id}.eml"));
                 let sandbox = sandbox.exists().then(|| sandbox.display().to_string());
-                let rewritten = tomare_queue::Spool::open(&config.storage.data_dir)?.out_path(&id);
+                let rewritten = tomare_queue::Spool::at(&config.storage.data_dir).out_path(&id);
                 let rewritten = rewritten.exists().then(|| rewritten.display().to_string());
                 if json {
                     let mut v = row_json(&m);
@@ -241,7 +241,7 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                 if result == Transition::Done && !config.archive.enabled {
                     // Nothing else will read the spool copy (with the
                     // archive on, the archiver removes it once archived).
-                    let spool = tomare_queue::Spool::open(&config.storage.data_dir)?;
+                    let spool = tomare_queue::Spool::at(&config.storage.data_dir);
                     spool.remove(&id);
                 }
                 report(lang, &id, result, "queue.cancelled")?
@@ -382,7 +382,7 @@ pub fn check(
         if !db.exists() {
             return Ok::<_, anyhow::Error>(Default::default());
         }
-        let store = crate::serve::open_store(&config).await?;
+        let store = crate::serve::open_existing_store(&config).await?;
         // A dry run writes nothing: no org yet means no history yet.
         let c = match store.find_org(&config.org.name).await? {
             Some(org) => store.contacted(org).await?,
@@ -570,7 +570,7 @@ async fn set_password(config: &Config, store: &dyn Store, lang: Lang, email: &st
 pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
     let lang = Lang::from_env();
     runtime()?.block_on(async move {
-        let store = crate::serve::open_store(&config).await?;
+        let store = crate::serve::open_existing_store(&config).await?;
         match command {
             UserCommand::Add { email, send_as } => {
                 set_password(&config, store.as_ref(), lang, &email, &send_as).await?

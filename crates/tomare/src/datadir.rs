@@ -25,6 +25,20 @@ pub fn create(dir: &Path) -> Result<()> {
         .with_context(|| format!("creating data directory {}", dir.display()))
 }
 
+/// An error saying where the data directory was looked for, and how to
+/// point at another, unless it exists (with its database).
+pub fn require(dir: &Path) -> Result<()> {
+    if dir.join("tomare.db").exists() {
+        return Ok(());
+    }
+    let lang = tomare_model::i18n::Lang::from_env();
+    let shown = std::fs::canonicalize(dir.parent().unwrap_or(Path::new("."))).map_or_else(
+        |_| dir.display().to_string(),
+        |parent| parent.join(dir.file_name().unwrap_or_default()).display().to_string(),
+    );
+    anyhow::bail!(tomare_model::i18n::t(lang, "cli.no_data_dir", &[&shown]))
+}
+
 /// What [`tighten`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Tightened {

@@ -247,6 +247,16 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // A command whose output goes into `head` ends quietly when the
+        // pipe closes, as other Unix tools do (Rust ignores SIGPIPE and
+        // println! would panic). Not for `serve`: there a closed socket
+        // must be an error, not the end of the process.
+        // SAFETY: restores the default disposition of one signal.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Serve { config: path, log_format } => {
             load(path.as_deref()).and_then(|c| serve::run(c, path, log_format))
@@ -272,9 +282,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The config at `path`, or the embedded default.
+/// The config at `path` (else at `$TOMARE_CONFIG`), or the embedded default.
 pub fn load(path: Option<&Path>) -> Result<Config> {
-    let Some(path) = path else {
+    let from_env = std::env::var_os("TOMARE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let Some(path) = path.or(from_env.as_deref()) else {
         return Ok(Config::default());
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

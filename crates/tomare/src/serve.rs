@@ -65,6 +65,15 @@ pub fn hostname(config: &Config) -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The store of an existing data directory, for every command but `serve`:
+/// run from the wrong directory, they say where they looked instead of
+/// quietly creating an empty `./tomare-data`.
+pub async fn open_existing_store(config: &Config) -> Result<Arc<SqliteStore>> {
+    crate::datadir::require(&config.storage.data_dir)?;
+    open_store(config).await
+}
+
+/// The store, creating the data directory when it is missing (`serve`).
 pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
     let dir = &config.storage.data_dir;
     crate::datadir::create(dir)?;

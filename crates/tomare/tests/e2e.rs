@@ -820,3 +820,46 @@ fn every_accident_through_tomare_check() {
         }
     }
 }
+
+#[test]
+fn commands_other_than_serve_never_create_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nowhere");
+    let config = dir.path().join("tomare.toml");
+    std::fs::write(&config, format!("[storage]\ndata_dir = \"{}\"\n", data.display())).unwrap();
+    for args in [&["queue", "list"][..], &["user", "list"], &["archive", "search", "x"]] {
+        let out = tomare().args(args).arg("--config").arg(&config).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("No tomare data directory at") && err.contains("nowhere"), "{args:?}: {err}");
+        assert!(err.contains("--config"), "says how to point at another: {err}");
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+    // TOMARE_CONFIG points at a config too.
+    let out = tomare().args(["queue", "list"]).env("TOMARE_CONFIG", &config).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    // More than a pipe holds, so the writer meets the closed end.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.txt");
+    std::fs::write(&file, "見積書の本文です。\n".repeat(100_000)).unwrap();
+    let mut child = tomare()
+        .arg("inspect")
+        .arg(&file)
+        .arg("--text")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "no panic exit");
+}
