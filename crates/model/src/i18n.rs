@@ -130,6 +130,11 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("user.password_prompt", "Password (read from standard input):", "パスワード（標準入力から読み込みます）:"),
     ("user.empty_password", "The password must not be empty.", "パスワードを空にはできません。"),
     ("user.none", "No users.", "ユーザーはいません。"),
+    (
+        "user.directory_reloaded",
+        "The running server (pid {}) now uses it.",
+        "起動中のサーバー（pid {}）に反映しました。",
+    ),
     ("user.imported", "Directory replaced: {} people.", "ディレクトリを更新しました: {} 人。"),
     (
         "rules.no_server",

@@ -113,6 +113,28 @@ pub struct Verdict {
 /// is rejected (as the built-in pack's approvals).
 const INCOMPLETE_APPROVAL_TIMEOUT: u64 = 4 * 3600;
 
+/// A rule the engine refuses, and why (the rule's name lets the caller
+/// point at its line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub rule: String,
+    pub message: String,
+}
+
+impl RuleError {
+    fn new(rule: &Rule, message: impl Into<String>) -> RuleError {
+        RuleError { rule: rule.name.clone(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rule {:?}: {}", self.rule, self.message)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
 pub struct Engine {
     rules: Vec<Rule>,
     regexes: HashMap<String, Regex>,
@@ -122,7 +144,7 @@ impl Engine {
     /// The built-in pack (unless `[policy] builtin = false`), then the
     /// config's `[[rule]]`s, then `extra` (a rules file). Refuses duplicate
     /// names, bad patterns and actions that cannot work.
-    pub fn new(config: &Config, extra: Vec<Rule>) -> Result<Engine, String> {
+    pub fn new(config: &Config, extra: Vec<Rule>) -> Result<Engine, RuleError> {
         let mut rules = if config.policy.builtin { crate::builtin_rules(config) } else { Vec::new() };
         rules.extend(config.rule.iter().cloned());
         rules.extend(extra);
@@ -130,10 +152,10 @@ impl Engine {
         let mut regexes = HashMap::new();
         for rule in &rules {
             if !names.insert(rule.name.clone()) {
-                return Err(format!("rule {:?} is defined twice", rule.name));
+                return Err(RuleError::new(rule, "is defined twice"));
             }
             if rule.then.is_empty() {
-                return Err(format!("rule {:?} has no actions", rule.name));
+                return Err(RuleError::new(rule, "has no actions"));
             }
             let mut patterns = Vec::new();
             collect_patterns(&rule.when, &mut patterns);
@@ -141,31 +163,31 @@ impl Engine {
                 let re = RegexBuilder::new(&p)
                     .case_insensitive(true)
                     .build()
-                    .map_err(|e| format!("rule {:?}: pattern {p:?}: {e}", rule.name))?;
+                    .map_err(|e| RuleError::new(rule, format!("pattern {p:?}: {e}")))?;
                 regexes.insert(p, re);
             }
             for a in &rule.then {
                 match a {
                     Action::ConvertToBcc(mode) if mode != "undisclosed" && mode != "sender" => {
-                        return Err(format!("rule {:?}: convert_to_bcc is \"undisclosed\" or \"sender\"", rule.name));
+                        return Err(RuleError::new(rule, "convert_to_bcc is \"undisclosed\" or \"sender\""));
                     }
                     Action::Notify(who) if who != "sender" && who != "admin" => {
-                        return Err(format!("rule {:?}: notify is \"sender\" or \"admin\"", rule.name));
+                        return Err(RuleError::new(rule, "notify is \"sender\" or \"admin\""));
                     }
                     Action::RequireApproval(Approval { on_timeout: OnTimeout::Escalate, deputy: None, .. }) => {
-                        return Err(format!("rule {:?}: on_timeout = \"escalate\" needs a deputy", rule.name));
+                        return Err(RuleError::new(rule, "on_timeout = \"escalate\" needs a deputy"));
                     }
                     Action::AddRecipient(who) if who != "supervisor" && who.parse::<Address>().is_err() => {
-                        return Err(format!("rule {:?}: add_recipient {who:?} is not an address", rule.name));
+                        return Err(RuleError::new(rule, format!("add_recipient {who:?} is not an address")));
                     }
                     Action::RequireApproval(a)
                         if a.approver != "supervisor"
                             && !a.approver.starts_with("group:")
                             && !a.approver.contains('@') =>
                     {
-                        return Err(format!(
-                            "rule {:?}: approver {:?} is not an address, group:NAME or \"supervisor\"",
-                            rule.name, a.approver
+                        return Err(RuleError::new(
+                            rule,
+                            format!("approver {:?} is not an address, group:NAME or \"supervisor\"", a.approver),
                         ));
                     }
                     Action::RequireApproval(a)
@@ -174,13 +196,13 @@ impl Engine {
                                 .as_deref()
                                 .is_some_and(|d| d.contains('@') && d.parse::<Address>().is_err()) =>
                     {
-                        return Err(format!("rule {:?}: the approver or deputy is not an address", rule.name));
+                        return Err(RuleError::new(rule, "the approver or deputy is not an address"));
                     }
                     Action::AddHeader(h) if h.name.is_empty() || h.name.contains([':', ' ', '\r', '\n']) => {
-                        return Err(format!("rule {:?}: bad header name {:?}", rule.name, h.name));
+                        return Err(RuleError::new(rule, format!("bad header name {:?}", h.name)));
                     }
                     Action::AddHeader(h) if h.value.contains(['\r', '\n']) => {
-                        return Err(format!("rule {:?}: header value must be one line", rule.name));
+                        return Err(RuleError::new(rule, "header value must be one line"));
                     }
                     _ => {}
                 }

@@ -39,6 +39,11 @@ pub fn config(command: ConfigCommand) -> Result<ExitCode> {
                         eprintln!("{name}: [detect] {e}");
                         return Ok(ExitCode::FAILURE);
                     }
+                    // The rules, built as `serve` builds them.
+                    if let Err(e) = crate::check_rules(&config, Some((&file, &text))) {
+                        eprintln!("{e:#}");
+                        return Ok(ExitCode::FAILURE);
+                    }
                     say!("{}", t(lang, "config.ok", &[&name]));
                     Ok(ExitCode::SUCCESS)
                 }
@@ -492,18 +497,20 @@ pub fn rules(config: Config, command: RulesCommand) -> Result<ExitCode> {
         RulesCommand::Reload => {
             let engine = crate::engine(&config)?;
             let pid_file = config.storage.data_dir.join("tomare.pid");
-            let pid: i32 = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .with_context(|| t(lang, "rules.no_server", &[&pid_file.display()]))?;
-            // SAFETY: kill(2) with a pid read from our own pid file.
-            if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-                bail!(t(lang, "rules.no_server", &[&pid_file.display()]));
-            }
+            let pid = signal_server(&config).with_context(|| t(lang, "rules.no_server", &[&pid_file.display()]))?;
             say!("{}", t(lang, "rules.reloaded", &[&engine.rules().len(), &pid]));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Asks the running server (its pid in `data_dir/tomare.pid`) to load its
+/// rules and directory again (SIGHUP); its pid, or `None` when none runs.
+fn signal_server(config: &Config) -> Option<i32> {
+    let pid_file = config.storage.data_dir.join("tomare.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()?;
+    // SAFETY: kill(2) with a pid read from our own pid file.
+    (unsafe { libc::kill(pid, libc::SIGHUP) } == 0).then_some(pid)
 }
 
 pub fn hash_password(password: &str) -> Result<String> {
@@ -583,6 +590,11 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
                 let org = store.ensure_org(&config.org.name).await?;
                 store.put_directory(org, &entries).await?;
                 say!("{}", t(lang, "user.imported", &[&entries.len()]));
+                // The running server takes the new directory now, not at
+                // the next `rules reload`.
+                if let Some(pid) = signal_server(&config) {
+                    say!("{}", t(lang, "user.directory_reloaded", &[&pid]));
+                }
             }
             UserCommand::List => {
                 let users = store.list_users().await?;

@@ -8,7 +8,7 @@ mod datadir;
 mod serve;
 mod show;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -259,16 +259,18 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve { config: path, log_format } => {
-            load(path.as_deref()).and_then(|c| serve::run(c, path, log_format))
+            load_with_rules(path.as_deref()).and_then(|c| serve::run(c, path, log_format))
         }
-        Command::Rules { config, command } => load(config.as_deref()).and_then(|c| commands::rules(c, command)),
+        Command::Rules { config, command } => {
+            load_with_rules(config.as_deref()).and_then(|c| commands::rules(c, command))
+        }
         Command::Config { command } => commands::config(command),
         Command::Queue { config, command } => load(config.as_deref()).and_then(|c| commands::queue(c, command)),
         Command::Inspect { file, config, json, text } => {
             load(config.as_deref()).and_then(|c| commands::inspect(c, &file, json, text))
         }
         Command::Check { file, config, from, to, json } => {
-            load(config.as_deref()).and_then(|c| commands::check(c, &file, from, to, json))
+            load_with_rules(config.as_deref()).and_then(|c| commands::check(c, &file, from, to, json))
         }
         Command::Archive { config, command } => load(config.as_deref()).and_then(|c| archive_cmd::archive(c, command)),
         Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
@@ -289,10 +291,48 @@ pub fn load(path: Option<&Path>) -> Result<Config> {
         return Ok(Config::default());
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Config::parse(&text).map_err(|errors| {
+    let config = Config::parse(&text).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", path.display())).collect();
         anyhow::anyhow!("invalid config:\n{}", lines.join("\n"))
-    })
+    })?;
+    Ok(config)
+}
+
+/// [`load`], and the rules built as `serve` builds them (for the commands
+/// that use rules: a broken rules file must not stop `queue list`).
+pub fn load_with_rules(path: Option<&Path>) -> Result<Config> {
+    let config = load(path)?;
+    let from_env = std::env::var_os("TOMARE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let source =
+        path.or(from_env.as_deref()).and_then(|p| std::fs::read_to_string(p).ok().map(|t| (p.to_path_buf(), t)));
+    check_rules(&config, source.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))?;
+    Ok(config)
+}
+
+/// Builds the rule engine as `serve` will, so that `config check`, `rules
+/// reload` and `serve` refuse the same rules, each naming the file and the
+/// line of the rule (a bad pattern, an unknown notify target, an approver
+/// that is nobody).
+pub fn check_rules(config: &Config, source: Option<(&Path, &str)>) -> Result<()> {
+    let Err(e) = tomare_policy::Engine::new(config, load_rules_file(config)?) else { return Ok(()) };
+    let in_config = source.and_then(|(p, text)| rule_line(text, &e.rule).map(|l| (p.to_path_buf(), l)));
+    let in_file = || {
+        let file = config.policy.rules_file.as_ref()?;
+        let text = std::fs::read_to_string(file).ok()?;
+        rule_line(&text, &e.rule).map(|l| (file.clone(), l))
+    };
+    match in_config.or_else(in_file) {
+        Some((file, line)) => bail!("invalid rules:\n{}: line {line}: {e}", file.display()),
+        None => bail!("invalid rules: {e}"),
+    }
+}
+
+/// The line (from 1) of `name = "NAME"` in a TOML text.
+fn rule_line(text: &str, name: &str) -> Option<usize> {
+    let names = |line: &str| {
+        line.split_once('=').is_some_and(|(k, v)| k.trim() == "name" && v.trim().trim_matches('"') == name)
+    };
+    text.lines().position(names).map(|i| i + 1)
 }
 
 /// The rules of `[policy] rules_file`, if one is set, each error with its line.

@@ -170,7 +170,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let fresh = async {
-                    let config = crate::load(path.as_deref())?;
+                    let config = crate::load_with_rules(path.as_deref())?;
                     load_policy(&config, store.as_ref(), org_id).await
                 };
                 match fresh.await {

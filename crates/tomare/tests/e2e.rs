@@ -863,3 +863,44 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
     assert_ne!(out.status.code(), Some(101), "no panic exit");
 }
+
+#[test]
+fn an_imported_directory_reaches_the_running_server_without_a_reload() {
+    let sink = Sink::start();
+    let g = Gateway::start(&format!(
+        "{}{HOLD_NONE}[[rule]]\nname = \"copy-boss\"\nwhen = {{ sender_group = [\"sales\"] }}\n\
+         then = [{{ add_recipient = \"supervisor\" }}]\n",
+        relay_to(sink.port, "")
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "email,name,supervisor,groups\ntaro@example.com,Taro,boss@example.com,sales\n").unwrap();
+    let out = g.cli(&["users", "import", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("now uses it"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(wait_until(Duration::from_secs(10), || g.log().contains("Rules reloaded")), "{}", g.log());
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("d", "d@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "delivered"), "{}", g.log());
+    let got = sink.messages().into_iter().find(|m| m.text().contains("d@x")).expect("delivered");
+    assert!(got.rcpts.contains(&"boss@example.com".to_string()), "{:?}", got.rcpts);
+}
+
+#[test]
+fn config_check_refuses_the_rules_serve_would_refuse_and_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (rule, why) in [
+        ("when = { text = { matches = \"(unclosed\" } }\nthen = [{ hold = \"1m\" }]\n", "pattern"),
+        ("when = { all_internal = true }\nthen = [{ notify = \"everyone\" }]\n", "notify"),
+        ("when = { all_internal = true }\nthen = [{ require_approval = { approver = \"boss\" } }]\n", "approver"),
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, format!("[hold]\nexternal = \"1m\"\n\n[[rule]]\nname = \"oops\"\n{rule}")).unwrap();
+        let check = tomare().args(["config", "check"]).arg(&config).output().unwrap();
+        let err = String::from_utf8_lossy(&check.stderr);
+        assert!(!check.status.success(), "{why}: config check said OK");
+        assert!(err.contains("line 5") && err.contains(why), "{why}: {err}");
+        let serve = tomare().args(["serve", "--config"]).arg(&config).output().unwrap();
+        assert!(!serve.status.success());
+        assert!(String::from_utf8_lossy(&serve.stderr).contains("line 5"), "serve names the line too");
+    }
+}

@@ -134,6 +134,9 @@ impl Gateway {
             "gateway did not start:\n{}",
             self.log()
         );
+        // The pid file (for reloads) comes a moment after the listener.
+        let pid_file = self.data_dir().join("tomare.pid");
+        wait_until(Duration::from_secs(10), || pid_file.exists());
     }
 
     pub fn log(&self) -> String {
