@@ -349,7 +349,10 @@ impl SearchIndex {
     }
 
     fn search_with(&self, q: &str, limit: usize, highlight: bool) -> Result<Vec<Hit>> {
-        let parsed = query::parse(q)?;
+        let mut parsed = query::parse(q)?;
+        if !parsed.mentions(&Query::IsNotice) {
+            parsed = Query::And(vec![parsed, Query::Not(Box::new(Query::IsNotice))]);
+        }
         // Searched on the catch-all field; highlighted in the stored ones.
         let tq = self.translate(&[self.fields.all], &parsed);
         let searcher = self.reader()?.searcher();
@@ -461,6 +464,7 @@ impl SearchIndex {
             }
             Query::HasAttachment => term(f.flag, "attachment"),
             Query::HasTruncated => term(f.flag, "truncated"),
+            Query::IsNotice => term(f.flag, "notice"),
             Query::Before(ms) => {
                 Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(Term::from_field_i64(f.date, *ms))))
             }

@@ -131,6 +131,12 @@ pub struct Batch {
     pub done: Vec<MessageId>,
 }
 
+/// tomare's own mail (approval requests, notices, DSNs) is kept as
+/// evidence but found only with `is:notice`.
+fn notice_flag(notice: bool) -> Vec<String> {
+    if notice { vec!["notice".into()] } else { Vec::new() }
+}
+
 /// The header block of a message on disk (for the index's display names).
 fn read_head(path: &std::path::Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
@@ -329,7 +335,7 @@ pub async fn archive_queue(
                     envelope_to: recipients,
                     state: it.state.clone(),
                     rules: rule_names(&it.verdict),
-                    flags: Vec::new(),
+                    flags: notice_flag(row["is_dsn"].as_bool() == Some(true)),
                     names_from: names.from,
                     names_to: names.to,
                 };
@@ -1059,7 +1065,12 @@ pub async fn reindex(
                             .cloned()
                             .unwrap_or_else(|| if imported { "imported".into() } else { "received".into() }),
                         rules: rule_names(&meta["verdict"]),
-                        flags: if imported { vec!["imported".into()] } else { Vec::new() },
+                        // Only our own notices and DSNs go with the null sender.
+                        flags: if imported {
+                            vec!["imported".into()]
+                        } else {
+                            notice_flag(meta["mail_from"].as_str().is_some_and(str::is_empty))
+                        },
                         names_from: names.from,
                         names_to: names.to,
                     };

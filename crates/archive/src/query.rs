@@ -3,7 +3,8 @@
 //!
 //! `words`, `"exact phrases"`, `from:` `to:` (any recipient, Bcc included)
 //! `cc:` `subject:` `filename:`, `has:attachment`, `has:truncated` (more
-//! text than the index takes), `before:` / `after:`
+//! text than the index takes), `is:notice` (tomare's own notices and DSNs,
+//! left out unless asked for), `before:` / `after:`
 //! (YYYY-MM-DD or YYYY/MM/DD, a day in Japan time), `larger:` / `smaller:`
 //! (`1M`, `500K`, bytes), `state:` (held, delivered…), `rule:`, `-` to
 //! negate, `OR` between terms, parentheses to group. Terms side by side must
@@ -34,6 +35,9 @@ pub enum Query {
     HasAttachment,
     /// More text than the index takes (see `index::TEXT_INDEXED`).
     HasTruncated,
+    /// tomare's own mail (notices, approval requests, DSNs): left out of
+    /// results unless a query asks for it.
+    IsNotice,
     /// Received before / at or after this moment (ms since the epoch).
     Before(i64),
     After(i64),
@@ -135,6 +139,17 @@ struct Parser {
 }
 
 /// An empty query matches every message (`And` of nothing).
+impl Query {
+    /// Whether the query asks for something anywhere in it.
+    pub fn mentions(&self, wanted: &Query) -> bool {
+        match self {
+            Query::And(parts) | Query::Or(parts) => parts.iter().any(|p| p.mentions(wanted)),
+            Query::Not(inner) => inner.mentions(wanted),
+            q => q == wanted,
+        }
+    }
+}
+
 pub fn parse(q: &str) -> Result<Query, QueryError> {
     let toks = lex(q)?;
     if toks.is_empty() {
@@ -224,6 +239,8 @@ fn term(word: &str, at: usize) -> Result<Query, QueryError> {
         "has" if value.eq_ignore_ascii_case("attachment") => Ok(Query::HasAttachment),
         "has" if value.eq_ignore_ascii_case("truncated") => Ok(Query::HasTruncated),
         "has" => Err(bad(format!("has:{value} is not known (has:attachment and has:truncated are)"))),
+        "is" if value.eq_ignore_ascii_case("notice") => Ok(Query::IsNotice),
+        "is" => Err(bad(format!("is:{value} is not known (is:notice is)"))),
         "before" => day(&value).map(Query::Before).ok_or_else(|| bad(format!("{value:?} is not a date (2026-11-03)"))),
         "after" => day(&value).map(Query::After).ok_or_else(|| bad(format!("{value:?} is not a date (2026-11-03)"))),
         "larger" => size(&value).map(Query::Larger).ok_or_else(|| bad(format!("{value:?} is not a size (1M, 500K)"))),

@@ -165,3 +165,23 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn our_own_notices_are_kept_but_found_only_when_asked_for() {
+    let g = Gateway::start(
+        "[[rule]]\nname = \"no-plans\"\nwhen = { text = { contains = [\"機密計画\"], in = [\"subject\"] } }\n\
+         then = [{ reject = \"計画書は社外に送れません\" }]\n",
+    );
+    let mail = "From: taro@example.com\r\nTo: a@customer.test\r\nSubject: 機密計画の件\r\n\r\n本文\r\n";
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], mail).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "rejected"), "{}", g.log());
+    let search = |q: &str| g.cli_json(&["archive", "search", q, "--json"]);
+    // The sender's notice names the subject: it is archived, but not a hit.
+    assert!(
+        wait_until(Duration::from_secs(20), || search("機密計画 is:notice").as_array().is_some_and(|a| !a.is_empty())),
+        "the notice is archived and found with is:notice\n{}",
+        g.log()
+    );
+    assert_eq!(ids(&search("機密計画")), [id.as_str()], "only the user's mail without is:notice");
+    assert!(ids(&search("is:notice")).iter().all(|n| n != &id));
+}
