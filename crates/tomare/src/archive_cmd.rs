@@ -251,11 +251,8 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", rules_path.display())).collect();
         anyhow::anyhow!("invalid rules:\n{}", lines.join("\n"))
     })?;
-    let current = crate::engine(&config)?;
     let mut candidate_config = config.clone();
     candidate_config.rule.clear();
-    let candidate =
-        tomare_policy::Engine::new(&candidate_config, candidate_rules).map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     let query = query.to_string();
     crate::commands::runtime()?.block_on(async move {
         let (archive, sqlite) = open(&config).await?;
@@ -269,7 +266,10 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
             Some(org) => store.contacted(org).await?,
             None => Default::default(),
         };
-        let directory = tomare_policy::Directory::new(config.user.iter().cloned());
+        // Both judged as the server judges: its imported directory included.
+        let current =
+            tomare_review::Rules::load(&config, crate::load_rules_file(&config)?, Some(store.as_ref())).await?;
+        let candidate = tomare_review::Rules::load(&candidate_config, candidate_rules, Some(store.as_ref())).await?;
         let mut differences = Vec::new();
         let mut replayed = 0;
         for id in &ids {
@@ -283,7 +283,7 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
             let envelope = Envelope {
                 mail_from: meta["mail_from"]
                     .as_str()
-                    .and_then(|s| s.parse().ok())
+                    .and_then(tomare_model::Address::parse_lenient)
                     .unwrap_or_else(tomare_model::Address::null),
                 rcpt_to: addresses(&meta["recipients"]),
                 helo: String::new(),
@@ -292,15 +292,8 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
             };
             let ins = inspector.clone();
             let facts = tokio::task::spawn_blocking(move || ins.message(&bytes)).await?;
-            let ctx = tomare_policy::Context {
-                internal_domains: &config.org.internal_domains,
-                directory: &directory,
-                contacted: &contacted,
-                now_ms: at,
-                lang,
-            };
-            let before = current.evaluate(&envelope, &facts, &ctx);
-            let after = candidate.evaluate(&envelope, &facts, &ctx);
+            let before = current.judge(&config, &envelope, &facts, &contacted, at, lang).verdict;
+            let after = candidate.judge(&candidate_config, &envelope, &facts, &contacted, at, lang).verdict;
             replayed += 1;
             let names = |v: &tomare_policy::Verdict| v.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
             if before.outcome != after.outcome || names(&before) != names(&after) {

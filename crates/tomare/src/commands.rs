@@ -356,7 +356,6 @@ pub fn check(
     let lang = Lang::from_env();
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!(e))?;
-    let engine = crate::engine(&config)?;
     let facts = inspector.message(&bytes);
     let address = |s: &str| {
         s.parse::<tomare_model::Address>()
@@ -381,30 +380,27 @@ pub fn check(
     };
     let envelope =
         tomare_model::Envelope { mail_from, rcpt_to, helo: String::new(), client_ip: String::new(), auth_user: None };
-    // Reading the history changes nothing; without a database there is none.
-    let contacted = runtime()?.block_on(async {
+    // The rules and the directory as the server has them (its imported
+    // people included), and the history; reading changes nothing, and
+    // without a database there is neither.
+    let (rules, contacted) = runtime()?.block_on(async {
+        let extra = crate::load_rules_file(&config)?;
         let db = config.storage.data_dir.join("tomare.db");
         if !db.exists() {
-            return Ok::<_, anyhow::Error>(Default::default());
+            return anyhow::Ok((tomare_review::Rules::load(&config, extra, None).await?, Default::default()));
         }
         let store = crate::serve::open_existing_store(&config).await?;
+        let rules = tomare_review::Rules::load(&config, extra, Some(store.as_ref())).await?;
         // A dry run writes nothing: no org yet means no history yet.
         let c = match store.find_org(&config.org.name).await? {
             Some(org) => store.contacted(org).await?,
             None => Default::default(),
         };
         store.close().await;
-        Ok(c)
+        Ok((rules, c))
     })?;
-    let directory = tomare_policy::Directory::new(config.user.iter().cloned());
-    let ctx = tomare_policy::Context {
-        internal_domains: &config.org.internal_domains,
-        directory: &directory,
-        contacted: &contacted,
-        now_ms: tomare_model::now_ms(),
-        lang,
-    };
-    let verdict = engine.evaluate(&envelope, &facts, &ctx);
+    let judgement = rules.judge(&config, &envelope, &facts, &contacted, tomare_model::now_ms(), lang);
+    let verdict = judgement.verdict;
     if json {
         println!("{}", crate::show::json(&verdict)?);
         return Ok(ExitCode::SUCCESS);
@@ -417,6 +413,9 @@ pub fn check(
     if let Some(a) = &verdict.approval {
         let who = if a.approver.is_empty() { t(lang, "check.no_supervisor", &[]) } else { a.approver.clone() };
         say!("{}: {who}", t(lang, "check.approver", &[]));
+        if !judgement.ask.is_empty() && judgement.ask != [a.approver.clone()] {
+            say!("  {}", judgement.ask.join(", "));
+        }
     }
     if let Some(r) = &verdict.reject_reason {
         say!("{}: {r}", t(lang, "check.reject", &[]));

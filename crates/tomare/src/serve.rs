@@ -15,11 +15,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tomare_config::{Config, DeliveryMode};
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{Address, Envelope, MessageId, Metrics, Payload, RcptOutcome, State};
-use tomare_queue::{Acceptor, Queue, Review, Ruling, Spool, Transport};
+use tomare_model::{Address, Envelope, MessageId, Metrics, Payload, RcptOutcome};
+use tomare_queue::{Acceptor, Queue, Spool, Transport};
 use tomare_relay::Delivery;
+use tomare_review::{Reviewer, Rules};
 use tomare_smtp::{Authenticator, Login, MessageSink, Server, SessionConfig};
-use tomare_store::{ApprovalRequest, SqliteStore, Store};
+use tomare_store::{SqliteStore, Store};
 
 /// How long open SMTP sessions and deliveries may take to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(30);
@@ -149,36 +150,28 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (queue_shutdown_tx, queue_shutdown) = watch::channel(false);
     let dyn_store: Arc<dyn Store> = store.clone();
-    let inspector = tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?;
     let contacted = Arc::new(std::sync::RwLock::new(store.contacted(org_id).await?));
     let texts = config.archive.enabled.then(|| Arc::new(tomare_archive::ops::TextCache::default()));
-    let rules = Arc::new(Rules {
-        inspector,
-        texts: texts.clone(),
-        policy: std::sync::RwLock::new(Arc::new(load_policy(&config, store.as_ref(), org_id).await?)),
-        contacted: contacted.clone(),
-        config: config.clone(),
-        lang: Lang::from_env(),
-    });
+    let rules = Rules::load_for(&config, crate::load_rules_file(&config)?, store.as_ref(), org_id).await?;
+    let reviewer = Arc::new(Reviewer::new(&config, rules, contacted.clone(), texts.clone())?);
     // SIGHUP (or `tomare rules reload`): new rules and directory, or, when
     // they are refused, the old ones kept.
     let pid_file = config.storage.data_dir.join("tomare.pid");
     std::fs::write(&pid_file, std::process::id().to_string()).context("writing the pid file")?;
     {
-        let (rules, store, path, lang) = (rules.clone(), store.clone(), path.clone(), Lang::from_env());
+        let (reviewer, store, path, lang) = (reviewer.clone(), store.clone(), path.clone(), Lang::from_env());
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let fresh = async {
                     let config = crate::load_with_rules(path.as_deref())?;
-                    load_policy(&config, store.as_ref(), org_id).await
+                    let extra = crate::load_rules_file(&config)?;
+                    anyhow::Ok(Rules::load_for(&config, extra, store.as_ref(), org_id).await?)
                 };
                 match fresh.await {
-                    Ok(policy) => {
-                        let n = policy.engine.rules().len();
-                        if let Ok(mut w) = rules.policy.write() {
-                            *w = Arc::new(policy);
-                        }
+                    Ok(rules) => {
+                        let n = rules.engine.rules().len();
+                        reviewer.replace(rules);
                         tracing::info!("{}", t(lang, "serve.rules_reloaded", &[&n]));
                     }
                     Err(e) => tracing::error!("{}", t(lang, "serve.rules_refused", &[&format!("{e:#}")])),
@@ -206,7 +199,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         dyn_store.clone(),
         acceptor.clone(),
         review,
-        rules,
+        reviewer,
         Arc::new(Relay(delivery.clone())),
         metrics.clone(),
         memory.clone(),
@@ -385,128 +378,6 @@ impl Authenticator for Users {
             send_as.insert(0, tomare_model::SendAs::Address(own));
         }
         Some(Login { user: user.email, send_as })
-    }
-}
-
-/// The message as the verdict wants it delivered, if it wants it changed.
-/// (A change breaks a DKIM signature made upstream; re-signing is the
-/// transform stage's next step.)
-fn rewrite(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], internal: &[String]) -> Option<Vec<u8>> {
-    if v.convert_to_bcc.is_none() && v.add_headers.is_empty() {
-        return None;
-    }
-    let mut out = data.to_vec();
-    if let Some(mode) = &v.convert_to_bcc {
-        out = tomare_transform::convert_to_bcc(&out, mode, &envelope.mail_from.to_string(), internal);
-    }
-    if !v.add_headers.is_empty() {
-        out = tomare_transform::add_headers(&out, &v.add_headers);
-    }
-    Some(out)
-}
-
-/// The rules and the directory they read; replaced whole on reload.
-struct Policy {
-    engine: tomare_policy::Engine,
-    directory: tomare_policy::Directory,
-}
-
-/// The engine for `config`, and the directory: the config's `[[user]]`s
-/// over the imported one.
-async fn load_policy(config: &Config, store: &dyn Store, org: tomare_model::OrgId) -> Result<Policy> {
-    let engine = crate::engine(config)?;
-    let imported = store.directory(org).await?.into_iter().map(|e| tomare_config::DirectoryUser {
-        email: e.email,
-        name: e.name,
-        role: e.role,
-        supervisor: e.supervisor,
-        groups: e.groups,
-    });
-    let directory = tomare_policy::Directory::new(imported.chain(config.user.iter().cloned()));
-    Ok(Policy { engine, directory })
-}
-
-/// Inspection and the rules, as the queue's review stage sees them.
-struct Rules {
-    inspector: tomare_inspect::Inspector,
-    /// The archiver's copy of what inspection found (None without archive).
-    texts: Option<Arc<tomare_archive::ops::TextCache>>,
-    policy: std::sync::RwLock<Arc<Policy>>,
-    contacted: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
-    config: Config,
-    lang: Lang,
-}
-
-impl Review for Rules {
-    fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (tomare_model::Facts, Ruling) {
-        let facts = self.inspector.message(data);
-        if let Some(texts) = &self.texts {
-            texts.put(tomare_archive::blobs::sha256_hex(data), &facts);
-        }
-        if is_dsn {
-            // Our own DSNs and notices go to our own senders: no rules.
-            return (facts, Ruling::default_hold(&self.config, envelope, true));
-        }
-        let policy = match self.policy.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        let empty = std::collections::HashSet::new();
-        let guard = self.contacted.read();
-        let contacted = guard.as_deref().unwrap_or(&empty);
-        let ctx = tomare_policy::Context {
-            internal_domains: &self.config.org.internal_domains,
-            directory: &policy.directory,
-            contacted,
-            now_ms: tomare_model::now_ms(),
-            lang: self.lang,
-        };
-        let verdict = policy.engine.evaluate(envelope, &facts, &ctx);
-        drop(guard);
-        let mut ruling = ruling(&verdict, envelope, data, &self.config);
-        if let Some(a) = &verdict.approval {
-            ruling.ask = match a.approver.strip_prefix("group:") {
-                Some(group) => policy.directory.members(group).into_iter().map(String::from).collect(),
-                None if a.approver.contains('@') => vec![a.approver.clone()],
-                None => self.config.org.admins.clone(),
-            };
-        }
-        (facts, ruling)
-    }
-}
-
-fn ruling(v: &tomare_policy::Verdict, envelope: &Envelope, data: &[u8], config: &Config) -> Ruling {
-    use tomare_policy::Outcome;
-    let mut reasons: Vec<String> = v.reject_reason.iter().cloned().collect();
-    reasons.extend(v.rules.iter().map(|f| format!("{}: {}", f.name, f.reason)));
-    Ruling {
-        state: match v.outcome {
-            Outcome::Deliver => State::Released,
-            Outcome::Hold => State::Held,
-            Outcome::Approval => State::AwaitingApproval,
-            Outcome::Reject => State::Rejected,
-        },
-        hold_ms: v.hold_seconds as i64 * 1000,
-        approval: v.approval.as_ref().map(|a| ApprovalRequest {
-            approver: a.approver.clone(),
-            deputy: a.deputy.clone(),
-            on_timeout: a.on_timeout.clone(),
-            timeout_ms: a.timeout_seconds as i64 * 1000,
-        }),
-        reasons: reasons.join("; "),
-        verdict: serde_json::to_string(v).unwrap_or_else(|_| "{}".into()),
-        rewritten: rewrite(v, envelope, data, &config.org.internal_domains),
-        add_recipients: v.add_recipients.clone(),
-        notify: v
-            .notify
-            .iter()
-            .flat_map(|who| match who.as_str() {
-                "sender" => vec![envelope.mail_from.to_string()],
-                _ => config.org.admins.clone(),
-            })
-            .filter(|a| !a.is_empty())
-            .collect(),
-        ask: Vec::new(),
     }
 }
 

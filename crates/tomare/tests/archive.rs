@@ -185,3 +185,58 @@ fn our_own_notices_are_kept_but_found_only_when_asked_for() {
     assert_eq!(ids(&search("機密計画")), [id.as_str()], "only the user's mail without is:notice");
     assert!(ids(&search("is:notice")).iter().all(|n| n != &id));
 }
+
+/// Issue 10: `check`, `rules replay` and `serve` judge the same message the
+/// same way, with a supervisor and a group known only from `users import`.
+#[test]
+fn check_replay_and_serve_agree_on_the_imported_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "[[rule]]\nname = \"copy-boss\"\nwhen = { sender_group = [\"sales\"] }\n\
+                 then = [{ add_recipient = \"supervisor\" }]\n\n\
+                 [[rule]]\nname = \"leads-approve\"\nwhen = { text = { contains = [\"見積\"], in = [\"subject\"] } }\n\
+                 then = [{ require_approval = { approver = \"group:leads\" } }]\n";
+    let rules_file = dir.path().join("rules.toml");
+    std::fs::write(&rules_file, rules).unwrap();
+    let g = Gateway::start(&format!("[policy]\nrules_file = \"{}\"\n", rules_file.display()));
+    let csv = dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "email,name,supervisor,groups\ntaro@example.com,Taro,boss@example.com,sales\nlead@example.com,Lead,,leads\n",
+    )
+    .unwrap();
+    assert!(g.cli(&["users", "import", csv.to_str().unwrap()]).status.success());
+    assert!(wait_until(Duration::from_secs(10), || g.log().contains("Rules reloaded")), "{}", g.log());
+    let mail =
+        "From: taro@example.com\r\nTo: a@customer.test\r\nSubject: 見積のご送付\r\nMessage-ID: <q@x>\r\n\r\n本文\r\n";
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], mail).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "awaiting_approval"), "{}", g.state(&id));
+    let served = g.show(&id)["verdict"].clone();
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|r| r.as_str().or(r["name"].as_str()).unwrap().to_string()).collect()
+    };
+    let served_rules = names(&served["rules"]);
+    assert!(served_rules.contains(&"copy-boss".to_string()), "the imported group counts: {served}");
+    assert_eq!(served["add_recipients"][0], "boss@example.com", "the imported supervisor: {served}");
+    assert_eq!(served["approval"]["approver"], "group:leads");
+
+    // The dry run of the same message.
+    let eml = dir.path().join("q.eml");
+    std::fs::write(&eml, mail).unwrap();
+    let checked = g.cli_json(&["check", eml.to_str().unwrap(), "--from", "taro@example.com", "--json"]);
+    assert_eq!(checked["outcome"], served["outcome"]);
+    assert_eq!(names(&checked["rules"]), served_rules, "check: {checked}");
+    assert_eq!(checked["add_recipients"], served["add_recipients"]);
+
+    // Replay, with a candidate set that drops copy-boss: the current rules
+    // (what it compares against) are judged as the server judged them.
+    assert!(wait_until(Duration::from_secs(20), || {
+        g.cli_json(&["archive", "search", "見積", "--json"]).as_array().is_some_and(|a| !a.is_empty())
+    }));
+    let candidate = dir.path().join("candidate.toml");
+    std::fs::write(&candidate, &rules[rules.find("[[rule]]\nname = \"leads").unwrap()..]).unwrap();
+    let replayed = g.cli_json(&["rules", "replay", candidate.to_str().unwrap(), "--query", "見積", "--json"]);
+    let d = &replayed["differences"][0];
+    assert_eq!(d["before"]["outcome"], served["outcome"], "{replayed}");
+    assert_eq!(names(&d["before"]["rules"]), served_rules, "{replayed}");
+    assert!(!names(&d["after"]["rules"]).contains(&"copy-boss".to_string()));
+}

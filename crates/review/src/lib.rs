@@ -1,0 +1,229 @@
+//! Review: an accepted message (envelope and bytes) → what inspection found
+//! (Facts), what the rules decide (a Verdict, and who is asked), and the
+//! message as it is to be delivered. This is the one place that happens:
+//! the server's review stage, `tomare check` and `tomare rules replay` (and
+//! the web UI's dry run, later) all go through [`Rules`], so a message and a
+//! directory are judged the same way by all of them.
+//!
+//! Never does I/O beyond what it is handed: the directory and the recipient
+//! history are read by the caller ([`Rules::load`] is the one place that
+//! reads the imported directory from the store).
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use tomare_config::{Config, DirectoryUser, Rule};
+use tomare_model::i18n::Lang;
+use tomare_model::{Envelope, Facts, OrgId, State};
+use tomare_policy::{Context, Directory, Engine, Outcome, RuleError, Verdict};
+use tomare_queue::{Review, Ruling};
+use tomare_store::{ApprovalRequest, DirectoryEntry, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{0}")]
+    Rules(#[from] RuleError),
+    #[error("{0}")]
+    Store(#[from] tomare_store::StoreError),
+    #[error("[detect]: {0}")]
+    Detectors(String),
+}
+
+/// The rule engine and the directory it reads; replaced whole on reload.
+pub struct Rules {
+    pub engine: Engine,
+    pub directory: Directory,
+}
+
+/// What the rules decided, and whom it asks.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// The approver, a group's members, or the org's admins when the
+    /// approver could not be found (no supervisor in the directory).
+    pub ask: Vec<String>,
+}
+
+impl Rules {
+    /// The engine for `config` with `extra` rules (the rules file, or a
+    /// candidate set), and the directory: the config's `[[user]]`s over the
+    /// imported people.
+    pub fn new(config: &Config, extra: Vec<Rule>, imported: Vec<DirectoryEntry>) -> Result<Rules, RuleError> {
+        let engine = Engine::new(config, extra)?;
+        let imported = imported.into_iter().map(|e| DirectoryUser {
+            email: e.email,
+            name: e.name,
+            role: e.role,
+            supervisor: e.supervisor,
+            groups: e.groups,
+        });
+        let directory = Directory::new(imported.chain(config.user.iter().cloned()));
+        Ok(Rules { engine, directory })
+    }
+
+    /// [`Rules::new`] with the directory imported for the config's org
+    /// (`tomare users import`), read from `store` when there is one. Reads
+    /// only: an org not yet in the store has imported nobody.
+    pub async fn load(config: &Config, extra: Vec<Rule>, store: Option<&dyn Store>) -> Result<Rules, ReviewError> {
+        let imported = match store {
+            Some(store) => match store.find_org(&config.org.name).await? {
+                Some(org) => store.directory(org).await?,
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        Ok(Rules::new(config, extra, imported)?)
+    }
+
+    /// [`Rules::load`] for an org the caller already knows.
+    pub async fn load_for(
+        config: &Config,
+        extra: Vec<Rule>,
+        store: &dyn Store,
+        org: OrgId,
+    ) -> Result<Rules, ReviewError> {
+        Ok(Rules::new(config, extra, store.directory(org).await?)?)
+    }
+
+    /// The verdict on a message, at `now_ms`, with the recipient history
+    /// `contacted`, and whom it asks.
+    pub fn judge(
+        &self,
+        config: &Config,
+        envelope: &Envelope,
+        facts: &Facts,
+        contacted: &HashSet<String>,
+        now_ms: i64,
+        lang: Lang,
+    ) -> Judgement {
+        let ctx = Context {
+            internal_domains: &config.org.internal_domains,
+            directory: &self.directory,
+            contacted,
+            now_ms,
+            lang,
+        };
+        let verdict = self.engine.evaluate(envelope, facts, &ctx);
+        let ask = match &verdict.approval {
+            None => Vec::new(),
+            Some(a) => match a.approver.strip_prefix("group:") {
+                Some(group) => self.directory.members(group).into_iter().map(String::from).collect(),
+                None if a.approver.contains('@') => vec![a.approver.clone()],
+                None => config.org.admins.clone(),
+            },
+        };
+        Judgement { verdict, ask }
+    }
+}
+
+/// The server's review stage: inspection, then the rules, then the
+/// rewrite, for every committed message (the queue's [`Review`]).
+pub struct Reviewer {
+    inspector: tomare_inspect::Inspector,
+    /// The archiver's copy of what inspection found (None without archive).
+    texts: Option<Arc<tomare_archive::ops::TextCache>>,
+    rules: RwLock<Arc<Rules>>,
+    contacted: Arc<RwLock<HashSet<String>>>,
+    config: Config,
+    lang: Lang,
+}
+
+impl Reviewer {
+    pub fn new(
+        config: &Config,
+        rules: Rules,
+        contacted: Arc<RwLock<HashSet<String>>>,
+        texts: Option<Arc<tomare_archive::ops::TextCache>>,
+    ) -> Result<Reviewer, ReviewError> {
+        Ok(Reviewer {
+            inspector: tomare_inspect::Inspector::new(config).map_err(ReviewError::Detectors)?,
+            texts,
+            rules: RwLock::new(Arc::new(rules)),
+            contacted,
+            config: config.clone(),
+            lang: Lang::from_env(),
+        })
+    }
+
+    /// New rules and directory (a reload); in effect for the next message.
+    pub fn replace(&self, rules: Rules) {
+        let mut w = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        *w = Arc::new(rules);
+    }
+
+    fn rules(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Review for Reviewer {
+    fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling) {
+        let facts = self.inspector.message(data);
+        if let Some(texts) = &self.texts {
+            texts.put(tomare_archive::blobs::sha256_hex(data), &facts);
+        }
+        if is_dsn {
+            // Our own DSNs and notices go to our own senders: no rules.
+            return (facts, Ruling::default_hold(&self.config, envelope, true));
+        }
+        let rules = self.rules();
+        let judgement = {
+            let contacted = self.contacted.read().unwrap_or_else(|p| p.into_inner());
+            rules.judge(&self.config, envelope, &facts, &contacted, tomare_model::now_ms(), self.lang)
+        };
+        let ruling = ruling(&judgement, envelope, data, &self.config);
+        (facts, ruling)
+    }
+}
+
+/// The message as the verdict wants it delivered, if it wants it changed.
+/// (A change breaks a DKIM signature made upstream; re-signing is the
+/// transform stage's next step.)
+pub fn rewrite(v: &Verdict, envelope: &Envelope, data: &[u8], internal: &[String]) -> Option<Vec<u8>> {
+    if v.convert_to_bcc.is_none() && v.add_headers.is_empty() {
+        return None;
+    }
+    let mut out = data.to_vec();
+    if let Some(mode) = &v.convert_to_bcc {
+        out = tomare_transform::convert_to_bcc(&out, mode, &envelope.mail_from.to_string(), internal);
+    }
+    if !v.add_headers.is_empty() {
+        out = tomare_transform::add_headers(&out, &v.add_headers);
+    }
+    Some(out)
+}
+
+/// The judgement in the queue's terms.
+fn ruling(j: &Judgement, envelope: &Envelope, data: &[u8], config: &Config) -> Ruling {
+    let v = &j.verdict;
+    let mut reasons: Vec<String> = v.reject_reason.iter().cloned().collect();
+    reasons.extend(v.rules.iter().map(|f| format!("{}: {}", f.name, f.reason)));
+    Ruling {
+        state: match v.outcome {
+            Outcome::Deliver => State::Released,
+            Outcome::Hold => State::Held,
+            Outcome::Approval => State::AwaitingApproval,
+            Outcome::Reject => State::Rejected,
+        },
+        hold_ms: v.hold_seconds as i64 * 1000,
+        approval: v.approval.as_ref().map(|a| ApprovalRequest {
+            approver: a.approver.clone(),
+            deputy: a.deputy.clone(),
+            on_timeout: a.on_timeout.clone(),
+            timeout_ms: a.timeout_seconds as i64 * 1000,
+        }),
+        reasons: reasons.join("; "),
+        verdict: serde_json::to_string(v).unwrap_or_else(|_| "{}".into()),
+        rewritten: rewrite(v, envelope, data, &config.org.internal_domains),
+        add_recipients: v.add_recipients.clone(),
+        notify: v
+            .notify
+            .iter()
+            .flat_map(|who| match who.as_str() {
+                "sender" => vec![envelope.mail_from.to_string()],
+                _ => config.org.admins.clone(),
+            })
+            .filter(|a| !a.is_empty())
+            .collect(),
+        ask: j.ask.clone(),
+    }
+}
