@@ -123,6 +123,16 @@ const TABLE: &[(&str, &str, &str)] = &[
         "No tomare data directory at {}. Point at yours with --config FILE (or TOMARE_CONFIG=FILE); `tomare serve` creates it.",
         "{} に tomare のデータディレクトリがありません。--config FILE（または TOMARE_CONFIG=FILE）で指定してください。`tomare serve` を起動すると作成されます。",
     ),
+    (
+        "review.admins_asked",
+        "the approver ({}) is not in the directory: the organisation's admins are asked",
+        "承認者（{}）がディレクトリにいないため、組織の管理者に承認を依頼します",
+    ),
+    (
+        "review.nobody_to_ask",
+        "the approver ({}) is not in the directory and [org] admins is empty: it waits until an admin decides (tomare queue approve / deny)",
+        "承認者（{}）がディレクトリにおらず、[org] admins も空のため、管理者が判断するまで待機します（tomare queue approve / deny）",
+    ),
     ("user.saved", "Password set for {}.", "{} のパスワードを設定しました。"),
     ("user.bad_address", "{} is not a valid address.", "{} は正しいアドレスではありません。"),
     ("user.send_as", "{} may also send as: {}.", "{} は次のアドレスでも送信できます: {}。"),

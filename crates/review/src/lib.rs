@@ -39,8 +39,12 @@ pub struct Rules {
 pub struct Judgement {
     pub verdict: Verdict,
     /// The approver, a group's members, or the org's admins when the
-    /// approver could not be found (no supervisor in the directory).
+    /// approver could not be found (no supervisor in the directory, a group
+    /// without members).
     pub ask: Vec<String>,
+    /// Why the people asked are not the approver the rule named, in plain
+    /// words.
+    pub note: Option<String>,
 }
 
 impl Rules {
@@ -103,15 +107,22 @@ impl Rules {
             lang,
         };
         let verdict = self.engine.evaluate(envelope, facts, &ctx);
-        let ask = match &verdict.approval {
-            None => Vec::new(),
-            Some(a) => match a.approver.strip_prefix("group:") {
+        let (mut ask, mut note) = (Vec::new(), None);
+        if let Some(a) = &verdict.approval {
+            ask = match a.approver.strip_prefix("group:") {
                 Some(group) => self.directory.members(group).into_iter().map(String::from).collect(),
                 None if a.approver.contains('@') => vec![a.approver.clone()],
-                None => config.org.admins.clone(),
-            },
-        };
-        Judgement { verdict, ask }
+                None => Vec::new(),
+            };
+            if ask.is_empty() {
+                // Nobody the rule named: the admins decide, and it says so.
+                ask = config.org.admins.clone();
+                let key = if ask.is_empty() { "review.nobody_to_ask" } else { "review.admins_asked" };
+                let approver = if a.approver.is_empty() { "supervisor" } else { a.approver.as_str() };
+                note = Some(tomare_model::i18n::t(lang, key, &[&approver]));
+            }
+        }
+        Judgement { verdict, ask, note }
     }
 }
 
@@ -197,6 +208,7 @@ fn ruling(j: &Judgement, envelope: &Envelope, data: &[u8], config: &Config) -> R
     let v = &j.verdict;
     let mut reasons: Vec<String> = v.reject_reason.iter().cloned().collect();
     reasons.extend(v.rules.iter().map(|f| format!("{}: {}", f.name, f.reason)));
+    reasons.extend(j.note.iter().cloned());
     Ruling {
         state: match v.outcome {
             Outcome::Deliver => State::Released,
@@ -225,5 +237,66 @@ fn ruling(j: &Judgement, envelope: &Envelope, data: &[u8], config: &Config) -> R
             .filter(|a| !a.is_empty())
             .collect(),
         ask: j.ask.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(approver: &str, admins: &[&str]) -> Config {
+        let mut c = Config::default();
+        c.policy.builtin = false;
+        c.org.admins = admins.iter().map(|a| a.to_string()).collect();
+        c.rule = Config::parse_rules(&format!(
+            "[[rule]]\nname = \"ask\"\nwhen = {{ all_internal = false }}\nthen = [{{ require_approval = {{ approver = \"{approver}\" }} }}]\n"
+        ))
+        .unwrap();
+        c
+    }
+
+    fn judge(c: &Config, imported: Vec<DirectoryEntry>) -> Judgement {
+        let rules = Rules::new(c, Vec::new(), imported).unwrap();
+        let envelope = Envelope {
+            mail_from: "taro@example.com".parse().unwrap(),
+            rcpt_to: vec!["a@customer.test".parse().unwrap()],
+            helo: String::new(),
+            client_ip: String::new(),
+            auth_user: None,
+        };
+        let facts = Facts { complete: true, ..Facts::default() };
+        rules.judge(c, &envelope, &facts, &HashSet::new(), 0, Lang::En)
+    }
+
+    fn person(email: &str, supervisor: Option<&str>, groups: &[&str]) -> DirectoryEntry {
+        DirectoryEntry {
+            email: email.into(),
+            name: String::new(),
+            role: String::new(),
+            supervisor: supervisor.map(String::from),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn whom_an_approval_asks() {
+        // The imported supervisor.
+        let j = judge(
+            &config("supervisor", &["admin@example.com"]),
+            vec![person("taro@example.com", Some("boss@example.com"), &[])],
+        );
+        assert_eq!((j.ask.as_slice(), j.note.as_deref()), (&["boss@example.com".to_string()][..], None));
+        // No supervisor: the admins, and it says so.
+        let j = judge(&config("supervisor", &["admin@example.com"]), Vec::new());
+        assert_eq!(j.ask, ["admin@example.com"]);
+        assert!(j.note.unwrap().contains("admins are asked"));
+        // A group: its members; an empty group: the admins.
+        let leads = vec![person("lead@example.com", None, &["leads"])];
+        assert_eq!(judge(&config("group:leads", &["admin@example.com"]), leads).ask, ["lead@example.com"]);
+        assert_eq!(judge(&config("group:leads", &["admin@example.com"]), Vec::new()).ask, ["admin@example.com"]);
+        // Nobody at all: it waits, and the reason says who must decide.
+        let j = judge(&config("supervisor", &[]), Vec::new());
+        assert!(j.ask.is_empty());
+        assert!(j.note.unwrap().contains("until an admin decides"));
     }
 }

@@ -416,6 +416,9 @@ pub fn check(
         if !judgement.ask.is_empty() && judgement.ask != [a.approver.clone()] {
             say!("  {}", judgement.ask.join(", "));
         }
+        if let Some(note) = &judgement.note {
+            say!("  ({note})");
+        }
     }
     if let Some(r) = &verdict.reject_reason {
         say!("{}: {r}", t(lang, "check.reject", &[]));
