@@ -20,8 +20,14 @@ use tomare_store::Store;
 /// Export and replay over a query take every match, up to this.
 const ALL: usize = 1_000_000;
 
-async fn open(config: &Config) -> Result<(Arc<Archive>, Arc<tomare_store::SqliteStore>)> {
-    let store = crate::serve::open_existing_store(config).await?;
+/// The archive and the store of an existing data directory; `import` may
+/// start one (an old mailbox is often imported before the first `serve`).
+async fn open(config: &Config, create: bool) -> Result<(Arc<Archive>, Arc<tomare_store::SqliteStore>)> {
+    let store = if create {
+        crate::serve::open_store(config).await?
+    } else {
+        crate::serve::open_existing_store(config).await?
+    };
     let dir = config.storage.data_dir.clone();
     let archive = tokio::task::spawn_blocking(move || Archive::open(&dir)).await?.context("opening the archive")?;
     Ok((Arc::new(archive), store))
@@ -89,8 +95,13 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
     if let ArchiveCommand::Search { query, limit, json } = command {
         return search(&config, lang, &query, limit, json);
     }
+    if let ArchiveCommand::Import { path } = &command
+        && !path.exists()
+    {
+        bail!(t(lang, "archive.no_such_path", &[&path.display()]));
+    }
     crate::commands::runtime()?.block_on(async move {
-        let (archive, sqlite) = open(&config).await?;
+        let (archive, sqlite) = open(&config, matches!(command, ArchiveCommand::Import { .. })).await?;
         let store: Arc<dyn Store> = sqlite.clone();
         let org = store.ensure_org(&config.org.name).await?;
         let code = match command {
@@ -151,9 +162,6 @@ pub fn archive(config: Config, command: ArchiveCommand) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             }
             ArchiveCommand::Import { path } => {
-                if !path.exists() {
-                    bail!(t(lang, "archive.no_such_path", &[&path.display()]));
-                }
                 let domains = config.org.internal_domains.clone();
                 let internal = Arc::new(move |d: &str| is_internal_domain(d, &domains));
                 let tty = std::io::stderr().is_terminal();
@@ -255,7 +263,7 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
     candidate_config.rule.clear();
     let query = query.to_string();
     crate::commands::runtime()?.block_on(async move {
-        let (archive, sqlite) = open(&config).await?;
+        let (archive, sqlite) = open(&config, false).await?;
         let store: Arc<dyn Store> = sqlite.clone();
         let inspector = inspector(&config)?;
         let ids = match query_ids(&archive, lang, query.clone(), limit).await? {

@@ -252,8 +252,12 @@ fn expired_mail_fails_with_a_dsn() {
     assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "failed"), "{}", g.log());
     let shown = g.show(&id);
     assert!(shown["recipients"][0]["reply"].as_str().unwrap().starts_with("gave up after 2s"), "{shown}");
-    let dsn = g.cli_json(&["queue", "list", "--json"]);
-    assert!(dsn.as_array().unwrap().iter().any(|r| r["dsn"] == true && r["to"][0] == "taro@example.com"));
+    // The DSN is queued just after the state changes.
+    let dsn_queued = || {
+        let rows = g.cli_json(&["queue", "list", "--json"]);
+        rows.as_array().unwrap().iter().any(|r| r["dsn"] == true && r["to"][0] == "taro@example.com")
+    };
+    assert!(wait_until(Duration::from_secs(10), dsn_queued), "{}", g.log());
     drop(dsn_sink);
 }
 
@@ -838,6 +842,28 @@ fn commands_other_than_serve_never_create_a_data_directory() {
     // TOMARE_CONFIG points at a config too.
     let out = tomare().args(["queue", "list"]).env("TOMARE_CONFIG", &config).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
+    // Importing an old mailbox may come before the first serve: it starts
+    // the data directory (0700) — but not for a path that is not there.
+    let out = tomare().args(["archive", "import", "/no/such/mbox"]).arg("--config").arg(&config).output().unwrap();
+    assert!(!out.status.success() && !data.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mbox = dir.path().join("old.mbox");
+    std::fs::write(
+        &mbox,
+        "From a@example.com Mon Jan  1 00:00:00 2024\nFrom: a@example.com\nTo: b@customer.test\nSubject: old\n\nbody\n",
+    )
+    .unwrap();
+    let out = tomare().args(["archive", "import"]).arg(&mbox).arg("--config").arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Imported 1 messages"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    let out =
+        tomare().args(["archive", "search", "--json", "subject:old"]).arg("--config").arg(&config).output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("old"));
 }
 
 #[test]
