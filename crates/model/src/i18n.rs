@@ -118,6 +118,12 @@ const TABLE: &[(&str, &str, &str)] = &[
         "{} files and directories in {} could be read by other users: now only by tomare's user.",
         "{1} の中の {0} 個のファイル・ディレクトリが他のユーザーからも読める状態でした。tomare のユーザーだけが読めるように変更しました。",
     ),
+    ("db.pending", "pending", "未適用"),
+    ("db.applied", "applied {}", "適用済み {}"),
+    ("db.adopted", "present before migrations were recorded (noted {})", "記録開始前から適用済み（{} に記録）"),
+    ("db.summary", "{} applied, {} pending.", "適用済み {} 件、未適用 {} 件。"),
+    ("db.up_to_date", "The databases are up to date.", "データベースは最新です。"),
+    ("db.migrated", "{}: applied migration {} {}.", "{}: マイグレーション {} {} を適用しました。"),
     (
         "cli.no_data_dir",
         "No tomare data directory at {}. Point at yours with --config FILE (or TOMARE_CONFIG=FILE); `tomare serve` creates it.",

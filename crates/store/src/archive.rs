@@ -26,58 +26,6 @@ pub fn chain_link(prev: &str, seq: i64, kind: &str, message_id: &str, at: i64, b
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS archive (
-    seq INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL,
-    org_id INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    blob TEXT NOT NULL,
-    meta TEXT,
-    meta_hash TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    purged_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS archive_message ON archive(message_id);
-CREATE INDEX IF NOT EXISTS archive_blob ON archive(blob);
-CREATE INDEX IF NOT EXISTS archive_at ON archive(org_id, at) WHERE purged_at IS NULL;
-CREATE TABLE IF NOT EXISTS archive_checkpoints (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    signature TEXT NOT NULL,
-    at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS blobs (
-    hash TEXT PRIMARY KEY,
-    pack TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    len INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS blobs_pack ON blobs(pack);
-CREATE TABLE IF NOT EXISTS legal_holds (
-    message_id TEXT PRIMARY KEY,
-    actor TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    at INTEGER NOT NULL
-);
-"#;
-
-/// Adds `messages.archived` to a queue database made before the archive
-/// existed; the archive's own tables live in `archive.db` ([`SCHEMA`]).
-pub(crate) async fn migrate(writer: &SqlitePool) -> Result<()> {
-    let has: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'archived'")
-        .fetch_one(writer)
-        .await?;
-    if has == 0 {
-        sqlx::raw_sql("ALTER TABLE messages ADD COLUMN archived INTEGER NOT NULL DEFAULT 0").execute(writer).await?;
-    }
-    sqlx::raw_sql("CREATE INDEX IF NOT EXISTS messages_archive ON messages(archived, id) WHERE archived < 2")
-        .execute(writer)
-        .await?;
-    Ok(())
-}
-
 /// Messages with archiving to do (see `Store::archive_due`).
 pub(crate) const DUE: &str = "WHERE archived < 2 AND ((archived = 0 AND state != 'received' AND received_at < ?) \
      OR state IN ('delivered', 'failed', 'cancelled', 'rejected'))";

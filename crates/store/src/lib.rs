@@ -8,9 +8,11 @@
 //! The store never touches message bytes: those live in the spool (queue).
 
 mod archive;
+mod migrate;
 mod sqlite;
 
 pub use archive::{GENESIS, chain_link, sha256_hex};
+pub use migrate::{Database, MigrationStatus};
 
 pub use sqlite::SqliteStore;
 

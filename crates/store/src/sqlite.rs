@@ -1,116 +1,10 @@
 use crate::archive;
+use crate::migrate::{self, Database, MigrationStatus};
 use crate::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS orgs (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    state TEXT NOT NULL,
-    mail_from TEXT NOT NULL,
-    helo TEXT NOT NULL,
-    client_ip TEXT NOT NULL,
-    auth_user TEXT,
-    subject TEXT NOT NULL,
-    header_from TEXT NOT NULL,
-    message_id_header TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    release_at INTEGER,
-    next_attempt_at INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    is_dsn INTEGER NOT NULL DEFAULT 0,
-    updated_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_state_release ON messages(state, release_at);
-CREATE INDEX IF NOT EXISTS messages_state_next ON messages(state, next_attempt_at);
-CREATE TABLE IF NOT EXISTS recipients (
-    message_id TEXT NOT NULL REFERENCES messages(id),
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    idx INTEGER NOT NULL,
-    address TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reply TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (message_id, idx)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    message_id TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_message ON events(message_id, id);
-CREATE TABLE IF NOT EXISTS facts (
-    message_id TEXT PRIMARY KEY REFERENCES messages(id),
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    json TEXT NOT NULL,
-    verdict TEXT NOT NULL DEFAULT '{}',
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS approvals (
-    message_id TEXT PRIMARY KEY REFERENCES messages(id),
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    approver TEXT NOT NULL,
-    deputy TEXT,
-    on_timeout TEXT NOT NULL,
-    timeout_ms INTEGER NOT NULL,
-    deadline INTEGER NOT NULL,
-    decision TEXT,
-    decided_by TEXT,
-    reason TEXT,
-    decided_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS notices (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id TEXT NOT NULL REFERENCES messages(id),
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    kind TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    recipient TEXT NOT NULL DEFAULT '',
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS contacts (
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    domain TEXT NOT NULL,
-    first_at INTEGER NOT NULL,
-    last_at INTEGER NOT NULL,
-    messages INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (org_id, domain)
-);
-CREATE TABLE IF NOT EXISTS directory (
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    email TEXT NOT NULL,
-    name TEXT NOT NULL,
-    role TEXT NOT NULL,
-    supervisor TEXT,
-    groups TEXT NOT NULL,
-    PRIMARY KEY (org_id, email)
-);
-CREATE TABLE IF NOT EXISTS users (
-    email TEXT PRIMARY KEY,
-    org_id INTEGER NOT NULL REFERENCES orgs(id),
-    password_hash TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS user_send_as (
-    email TEXT NOT NULL REFERENCES users(email),
-    address TEXT NOT NULL,
-    PRIMARY KEY (email, address)
-);
-"#;
 
 /// SQLite's limit on bound parameters per statement is 32766; batches are
 /// split well below it.
@@ -126,6 +20,7 @@ pub struct SqliteStore {
     /// checkpoints never hold the queue's single writer.
     arch_writer: SqlitePool,
     arch_reader: SqlitePool,
+    applied: Vec<MigrationStatus>,
 }
 
 impl SqliteStore {
@@ -145,9 +40,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
-        sqlx::raw_sql(SCHEMA).execute(&writer).await?;
-        crate::archive::migrate(&writer).await?;
-        migrate_addresses(&writer).await?;
+        let mut applied = migrate::apply(&writer, Database::Queue).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
         // FULL: a batch's records are synced before its spool files go.
         let arch = options
@@ -156,9 +49,41 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full);
         let arch_writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(arch.clone()).await?;
-        sqlx::raw_sql(crate::archive::SCHEMA).execute(&arch_writer).await?;
+        applied.extend(migrate::apply(&arch_writer, Database::Archive).await?);
         let arch_reader = SqlitePoolOptions::new().max_connections(2).connect_with(arch.read_only(true)).await?;
-        Ok(SqliteStore { writer, reader, arch_writer, arch_reader })
+        Ok(SqliteStore { writer, reader, arch_writer, arch_reader, applied })
+    }
+
+    /// The migrations this open applied (or adopted), to be logged.
+    pub fn migrations_applied(&self) -> &[MigrationStatus] {
+        &self.applied
+    }
+
+    /// Every migration of both databases, applied or pending.
+    pub async fn migrations(&self) -> Result<Vec<MigrationStatus>> {
+        let mut all = migrate::status(&self.reader, Database::Queue).await?;
+        all.extend(migrate::status(&self.arch_reader, Database::Archive).await?);
+        Ok(all)
+    }
+
+    /// The migrations of the databases beside `path` (the queue's
+    /// `tomare.db`), read without applying any: a missing file has them
+    /// all pending.
+    pub async fn migration_status(path: &Path) -> Result<Vec<MigrationStatus>> {
+        let mut all = Vec::new();
+        for (db, file) in
+            [(Database::Queue, path.to_path_buf()), (Database::Archive, path.with_file_name("archive.db"))]
+        {
+            if !file.exists() {
+                all.extend(db.pending());
+                continue;
+            }
+            let options = SqliteConnectOptions::new().filename(&file).read_only(true);
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+            all.extend(migrate::status(&pool, db).await?);
+            pool.close().await;
+        }
+        Ok(all)
     }
 
     async fn send_as(&self, email: &str) -> Result<Vec<SendAs>> {
@@ -195,12 +120,8 @@ fn parse_id(s: String) -> Result<MessageId> {
 /// even leniently becomes `unreadable@invalid`, and a recipient still to
 /// be tried with it fails (with the original, escaped, in its reply); a
 /// sender becomes `<>`. Paged, so a big queue is not read at once.
-async fn migrate_addresses(writer: &SqlitePool) -> Result<()> {
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(writer).await?;
-    if version >= 1 {
-        return Ok(());
-    }
-    let mut tx = writer.begin().await?;
+/// Migration 3; the caller's transaction makes it all or nothing.
+pub(crate) async fn canonical_addresses(tx: &mut sqlx::SqliteConnection) -> Result<()> {
     let mut after = 0i64;
     loop {
         let rows = sqlx::query("SELECT rowid, mail_from FROM messages WHERE rowid > ? ORDER BY rowid LIMIT 10000")
@@ -264,8 +185,8 @@ async fn migrate_addresses(writer: &SqlitePool) -> Result<()> {
             }
         }
     }
+    // What the release before recorded migrations read as "done".
     sqlx::raw_sql("PRAGMA user_version = 1").execute(&mut *tx).await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -1345,42 +1266,93 @@ mod tests {
         (dir, store)
     }
 
-    /// A database written before addresses were a type: bare quoted-less
-    /// local parts, mixed case, and one the new parser cannot read at all.
+    /// A data directory as the release before versioned migrations left
+    /// it: its tables (made here from the same SQL), no record of any
+    /// migration, user_version 0, and addresses an older parser stored:
+    /// bare quoted-less local parts, mixed case, one that is no address.
     #[tokio::test]
-    async fn addresses_stored_by_an_older_parser_are_made_canonical_or_set_aside() {
-        let (dir, store) = open().await;
-        let org = store.ensure_org("Example").await.unwrap();
+    async fn an_untracked_older_database_is_adopted_and_its_addresses_made_canonical() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tomare.db");
+        let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let old = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        sqlx::raw_sql(include_str!("../migrations/queue/0001_initial.sql")).execute(&old).await.unwrap();
+        sqlx::raw_sql(include_str!("../migrations/queue/0002_archive_flag.sql")).execute(&old).await.unwrap();
         let now = tomare_model::now_ms();
-        let m = message(org, State::Released, now, &["a@x.test", "b@x.test", "c@x.test"]);
-        store.insert_messages(std::slice::from_ref(&m)).await.unwrap();
-        for (idx, old) in [(0, "john doe@Customer.TEST"), (1, "bad<x@y.test"), (2, "c@x.test")] {
-            sqlx::query("UPDATE recipients SET address = ? WHERE message_id = ? AND idx = ?")
-                .bind(old)
-                .bind(m.id.as_str())
-                .bind(idx)
-                .execute(&store.writer)
-                .await
-                .unwrap();
-        }
-        sqlx::query("UPDATE messages SET mail_from = 'Taro@Example.COM'").execute(&store.writer).await.unwrap();
-        sqlx::raw_sql("PRAGMA user_version = 0").execute(&store.writer).await.unwrap();
-        store.close().await;
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        let (row, _) = store.get(&m.id).await.unwrap().unwrap();
-        assert_eq!(row.mail_from.to_string(), "Taro@example.com");
-        let got: Vec<(String, &str)> =
-            row.recipients.iter().map(|r| (r.address.to_string(), r.status.as_str())).collect();
+        let id = MessageId::generate(now);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "INSERT INTO orgs VALUES (1, 'Example', {now});
+             INSERT INTO messages (id, org_id, state, mail_from, helo, client_ip, subject, header_from,
+                 message_id_header, size, received_at, release_at, updated_at)
+             VALUES ('{id}', 1, 'released', 'Taro@Example.COM', 'c', '127.0.0.1', 's', 'f', '<a@b>', 1, {now}, {now}, {now});
+             INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) VALUES
+                 ('{id}', 1, 0, 'john doe@Customer.TEST', 'pending', {now}),
+                 ('{id}', 1, 1, 'bad<x@y.test', 'pending', {now}),
+                 ('{id}', 1, 2, 'c@x.test', 'pending', {now});"
+        )))
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let before = SqliteStore::migration_status(&path).await.unwrap();
+        assert!(before.iter().all(|m| m.applied_at.is_none()), "status reads without applying: {before:?}");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let applied: Vec<(Database, i64, bool)> =
+            store.migrations_applied().iter().map(|m| (m.database, m.version, m.adopted)).collect();
         assert_eq!(
-            got,
+            applied,
             [
-                (r#""john doe"@customer.test"#.to_string(), "pending"),
-                ("unreadable@invalid".to_string(), "failed"),
-                ("c@x.test".to_string(), "pending"),
-            ]
+                (Database::Queue, 1, true),
+                (Database::Queue, 2, true),
+                (Database::Queue, 3, false),
+                (Database::Queue, 4, false),
+                (Database::Archive, 1, false),
+            ],
+            "what was there is adopted, the rest run"
         );
+        let rows = sqlx::query("SELECT mail_from FROM messages").fetch_all(&store.reader).await.unwrap();
+        assert_eq!(rows[0].get::<String, _>(0), "Taro@example.com");
+        let got: Vec<(String, String)> = sqlx::query("SELECT address, status FROM recipients ORDER BY idx")
+            .fetch_all(&store.reader)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let want =
+            [(r#""john doe"@customer.test"#, "pending"), ("unreadable@invalid", "failed"), ("c@x.test", "pending")];
+        assert_eq!(got, want.map(|(a, s)| (a.to_string(), s.to_string())));
         let claimed = store.claim(now + 1, 10).await.unwrap();
         assert_eq!(claimed[0].recipients.len(), 2, "the unreadable one is not tried");
+        // The new table is there: a send-as grant can be stored.
+        store.put_user(1, "taro@example.com", "hash").await.unwrap();
+        store.set_send_as("taro@example.com", &["@example.com".parse().unwrap()]).await.unwrap();
+        store.close().await;
+
+        // Opened again, nothing is pending and nothing runs twice.
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert!(store.migrations_applied().is_empty());
+        let all = store.migrations().await.unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all.iter().all(|m| m.applied_at.is_some()), "{all:?}");
+        store.close().await;
+
+        // A database a newer tomare migrated further is refused, not damaged.
+        let options = SqliteConnectOptions::new().filename(&path);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        sqlx::raw_sql("INSERT INTO schema_migrations VALUES (99, 'future', 0, 0)").execute(&pool).await.unwrap();
+        pool.close().await;
+        let err = SqliteStore::open(&path).await.err().expect("refused");
+        assert!(err.to_string().contains("newer tomare"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_new_database_runs_every_migration_once() {
+        let (_dir, store) = open().await;
+        let applied = store.migrations_applied();
+        assert_eq!(applied.len(), 5);
+        assert!(applied.iter().all(|m| !m.adopted), "{applied:?}");
     }
 
     #[tokio::test]

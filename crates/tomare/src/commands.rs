@@ -4,7 +4,7 @@
 //! racing the server can never, say, cancel a message already delivering.
 
 use crate::show::say;
-use crate::{ConfigCommand, QueueCommand, RulesCommand, UserCommand};
+use crate::{ConfigCommand, DbCommand, QueueCommand, RulesCommand, UserCommand};
 use anyhow::{Context, Result, bail};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -574,6 +574,46 @@ async fn set_password(config: &Config, store: &dyn Store, lang: Lang, email: &st
         say!("{}", t(lang, "user.send_as", &[&email, &list.join(", ")]));
     }
     Ok(())
+}
+
+/// `tomare db status` and `tomare db migrate`.
+pub fn db(config: Config, command: DbCommand) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    crate::datadir::require(&config.storage.data_dir)?;
+    let db = config.storage.data_dir.join("tomare.db");
+    runtime()?.block_on(async move {
+        match command {
+            DbCommand::Status { json } => {
+                let all = tomare_store::SqliteStore::migration_status(&db).await?;
+                if json {
+                    println!("{}", crate::show::json(&all)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                for m in &all {
+                    let state = match m.applied_at {
+                        None => t(lang, "db.pending", &[]),
+                        Some(at) if m.adopted => t(lang, "db.adopted", &[&rfc3339(at)]),
+                        Some(at) => t(lang, "db.applied", &[&rfc3339(at)]),
+                    };
+                    say!("{:<11} {:04} {:<22} {state}", m.database.file(), m.version, m.name);
+                }
+                let pending = all.iter().filter(|m| m.applied_at.is_none()).count();
+                say!("{}", t(lang, "db.summary", &[&(all.len() - pending), &pending]));
+            }
+            DbCommand::Migrate => {
+                let store = crate::serve::open_existing_store(&config).await?;
+                let applied = store.migrations_applied();
+                if applied.is_empty() {
+                    say!("{}", t(lang, "db.up_to_date", &[]));
+                }
+                for m in applied {
+                    say!("{}", t(lang, "db.migrated", &[&m.database.file(), &format!("{:04}", m.version), &m.name]));
+                }
+                store.close().await;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {

@@ -82,6 +82,13 @@ enum Command {
         #[command(subcommand)]
         command: ArchiveCommand,
     },
+    /// The databases' schema: which migrations are applied, and applying them.
+    Db {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Users: SMTP AUTH passwords and the directory (supervisors, groups).
     #[command(alias = "users")]
     User {
@@ -219,6 +226,17 @@ pub enum ArchiveCommand {
 }
 
 #[derive(Subcommand)]
+pub enum DbCommand {
+    /// List every migration of tomare.db and archive.db: applied (when) or pending.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the pending migrations now (`serve` also applies them at start).
+    Migrate,
+}
+
+#[derive(Subcommand)]
 pub enum UserCommand {
     /// Replace the directory from a CSV file: email,name,role,supervisor,groups
     /// (groups separated by ";"). UTF-8 or Shift_JIS.
@@ -273,6 +291,7 @@ fn main() -> ExitCode {
             load_with_rules(config.as_deref()).and_then(|c| commands::check(c, &file, from, to, json))
         }
         Command::Archive { config, command } => load(config.as_deref()).and_then(|c| archive_cmd::archive(c, command)),
+        Command::Db { config, command } => load(config.as_deref()).and_then(|c| commands::db(c, command)),
         Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
     };
     match result {

@@ -99,6 +99,9 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         }
     }
     let store = open_store(&config).await?;
+    for m in store.migrations_applied() {
+        tracing::info!("{}", t(lang, "db.migrated", &[&m.database.file(), &format!("{:04}", m.version), &m.name]));
+    }
     let org_id = store.ensure_org(&config.org.name).await?;
     let spool = Spool::open(&config.storage.data_dir).context("opening the spool")?;
 

@@ -930,3 +930,66 @@ fn config_check_refuses_the_rules_serve_would_refuse_and_names_the_line() {
         assert!(String::from_utf8_lossy(&serve.stderr).contains("line 5"), "serve names the line too");
     }
 }
+
+#[test]
+fn db_status_and_migrate_on_a_database_made_before_migrations_were_recorded() {
+    // The queue database as the release before left it: the first two
+    // steps' SQL, no record of them, user_version 0.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let config = dir.path().join("tomare.toml");
+    std::fs::write(&config, format!("[storage]\ndata_dir = \"{}\"\n", data.display())).unwrap();
+    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/../store/migrations/queue");
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n\
+                  for f in sys.argv[2:]: c.executescript(open(f).read())\nc.commit()";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(data.join("tomare.db"))
+        .arg(format!("{migrations}/0001_initial.sql"))
+        .arg(format!("{migrations}/0002_archive_flag.sql"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = |json: bool| {
+        let mut c = tomare();
+        c.args(["db", "status", "--config"]).arg(&config);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(before.as_array().unwrap().len(), 5, "{before}");
+    assert!(before.as_array().unwrap().iter().all(|m| m["applied_at"].is_null()), "status applies nothing: {before}");
+    assert!(status(false).contains("0 applied, 5 pending."));
+
+    let out = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["0001 initial", "0002 archive_flag", "0003 canonical_addresses", "0004 send_as"] {
+        assert!(said.contains(&format!("tomare.db: applied migration {line}")), "{said}");
+    }
+    assert!(said.contains("archive.db: applied migration 0001 initial"), "{said}");
+    let after: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    let adopted: Vec<bool> = after.as_array().unwrap().iter().map(|m| m["adopted"] == true).collect();
+    assert_eq!(adopted, [true, true, false, false, false], "{after}");
+    assert!(status(false).contains("5 applied, 0 pending."));
+    let again = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+    // And the data directory works: a user with a send-as grant is stored.
+    let mut add = tomare()
+        .args(["user", "add", "taro@example.com", "--send-as", "@example.com", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin.take().unwrap().write_all(b"correct horse battery staple\n").unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,252 @@
+//! Versioned schema migrations. Each database (the queue's `tomare.db`, the
+//! archive's `archive.db`) has an ordered list of steps, most of them SQL
+//! files in `crates/store/migrations/<db>/NNNN_name.sql`, a few written in
+//! Rust where a step must read and rewrite rows. Pending steps are applied
+//! in order when a store opens, each in its own transaction together with
+//! its row in `schema_migrations`, so a step is applied wholly or not at
+//! all. `tomare db status` lists them, `tomare db migrate` applies them
+//! without starting the server. The PostgreSQL backend keeps its own list
+//! in the same form.
+//!
+//! A database made before steps were recorded (it has tables but no
+//! `schema_migrations`) is adopted: each step's `present` query says whether
+//! its change is already there, and those are recorded as applied without
+//! being run again.
+
+use crate::Result;
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::future::Future;
+use std::pin::Pin;
+
+type CodeStep = for<'c> fn(&'c mut SqliteConnection) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'c>>;
+
+enum Step {
+    Sql(&'static str),
+    Code(CodeStep),
+}
+
+pub(crate) struct Migration {
+    version: i64,
+    name: &'static str,
+    step: Step,
+    /// For a database made before migrations were recorded: a query that
+    /// is non-zero when this step's change is already in it.
+    present: &'static str,
+}
+
+/// Which database a list of migrations is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Database {
+    Queue,
+    Archive,
+}
+
+impl Database {
+    /// The file in the data directory.
+    pub fn file(self) -> &'static str {
+        match self {
+            Database::Queue => "tomare.db",
+            Database::Archive => "archive.db",
+        }
+    }
+
+    /// Every migration, pending (for a database not yet created).
+    pub(crate) fn pending(self) -> Vec<MigrationStatus> {
+        self.migrations()
+            .iter()
+            .map(|m| MigrationStatus {
+                database: self,
+                version: m.version,
+                name: m.name.into(),
+                applied_at: None,
+                adopted: false,
+            })
+            .collect()
+    }
+
+    pub(crate) fn migrations(self) -> &'static [Migration] {
+        match self {
+            Database::Queue => QUEUE,
+            Database::Archive => ARCHIVE,
+        }
+    }
+}
+
+const QUEUE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        step: Step::Sql(include_str!("../migrations/queue/0001_initial.sql")),
+        present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'messages'",
+    },
+    Migration {
+        version: 2,
+        name: "archive_flag",
+        step: Step::Sql(include_str!("../migrations/queue/0002_archive_flag.sql")),
+        present: "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'archived'",
+    },
+    Migration {
+        version: 3,
+        name: "canonical_addresses",
+        step: Step::Code(|c| Box::pin(crate::sqlite::canonical_addresses(c))),
+        // Before migrations were recorded, this step set user_version 1.
+        present: "SELECT user_version >= 1 FROM pragma_user_version",
+    },
+    Migration {
+        version: 4,
+        name: "send_as",
+        step: Step::Sql(include_str!("../migrations/queue/0004_send_as.sql")),
+        present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'user_send_as'",
+    },
+];
+
+const ARCHIVE: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    step: Step::Sql(include_str!("../migrations/archive/0001_initial.sql")),
+    present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'archive'",
+}];
+
+/// One migration and whether (and when) it was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationStatus {
+    pub database: Database,
+    pub version: i64,
+    pub name: String,
+    /// Milliseconds since the epoch; `None` while pending.
+    pub applied_at: Option<i64>,
+    /// Recorded when an older database was adopted, not run.
+    pub adopted: bool,
+}
+
+const TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at INTEGER NOT NULL,
+    adopted INTEGER NOT NULL DEFAULT 0
+)";
+
+/// Every migration of `db`, applied or pending, as `pool` has them. Reads
+/// only: a database without the table has everything pending.
+pub(crate) async fn status(pool: &SqlitePool, db: Database) -> Result<Vec<MigrationStatus>> {
+    let has: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+            .fetch_one(pool)
+            .await?;
+    let mut rows = Vec::new();
+    if has > 0 {
+        rows = sqlx::query("SELECT version, name, applied_at, adopted FROM schema_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await?;
+    }
+    let mut out: Vec<MigrationStatus> = db
+        .migrations()
+        .iter()
+        .map(|m| {
+            let row = rows.iter().find(|r| r.try_get::<i64, _>(0).ok() == Some(m.version));
+            MigrationStatus {
+                database: db,
+                version: m.version,
+                name: m.name.into(),
+                applied_at: row.and_then(|r| r.try_get(2).ok()),
+                adopted: row.is_some_and(|r| r.try_get::<i64, _>(3).unwrap_or(0) != 0),
+            }
+        })
+        .collect();
+    // Steps a newer tomare applied that this one does not know.
+    for r in &rows {
+        let version: i64 = r.try_get(0)?;
+        if !out.iter().any(|s| s.version == version) {
+            out.push(MigrationStatus {
+                database: db,
+                version,
+                name: r.try_get(1)?,
+                applied_at: r.try_get(2)?,
+                adopted: r.try_get::<i64, _>(3)? != 0,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Applies the pending migrations of `db` in order; returns those applied
+/// (or adopted). Refuses a database a newer tomare has migrated further.
+pub(crate) async fn apply(pool: &SqlitePool, db: Database) -> Result<Vec<MigrationStatus>> {
+    let mut conn = pool.acquire().await?;
+    let fresh: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name != 'sqlite_sequence'")
+            .fetch_one(&mut *conn)
+            .await?;
+    let tracked: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+            .fetch_one(&mut *conn)
+            .await?;
+    // Adopt only a database that has our tables but no record of them.
+    let adopting = tracked == 0 && fresh > 0;
+    sqlx::raw_sql(TABLE).execute(&mut *conn).await?;
+    let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await?;
+    let known = db.migrations().last().map_or(0, |m| m.version);
+    if let Some(newer) = done.iter().copied().filter(|v| *v > known).max() {
+        return Err(crate::StoreError::Corrupt {
+            id: db.file().into(),
+            what: format!("migrated to version {newer} by a newer tomare; this one knows up to {known}"),
+        });
+    }
+    let mut applied = Vec::new();
+    for m in db.migrations().iter().filter(|m| !done.contains(&m.version)) {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let already = adopting && sqlx::query_scalar::<_, i64>(m.present).fetch_one(&mut *tx).await? != 0;
+        if !already {
+            match &m.step {
+                Step::Sql(sql) => {
+                    sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                }
+                Step::Code(f) => f(&mut tx).await?,
+            }
+        }
+        let now = tomare_model::now_ms();
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at, adopted) VALUES (?, ?, ?, ?)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now)
+            .bind(already as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        applied.push(MigrationStatus {
+            database: db,
+            version: m.version,
+            name: m.name.into(),
+            applied_at: Some(now),
+            adopted: already,
+        });
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_in_order_and_files_are_numbered_as_listed() {
+        for db in [Database::Queue, Database::Archive] {
+            let versions: Vec<i64> = db.migrations().iter().map(|m| m.version).collect();
+            let want: Vec<i64> = (1..=versions.len() as i64).collect();
+            assert_eq!(versions, want, "{db:?}: consecutive from 1");
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(match db {
+                Database::Queue => "queue",
+                Database::Archive => "archive",
+            });
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                let (number, rest) = name.split_once('_').unwrap();
+                let m = db.migrations().iter().find(|m| m.version == number.parse::<i64>().unwrap()).unwrap();
+                assert_eq!(format!("{}.sql", m.name), rest, "{name} is listed under its name");
+                assert!(matches!(m.step, Step::Sql(_)), "{name} is a file, so an SQL step");
+            }
+        }
+    }
+}
