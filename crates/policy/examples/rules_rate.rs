@@ -51,10 +51,11 @@ fn main() {
         .collect();
     let directory = Directory::default();
     let contacted: HashSet<String> = ["customer.test".to_string(), "example.org".to_string()].into_iter().collect();
+    let history = tomare_policy::History { contacted, waiting: HashSet::new() };
     let ctx = Context {
         internal_domains: &config.org.internal_domains,
         directory: &directory,
-        contacted: &contacted,
+        history: &history,
         now_ms: 1_700_000_000_000,
         lang: Lang::En,
     };

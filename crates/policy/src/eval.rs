@@ -43,10 +43,22 @@ impl Directory {
 pub struct Context<'a> {
     pub internal_domains: &'a [String],
     pub directory: &'a Directory,
-    /// Domains this org has delivered to before (lower case).
-    pub contacted: &'a HashSet<String>,
+    pub history: &'a History,
     pub now_ms: i64,
     pub lang: Lang,
+}
+
+/// Whom the org writes to: what `first_contact` and `lookalike_domain`
+/// compare a message's external domains with (all lower case).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Domains mail was delivered to. Mail cancelled, denied or rejected
+    /// never reaches it: only a delivery makes a domain known.
+    pub contacted: HashSet<String>,
+    /// Domains of mail waiting now (held, awaiting approval): not yet
+    /// contacted, but a look-alike of one is as likely a slip as a
+    /// look-alike of an old customer.
+    pub waiting: HashSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -436,7 +448,8 @@ impl Engine {
                 yes(n.contains(count), t(lang, "ev.body_addresses", &[&count]))
             }
             Cond::FirstContact(want) => {
-                let new: Vec<&String> = m.external_domains.iter().filter(|d| !ctx.contacted.contains(*d)).collect();
+                let new: Vec<&String> =
+                    m.external_domains.iter().filter(|d| !ctx.history.contacted.contains(*d)).collect();
                 let list = new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
                 yes(new.is_empty() != *want, if *want { t(lang, "ev.first_contact", &[&list]) } else { String::new() })
             }
@@ -445,7 +458,8 @@ impl Engine {
                     .internal_domains
                     .iter()
                     .map(|d| d.to_lowercase())
-                    .chain(ctx.contacted.iter().cloned())
+                    .chain(ctx.history.contacted.iter().cloned())
+                    .chain(ctx.history.waiting.iter().cloned())
                     .collect();
                 let hit = m
                     .external_domains

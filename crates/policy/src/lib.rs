@@ -11,4 +11,4 @@ mod eval;
 pub mod lookalike;
 
 pub use builtin::{builtin_rules, builtin_toml};
-pub use eval::{Context, Directory, Engine, Fired, Outcome, RuleError, Verdict};
+pub use eval::{Context, Directory, Engine, Fired, History, Outcome, RuleError, Verdict};

@@ -1,19 +1,18 @@
 //! One message per mis-send accident (DESIGN §1), and per false-positive
 //! trap, through the real inspector and the built-in pack.
 
-use std::collections::HashSet;
 use tomare_config::{Config, DirectoryUser};
 use tomare_inspect::Inspector;
 use tomare_model::Envelope;
 use tomare_model::i18n::Lang;
-use tomare_policy::{Context, Directory, Engine, Outcome, Verdict};
+use tomare_policy::{Context, Directory, Engine, History, Outcome, Verdict};
 
 struct World {
     config: Config,
     engine: Engine,
     inspector: Inspector,
     directory: Directory,
-    contacted: HashSet<String>,
+    history: History,
 }
 
 fn world() -> World {
@@ -32,7 +31,7 @@ fn world_with(mut config: Config) -> World {
         groups: vec!["sales".into()],
     }]);
     let contacted = ["customer.co.jp".to_string(), "partner.com".to_string()].into_iter().collect();
-    World { config, engine, inspector, directory, contacted }
+    World { config, engine, inspector, directory, history: History { contacted, waiting: Default::default() } }
 }
 
 impl World {
@@ -48,7 +47,7 @@ impl World {
         let ctx = Context {
             internal_domains: &self.config.org.internal_domains,
             directory: &self.directory,
-            contacted: &self.contacted,
+            history: &self.history,
             now_ms: 1_700_000_000_000,
             lang: Lang::En,
         };
@@ -170,6 +169,22 @@ fn lookalike_domains_and_first_contact() {
     assert!(fired(&v).contains(&"first-contact-with-attachments"));
     let v = w.verdict(&["a@customer.co.jp"], &with_attachment("a@customer.co.jp", "a.txt", "hello"));
     assert!(!fired(&v).contains(&"first-contact-with-attachments"));
+}
+
+#[test]
+fn a_lookalike_of_a_domain_mail_is_waiting_for_is_caught() {
+    // newclient.co.jp has never been delivered to: mail to it is held now.
+    let mut w = world();
+    let v = w.verdict(&["a@newc1ient.co.jp"], &mail("a@newc1ient.co.jp", "x", "y"));
+    assert!(!fired(&v).contains(&"lookalike-domain"), "nothing to imitate yet: {v:?}");
+    w.history.waiting.insert("newclient.co.jp".into());
+    let v = w.verdict(&["a@newc1ient.co.jp"], &mail("a@newc1ient.co.jp", "x", "y"));
+    assert!(fired(&v).contains(&"lookalike-domain"), "{v:?}");
+    assert!(v.rules.iter().any(|r| r.reason.contains("newclient.co.jp")), "{v:?}");
+    // The waiting domain itself is still a first contact, not a look-alike.
+    let v = w.verdict(&["b@newclient.co.jp"], &with_attachment("b@newclient.co.jp", "a.txt", "hello"));
+    assert!(!fired(&v).contains(&"lookalike-domain"), "{v:?}");
+    assert!(fired(&v).contains(&"first-contact-with-attachments"), "{v:?}");
 }
 
 #[test]

@@ -9,12 +9,11 @@
 //! history are read by the caller ([`Rules::load`] is the one place that
 //! reads the imported directory from the store).
 
-use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use tomare_config::{Config, DirectoryUser, Rule};
 use tomare_model::i18n::Lang;
 use tomare_model::{Envelope, Facts, OrgId, State};
-use tomare_policy::{Context, Directory, Engine, Outcome, RuleError, Verdict};
+use tomare_policy::{Context, Directory, Engine, History, Outcome, RuleError, Verdict};
 use tomare_queue::{Review, Ruling};
 use tomare_store::{ApprovalRequest, DirectoryEntry, Store};
 
@@ -88,21 +87,21 @@ impl Rules {
         Ok(Rules::new(config, extra, store.directory(org).await?)?)
     }
 
-    /// The verdict on a message, at `now_ms`, with the recipient history
-    /// `contacted`, and whom it asks.
+    /// The verdict on a message, at `now_ms`, with the org's `history`,
+    /// and whom it asks.
     pub fn judge(
         &self,
         config: &Config,
         envelope: &Envelope,
         facts: &Facts,
-        contacted: &HashSet<String>,
+        history: &History,
         now_ms: i64,
         lang: Lang,
     ) -> Judgement {
         let ctx = Context {
             internal_domains: &config.org.internal_domains,
             directory: &self.directory,
-            contacted,
+            history,
             now_ms,
             lang,
         };
@@ -126,6 +125,14 @@ impl Rules {
     }
 }
 
+/// The org's recipient history and the domains of mail waiting now, as
+/// the server reads them; `tomare check` and `rules replay` read the same.
+/// No org in the store yet: no history yet.
+pub async fn history(store: &dyn Store, org: Option<OrgId>) -> Result<History, ReviewError> {
+    let Some(org) = org else { return Ok(History::default()) };
+    Ok(History { contacted: store.contacted(org).await?, waiting: store.waiting_domains(org).await? })
+}
+
 /// The server's review stage: inspection, then the rules, then the
 /// rewrite, for every committed message (the queue's [`Review`]).
 pub struct Reviewer {
@@ -133,7 +140,9 @@ pub struct Reviewer {
     /// The archiver's copy of what inspection found (None without archive).
     texts: Option<Arc<tomare_archive::ops::TextCache>>,
     rules: RwLock<Arc<Rules>>,
-    contacted: Arc<RwLock<HashSet<String>>>,
+    /// Refreshed from the store by the server; the domains of mail this
+    /// stage holds are added at once, so the next message sees them.
+    history: Arc<RwLock<History>>,
     config: Config,
     lang: Lang,
 }
@@ -142,14 +151,14 @@ impl Reviewer {
     pub fn new(
         config: &Config,
         rules: Rules,
-        contacted: Arc<RwLock<HashSet<String>>>,
+        history: Arc<RwLock<History>>,
         texts: Option<Arc<tomare_archive::ops::TextCache>>,
     ) -> Result<Reviewer, ReviewError> {
         Ok(Reviewer {
             inspector: tomare_inspect::Inspector::new(config).map_err(ReviewError::Detectors)?,
             texts,
             rules: RwLock::new(Arc::new(rules)),
-            contacted,
+            history,
             config: config.clone(),
             lang: Lang::from_env(),
         })
@@ -178,10 +187,18 @@ impl Review for Reviewer {
         }
         let rules = self.rules();
         let judgement = {
-            let contacted = self.contacted.read().unwrap_or_else(|p| p.into_inner());
-            rules.judge(&self.config, envelope, &facts, &contacted, tomare_model::now_ms(), self.lang)
+            let history = self.history.read().unwrap_or_else(|p| p.into_inner());
+            rules.judge(&self.config, envelope, &facts, &history, tomare_model::now_ms(), self.lang)
         };
         let ruling = ruling(&judgement, envelope, data, &self.config);
+        if matches!(ruling.state, State::Held | State::AwaitingApproval) {
+            let mut history = self.history.write().unwrap_or_else(|p| p.into_inner());
+            for r in &envelope.rcpt_to {
+                if !r.is_internal(&self.config.org.internal_domains) {
+                    history.waiting.insert(r.domain().to_lowercase());
+                }
+            }
+        }
         (facts, ruling)
     }
 }
@@ -265,7 +282,7 @@ mod tests {
             auth_user: None,
         };
         let facts = Facts { complete: true, ..Facts::default() };
-        rules.judge(c, &envelope, &facts, &HashSet::new(), 0, Lang::En)
+        rules.judge(c, &envelope, &facts, &History::default(), 0, Lang::En)
     }
 
     fn person(email: &str, supervisor: Option<&str>, groups: &[&str]) -> DirectoryEntry {

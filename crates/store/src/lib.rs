@@ -357,6 +357,10 @@ pub trait Store: Send + Sync {
     /// history behind first-contact and look-alike rules.
     async fn contacted(&self, org: OrgId) -> Result<std::collections::HashSet<String>>;
 
+    /// The recipient domains (lower case) of mail waiting now: held or
+    /// awaiting approval.
+    async fn waiting_domains(&self, org: OrgId) -> Result<std::collections::HashSet<String>>;
+
     /// Adds domains to the recipient history (also done by `finish` for
     /// every delivered recipient).
     async fn record_contacts(&self, org: OrgId, domains: &[String]) -> Result<()>;

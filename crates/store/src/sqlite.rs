@@ -932,6 +932,18 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().collect())
     }
 
+    async fn waiting_domains(&self, org: OrgId) -> Result<std::collections::HashSet<String>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT r.address FROM messages m JOIN recipients r ON r.message_id = m.id \
+             WHERE m.org_id = ? AND m.state IN ('held', 'awaiting_approval')",
+        )
+        .bind(org)
+        .fetch_all(&self.reader)
+        .await?;
+        // Canonical addresses: the domain is what follows the last `@`.
+        Ok(rows.iter().filter_map(|a| a.rsplit_once('@')).map(|(_, d)| d.to_lowercase()).collect())
+    }
+
     async fn record_contacts(&self, org: OrgId, domains: &[String]) -> Result<()> {
         let now = tomare_model::now_ms();
         let contacts: Vec<(i64, String)> = domains.iter().map(|d| (org, d.to_lowercase())).collect();
@@ -1366,6 +1378,8 @@ mod tests {
         store.insert_messages(&[held.clone(), due.clone()]).await.unwrap();
 
         assert_eq!(store.next_wakeup().await.unwrap(), Some(now - 1));
+        let waiting = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<std::collections::HashSet<_>>();
+        assert_eq!(store.waiting_domains(org).await.unwrap(), waiting(&["x.test", "y.test"]));
         assert_eq!(store.release_due(now).await.unwrap(), vec![due.id.clone()]);
         let claimed = store.claim(now, 10).await.unwrap();
         assert_eq!(claimed.len(), 1, "only the released message is claimed");
@@ -1376,6 +1390,7 @@ mod tests {
         // message cannot be released.
         assert_eq!(store.cancel(&held.id, "cli").await.unwrap(), Transition::Done);
         assert_eq!(store.release(&held.id, "cli").await.unwrap(), Transition::Refused(State::Cancelled));
+        assert!(store.waiting_domains(org).await.unwrap().is_empty(), "released and cancelled mail waits no more");
 
         store
             .finish(&[DeliveryReport {

@@ -270,10 +270,7 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
             Ok(ids) => ids,
             Err(code) => return Ok(code),
         };
-        let contacted = match store.find_org(&config.org.name).await? {
-            Some(org) => store.contacted(org).await?,
-            None => Default::default(),
-        };
+        let history = tomare_review::history(store.as_ref(), store.find_org(&config.org.name).await?).await?;
         // Both judged as the server judges: its imported directory included.
         let current =
             tomare_review::Rules::load(&config, crate::load_rules_file(&config)?, Some(store.as_ref())).await?;
@@ -300,8 +297,8 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
             };
             let ins = inspector.clone();
             let facts = tokio::task::spawn_blocking(move || ins.message(&bytes)).await?;
-            let before = current.judge(&config, &envelope, &facts, &contacted, at, lang).verdict;
-            let after = candidate.judge(&candidate_config, &envelope, &facts, &contacted, at, lang).verdict;
+            let before = current.judge(&config, &envelope, &facts, &history, at, lang).verdict;
+            let after = candidate.judge(&candidate_config, &envelope, &facts, &history, at, lang).verdict;
             replayed += 1;
             let names = |v: &tomare_policy::Verdict| v.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
             if before.outcome != after.outcome || names(&before) != names(&after) {

@@ -383,7 +383,7 @@ pub fn check(
     // The rules and the directory as the server has them (its imported
     // people included), and the history; reading changes nothing, and
     // without a database there is neither.
-    let (rules, contacted) = runtime()?.block_on(async {
+    let (rules, history) = runtime()?.block_on(async {
         let extra = crate::load_rules_file(&config)?;
         let db = config.storage.data_dir.join("tomare.db");
         if !db.exists() {
@@ -392,14 +392,12 @@ pub fn check(
         let store = crate::serve::open_existing_store(&config).await?;
         let rules = tomare_review::Rules::load(&config, extra, Some(store.as_ref())).await?;
         // A dry run writes nothing: no org yet means no history yet.
-        let c = match store.find_org(&config.org.name).await? {
-            Some(org) => store.contacted(org).await?,
-            None => Default::default(),
-        };
+        let org = store.find_org(&config.org.name).await?;
+        let history = tomare_review::history(store.as_ref(), org).await?;
         store.close().await;
-        Ok((rules, c))
+        Ok((rules, history))
     })?;
-    let judgement = rules.judge(&config, &envelope, &facts, &contacted, tomare_model::now_ms(), lang);
+    let judgement = rules.judge(&config, &envelope, &facts, &history, tomare_model::now_ms(), lang);
     let verdict = judgement.verdict;
     if json {
         println!("{}", crate::show::json(&verdict)?);

@@ -153,10 +153,10 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (queue_shutdown_tx, queue_shutdown) = watch::channel(false);
     let dyn_store: Arc<dyn Store> = store.clone();
-    let contacted = Arc::new(std::sync::RwLock::new(store.contacted(org_id).await?));
+    let history = Arc::new(std::sync::RwLock::new(tomare_review::history(store.as_ref(), Some(org_id)).await?));
     let texts = config.archive.enabled.then(|| Arc::new(tomare_archive::ops::TextCache::default()));
     let rules = Rules::load_for(&config, crate::load_rules_file(&config)?, store.as_ref(), org_id).await?;
-    let reviewer = Arc::new(Reviewer::new(&config, rules, contacted.clone(), texts.clone())?);
+    let reviewer = Arc::new(Reviewer::new(&config, rules, history.clone(), texts.clone())?);
     // SIGHUP (or `tomare rules reload`): new rules and directory, or, when
     // they are refused, the old ones kept.
     let pid_file = config.storage.data_dir.join("tomare.pid");
@@ -182,16 +182,14 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
             }
         });
     }
-    // The recipient history grows as mail is delivered; the rules read a
-    // copy refreshed every few seconds.
+    // The recipient history grows as mail is delivered, and mail waits and
+    // stops waiting; the rules read a copy refreshed every few seconds.
     let history_store = store.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            if let Ok(c) = history_store.contacted(org_id).await
-                && let Ok(mut w) = contacted.write()
-            {
-                *w = c;
+            if let Ok(h) = tomare_review::history(history_store.as_ref(), Some(org_id)).await {
+                *history.write().unwrap_or_else(|p| p.into_inner()) = h;
             }
         }
     });

@@ -993,3 +993,45 @@ fn db_status_and_migrate_on_a_database_made_before_migrations_were_recorded() {
     let out = add.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_lookalike_of_a_domain_with_mail_waiting_is_caught_and_cancelled_mail_teaches_nothing() {
+    let sink = Sink::start();
+    let g = Gateway::start(&format!("{}[hold]\nexternal = \"10m\"\ninternal = \"0s\"\n", relay_to(sink.port, "")));
+    let rules = |id: &str| -> Vec<String> {
+        let v = g.show(id)["verdict"]["rules"].clone();
+        v.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+    };
+    // newclient.test has never been delivered to; mail to it is held.
+    let first =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@newclient.test"], &message("見積", "q1@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&first) == "held"), "{}", g.log());
+    assert!(!rules(&first).contains(&"lookalike-domain".to_string()));
+    // A slip of one letter, right after: the waiting mail is what it imitates.
+    let second =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["b@newc1ient.test"], &message("見積", "q2@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&second) == "held"), "{}", g.log());
+    assert!(rules(&second).contains(&"lookalike-domain".to_string()), "{}", g.show(&second));
+    let reasons = g.show(&second)["verdict"].to_string();
+    assert!(reasons.contains("newclient.test"), "{reasons}");
+    // The dry run reads the waiting mail from the store the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let eml = dir.path().join("m.eml");
+    std::fs::write(&eml, message("見積", "q3@x")).unwrap();
+    let check = |to: &str| -> Vec<String> {
+        let v = g.cli_json(&["check", eml.to_str().unwrap(), "--from", "taro@example.com", "--to", to, "--json"]);
+        v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(check("c@newc1ient.test").contains(&"lookalike-domain".to_string()));
+    // Cancelled, neither waits any more, and neither taught the history.
+    for id in [&first, &second] {
+        assert!(g.cli(&["queue", "cancel", id]).status.success());
+    }
+    assert!(!check("c@newc1ient.test").contains(&"lookalike-domain".to_string()));
+    let with_file = "From: taro@example.com\r\nTo: a@newclient.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+                     Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nb\r\n--x\r\n\
+                     Content-Type: text/plain\r\nContent-Disposition: attachment; filename=\"a.txt\"\r\n\r\nhello\r\n--x--\r\n";
+    std::fs::write(&eml, with_file).unwrap();
+    assert!(check("a@newclient.test").contains(&"first-contact-with-attachments".to_string()));
+    assert_eq!(sink.count(), 0);
+}
