@@ -91,7 +91,7 @@ impl<'a> Verifier<'a> {
                 if sha256_hex(meta.as_bytes()) != r.meta_hash {
                     return Err(bad("the record's details were changed".into()));
                 }
-                if r.kind == "purge" {
+                if r.kind == crate::meta::RecordKind::Purge.as_str() {
                     self.claimed.extend(purged_seqs(meta));
                 }
                 if !r.blob.is_empty() && !self.good_blobs.contains(&r.blob) {

@@ -17,6 +17,7 @@
 pub mod blobs;
 pub mod chain;
 pub mod index;
+pub mod meta;
 pub mod ops;
 pub mod query;
 pub mod tokenizer;

@@ -5,8 +5,8 @@
 
 use crate::blobs::{self, BlobLoc, sha256_hex};
 use crate::chain::{self, Verifier};
+use crate::meta::{FinalMeta, ImportedMeta, Original, ReceivedMeta, RecordKind};
 use crate::{Archive, ArchiveError, DocInput, Result, index};
-use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tantivy::{IndexWriter, TantivyDocument};
 use tomare_inspect::Inspector;
-use tomare_model::{Facts, MessageId, OrgId, now_ms};
-use tomare_store::{ArchiveEntry, ArchiveRecord, Store};
+use tomare_model::{Facts, MessageId, OrgId, Verdict, now_ms};
+use tomare_store::{ArchiveEntry, ArchiveRecord, EventRow, MessageRow, Reviewed, Store};
 
 /// A message still in the queue this long gets its received copy archived
 /// (held, awaiting approval); one delivered sooner is archived once, final.
@@ -27,13 +27,6 @@ const BULK_HEAP: usize = 200_000_000;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ArchiveError::Other(format!("archive worker: {e}")))
-}
-
-fn rule_names(verdict: &Value) -> Vec<String> {
-    verdict["rules"]
-        .as_array()
-        .map(|rules| rules.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
 }
 
 /// The queue's side of archiving: reads a message's spool copies
@@ -221,30 +214,14 @@ pub async fn archive_queue(
         return Ok(Batch { messages: 0, cut, wanted, records: records.0, done: records.1 });
     }
     struct Item {
-        id: MessageId,
-        state: String,
+        row: MessageRow,
         archived: i64,
-        is_final: bool,
-        row: Value,
-        events: Value,
-        facts: Value,
-        verdict: Value,
+        events: Vec<EventRow>,
+        reviewed: Option<Reviewed>,
     }
     let items: Vec<Item> = due
         .into_iter()
-        .map(|d| {
-            let (facts, verdict) = d.facts.unwrap_or_else(|| ("{}".into(), "{}".into()));
-            Item {
-                id: d.row.id.clone(),
-                state: d.row.state.as_str().to_string(),
-                archived: d.archived,
-                is_final: d.row.state.is_final(),
-                row: serde_json::to_value(&d.row).unwrap_or(Value::Null),
-                events: serde_json::to_value(&d.events).unwrap_or(Value::Null),
-                facts: serde_json::from_str(&facts).unwrap_or(Value::Null),
-                verdict: serde_json::from_str(&verdict).unwrap_or(Value::Null),
-            }
-        })
+        .map(|d| Item { row: d.row, archived: d.archived, events: d.events, reviewed: d.reviewed })
         .collect();
     let (a, ins, sp, st) = (archive.clone(), inspector.clone(), spool.clone(), store.clone());
     let runtime = tokio::runtime::Handle::current();
@@ -263,13 +240,13 @@ pub async fn archive_queue(
         let mut done = Vec::new();
         for it in &items {
             let row = &it.row;
-            let received_at = row["received_at"].as_i64().unwrap_or(0);
-            let org = row["org_id"].as_i64().unwrap_or(0);
+            let id = &row.id;
+            let (received_at, org) = (row.received_at, row.org_id);
             // A big message whose inspection is at hand is packed from its
             // file; otherwise the bytes move into `keep` (one copy in memory).
             // The hash stays for the final record.
-            let size = row["size"].as_u64().unwrap_or(0);
-            let file = sp.original_path(&it.id).filter(|_| size > STREAM_OVER && it.archived == 0);
+            let size = row.size.max(0) as u64;
+            let file = sp.original_path(id).filter(|_| size > STREAM_OVER && it.archived == 0);
             let streamed = file.and_then(|path| {
                 let hash = blobs::sha256_file(&path).ok()?;
                 let facts = texts.and_then(|t| t.take(&hash))?;
@@ -277,7 +254,7 @@ pub async fn archive_queue(
             });
             let original = match &streamed {
                 Some((hash, _, _)) => Ok((hash.clone(), Vec::new())),
-                None => sp.original(&it.id).map(|b| (sha256_hex(&b), b)),
+                None => sp.original(id).map(|b| (sha256_hex(&b), b)),
             };
             let original_hash = original.as_ref().ok().map(|(h, _)| h.clone());
             let mut doc = None;
@@ -296,53 +273,52 @@ pub async fn archive_queue(
                         (hash, facts, names)
                     }
                     (Err(e), None) => {
-                        tracing::error!(id = %it.id, error = %e, "the spool copy is missing: archived without it");
+                        tracing::error!(%id, error = %e, "the spool copy is missing: archived without it");
                         (String::new(), Facts::default(), Default::default())
                     }
                 };
-                let recipients: Vec<String> = row["recipients"]
-                    .as_array()
-                    .map(|rs| rs.iter().filter_map(|r| r["address"].as_str().map(str::to_string)).collect())
-                    .unwrap_or_default();
-                let meta = json!({
-                    "id": it.id.as_str(),
-                    "mail_from": row["mail_from"],
-                    "recipients": recipients,
-                    "helo": row["helo"],
-                    "client_ip": row["client_ip"],
-                    "auth_user": row["auth_user"],
-                    "received_at": received_at,
-                    "size": row["size"],
-                    "subject": row["subject"],
-                    "header_from": row["header_from"],
-                    "message_id_header": row["message_id_header"],
-                    "facts": it.facts,
-                    "verdict": it.verdict,
-                });
+                let recipients: Vec<String> = row.recipients.iter().map(|r| r.address.to_string()).collect();
+                let verdict = it.reviewed.as_ref().and_then(|r| r.verdict.clone());
+                let rules = verdict.as_ref().map(Verdict::rule_names).unwrap_or_default();
+                let meta = ReceivedMeta {
+                    id: id.to_string(),
+                    mail_from: row.mail_from.to_string(),
+                    recipients: recipients.clone(),
+                    helo: row.helo.clone(),
+                    client_ip: row.client_ip.clone(),
+                    auth_user: row.auth_user.clone(),
+                    received_at,
+                    size,
+                    subject: row.subject.clone(),
+                    header_from: row.header_from.clone(),
+                    message_id_header: row.message_id_header.clone(),
+                    facts: it.reviewed.as_ref().map(|r| r.facts.clone()),
+                    verdict,
+                };
                 entries.push(ArchiveEntry {
-                    message_id: it.id.to_string(),
+                    message_id: id.to_string(),
                     org_id: org,
-                    kind: "received".into(),
+                    kind: RecordKind::Received.as_str().into(),
                     at: received_at,
                     blob,
-                    meta: meta.to_string(),
+                    meta: serde_json::to_string(&meta).map_err(|e| ArchiveError::Other(e.to_string()))?,
                 });
                 let input = DocInput {
-                    id: it.id.to_string(),
+                    id: id.to_string(),
                     date: received_at,
-                    size: row["size"].as_u64().unwrap_or(0),
-                    envelope_from: row["mail_from"].as_str().unwrap_or("").to_string(),
+                    size,
+                    envelope_from: row.mail_from.to_string(),
                     envelope_to: recipients,
-                    state: it.state.clone(),
-                    rules: rule_names(&it.verdict),
-                    flags: notice_flag(row["is_dsn"].as_bool() == Some(true)),
+                    state: row.state.as_str().to_string(),
+                    rules,
+                    flags: notice_flag(row.is_dsn),
                     names_from: names.from,
                     names_to: names.to,
                 };
                 doc = Some(a.index.document(&input, &facts));
             }
-            if it.is_final {
-                let rewritten = sp.rewritten(&it.id)?;
+            if row.state.is_final() {
+                let rewritten = sp.rewritten(id)?;
                 let was_rewritten = rewritten.is_some();
                 let delivered = match rewritten {
                     Some(bytes) => {
@@ -352,30 +328,30 @@ pub async fn archive_queue(
                     }
                     None => original_hash.unwrap_or_default(),
                 };
-                let meta = json!({
-                    "id": it.id.as_str(),
-                    "state": it.state,
-                    "recipients": row["recipients"],
-                    "attempts": row["attempts"],
-                    "events": it.events,
-                    "rewritten": was_rewritten,
-                });
+                let meta = FinalMeta {
+                    id: id.to_string(),
+                    state: Some(row.state),
+                    recipients: row.recipients.clone(),
+                    attempts: row.attempts,
+                    events: it.events.clone(),
+                    rewritten: was_rewritten,
+                };
                 entries.push(ArchiveEntry {
-                    message_id: it.id.to_string(),
+                    message_id: id.to_string(),
                     org_id: org,
-                    kind: "final".into(),
+                    kind: RecordKind::Final.as_str().into(),
                     at: received_at,
                     blob: delivered,
-                    meta: meta.to_string(),
+                    meta: serde_json::to_string(&meta).map_err(|e| ArchiveError::Other(e.to_string()))?,
                 });
                 if doc.is_none() {
-                    doc = a.index.restate(it.id.as_str(), &it.state)?;
+                    doc = a.index.restate(id.as_str(), row.state.as_str())?;
                 }
-                done.push(it.id.clone());
+                done.push(id.clone());
             }
-            progress.push((it.id.clone(), if it.is_final { 2 } else { 1 }));
+            progress.push((id.clone(), if row.state.is_final() { 2 } else { 1 }));
             if let Some(doc) = doc {
-                writer.delete_term(a.index.delete_term(it.id.as_str()));
+                writer.delete_term(a.index.delete_term(id.as_str()));
                 writer.add_document(doc).map_err(crate::index::IndexError::from)?;
             }
         }
@@ -526,10 +502,10 @@ pub async fn message_bytes(
 
 /// The message as received (or imported) and that record's details, as
 /// `rules replay` judges it again.
-pub async fn received(archive: &Arc<Archive>, store: &Arc<dyn Store>, id: &str) -> Result<(Vec<u8>, Value)> {
+pub async fn received(archive: &Arc<Archive>, store: &Arc<dyn Store>, id: &str) -> Result<(Vec<u8>, Original)> {
     let (bytes, record) = stored(archive, store, id, true).await?;
-    let meta = record.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
-    Ok((bytes, meta))
+    let kind = RecordKind::parse(&record.kind).unwrap_or(RecordKind::Received);
+    Ok((bytes, Original::read(kind, record.meta.as_deref())))
 }
 
 /// A message's bytes with the record that names them.
@@ -540,9 +516,11 @@ async fn stored(
     original: bool,
 ) -> Result<(Vec<u8>, ArchiveRecord)> {
     let records = store.archive_records_of(id).await?;
-    let pick = |kinds: &[&str]| records.iter().rev().find(|r| kinds.contains(&r.kind.as_str()) && !r.blob.is_empty());
-    let record =
-        if original { pick(&["received", "imported"]) } else { pick(&["final"]).or(pick(&["received", "imported"])) };
+    use RecordKind::{Final, Imported, Received};
+    let pick = |kinds: &[RecordKind]| {
+        records.iter().rev().find(|r| kinds.iter().any(|k| k.as_str() == r.kind) && !r.blob.is_empty())
+    };
+    let record = if original { pick(&[Received, Imported]) } else { pick(&[Final]).or(pick(&[Received, Imported])) };
     let Some(record) = record else {
         return Err(ArchiveError::Other(format!("{id}: not in the archive")));
     };
@@ -950,23 +928,23 @@ fn prepare(
         names_to: names.to,
     };
     let doc = archive.index.document(&input, &facts);
-    let meta = json!({
-        "id": id,
-        "mail_from": sender,
-        "recipients": recipients,
-        "subject": facts.subject,
-        "message_id_header": facts.message_id,
-        "size": bytes.len(),
-        "date": date,
-    });
+    let meta = ImportedMeta {
+        id: id.clone(),
+        mail_from: sender,
+        recipients,
+        subject: facts.subject.clone(),
+        message_id_header: facts.message_id.clone(),
+        size: bytes.len() as u64,
+        date,
+    };
     Some(Prepared {
         entry: ArchiveEntry {
             message_id: id,
             org_id: org,
-            kind: "imported".into(),
+            kind: RecordKind::Imported.as_str().into(),
             at: date,
             blob,
-            meta: meta.to_string(),
+            meta: serde_json::to_string(&meta).ok()?,
         },
         doc,
         contacts,
@@ -994,25 +972,22 @@ pub async fn reindex(
             if r.purged_at.is_some() {
                 continue;
             }
-            match r.kind.as_str() {
-                "final" => {
-                    let state = r
-                        .meta
-                        .as_deref()
-                        .and_then(|m| serde_json::from_str::<Value>(m).ok())
-                        .and_then(|v| v["state"].as_str().map(str::to_string));
+            match RecordKind::parse(&r.kind) {
+                Some(RecordKind::Final) => {
+                    let state =
+                        r.meta.as_deref().and_then(|m| serde_json::from_str::<FinalMeta>(m).ok()).and_then(|m| m.state);
                     if let Some(s) = state {
-                        states.insert(r.message_id.clone(), s);
+                        states.insert(r.message_id.clone(), s.as_str().to_string());
                     }
                 }
-                "received" | "imported" => originals.push(r),
+                Some(RecordKind::Received | RecordKind::Imported) => originals.push(r),
                 _ => {}
             }
         }
     }
     // Live messages whose state moved on since their received record.
     for r in &originals {
-        if r.kind == "received"
+        if r.kind == RecordKind::Received.as_str()
             && !states.contains_key(&r.message_id)
             && let Some(id) = MessageId::parse(&r.message_id)
             && let Some((row, _)) = store.get(&id).await?
@@ -1044,32 +1019,27 @@ pub async fn reindex(
                         tracing::warn!(id = %r.message_id, "its blob is missing or damaged: not indexed");
                         continue;
                     };
-                    let meta: Value =
-                        r.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or(Value::Null);
+                    let kind = RecordKind::parse(&r.kind).unwrap_or(RecordKind::Received);
+                    let meta = Original::read(kind, r.meta.as_deref());
                     let facts = ins.message(&bytes);
                     let names = index::headers(&bytes);
-                    let strings = |v: &Value| -> Vec<String> {
-                        v.as_array()
-                            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                            .unwrap_or_default()
-                    };
-                    let imported = r.kind == "imported";
+                    let imported = kind == RecordKind::Imported;
                     let input = DocInput {
                         id: r.message_id.clone(),
                         date: r.at,
                         size: bytes.len() as u64,
-                        envelope_from: meta["mail_from"].as_str().unwrap_or("").to_string(),
-                        envelope_to: if imported { Vec::new() } else { strings(&meta["recipients"]) },
+                        envelope_from: meta.mail_from().to_string(),
+                        envelope_to: if imported { Vec::new() } else { meta.recipients().to_vec() },
                         state: states
                             .get(&r.message_id)
                             .cloned()
                             .unwrap_or_else(|| if imported { "imported".into() } else { "received".into() }),
-                        rules: rule_names(&meta["verdict"]),
+                        rules: meta.verdict().map(Verdict::rule_names).unwrap_or_default(),
                         // Only our own notices and DSNs go with the null sender.
                         flags: if imported {
                             vec!["imported".into()]
                         } else {
-                            notice_flag(meta["mail_from"].as_str().is_some_and(str::is_empty))
+                            notice_flag(meta.mail_from().is_empty())
                         },
                         names_from: names.from,
                         names_to: names.to,

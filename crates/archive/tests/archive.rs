@@ -318,9 +318,9 @@ async fn queue_message(e: &Env, spool: &MemSpool, raw: &str, rcpts: &[&str], sta
     e.store
         .decide(&[Decision {
             id: id.clone(),
-            facts: "{}".into(),
+            facts: Default::default(),
             summary: String::new(),
-            verdict: verdict.into(),
+            verdict: if verdict == "{}" { None } else { Some(serde_json::from_str(verdict).unwrap()) },
             reasons: String::new(),
             state,
             release_at: now_ms() + 3_600_000,

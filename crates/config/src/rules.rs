@@ -150,13 +150,7 @@ pub enum Cond {
     TimeOfDay(TimeCond),
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum OnTimeout {
-    Reject,
-    Release,
-    Escalate,
-}
+pub use tomare_model::OnTimeout;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

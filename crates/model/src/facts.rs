@@ -17,6 +17,10 @@ pub struct Facts {
     pub malformed_headers: Vec<String>,
     /// Text of the body parts (text/plain, and HTML made readable).
     pub body_text: String,
+    /// As stored with a queued message, the texts are left to the archive
+    /// and only their lengths (in characters) kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_chars: Option<u64>,
     pub attachments: Vec<Attachment>,
     pub detections: Vec<Detection>,
     /// False when something could not be read to the end; the reasons say
@@ -45,8 +49,56 @@ pub struct Attachment {
     /// encrypted Office file).
     pub encrypted: bool,
     pub text: String,
+    /// Stored without its text: the text's length in characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_chars: Option<u64>,
     /// Why the text could not be read (fully), if it could not.
     pub error: Option<String>,
+}
+
+impl Facts {
+    /// A copy without the extracted texts (those can be 20 MB), keeping
+    /// their lengths: what the queue stores; the archive keeps the texts.
+    pub fn without_texts(&self) -> Facts {
+        let chars = |s: &str| Some(s.chars().count() as u64);
+        Facts {
+            body_text: String::new(),
+            body_chars: chars(&self.body_text),
+            attachments: self
+                .attachments
+                .iter()
+                .map(|a| Attachment { text_chars: chars(&a.text), ..a.clone_without_text() })
+                .collect(),
+            subject: self.subject.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            cc: self.cc.clone(),
+            bcc: self.bcc.clone(),
+            message_id: self.message_id.clone(),
+            malformed_headers: self.malformed_headers.clone(),
+            detections: self.detections.clone(),
+            complete: self.complete,
+            incomplete_reasons: self.incomplete_reasons.clone(),
+            size: self.size,
+        }
+    }
+}
+
+impl Attachment {
+    fn clone_without_text(&self) -> Attachment {
+        Attachment {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            content_type: self.content_type.clone(),
+            detected_type: self.detected_type.clone(),
+            type_mismatch: self.type_mismatch,
+            size: self.size,
+            encrypted: self.encrypted,
+            text: String::new(),
+            text_chars: None,
+            error: self.error.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

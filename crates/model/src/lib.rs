@@ -13,6 +13,7 @@ mod id;
 mod metrics;
 mod state;
 mod time;
+mod verdict;
 
 pub use address::{Address, AddressError, SendAs};
 pub use escape::{escape_controls, needs_escape};
@@ -22,6 +23,7 @@ pub use id::MessageId;
 pub use metrics::Metrics;
 pub use state::{RcptStatus, State};
 pub use time::{now_ms, rfc2822, rfc3339};
+pub use verdict::{ApprovalPlan, Fired, NoticeKind, OnTimeout, Outcome, Verdict};
 
 use serde::{Deserialize, Serialize};
 

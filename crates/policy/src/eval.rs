@@ -1,11 +1,12 @@
 use crate::lookalike;
 use regex::{Regex, RegexBuilder};
-use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tomare_config::rules::{Approval, AttachmentCond, DetectionCond, OnTimeout, TextCond, TimeCond};
 use tomare_config::{Action, Cond, Config, DirectoryUser, Rule};
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{Address, Envelope, Facts, domain_of, is_internal_domain, normalize};
+use tomare_model::{
+    Address, ApprovalPlan, Envelope, Facts, Fired, Outcome, Verdict, domain_of, is_internal_domain, normalize,
+};
 
 /// Who works for whom, and who is in which group.
 #[derive(Debug, Clone, Default)]
@@ -59,66 +60,6 @@ pub struct History {
     /// contacted, but a look-alike of one is as likely a slip as a
     /// look-alike of an old customer.
     pub waiting: HashSet<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Deliver,
-    Hold,
-    Approval,
-    Reject,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Deliver => "deliver",
-            Outcome::Hold => "hold",
-            Outcome::Approval => "approval",
-            Outcome::Reject => "reject",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Fired {
-    pub name: String,
-    /// In plain words: the rule's description and what in this message
-    /// made it fire.
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ApprovalPlan {
-    /// The approver's address or `group:NAME`; empty when the directory
-    /// names no supervisor for the sender.
-    pub approver: String,
-    pub timeout_seconds: u64,
-    pub on_timeout: String,
-    pub deputy: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
-    pub outcome: Outcome,
-    pub hold_seconds: u64,
-    pub rules: Vec<Fired>,
-    /// `convert_to_bcc`, `add_recipient`, `add_header`.
-    pub transforms: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<ApprovalPlan>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reject_reason: Option<String>,
-    /// `undisclosed` or `sender`, when To/Cc become Bcc.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub convert_to_bcc: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub add_recipients: Vec<Address>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub add_headers: Vec<(String, String)>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notify: Vec<String>,
 }
 
 /// How long an approval forced by an incomplete inspection waits before it
@@ -298,11 +239,11 @@ impl Engine {
         let plan = v.approval.get_or_insert_with(|| ApprovalPlan {
             approver: ctx.directory.supervisor_of(&sender).unwrap_or_default().to_string(),
             timeout_seconds: INCOMPLETE_APPROVAL_TIMEOUT,
-            on_timeout: "reject".into(),
+            on_timeout: OnTimeout::Reject,
             deputy: None,
         });
-        if plan.on_timeout == "release" {
-            plan.on_timeout = "reject".into();
+        if plan.on_timeout == OnTimeout::Release {
+            plan.on_timeout = OnTimeout::Reject;
         }
         if !v.rules.iter().any(|r| r.name == "inspection-incomplete") {
             let reasons = m.facts.incomplete_reasons.join("; ");
@@ -323,15 +264,10 @@ impl Engine {
                     } else {
                         a.approver.clone()
                     };
-                    let on_timeout = match a.on_timeout {
-                        OnTimeout::Reject => "reject",
-                        OnTimeout::Release => "release",
-                        OnTimeout::Escalate => "escalate",
-                    };
                     v.approval = Some(ApprovalPlan {
                         approver,
                         timeout_seconds: a.timeout.0.as_secs(),
-                        on_timeout: on_timeout.into(),
+                        on_timeout: a.on_timeout,
                         deputy: a.deputy.clone(),
                     });
                 }

@@ -11,4 +11,5 @@ mod eval;
 pub mod lookalike;
 
 pub use builtin::{builtin_rules, builtin_toml};
-pub use eval::{Context, Directory, Engine, Fired, History, Outcome, RuleError, Verdict};
+pub use eval::{Context, Directory, Engine, History, RuleError};
+pub use tomare_model::{ApprovalPlan, Fired, OnTimeout, Outcome, Verdict};

@@ -5,7 +5,7 @@ use tomare_config::{Config, DirectoryUser};
 use tomare_inspect::Inspector;
 use tomare_model::Envelope;
 use tomare_model::i18n::Lang;
-use tomare_policy::{Context, Directory, Engine, History, Outcome, Verdict};
+use tomare_policy::{Context, Directory, Engine, History, OnTimeout, Outcome, Verdict};
 
 struct World {
     config: Config,
@@ -226,10 +226,10 @@ fn unread_content_to_outside_waits_for_a_person_whatever_the_rules_say() {
     )
     .unwrap();
     let v = world_with(config.clone()).verdict(&["a@customer.co.jp"], SEVEN_ZIP);
-    assert_eq!(v.approval.as_ref().unwrap().on_timeout, "reject");
+    assert_eq!(v.approval.as_ref().unwrap().on_timeout, OnTimeout::Reject);
     // Mail read in full keeps the rule's own choice; so does mail inside.
     let v = world_with(config).verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "x", "y"));
-    assert_eq!(v.approval.as_ref().unwrap().on_timeout, "release");
+    assert_eq!(v.approval.as_ref().unwrap().on_timeout, OnTimeout::Release);
     let v = world().verdict(&["hanako@example.co.jp"], SEVEN_ZIP);
     assert_ne!(v.outcome, Outcome::Approval, "internal-only mail is not forced: {v:?}");
     // A rule that adds an outside recipient counts as going outside.

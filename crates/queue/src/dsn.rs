@@ -5,7 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use std::fmt::Write;
-use tomare_model::{MessageId, rfc2822};
+use tomare_model::{MessageId, NoticeKind, rfc2822};
 
 pub struct Dsn<'a> {
     pub reporting_mta: &'a str,
@@ -123,7 +123,7 @@ pub struct SenderNotice<'a> {
     pub message_id_header: &'a str,
     /// `rejected` (by a rule), `denied` (by an approver, or no decision in
     /// time), `held`, `awaiting-approval`, `approval-request`.
-    pub kind: &'a str,
+    pub kind: NoticeKind,
     pub reason: &'a str,
     pub now: i64,
 }
@@ -134,27 +134,27 @@ pub struct SenderNotice<'a> {
 pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
     let approve = format!("tomare queue approve {}  /  tomare queue deny {} --reason \"...\"", n.queue_id, n.queue_id);
     let (ja, en, headline) = match n.kind {
-        "denied" => (
+        NoticeKind::Denied => (
             "承認者が送信を許可しなかったため、次のメールは送信されませんでした。".to_string(),
             "Your message was not sent: it was not approved.".to_string(),
             "送信されませんでした / Not sent",
         ),
-        "held" => (
+        NoticeKind::Held => (
             "次のメールは送信前に保留されています。保留時間が過ぎると送信されます。".to_string(),
             "This message is held before sending; it goes out when the hold ends.".to_string(),
             "保留中 / Held",
         ),
-        "awaiting-approval" => (
+        NoticeKind::AwaitingApproval => (
             "次のメールは承認待ちです。承認されると送信されます。".to_string(),
             "This message waits for approval; it goes out once approved.".to_string(),
             "承認待ち / Awaiting approval",
         ),
-        "approval-request" => (
+        NoticeKind::ApprovalRequest => (
             format!("次のメールの送信承認をお願いします。\r\n{approve}"),
             format!("Please approve or refuse this message.\r\n{approve}"),
             "承認のお願い / Approval requested",
         ),
-        _ => (
+        NoticeKind::Rejected => (
             "社内の送信ルールにより、次のメールは送信されませんでした。".to_string(),
             "Your message was not sent: a company rule stopped it.".to_string(),
             "送信されませんでした / Not sent",
@@ -237,7 +237,7 @@ mod tests {
             to: "taro@example.com",
             subject: "見積書",
             message_id_header: "<m@x>",
-            kind: "denied",
+            kind: NoticeKind::Denied,
             reason: "Not to this customer.\r\nBcc: injected@evil.test",
             now: 0,
         });

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tomare_config::Config;
-use tomare_model::{Address, Envelope, Facts, MessageId, Metrics, State, now_ms};
+use tomare_model::{Address, Envelope, Facts, MessageId, Metrics, NoticeKind, OnTimeout, State, Verdict, now_ms};
 use tomare_store::{ApprovalRequest, Decision, Store};
 
 /// Messages up to this size are inspected on the async thread: text mail
@@ -43,8 +43,8 @@ pub struct Ruling {
     pub approval: Option<ApprovalRequest>,
     /// The reasons of the rules that fired, in one line.
     pub reasons: String,
-    /// The whole verdict, as JSON, stored with the message.
-    pub verdict: String,
+    /// The whole verdict, stored with the message; None without rules.
+    pub verdict: Option<Verdict>,
     /// The message as it is to be delivered, when the rules rewrote it.
     pub rewritten: Option<Vec<u8>>,
     /// Envelope recipients the rules added (a supervisor in Bcc).
@@ -66,7 +66,7 @@ impl Ruling {
             hold_ms,
             approval: None,
             reasons: String::new(),
-            verdict: "{}".into(),
+            verdict: None,
             rewritten: None,
             add_recipients: Vec::new(),
             notify: Vec::new(),
@@ -218,21 +218,21 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
             }
             // Who hears about it: an approver is asked; `notify` recipients
             // are told it is held or waits. (A rejection tells the sender anyway.)
-            let mut notify: Vec<(String, String)> = Vec::new();
+            let mut notify: Vec<(NoticeKind, String)> = Vec::new();
             if state == State::AwaitingApproval {
                 for who in &ruling.ask {
-                    notify.push(("approval-request".into(), who.clone()));
+                    notify.push((NoticeKind::ApprovalRequest, who.clone()));
                 }
             }
             if matches!(state, State::Held | State::AwaitingApproval) {
-                let kind = if state == State::Held { "held" } else { "awaiting-approval" };
+                let kind = if state == State::Held { NoticeKind::Held } else { NoticeKind::AwaitingApproval };
                 for who in &ruling.notify {
-                    notify.push((kind.into(), who.clone()));
+                    notify.push((kind, who.clone()));
                 }
             }
             let decision = Decision {
                 id: item.id,
-                facts: stored_json(&facts),
+                facts: facts.without_texts(),
                 summary: summary(&facts),
                 verdict: ruling.verdict,
                 reasons: ruling.reasons,
@@ -248,57 +248,6 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
     }
     drop(decided_tx);
     let _ = decider.await;
-}
-
-/// Facts as stored with the message: everything but the extracted texts
-/// (the archive keeps and indexes text; here it would only double the
-/// database's writes). Their lengths stay, as `body_chars` / `text_chars`.
-fn stored_json(facts: &Facts) -> String {
-    // Copied without the texts: those can be 20 MB.
-    let slim = Facts {
-        body_text: String::new(),
-        attachments: facts
-            .attachments
-            .iter()
-            .map(|a| tomare_model::Attachment {
-                path: a.path.clone(),
-                name: a.name.clone(),
-                content_type: a.content_type.clone(),
-                detected_type: a.detected_type.clone(),
-                type_mismatch: a.type_mismatch,
-                size: a.size,
-                encrypted: a.encrypted,
-                text: String::new(),
-                error: a.error.clone(),
-            })
-            .collect(),
-        subject: facts.subject.clone(),
-        from: facts.from.clone(),
-        to: facts.to.clone(),
-        cc: facts.cc.clone(),
-        bcc: facts.bcc.clone(),
-        message_id: facts.message_id.clone(),
-        malformed_headers: facts.malformed_headers.clone(),
-        detections: facts.detections.clone(),
-        complete: facts.complete,
-        incomplete_reasons: facts.incomplete_reasons.clone(),
-        size: facts.size,
-    };
-    let body_chars = facts.body_text.chars().count();
-    let mut value = serde_json::to_value(&slim).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.remove("body_text");
-    }
-    value["body_chars"] = body_chars.into();
-    if let Some(list) = value["attachments"].as_array_mut() {
-        for (a, original) in list.iter_mut().zip(&facts.attachments) {
-            if let Some(obj) = a.as_object_mut() {
-                obj.remove("text");
-            }
-            a["text_chars"] = original.text.chars().count().into();
-        }
-    }
-    value.to_string()
 }
 
 /// How long an approval forced by a failed review waits before it is
@@ -321,7 +270,7 @@ fn failed(config: &Config, item: &ForReview, reason: &str) -> (Facts, Ruling) {
         ruling.approval = Some(ApprovalRequest {
             approver: String::new(),
             deputy: None,
-            on_timeout: "reject".into(),
+            on_timeout: OnTimeout::Reject,
             timeout_ms: FAILED_APPROVAL_MS,
         });
         ruling.ask = config.org.admins.clone();

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tomare_config::Config;
 use tomare_model::{
-    Address, Envelope, MessageId, Metrics, OutcomeClass, Payload, RcptOutcome, RcptStatus, State, escape_controls,
-    now_ms,
+    Address, Envelope, MessageId, Metrics, NoticeKind, OnTimeout, OutcomeClass, Payload, RcptOutcome, RcptStatus,
+    State, escape_controls, now_ms,
 };
 use tomare_store::{Claimed, DeliveryReport, RecipientResult, Store};
 
@@ -161,13 +161,13 @@ async fn expire_approvals(ctx: &Ctx, now: i64, released: &Notify) {
         return;
     }
     for a in expired {
-        let result = match (a.on_timeout.as_str(), &a.deputy) {
-            ("release", _) => ctx.store.approve(&a.id, "timeout").await,
-            ("escalate", Some(deputy)) => ctx.store.escalate(&a.id, deputy, now + a.timeout_ms).await,
+        let result = match (a.on_timeout, &a.deputy) {
+            (OnTimeout::Release, _) => ctx.store.approve(&a.id, "timeout").await,
+            (OnTimeout::Escalate, Some(deputy)) => ctx.store.escalate(&a.id, deputy, now + a.timeout_ms).await,
             _ => ctx.store.deny(&a.id, "timeout", "no decision before the deadline").await,
         };
         match result {
-            Ok(_) => tracing::info!(id = %a.id, on_timeout = %a.on_timeout, "approval deadline passed"),
+            Ok(_) => tracing::info!(id = %a.id, on_timeout = a.on_timeout.as_str(), "approval deadline passed"),
             Err(e) => tracing::error!(id = %a.id, error = %e, "acting on an expired approval failed"),
         }
     }
@@ -185,7 +185,7 @@ async fn send_notices(ctx: &Ctx) {
         }
     };
     for n in notices {
-        if (n.kind == "rejected" || n.kind == "denied") && !ctx.config.archive.enabled {
+        if matches!(n.kind, NoticeKind::Rejected | NoticeKind::Denied) && !ctx.config.archive.enabled {
             ctx.spool.remove(&n.id);
         }
         let to = if n.recipient.is_empty() { n.mail_from.clone() } else { n.recipient.clone() };
@@ -205,7 +205,7 @@ async fn send_notices(ctx: &Ctx) {
             to: &to,
             subject: &n.subject,
             message_id_header: &n.message_id_header,
-            kind: &n.kind,
+            kind: n.kind,
             reason: &n.reason,
             now: now_ms(),
         });

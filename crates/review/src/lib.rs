@@ -237,11 +237,11 @@ fn ruling(j: &Judgement, envelope: &Envelope, data: &[u8], config: &Config) -> R
         approval: v.approval.as_ref().map(|a| ApprovalRequest {
             approver: a.approver.clone(),
             deputy: a.deputy.clone(),
-            on_timeout: a.on_timeout.clone(),
+            on_timeout: a.on_timeout,
             timeout_ms: a.timeout_seconds as i64 * 1000,
         }),
         reasons: reasons.join("; "),
-        verdict: serde_json::to_string(v).unwrap_or_else(|_| "{}".into()),
+        verdict: Some(v.clone()),
         rewritten: rewrite(v, envelope, data, &config.org.internal_domains),
         add_recipients: v.add_recipients.clone(),
         notify: v

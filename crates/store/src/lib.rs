@@ -17,8 +17,10 @@ pub use migrate::{Database, MigrationStatus};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use serde::Serialize;
-use tomare_model::{Address, Envelope, MessageId, OrgId, RcptStatus, SendAs, State};
+use serde::{Deserialize, Serialize};
+use tomare_model::{
+    Address, Envelope, Facts, MessageId, NoticeKind, OnTimeout, OrgId, RcptStatus, SendAs, State, Verdict,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,7 +51,7 @@ pub struct NewMessage {
     pub is_dsn: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecipientRow {
     pub address: Address,
     pub status: RcptStatus,
@@ -79,7 +81,7 @@ pub struct MessageRow {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRow {
     pub at: i64,
     pub kind: String,
@@ -104,12 +106,11 @@ pub struct Claimed {
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub id: MessageId,
-    /// The Facts, as JSON.
-    pub facts: String,
+    pub facts: Facts,
     /// One line for the event log: attachments, detections, completeness.
     pub summary: String,
-    /// The rules' verdict, as JSON.
-    pub verdict: String,
+    /// None when no rules looked at it (tomare's own notices and DSNs).
+    pub verdict: Option<Verdict>,
     /// Why, in one line (the reasons of the rules that fired).
     pub reasons: String,
     /// `Held`, `Released`, `AwaitingApproval` (with `approval`) or
@@ -123,7 +124,7 @@ pub struct Decision {
     /// The rules rewrote the message (the rewritten copy is in the spool).
     pub rewritten: bool,
     /// Notices to send: (kind, recipient address).
-    pub notify: Vec<(String, String)>,
+    pub notify: Vec<(NoticeKind, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -131,8 +132,7 @@ pub struct ApprovalRequest {
     /// An address, `group:NAME`, or empty when nobody was found.
     pub approver: String,
     pub deputy: Option<String>,
-    /// `reject`, `release` or `escalate`.
-    pub on_timeout: String,
+    pub on_timeout: OnTimeout,
     pub timeout_ms: i64,
 }
 
@@ -140,7 +140,7 @@ pub struct ApprovalRequest {
 #[derive(Debug, Clone)]
 pub struct ExpiredApproval {
     pub id: MessageId,
-    pub on_timeout: String,
+    pub on_timeout: OnTimeout,
     pub deputy: Option<String>,
     pub timeout_ms: i64,
 }
@@ -171,7 +171,7 @@ pub struct UserRow {
 pub struct Notice {
     pub id: MessageId,
     pub org_id: OrgId,
-    pub kind: String,
+    pub kind: NoticeKind,
     pub reason: String,
     pub mail_from: String,
     pub subject: String,
@@ -208,8 +208,16 @@ pub struct ArchiveDue {
     /// 0: nothing archived yet; 1: the received copy is.
     pub archived: i64,
     pub events: Vec<EventRow>,
-    /// The Facts and the verdict, as JSON.
-    pub facts: Option<(String, String)>,
+    /// What review found and decided, once it has.
+    pub reviewed: Option<Reviewed>,
+}
+
+/// What the review stage stored for a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reviewed {
+    pub facts: Facts,
+    /// None when no rules looked at it (tomare's own notices and DSNs).
+    pub verdict: Option<Verdict>,
 }
 
 /// A record to append to the archive chain.
@@ -297,8 +305,8 @@ pub trait Store: Send + Sync {
     /// to `held` or `released`, in one transaction.
     async fn decide(&self, batch: &[Decision]) -> Result<()>;
 
-    /// The stored Facts and verdict of a message, as JSON.
-    async fn facts(&self, id: &MessageId) -> Result<Option<(String, String)>>;
+    /// What review stored for a message.
+    async fn reviewed(&self, id: &MessageId) -> Result<Option<Reviewed>>;
 
     /// The approval a message waits for (or waited for).
     async fn approval(&self, id: &MessageId) -> Result<Option<ApprovalRequest>>;

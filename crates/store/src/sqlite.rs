@@ -196,6 +196,30 @@ fn parse_address(id: &str, s: String) -> Result<Address> {
     s.parse().map_err(|e| StoreError::Corrupt { id: id.into(), what: format!("address {s:?}: {e}") })
 }
 
+fn parse_on_timeout(id: &str, s: &str) -> Result<OnTimeout> {
+    OnTimeout::parse(s).ok_or_else(|| StoreError::Corrupt { id: id.into(), what: format!("unknown on_timeout {s:?}") })
+}
+
+/// Facts and verdict as the `facts` table keeps them (JSON; `{}` for no
+/// verdict, as the release before wrote it too).
+fn stored_review(facts: &Facts, verdict: Option<&Verdict>) -> (String, String) {
+    let facts = serde_json::to_string(facts).unwrap_or_else(|_| "{}".into());
+    let verdict = verdict.and_then(|v| serde_json::to_string(v).ok()).unwrap_or_else(|| "{}".into());
+    (facts, verdict)
+}
+
+fn read_review(id: &str, facts: &str, verdict: &str) -> Result<Reviewed> {
+    let corrupt =
+        |what: &str, e: serde_json::Error| StoreError::Corrupt { id: id.into(), what: format!("{what}: {e}") };
+    Ok(Reviewed {
+        facts: serde_json::from_str(facts).map_err(|e| corrupt("facts", e))?,
+        verdict: match verdict {
+            "{}" | "" => None,
+            v => Some(serde_json::from_str(v).map_err(|e| corrupt("verdict", e))?),
+        },
+    })
+}
+
 fn parse_state(id: &str, s: &str) -> Result<State> {
     State::parse(s).ok_or_else(|| StoreError::Corrupt { id: id.into(), what: format!("unknown state {s:?}") })
 }
@@ -228,7 +252,7 @@ async fn add_notice(
     tx: &mut sqlx::SqliteConnection,
     id: &MessageId,
     org: i64,
-    kind: &str,
+    kind: NoticeKind,
     reason: &str,
     recipient: &str,
     now: i64,
@@ -238,7 +262,7 @@ async fn add_notice(
     )
     .bind(id.as_str())
     .bind(org)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(reason)
     .bind(recipient)
     .bind(now)
@@ -515,7 +539,8 @@ impl Store for SqliteStore {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (d, org) in &decided {
-                q = q.bind(d.id.as_str()).bind(*org).bind(&d.facts).bind(&d.verdict).bind(now);
+                let (facts, verdict) = stored_review(&d.facts, d.verdict.as_ref());
+                q = q.bind(d.id.as_str()).bind(*org).bind(facts).bind(verdict).bind(now);
             }
             q.execute(&mut *tx).await?;
             for (d, org) in decided {
@@ -528,17 +553,17 @@ impl Store for SqliteStore {
                     .bind(org)
                     .bind(&a.approver)
                     .bind(&a.deputy)
-                    .bind(&a.on_timeout)
+                    .bind(a.on_timeout.as_str())
                     .bind(a.timeout_ms)
                     .bind(d.release_at)
                     .execute(&mut *tx)
                     .await?;
                 }
                 if d.state == State::Rejected {
-                    add_notice(&mut tx, &d.id, org, "rejected", &d.reasons, "", now).await?;
+                    add_notice(&mut tx, &d.id, org, NoticeKind::Rejected, &d.reasons, "", now).await?;
                 }
                 for (kind, recipient) in &d.notify {
-                    add_notice(&mut tx, &d.id, org, kind, &d.reasons, recipient, now).await?;
+                    add_notice(&mut tx, &d.id, org, *kind, &d.reasons, recipient, now).await?;
                 }
                 events.push(Event {
                     org_id: org,
@@ -601,12 +626,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn facts(&self, id: &MessageId) -> Result<Option<(String, String)>> {
+    async fn reviewed(&self, id: &MessageId) -> Result<Option<Reviewed>> {
         let row = sqlx::query("SELECT json, verdict FROM facts WHERE message_id = ?")
             .bind(id.as_str())
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+        row.map(|r| read_review(id.as_str(), &r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?)).transpose()
     }
 
     async fn approval(&self, id: &MessageId) -> Result<Option<ApprovalRequest>> {
@@ -618,7 +643,7 @@ impl Store for SqliteStore {
             Ok(ApprovalRequest {
                 approver: r.try_get(0)?,
                 deputy: r.try_get(1)?,
-                on_timeout: r.try_get(2)?,
+                on_timeout: parse_on_timeout(id.as_str(), &r.try_get::<String, _>(2)?)?,
                 timeout_ms: r.try_get(3)?,
             })
         })
@@ -643,7 +668,7 @@ impl Store for SqliteStore {
                 .fetch_one(&self.writer)
                 .await?;
             let mut tx = self.writer.begin().await?;
-            add_notice(&mut tx, id, org, "denied", reason, "", tomare_model::now_ms()).await?;
+            add_notice(&mut tx, id, org, NoticeKind::Denied, reason, "", tomare_model::now_ms()).await?;
             tx.commit().await?;
         }
         Ok(t)
@@ -659,9 +684,10 @@ impl Store for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| {
+                let id: String = r.try_get(0)?;
                 Ok(ExpiredApproval {
-                    id: parse_id(r.try_get(0)?)?,
-                    on_timeout: r.try_get(1)?,
+                    on_timeout: parse_on_timeout(&id, &r.try_get::<String, _>(1)?)?,
+                    id: parse_id(id)?,
                     deputy: r.try_get(2)?,
                     timeout_ms: r.try_get(3)?,
                 })
@@ -688,7 +714,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         if deputy.contains('@') {
-            add_notice(&mut tx, id, org, "approval-request", "escalated: no decision in time", deputy, now).await?;
+            add_notice(&mut tx, id, org, NoticeKind::ApprovalRequest, "escalated: no decision in time", deputy, now)
+                .await?;
         }
         let detail = format!("no decision in time; now {deputy} until {}", tomare_model::rfc3339(deadline));
         let event = Event { org_id: org, message_id: id.as_str(), kind: "escalated", actor: "policy", detail };
@@ -707,11 +734,19 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut gone = Vec::new();
         for r in &rows {
+            let stored: String = r.try_get(2)?;
+            let Some(kind) = NoticeKind::parse(&stored) else {
+                // Not one of ours (a newer tomare's?): dropped, and said.
+                tracing::error!(kind = %tomare_model::escape_controls(&stored), "a notice of an unknown kind is dropped");
+                gone.push(r.try_get::<i64, _>(7)?);
+                continue;
+            };
             out.push(Notice {
                 id: parse_id(r.try_get(0)?)?,
                 org_id: r.try_get(1)?,
-                kind: r.try_get(2)?,
+                kind,
                 reason: r.try_get(3)?,
                 mail_from: r.try_get(4)?,
                 subject: r.try_get(5)?,
@@ -720,8 +755,8 @@ impl Store for SqliteStore {
                 recipient: r.try_get(8)?,
             });
         }
-        for n in &out {
-            sqlx::query("DELETE FROM notices WHERE id = ?").bind(n.notice_id).execute(&mut *tx).await?;
+        for id in out.iter().map(|n| n.notice_id).chain(gone) {
+            sqlx::query("DELETE FROM notices WHERE id = ?").bind(id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -1150,7 +1185,7 @@ impl Store for SqliteStore {
         let mut messages = rows.iter().map(message_from_row).collect::<Result<Vec<_>>>()?;
         self.attach_recipients(&mut messages).await?;
         let mut events: std::collections::HashMap<String, Vec<EventRow>> = Default::default();
-        let mut facts: std::collections::HashMap<String, (String, String)> = Default::default();
+        let mut reviewed: std::collections::HashMap<String, Reviewed> = Default::default();
         for chunk in messages.chunks(MAX_PARAMS) {
             let ids = vec!["?"; chunk.len()].join(",");
             let sql = format!(
@@ -1171,7 +1206,12 @@ impl Store for SqliteStore {
                 q = q.bind(m.id.as_str());
             }
             for r in q.fetch_all(&self.reader).await? {
-                facts.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
+                let id: String = r.try_get(0)?;
+                // A damaged row must not stall archiving: archived without it.
+                match read_review(&id, &r.try_get::<String, _>(1)?, &r.try_get::<String, _>(2)?) {
+                    Ok(v) => drop(reviewed.insert(id, v)),
+                    Err(e) => tracing::error!(%id, error = %e, "archived without its review"),
+                }
             }
         }
         Ok(messages
@@ -1179,7 +1219,7 @@ impl Store for SqliteStore {
             .zip(archived)
             .map(|(row, archived)| ArchiveDue {
                 events: events.remove(row.id.as_str()).unwrap_or_default(),
-                facts: facts.remove(row.id.as_str()),
+                reviewed: reviewed.remove(row.id.as_str()),
                 row,
                 archived,
             })
@@ -1300,7 +1340,11 @@ mod tests {
              INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) VALUES
                  ('{id}', 1, 0, 'john doe@Customer.TEST', 'pending', {now}),
                  ('{id}', 1, 1, 'bad<x@y.test', 'pending', {now}),
-                 ('{id}', 1, 2, 'c@x.test', 'pending', {now});"
+                 ('{id}', 1, 2, 'c@x.test', 'pending', {now});
+             INSERT INTO facts (message_id, org_id, json, verdict, created_at) VALUES ('{id}', 1,
+                 '{{\"subject\":\"件名\",\"body_chars\":12,\"attachments\":[{{\"path\":\"a.csv\",\"text_chars\":3}}],\"complete\":true}}',
+                 '{{\"outcome\":\"approval\",\"hold_seconds\":0,\"rules\":[{{\"name\":\"r\",\"reason\":\"x\"}}],\"transforms\":[],
+                   \"approval\":{{\"approver\":\"\",\"timeout_seconds\":60,\"on_timeout\":\"escalate\",\"deputy\":\"d@x.test\"}}}}', {now});"
         )))
         .execute(&old)
         .await
@@ -1335,6 +1379,11 @@ mod tests {
         let want =
             [(r#""john doe"@customer.test"#, "pending"), ("unreadable@invalid", "failed"), ("c@x.test", "pending")];
         assert_eq!(got, want.map(|(a, s)| (a.to_string(), s.to_string())));
+        // The review as the release before stored it reads typed.
+        let reviewed = store.reviewed(&id).await.unwrap().unwrap();
+        assert_eq!((reviewed.facts.body_chars, reviewed.facts.attachments[0].text_chars), (Some(12), Some(3)));
+        let verdict = reviewed.verdict.unwrap();
+        assert_eq!(verdict.approval.unwrap().on_timeout, tomare_model::OnTimeout::Escalate);
         let claimed = store.claim(now + 1, 10).await.unwrap();
         assert_eq!(claimed[0].recipients.len(), 2, "the unreadable one is not tried");
         // The new table is there: a send-as grant can be stored.

@@ -17,6 +17,23 @@ use tomare_model::i18n::{Lang, t};
 use tomare_model::{Envelope, is_internal_domain};
 use tomare_store::Store;
 
+/// A message the candidate rules judge differently (`rules replay`).
+#[derive(serde::Serialize)]
+struct Difference {
+    id: String,
+    date: String,
+    from: String,
+    subject: String,
+    before: Side,
+    after: Side,
+}
+
+#[derive(serde::Serialize)]
+struct Side {
+    outcome: tomare_model::Outcome,
+    rules: Vec<String>,
+}
+
 /// Export and replay over a query take every match, up to this.
 const ALL: usize = 1_000_000;
 
@@ -279,18 +296,11 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         let mut replayed = 0;
         for id in &ids {
             let Ok((bytes, meta)) = ops::received(&archive, &store, id).await else { continue };
-            let addresses = |v: &serde_json::Value| -> Vec<tomare_model::Address> {
-                v.as_array()
-                    .map(|a| a.iter().filter_map(|x| tomare_model::Address::parse_lenient(x.as_str()?)).collect())
-                    .unwrap_or_default()
-            };
-            let at = meta["received_at"].as_i64().or(meta["date"].as_i64()).unwrap_or_else(tomare_model::now_ms);
+            let at = Some(meta.at()).filter(|at| *at > 0).unwrap_or_else(tomare_model::now_ms);
             let envelope = Envelope {
-                mail_from: meta["mail_from"]
-                    .as_str()
-                    .and_then(tomare_model::Address::parse_lenient)
+                mail_from: tomare_model::Address::parse_lenient(meta.mail_from())
                     .unwrap_or_else(tomare_model::Address::null),
-                rcpt_to: addresses(&meta["recipients"]),
+                rcpt_to: meta.recipients().iter().filter_map(|a| tomare_model::Address::parse_lenient(a)).collect(),
                 helo: String::new(),
                 client_ip: String::new(),
                 auth_user: None,
@@ -300,16 +310,15 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
             let before = current.judge(&config, &envelope, &facts, &history, at, lang).verdict;
             let after = candidate.judge(&candidate_config, &envelope, &facts, &history, at, lang).verdict;
             replayed += 1;
-            let names = |v: &tomare_policy::Verdict| v.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
-            if before.outcome != after.outcome || names(&before) != names(&after) {
-                differences.push(json!({
-                    "id": id,
-                    "date": tomare_model::rfc3339(at),
-                    "from": envelope.mail_from,
-                    "subject": facts.subject,
-                    "before": {"outcome": before.outcome.as_str(), "rules": names(&before)},
-                    "after": {"outcome": after.outcome.as_str(), "rules": names(&after)},
-                }));
+            if before.outcome != after.outcome || before.rule_names() != after.rule_names() {
+                differences.push(Difference {
+                    id: id.clone(),
+                    date: tomare_model::rfc3339(at),
+                    from: envelope.mail_from.to_string(),
+                    subject: facts.subject.clone(),
+                    before: Side { outcome: before.outcome, rules: before.rule_names() },
+                    after: Side { outcome: after.outcome, rules: after.rule_names() },
+                });
             }
         }
         sqlite.close().await;
@@ -318,13 +327,9 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
             println!("{}", crate::show::json(&v)?);
         } else {
             for d in &differences {
-                say!("{}  {}  {}", d["id"].as_str().unwrap_or(""), d["date"].as_str().unwrap_or(""), d["subject"]);
-                let side = |s: &serde_json::Value| {
-                    let rules: Vec<&str> =
-                        s["rules"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
-                    format!("{} [{}]", s["outcome"].as_str().unwrap_or(""), rules.join(", "))
-                };
-                say!("    {} → {}", side(&d["before"]), side(&d["after"]));
+                say!("{}  {}  {}", d.id, d.date, d.subject);
+                let side = |s: &Side| format!("{} [{}]", s.outcome.as_str(), s.rules.join(", "));
+                say!("    {} → {}", side(&d.before), side(&d.after));
             }
             say!("{}", t(lang, "replay.summary", &[&replayed, &differences.len()]));
         }

@@ -157,10 +157,9 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                         .collect::<Vec<_>>());
                     v["sandbox_copy"] = json!(sandbox);
                     v["rewritten_copy"] = json!(rewritten);
-                    let stored = store.facts(&id).await?;
-                    let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
-                    v["facts"] = stored.as_ref().map(|(f, _)| parse(f)).unwrap_or(serde_json::Value::Null);
-                    v["verdict"] = stored.as_ref().map(|(_, v)| parse(v)).unwrap_or(serde_json::Value::Null);
+                    let reviewed = store.reviewed(&id).await?;
+                    v["facts"] = json!(reviewed.as_ref().map(|r| &r.facts));
+                    v["verdict"] = json!(reviewed.as_ref().and_then(|r| r.verdict.as_ref()));
                     v["approval"] = json!(store.approval(&id).await?);
                     println!("{}", crate::show::json(&v)?);
                 } else {
@@ -181,18 +180,12 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
                     for r in &m.recipients {
                         say!("  <{}>  {}  {}", r.address, r.status.as_str(), r.reply);
                     }
-                    if let Some((f, verdict)) = store.facts(&id).await? {
-                        let facts: tomare_model::Facts = serde_json::from_str(&f).unwrap_or_default();
-                        let verdict: serde_json::Value = serde_json::from_str(&verdict).unwrap_or_default();
-                        if let Some(outcome) = verdict["outcome"].as_str() {
-                            let text = t(lang, &format!("outcome.{outcome}"), &[]);
+                    if let Some(tomare_store::Reviewed { facts, verdict }) = store.reviewed(&id).await? {
+                        if let Some(verdict) = verdict {
+                            let text = t(lang, &format!("outcome.{}", verdict.outcome.as_str()), &[]);
                             say!("{}: {text}", t(lang, "check.verdict", &[]));
-                            for r in verdict["rules"].as_array().into_iter().flatten() {
-                                say!(
-                                    "  - {}: {}",
-                                    r["name"].as_str().unwrap_or(""),
-                                    r["reason"].as_str().unwrap_or("")
-                                );
+                            for r in &verdict.rules {
+                                say!("  - {}: {}", r.name, r.reason);
                             }
                         }
                         if let Some(a) = store.approval(&id).await? {
