@@ -12,6 +12,9 @@
 #        N=2000 bench/relay.sh     (a quicker look)
 #        TOMARE_EXTRA='...' bench/relay.sh   (extra config lines, e.g. rules)
 #        SKIP_POSTFIX=1 bench/relay.sh       (tomare only; bench/policy.sh uses it)
+#        ARCHIVE_OFF=1 bench/relay.sh        (also tomare with [archive] enabled = false)
+# Always also measures smtp-source straight into smtp-sink: the machine's
+# limit for this load.
 set -euo pipefail
 N=${N:-10000}
 S=${S:-10}
@@ -58,8 +61,13 @@ run_side() {
 }
 
 # --- tomare ---------------------------------------------------------------
-t_listen=$(port); t_web=$(port); t_sink=$(port)
-cat > "$work/tomare.toml" <<TOML
+# run_tomare NAME EXTRA: sets t_total t_accept t_rss
+run_tomare() {
+  local name=$1 extra=$2
+  local t_listen t_web t_sink
+  t_listen=$(port); t_web=$(port); t_sink=$(port)
+  rm -rf "$work/tomare-data"
+  cat > "$work/tomare.toml" <<TOML
 [smtp]
 listen = "127.0.0.1:$t_listen"
 [web]
@@ -76,15 +84,24 @@ tls = "none"
 [hold]
 external = "0s"
 internal = "0s"
-${TOMARE_EXTRA:-}
+$extra
 TOML
-"$bin" serve --config "$work/tomare.toml" >"$work/tomare.log" 2>&1 &
-tomare_pid=$!
-pids+=("$tomare_pid")
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$t_listen") 2>/dev/null && break; sleep 0.1; done
-read -r t_total t_accept < <(run_side tomare "$t_listen" "$t_sink")
-t_rss=$(awk '/VmHWM/ {print $2}' "/proc/$tomare_pid/status")
-cat /proc/$tomare_pid/stat | awk "{print \"tomare cpu s: user\", \$14/100, \"sys\", \$15/100}" >&2; kill "$tomare_pid"; wait "$tomare_pid" 2>/dev/null || true
+  "$bin" serve --config "$work/tomare.toml" >"$work/tomare.log" 2>&1 &
+  local tomare_pid=$!
+  pids+=("$tomare_pid")
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$t_listen") 2>/dev/null && break; sleep 0.1; done
+  read -r t_total t_accept < <(run_side "$name" "$t_listen" "$t_sink")
+  t_rss=$(awk '/VmHWM/ {print $2}' "/proc/$tomare_pid/status")
+  awk -v n="$name" '{print n " cpu s: user", $14/100, "sys", $15/100}' "/proc/$tomare_pid/stat" >&2
+  kill "$tomare_pid"; wait "$tomare_pid" 2>/dev/null || true
+}
+run_tomare tomare "${TOMARE_EXTRA:-}"
+if [ -n "${ARCHIVE_OFF:-}" ]; then
+  t_main=("$t_total" "$t_accept" "$t_rss")
+  run_tomare tomare-archive-off "$(printf '[archive]\nenabled = false\n%s' "${TOMARE_EXTRA:-}")"
+  off_total=$t_total
+  read -r t_total t_accept t_rss <<< "${t_main[*]}"
+fi
 
 if [ -n "${SKIP_POSTFIX:-}" ]; then
   python3 -c "print(f'tomare : {$N/$t_total:8.0f} msg/s end-to-end ({$t_total:.2f} s)')"
@@ -128,12 +145,21 @@ sed -e "s/^smtp \+inet .*smtpd\$/127.0.0.1:$p_listen inet n - n - - smtpd/" \
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$p_listen") 2>/dev/null && break; sleep 0.1; done
 read -r p_total p_accept < <(run_side postfix "$p_listen" "$p_sink")
 
-python3 - "$N" "$t_total" "$t_accept" "$p_total" "$p_accept" "$t_rss" <<'PY'
+# --- the machine's limit: smtp-source straight into smtp-sink -----------------
+direct=$(port)
+read -r d_total _ < <(run_side direct "$direct" "$direct")
+
+python3 - "$N" "$t_total" "$t_accept" "$p_total" "$p_accept" "$t_rss" "${off_total:-0}" "${d_total:-0}" <<'PY'
 import sys
 n = int(sys.argv[1]); tt, ta, pt, pa = map(float, sys.argv[2:6]); rss = int(sys.argv[6])
+off, direct = float(sys.argv[7]), float(sys.argv[8])
 print(f"messages: {n} x {sys.argv[0] and ''}10 KiB, 10 concurrent sessions")
 print(f"tomare : {n/tt:8.0f} msg/s end-to-end ({tt:.2f} s; accept {n/ta:.0f} msg/s)")
 print(f"postfix: {n/pt:8.0f} msg/s end-to-end ({pt:.2f} s; accept {n/pa:.0f} msg/s)")
 print(f"ratio  : {pt/tt:8.2f}x  (tomare / postfix, end-to-end)")
 print(f"tomare peak RSS: {rss/1024:.1f} MiB")
+if off:
+    print(f"archive off: {n/off:8.0f} msg/s end-to-end ({off:.2f} s; {pt/off:.2f}x postfix)")
+if direct:
+    print(f"limit  : {n/direct:8.0f} msg/s smtp-source straight into smtp-sink ({direct:.2f} s)")
 PY
