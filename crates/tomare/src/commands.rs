@@ -15,6 +15,7 @@ use tomare_config::{Config, EXAMPLE};
 use tomare_model::i18n::{Lang, t};
 use tomare_model::{MessageId, State, escape_controls, is_internal_domain, rfc3339};
 use tomare_store::{MessageRow, Store, Transition};
+use tomare_store::{PeopleStore, QueueStore};
 
 pub fn config(command: ConfigCommand) -> Result<ExitCode> {
     let lang = Lang::from_env();

@@ -20,6 +20,7 @@ use tomare_queue::{Acceptor, Queue, Spool, Transport};
 use tomare_relay::Delivery;
 use tomare_review::{Reviewer, Rules};
 use tomare_smtp::{Authenticator, Login, MessageSink, Server, SessionConfig};
+use tomare_store::QueueStore;
 use tomare_store::{SqliteStore, Store};
 
 /// How long open SMTP sessions and deliveries may take to finish at shutdown.

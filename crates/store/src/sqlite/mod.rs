@@ -1,0 +1,711 @@
+//! [`SqliteStore`]: the embedded store. One writer connection (commits
+//! queue in the pool instead of spinning on SQLite's busy lock), readers
+//! beside it, `archive.db` in a file of its own. The queue, people and
+//! archive halves of the interface are in `queue.rs`, `people.rs` and
+//! `archive.rs`; opening, migrations and shared helpers are here.
+
+mod archive;
+mod people;
+mod queue;
+
+use crate::migrate::{self, Database, MigrationStatus};
+use crate::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+use tomare_model::{Address, Facts, MessageId, NoticeKind, OnTimeout, OrgId, RcptStatus, SendAs, State, Verdict};
+
+/// SQLite's limit on bound parameters per statement is 32766; batches are
+/// split well below it.
+const MAX_PARAMS: usize = 30_000;
+
+pub struct SqliteStore {
+    /// Exactly one connection: SQLite has one writer, and queueing in the
+    /// pool is cheaper than SQLite's sleep-and-retry busy handler.
+    writer: SqlitePool,
+    reader: SqlitePool,
+    /// `archive.db` beside it: the archive's chain, blob places, checkpoints
+    /// and legal holds. A file of its own so the archive's large appends and
+    /// checkpoints never hold the queue's single writer.
+    arch_writer: SqlitePool,
+    arch_reader: SqlitePool,
+    applied: Vec<MigrationStatus>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode: a commit survives a crash of the process
+            // but not of the machine until the WAL is synced. That is enough
+            // for every state change after accept (losing one only repeats
+            // work: a delivery is retried). Accepting is different: see
+            // `insert_messages`, which syncs.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
+        let mut applied = migrate::apply(&writer, Database::Queue).await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
+        // FULL: a batch's records are synced before its spool files go.
+        let arch = options
+            .filename(path.with_file_name("archive.db"))
+            .foreign_keys(false)
+            .synchronous(SqliteSynchronous::Full);
+        let arch_writer =
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(arch.clone()).await?;
+        applied.extend(migrate::apply(&arch_writer, Database::Archive).await?);
+        let arch_reader = SqlitePoolOptions::new().max_connections(2).connect_with(arch.read_only(true)).await?;
+        Ok(SqliteStore { writer, reader, arch_writer, arch_reader, applied })
+    }
+
+    /// The migrations this open applied (or adopted), to be logged.
+    pub fn migrations_applied(&self) -> &[MigrationStatus] {
+        &self.applied
+    }
+
+    /// Every migration of both databases, applied or pending.
+    pub async fn migrations(&self) -> Result<Vec<MigrationStatus>> {
+        let mut all = migrate::status(&self.reader, Database::Queue).await?;
+        all.extend(migrate::status(&self.arch_reader, Database::Archive).await?);
+        Ok(all)
+    }
+
+    /// The migrations of the databases beside `path` (the queue's
+    /// `tomare.db`), read without applying any: a missing file has them
+    /// all pending.
+    pub async fn migration_status(path: &Path) -> Result<Vec<MigrationStatus>> {
+        let mut all = Vec::new();
+        for (db, file) in
+            [(Database::Queue, path.to_path_buf()), (Database::Archive, path.with_file_name("archive.db"))]
+        {
+            if !file.exists() {
+                all.extend(db.pending());
+                continue;
+            }
+            let options = SqliteConnectOptions::new().filename(&file).read_only(true);
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+            all.extend(migrate::status(&pool, db).await?);
+            pool.close().await;
+        }
+        Ok(all)
+    }
+
+    async fn send_as(&self, email: &str) -> Result<Vec<SendAs>> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT address FROM user_send_as WHERE email = ? ORDER BY address")
+            .bind(email)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter()
+            .map(|a| {
+                a.parse().map_err(|e| StoreError::Corrupt { id: email.into(), what: format!("send-as {a:?}: {e}") })
+            })
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+        self.arch_writer.close().await;
+        self.arch_reader.close().await;
+    }
+}
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(","));
+    vec![row; rows].join(",")
+}
+
+fn parse_id(s: String) -> Result<MessageId> {
+    MessageId::parse(&s).ok_or(StoreError::Corrupt { id: s, what: "bad id".into() })
+}
+
+/// Addresses stored before they were a type (schema version 0) are
+/// rewritten in their canonical form. One the stricter parser cannot read
+/// even leniently becomes `unreadable@invalid`, and a recipient still to
+/// be tried with it fails (with the original, escaped, in its reply); a
+/// sender becomes `<>`. Paged, so a big queue is not read at once.
+/// Migration 3; the caller's transaction makes it all or nothing.
+pub(crate) async fn canonical_addresses(tx: &mut sqlx::SqliteConnection) -> Result<()> {
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query("SELECT rowid, mail_from FROM messages WHERE rowid > ? ORDER BY rowid LIMIT 10000")
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        for r in &rows {
+            let (rowid, stored): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+            let canonical = if stored.is_empty() {
+                continue;
+            } else {
+                Address::parse_lenient(&stored).map(|a| a.to_string()).unwrap_or_default()
+            };
+            if canonical != stored {
+                if canonical.is_empty() {
+                    tracing::warn!(sender = %tomare_model::escape_controls(&stored), "a stored sender is not an address: now <>");
+                }
+                sqlx::query("UPDATE messages SET mail_from = ? WHERE rowid = ?")
+                    .bind(canonical)
+                    .bind(rowid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query("SELECT rowid, address FROM recipients WHERE rowid > ? ORDER BY rowid LIMIT 10000")
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        for r in &rows {
+            let (rowid, stored): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+            match Address::parse_lenient(&stored).map(|a| a.to_string()) {
+                Some(canonical) if canonical == stored => {}
+                Some(canonical) => {
+                    sqlx::query("UPDATE recipients SET address = ? WHERE rowid = ?")
+                        .bind(canonical)
+                        .bind(rowid)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                None => {
+                    let reply = format!(
+                        "553 5.1.3 not an address to the stricter parser after an upgrade: {}",
+                        tomare_model::escape_controls(&stored)
+                    );
+                    sqlx::query(
+                        "UPDATE recipients SET address = 'unreadable@invalid', reply = ?, \
+                         status = CASE WHEN status IN ('pending', 'deferred') THEN 'failed' ELSE status END WHERE rowid = ?",
+                    )
+                    .bind(reply)
+                    .bind(rowid)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+    }
+    // What the release before recorded migrations read as "done".
+    sqlx::raw_sql("PRAGMA user_version = 1").execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// An address as stored: its canonical form, written by [`Address`]'s
+/// `Display`, so anything that does not parse back was not written by us.
+fn parse_address(id: &str, s: String) -> Result<Address> {
+    s.parse().map_err(|e| StoreError::Corrupt { id: id.into(), what: format!("address {s:?}: {e}") })
+}
+
+fn parse_on_timeout(id: &str, s: &str) -> Result<OnTimeout> {
+    OnTimeout::parse(s).ok_or_else(|| StoreError::Corrupt { id: id.into(), what: format!("unknown on_timeout {s:?}") })
+}
+
+/// Facts and verdict as the `facts` table keeps them (JSON; `{}` for no
+/// verdict, as the release before wrote it too).
+fn stored_review(facts: &Facts, verdict: Option<&Verdict>) -> (String, String) {
+    let facts = serde_json::to_string(facts).unwrap_or_else(|_| "{}".into());
+    let verdict = verdict.and_then(|v| serde_json::to_string(v).ok()).unwrap_or_else(|| "{}".into());
+    (facts, verdict)
+}
+
+fn read_review(id: &str, facts: &str, verdict: &str) -> Result<Reviewed> {
+    let corrupt =
+        |what: &str, e: serde_json::Error| StoreError::Corrupt { id: id.into(), what: format!("{what}: {e}") };
+    Ok(Reviewed {
+        facts: serde_json::from_str(facts).map_err(|e| corrupt("facts", e))?,
+        verdict: match verdict {
+            "{}" | "" => None,
+            v => Some(serde_json::from_str(v).map_err(|e| corrupt("verdict", e))?),
+        },
+    })
+}
+
+fn parse_state(id: &str, s: &str) -> Result<State> {
+    State::parse(s).ok_or_else(|| StoreError::Corrupt { id: id.into(), what: format!("unknown state {s:?}") })
+}
+
+struct Event<'a> {
+    org_id: OrgId,
+    message_id: &'a str,
+    kind: &'a str,
+    actor: &'a str,
+    detail: String,
+}
+
+async fn insert_events(tx: &mut sqlx::SqliteConnection, at: i64, events: &[Event<'_>]) -> Result<()> {
+    for chunk in events.chunks(MAX_PARAMS / 6) {
+        let sql = format!(
+            "INSERT INTO events (org_id, message_id, at, kind, actor, detail) VALUES {}",
+            placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for e in chunk {
+            q = q.bind(e.org_id).bind(e.message_id).bind(at).bind(e.kind).bind(e.actor).bind(&e.detail);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// A notice to send: to `recipient`, or to the sender when it is empty.
+async fn add_notice(
+    tx: &mut sqlx::SqliteConnection,
+    id: &MessageId,
+    org: i64,
+    kind: NoticeKind,
+    reason: &str,
+    recipient: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO notices (message_id, org_id, kind, reason, recipient, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(org)
+    .bind(kind.as_str())
+    .bind(reason)
+    .bind(recipient)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn decide_approval(pool: &SqlitePool, id: &MessageId, decision: &str, actor: &str, reason: &str) -> Result<()> {
+    sqlx::query("UPDATE approvals SET decision = ?, decided_by = ?, reason = ?, decided_at = ? WHERE message_id = ?")
+        .bind(decision)
+        .bind(actor)
+        .bind(reason)
+        .bind(tomare_model::now_ms())
+        .bind(id.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_contacts(tx: &mut sqlx::SqliteConnection, contacts: &[(i64, String)], now: i64) -> Result<()> {
+    for chunk in contacts.chunks(MAX_PARAMS / 4) {
+        let sql = format!(
+            "INSERT INTO contacts (org_id, domain, first_at, last_at, messages) VALUES {} \
+             ON CONFLICT(org_id, domain) DO UPDATE SET last_at = excluded.last_at, messages = messages + 1",
+            vec!["(?, ?, ?, ?, 1)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (org, domain) in chunk {
+            q = q.bind(org).bind(domain).bind(now).bind(now);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Conditional state change of one message, with its event.
+async fn transition(
+    pool: &SqlitePool,
+    id: &MessageId,
+    from: &[State],
+    to: State,
+    actor: &str,
+    set_release_now: bool,
+    detail: &str,
+) -> Result<Transition> {
+    let now = tomare_model::now_ms();
+    let mut tx = pool.begin().await?;
+    let allowed = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "UPDATE messages SET state = ?, updated_at = ?{} WHERE id = ? AND state IN ({allowed}) RETURNING org_id",
+        if set_release_now { ", release_at = ?" } else { "" }
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(to.as_str()).bind(now);
+    if set_release_now {
+        q = q.bind(now);
+    }
+    let row = q.bind(id.as_str()).fetch_optional(&mut *tx).await?;
+    let Some(row) = row else {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM messages WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        return match state {
+            None => Ok(Transition::NotFound),
+            Some(s) => Ok(Transition::Refused(parse_state(id.as_str(), &s)?)),
+        };
+    };
+    let org_id: i64 = row.try_get(0)?;
+    let event = Event { org_id, message_id: id.as_str(), kind: to.as_str(), actor, detail: detail.to_string() };
+    insert_events(&mut tx, now, &[event]).await?;
+    tx.commit().await?;
+    Ok(Transition::Done)
+}
+
+const MESSAGE_COLUMNS: &str = "id, org_id, state, mail_from, subject, header_from, message_id_header, size, \
+     received_at, release_at, next_attempt_at, attempts, helo, client_ip, auth_user, is_dsn, updated_at";
+
+fn message_from_row(row: &SqliteRow) -> Result<MessageRow> {
+    let id: String = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    Ok(MessageRow {
+        state: parse_state(&id, &state)?,
+        mail_from: parse_address(&id, row.try_get("mail_from")?)?,
+        id: parse_id(id)?,
+        org_id: row.try_get("org_id")?,
+        recipients: Vec::new(),
+        subject: row.try_get("subject")?,
+        header_from: row.try_get("header_from")?,
+        message_id_header: row.try_get("message_id_header")?,
+        size: row.try_get("size")?,
+        received_at: row.try_get("received_at")?,
+        release_at: row.try_get("release_at")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        attempts: row.try_get("attempts")?,
+        helo: row.try_get("helo")?,
+        client_ip: row.try_get("client_ip")?,
+        auth_user: row.try_get("auth_user")?,
+        is_dsn: row.try_get("is_dsn")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl SqliteStore {
+    async fn attach_recipients(&self, rows: &mut [MessageRow]) -> Result<()> {
+        for chunk in rows.chunks_mut(MAX_PARAMS) {
+            let sql = format!(
+                "SELECT message_id, address, status, reply, attempts FROM recipients WHERE message_id IN ({}) ORDER BY message_id, idx",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk.iter() {
+                q = q.bind(m.id.as_str());
+            }
+            let found = q.fetch_all(&self.reader).await?;
+            for r in found {
+                let mid: String = r.try_get(0)?;
+                let status: String = r.try_get(2)?;
+                let status = RcptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                    id: mid.clone(),
+                    what: format!("recipient status {status:?}"),
+                })?;
+                if let Some(m) = chunk.iter_mut().find(|m| m.id.as_str() == mid) {
+                    m.recipients.push(RecipientRow {
+                        address: parse_address(&mid, r.try_get(1)?)?,
+                        status,
+                        reply: r.try_get(3)?,
+                        attempts: r.try_get(4)?,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], now: i64) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    const COLS: usize = 15;
+    for chunk in batch.chunks(MAX_PARAMS / COLS) {
+        let sql = format!(
+            "INSERT INTO messages (id, org_id, state, mail_from, helo, client_ip, auth_user, subject, header_from, \
+                 message_id_header, size, received_at, release_at, is_dsn, updated_at) VALUES {}",
+            placeholders(chunk.len(), COLS)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(m.id.as_str())
+                .bind(m.org_id)
+                .bind(m.state.as_str())
+                .bind(m.envelope.mail_from.to_string())
+                .bind(&m.envelope.helo)
+                .bind(&m.envelope.client_ip)
+                .bind(&m.envelope.auth_user)
+                .bind(&m.subject)
+                .bind(&m.header_from)
+                .bind(&m.message_id_header)
+                .bind(m.size as i64)
+                .bind(m.received_at)
+                .bind(m.release_at)
+                .bind(m.is_dsn)
+                .bind(now);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let rcpts: Vec<(&NewMessage, usize, String)> = batch
+        .iter()
+        .flat_map(|m| m.envelope.rcpt_to.iter().enumerate().map(move |(i, r)| (m, i, r.to_string())))
+        .collect();
+    for chunk in rcpts.chunks(MAX_PARAMS / 6) {
+        let sql = format!(
+            "INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) VALUES {}",
+            placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (m, i, r) in chunk {
+            q = q.bind(m.id.as_str()).bind(m.org_id).bind(*i as i64).bind(r).bind("pending").bind(now);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let mut events = Vec::with_capacity(batch.len() * 2);
+    for m in batch {
+        let detail = format!(
+            "from=<{}> rcpts={} size={} client={} helo={}",
+            m.envelope.mail_from,
+            m.envelope.rcpt_to.len(),
+            m.size,
+            m.envelope.client_ip,
+            m.envelope.helo
+        );
+        events.push(Event { org_id: m.org_id, message_id: m.id.as_str(), kind: "received", actor: "smtp", detail });
+        if m.state != State::Received {
+            let detail = match (m.state, m.release_at) {
+                (State::Held, Some(at)) => format!("until {}", tomare_model::rfc3339(at)),
+                _ => String::new(),
+            };
+            events.push(Event {
+                org_id: m.org_id,
+                message_id: m.id.as_str(),
+                kind: m.state.as_str(),
+                actor: "hold",
+                detail,
+            });
+        }
+    }
+    insert_events(&mut tx, now, &events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tomare_model::Envelope;
+
+    fn message(org_id: OrgId, state: State, release_at: i64, rcpts: &[&str]) -> NewMessage {
+        let release_at = Some(release_at);
+        let now = tomare_model::now_ms();
+        NewMessage {
+            id: MessageId::generate(now),
+            org_id,
+            envelope: Envelope {
+                mail_from: "taro@example.com".parse().unwrap(),
+                rcpt_to: rcpts.iter().map(|s| s.parse().unwrap()).collect(),
+                helo: "client".into(),
+                client_ip: "127.0.0.1".into(),
+                auth_user: None,
+            },
+            subject: "件名".into(),
+            header_from: "taro@example.com".parse().unwrap(),
+            message_id_header: "<a@b>".into(),
+            size: 100,
+            received_at: now,
+            state,
+            release_at,
+            is_dsn: false,
+        }
+    }
+
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        (dir, store)
+    }
+
+    /// A data directory as the release before versioned migrations left
+    /// it: its tables (made here from the same SQL), no record of any
+    /// migration, user_version 0, and addresses an older parser stored:
+    /// bare quoted-less local parts, mixed case, one that is no address.
+    #[tokio::test]
+    async fn an_untracked_older_database_is_adopted_and_its_addresses_made_canonical() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tomare.db");
+        let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let old = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/queue/0001_initial.sql")).execute(&old).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/queue/0002_archive_flag.sql")).execute(&old).await.unwrap();
+        let now = tomare_model::now_ms();
+        let id = MessageId::generate(now);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "INSERT INTO orgs VALUES (1, 'Example', {now});
+             INSERT INTO messages (id, org_id, state, mail_from, helo, client_ip, subject, header_from,
+                 message_id_header, size, received_at, release_at, updated_at)
+             VALUES ('{id}', 1, 'released', 'Taro@Example.COM', 'c', '127.0.0.1', 's', 'f', '<a@b>', 1, {now}, {now}, {now});
+             INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) VALUES
+                 ('{id}', 1, 0, 'john doe@Customer.TEST', 'pending', {now}),
+                 ('{id}', 1, 1, 'bad<x@y.test', 'pending', {now}),
+                 ('{id}', 1, 2, 'c@x.test', 'pending', {now});
+             INSERT INTO facts (message_id, org_id, json, verdict, created_at) VALUES ('{id}', 1,
+                 '{{\"subject\":\"件名\",\"body_chars\":12,\"attachments\":[{{\"path\":\"a.csv\",\"text_chars\":3}}],\"complete\":true}}',
+                 '{{\"outcome\":\"approval\",\"hold_seconds\":0,\"rules\":[{{\"name\":\"r\",\"reason\":\"x\"}}],\"transforms\":[],
+                   \"approval\":{{\"approver\":\"\",\"timeout_seconds\":60,\"on_timeout\":\"escalate\",\"deputy\":\"d@x.test\"}}}}', {now});"
+        )))
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let before = SqliteStore::migration_status(&path).await.unwrap();
+        assert!(before.iter().all(|m| m.applied_at.is_none()), "status reads without applying: {before:?}");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let applied: Vec<(Database, i64, bool)> =
+            store.migrations_applied().iter().map(|m| (m.database, m.version, m.adopted)).collect();
+        assert_eq!(
+            applied,
+            [
+                (Database::Queue, 1, true),
+                (Database::Queue, 2, true),
+                (Database::Queue, 3, false),
+                (Database::Queue, 4, false),
+                (Database::Archive, 1, false),
+            ],
+            "what was there is adopted, the rest run"
+        );
+        let rows = sqlx::query("SELECT mail_from FROM messages").fetch_all(&store.reader).await.unwrap();
+        assert_eq!(rows[0].get::<String, _>(0), "Taro@example.com");
+        let got: Vec<(String, String)> = sqlx::query("SELECT address, status FROM recipients ORDER BY idx")
+            .fetch_all(&store.reader)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let want =
+            [(r#""john doe"@customer.test"#, "pending"), ("unreadable@invalid", "failed"), ("c@x.test", "pending")];
+        assert_eq!(got, want.map(|(a, s)| (a.to_string(), s.to_string())));
+        // The review as the release before stored it reads typed.
+        let reviewed = store.reviewed(&id).await.unwrap().unwrap();
+        assert_eq!((reviewed.facts.body_chars, reviewed.facts.attachments[0].text_chars), (Some(12), Some(3)));
+        let verdict = reviewed.verdict.unwrap();
+        assert_eq!(verdict.approval.unwrap().on_timeout, tomare_model::OnTimeout::Escalate);
+        let claimed = store.claim(now + 1, 10).await.unwrap();
+        assert_eq!(claimed[0].recipients.len(), 2, "the unreadable one is not tried");
+        // The new table is there: a send-as grant can be stored.
+        store.put_user(1, "taro@example.com", "hash").await.unwrap();
+        store.set_send_as("taro@example.com", &["@example.com".parse().unwrap()]).await.unwrap();
+        store.close().await;
+
+        // Opened again, nothing is pending and nothing runs twice.
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert!(store.migrations_applied().is_empty());
+        let all = store.migrations().await.unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all.iter().all(|m| m.applied_at.is_some()), "{all:?}");
+        store.close().await;
+
+        // A database a newer tomare migrated further is refused, not damaged.
+        let options = SqliteConnectOptions::new().filename(&path);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        sqlx::raw_sql("INSERT INTO schema_migrations VALUES (99, 'future', 0, 0)").execute(&pool).await.unwrap();
+        pool.close().await;
+        let err = SqliteStore::open(&path).await.err().expect("refused");
+        assert!(err.to_string().contains("newer tomare"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_new_database_runs_every_migration_once() {
+        let (_dir, store) = open().await;
+        let applied = store.migrations_applied();
+        assert_eq!(applied.len(), 5);
+        assert!(applied.iter().all(|m| !m.adopted), "{applied:?}");
+    }
+
+    #[tokio::test]
+    async fn hold_release_claim_finish() {
+        let (_dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        assert_eq!(store.ensure_org("Example").await.unwrap(), org);
+        let now = tomare_model::now_ms();
+        let held = message(org, State::Held, now + 60_000, &["a@x.test", "b@y.test"]);
+        let due = message(org, State::Held, now - 1, &["c@x.test"]);
+        store.insert_messages(&[held.clone(), due.clone()]).await.unwrap();
+
+        assert_eq!(store.next_wakeup().await.unwrap(), Some(now - 1));
+        let waiting = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<std::collections::HashSet<_>>();
+        assert_eq!(store.waiting_domains(org).await.unwrap(), waiting(&["x.test", "y.test"]));
+        assert_eq!(store.release_due(now).await.unwrap(), vec![due.id.clone()]);
+        let claimed = store.claim(now, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "only the released message is claimed");
+        assert_eq!(claimed[0].recipients, vec!["c@x.test"]);
+        assert!(store.claim(now, 10).await.unwrap().is_empty(), "claimed once only");
+
+        // The held one cannot be delivered until released, and a cancelled
+        // message cannot be released.
+        assert_eq!(store.cancel(&held.id, "cli").await.unwrap(), Transition::Done);
+        assert_eq!(store.release(&held.id, "cli").await.unwrap(), Transition::Refused(State::Cancelled));
+        assert!(store.waiting_domains(org).await.unwrap().is_empty(), "released and cancelled mail waits no more");
+
+        store
+            .finish(&[DeliveryReport {
+                id: due.id.clone(),
+                results: vec![RecipientResult {
+                    address: "c@x.test".parse().unwrap(),
+                    status: RcptStatus::Delivered,
+                    reply: "250 ok".into(),
+                }],
+                state: State::Delivered,
+                next_attempt_at: None,
+                detail: String::new(),
+            }])
+            .await
+            .unwrap();
+        let (row, events) = store.get(&due.id).await.unwrap().unwrap();
+        assert_eq!(row.state, State::Delivered);
+        assert_eq!(row.recipients[0].status, RcptStatus::Delivered);
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["received", "held", "released", "delivering", "delivered"]);
+        assert_eq!(store.release(&due.id, "cli").await.unwrap(), Transition::Refused(State::Delivered));
+        let missing = MessageId::generate(0);
+        assert_eq!(store.cancel(&missing, "cli").await.unwrap(), Transition::NotFound);
+        // The delivered recipient's domain is now known; the cancelled ones' are not.
+        let contacted = store.contacted(org).await.unwrap();
+        assert!(contacted.contains("x.test") && !contacted.contains("y.test"), "{contacted:?}");
+    }
+
+    #[tokio::test]
+    async fn deferred_recipients_are_retried_and_crashes_recovered() {
+        let (_dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        let now = tomare_model::now_ms();
+        let m = message(org, State::Released, now, &["ok@x.test", "later@x.test"]);
+        store.insert_messages(std::slice::from_ref(&m)).await.unwrap();
+        store.claim(now, 10).await.unwrap();
+        store
+            .finish(&[DeliveryReport {
+                id: m.id.clone(),
+                results: vec![
+                    RecipientResult {
+                        address: "ok@x.test".parse().unwrap(),
+                        status: RcptStatus::Delivered,
+                        reply: "250".into(),
+                    },
+                    RecipientResult {
+                        address: "later@x.test".parse().unwrap(),
+                        status: RcptStatus::Deferred,
+                        reply: "451".into(),
+                    },
+                ],
+                state: State::Deferred,
+                next_attempt_at: Some(now + 1000),
+                detail: String::new(),
+            }])
+            .await
+            .unwrap();
+        assert!(store.claim(now, 10).await.unwrap().is_empty(), "not due yet");
+        let again = store.claim(now + 1000, 10).await.unwrap();
+        assert_eq!(again[0].recipients, vec!["later@x.test"], "delivered recipient not retried");
+        assert_eq!(again[0].attempts, 1);
+        // A crash while delivering: recovery puts it back.
+        assert_eq!(store.recover().await.unwrap(), 1);
+        assert_eq!(store.claim(now + 1000, 10).await.unwrap().len(), 1);
+        let depth = store.depth().await.unwrap();
+        assert!(depth.contains(&(State::Delivering, 1)));
+    }
+}

@@ -1,0 +1,555 @@
+//! [`QueueStore`] on SQLite.
+
+use super::*;
+use crate::*;
+use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, Row};
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn ensure_org(&self, name: &str) -> Result<OrgId> {
+        sqlx::query("INSERT INTO orgs (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
+            .bind(name)
+            .bind(tomare_model::now_ms())
+            .execute(&self.writer)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?").bind(name).fetch_one(&self.writer).await?)
+    }
+    async fn find_org(&self, name: &str) -> Result<Option<OrgId>> {
+        Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?").bind(name).fetch_optional(&self.reader).await?)
+    }
+    async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = tomare_model::now_ms();
+        let mut conn = self.writer.acquire().await?;
+        // The 250 promises the record is on disk: this commit syncs the WAL,
+        // and with it every earlier commit (the WAL is written in order).
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+        let result = insert_batch(&mut conn, batch, now).await;
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+        result
+    }
+    async fn decide(&self, batch: &[Decision]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        let mut events = Vec::with_capacity(batch.len() * 2);
+        for chunk in batch.chunks(MAX_PARAMS / 3) {
+            let sql = format!(
+                "UPDATE messages SET state = v.column2, release_at = v.column3, updated_at = ? FROM (VALUES {}) AS v \
+                 WHERE messages.id = v.column1 AND messages.state = 'received' RETURNING messages.id, messages.org_id",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for d in chunk {
+                q = q.bind(d.id.as_str()).bind(d.state.as_str()).bind(d.release_at);
+            }
+            let updated: Vec<(String, i64)> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_>>()?;
+            let decided: Vec<(&Decision, i64)> = chunk
+                .iter()
+                .filter_map(|d| updated.iter().find(|(id, _)| id == d.id.as_str()).map(|(_, org)| (d, *org)))
+                .collect();
+            if decided.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "INSERT OR REPLACE INTO facts (message_id, org_id, json, verdict, created_at) VALUES {}",
+                placeholders(decided.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (d, org) in &decided {
+                let (facts, verdict) = stored_review(&d.facts, d.verdict.as_ref());
+                q = q.bind(d.id.as_str()).bind(*org).bind(facts).bind(verdict).bind(now);
+            }
+            q.execute(&mut *tx).await?;
+            for (d, org) in decided {
+                if let (State::AwaitingApproval, Some(a)) = (d.state, &d.approval) {
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO approvals (message_id, org_id, approver, deputy, on_timeout, timeout_ms, deadline) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(d.id.as_str())
+                    .bind(org)
+                    .bind(&a.approver)
+                    .bind(&a.deputy)
+                    .bind(a.on_timeout.as_str())
+                    .bind(a.timeout_ms)
+                    .bind(d.release_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if d.state == State::Rejected {
+                    add_notice(&mut tx, &d.id, org, NoticeKind::Rejected, &d.reasons, "", now).await?;
+                }
+                for (kind, recipient) in &d.notify {
+                    add_notice(&mut tx, &d.id, org, *kind, &d.reasons, recipient, now).await?;
+                }
+                events.push(Event {
+                    org_id: org,
+                    message_id: d.id.as_str(),
+                    kind: "inspected",
+                    actor: "inspect",
+                    detail: d.summary.clone(),
+                });
+                for address in &d.add_recipients {
+                    sqlx::query(
+                        "INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) \
+                         SELECT ?, ?, COALESCE(MAX(idx), -1) + 1, ?, 'pending', ? FROM recipients WHERE message_id = ?",
+                    )
+                    .bind(d.id.as_str())
+                    .bind(org)
+                    .bind(address.to_string())
+                    .bind(now)
+                    .bind(d.id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if d.rewritten || !d.add_recipients.is_empty() {
+                    let mut what = Vec::new();
+                    if d.rewritten {
+                        what.push("message rewritten".to_string());
+                    }
+                    if !d.add_recipients.is_empty() {
+                        let added: Vec<String> = d.add_recipients.iter().map(Address::to_string).collect();
+                        what.push(format!("recipients added: {}", added.join(", ")));
+                    }
+                    events.push(Event {
+                        org_id: org,
+                        message_id: d.id.as_str(),
+                        kind: "transformed",
+                        actor: "policy",
+                        detail: what.join("; "),
+                    });
+                }
+                let detail = match (d.state, &d.approval) {
+                    (State::Held, _) => format!("until {} — {}", tomare_model::rfc3339(d.release_at), d.reasons),
+                    (State::AwaitingApproval, Some(a)) => format!(
+                        "approver {} until {} — {}",
+                        if a.approver.is_empty() { "(none found)" } else { &a.approver },
+                        tomare_model::rfc3339(d.release_at),
+                        d.reasons
+                    ),
+                    _ => d.reasons.clone(),
+                };
+                events.push(Event {
+                    org_id: org,
+                    message_id: d.id.as_str(),
+                    kind: d.state.as_str(),
+                    actor: "policy",
+                    detail,
+                });
+            }
+        }
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    async fn reviewed(&self, id: &MessageId) -> Result<Option<Reviewed>> {
+        let row = sqlx::query("SELECT json, verdict FROM facts WHERE message_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| read_review(id.as_str(), &r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?)).transpose()
+    }
+    async fn approval(&self, id: &MessageId) -> Result<Option<ApprovalRequest>> {
+        let row = sqlx::query("SELECT approver, deputy, on_timeout, timeout_ms FROM approvals WHERE message_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| {
+            Ok(ApprovalRequest {
+                approver: r.try_get(0)?,
+                deputy: r.try_get(1)?,
+                on_timeout: parse_on_timeout(id.as_str(), &r.try_get::<String, _>(2)?)?,
+                timeout_ms: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+    async fn approve(&self, id: &MessageId, actor: &str) -> Result<Transition> {
+        let t =
+            transition(&self.writer, id, &[State::AwaitingApproval], State::Released, actor, true, "approved").await?;
+        if t == Transition::Done {
+            decide_approval(&self.writer, id, "approved", actor, "").await?;
+        }
+        Ok(t)
+    }
+    async fn deny(&self, id: &MessageId, actor: &str, reason: &str) -> Result<Transition> {
+        let t = transition(&self.writer, id, &[State::AwaitingApproval], State::Rejected, actor, false, reason).await?;
+        if t == Transition::Done {
+            decide_approval(&self.writer, id, "denied", actor, reason).await?;
+            let org: i64 = sqlx::query_scalar("SELECT org_id FROM messages WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_one(&self.writer)
+                .await?;
+            let mut tx = self.writer.begin().await?;
+            add_notice(&mut tx, id, org, NoticeKind::Denied, reason, "", tomare_model::now_ms()).await?;
+            tx.commit().await?;
+        }
+        Ok(t)
+    }
+    async fn expired_approvals(&self, now: i64) -> Result<Vec<ExpiredApproval>> {
+        let rows = sqlx::query(
+            "SELECT m.id, a.on_timeout, a.deputy, a.timeout_ms FROM messages m JOIN approvals a ON a.message_id = m.id \
+             WHERE m.state = 'awaiting_approval' AND m.release_at <= ?",
+        )
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0)?;
+                Ok(ExpiredApproval {
+                    on_timeout: parse_on_timeout(&id, &r.try_get::<String, _>(1)?)?,
+                    id: parse_id(id)?,
+                    deputy: r.try_get(2)?,
+                    timeout_ms: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+    async fn escalate(&self, id: &MessageId, deputy: &str, deadline: i64) -> Result<Transition> {
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        let org: Option<i64> = sqlx::query_scalar(
+            "UPDATE messages SET release_at = ?, updated_at = ? WHERE id = ? AND state = 'awaiting_approval' RETURNING org_id",
+        )
+        .bind(deadline)
+        .bind(now)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(org) = org else { return Ok(Transition::NotFound) };
+        sqlx::query("UPDATE approvals SET approver = ?, deputy = NULL, on_timeout = 'reject', deadline = ? WHERE message_id = ?")
+            .bind(deputy)
+            .bind(deadline)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if deputy.contains('@') {
+            add_notice(&mut tx, id, org, NoticeKind::ApprovalRequest, "escalated: no decision in time", deputy, now)
+                .await?;
+        }
+        let detail = format!("no decision in time; now {deputy} until {}", tomare_model::rfc3339(deadline));
+        let event = Event { org_id: org, message_id: id.as_str(), kind: "escalated", actor: "policy", detail };
+        insert_events(&mut tx, now, &[event]).await?;
+        tx.commit().await?;
+        Ok(Transition::Done)
+    }
+    async fn take_notices(&self, limit: i64) -> Result<Vec<Notice>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "SELECT n.message_id, n.org_id, n.kind, n.reason, m.mail_from, m.subject, m.message_id_header, n.id, n.recipient \
+             FROM notices n JOIN messages m ON m.id = n.message_id ORDER BY n.id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut gone = Vec::new();
+        for r in &rows {
+            let stored: String = r.try_get(2)?;
+            let Some(kind) = NoticeKind::parse(&stored) else {
+                // Not one of ours (a newer tomare's?): dropped, and said.
+                tracing::error!(kind = %tomare_model::escape_controls(&stored), "a notice of an unknown kind is dropped");
+                gone.push(r.try_get::<i64, _>(7)?);
+                continue;
+            };
+            out.push(Notice {
+                id: parse_id(r.try_get(0)?)?,
+                org_id: r.try_get(1)?,
+                kind,
+                reason: r.try_get(3)?,
+                mail_from: r.try_get(4)?,
+                subject: r.try_get(5)?,
+                message_id_header: r.try_get(6)?,
+                notice_id: r.try_get(7)?,
+                recipient: r.try_get(8)?,
+            });
+        }
+        for id in out.iter().map(|n| n.notice_id).chain(gone) {
+            sqlx::query("DELETE FROM notices WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+    async fn release_due(&self, now: i64) -> Result<Vec<MessageId>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'released', updated_at = ? WHERE state = 'held' AND release_at <= ? RETURNING id, org_id",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut orgs = Vec::with_capacity(rows.len());
+        for r in &rows {
+            ids.push(parse_id(r.try_get(0)?)?);
+            orgs.push(r.try_get::<i64, _>(1)?);
+        }
+        let events: Vec<Event> = ids
+            .iter()
+            .zip(&orgs)
+            .map(|(id, org)| Event {
+                org_id: *org,
+                message_id: id.as_str(),
+                kind: "released",
+                actor: "hold",
+                detail: "hold time over".into(),
+            })
+            .collect();
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+    async fn next_wakeup(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(t) FROM (SELECT MIN(release_at) AS t FROM messages WHERE state IN ('held', 'awaiting_approval') \
+             UNION ALL SELECT MIN(next_attempt_at) FROM messages WHERE state = 'deferred')",
+        )
+        .fetch_one(&self.reader)
+        .await?)
+    }
+    async fn release(&self, id: &MessageId, actor: &str) -> Result<Transition> {
+        transition(&self.writer, id, &[State::Held], State::Released, actor, true, "").await
+    }
+    async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition> {
+        let from = [State::Received, State::Held, State::AwaitingApproval, State::Released, State::Deferred];
+        transition(&self.writer, id, &from, State::Cancelled, actor, false, "").await
+    }
+    async fn claim(&self, now: i64, limit: usize) -> Result<Vec<Claimed>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'delivering', updated_at = ? WHERE id IN (\
+               SELECT id FROM messages WHERE state = 'released' \
+               UNION ALL SELECT id FROM messages WHERE state = 'deferred' AND next_attempt_at <= ? \
+               ORDER BY id LIMIT ?) \
+             RETURNING id, org_id, mail_from, attempts, received_at, is_dsn, size",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            claimed.push(Claimed {
+                id: parse_id(r.try_get(0)?)?,
+                org_id: r.try_get(1)?,
+                // A row that does not parse (edited by hand) must not stop
+                // every delivery: it goes without a sender (no DSN).
+                mail_from: parse_address(&r.try_get::<String, _>(0)?, r.try_get(2)?).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "a claimed message's sender is not an address: sent as <>");
+                    Address::null()
+                }),
+                recipients: Vec::new(),
+                attempts: r.try_get(3)?,
+                received_at: r.try_get(4)?,
+                is_dsn: r.try_get(5)?,
+                size: r.try_get(6)?,
+            });
+        }
+        if claimed.is_empty() {
+            tx.commit().await?;
+            return Ok(claimed);
+        }
+        let sql = format!(
+            "SELECT message_id, address FROM recipients WHERE status IN ('pending', 'deferred') AND message_id IN ({}) ORDER BY message_id, idx",
+            vec!["?"; claimed.len()].join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in &claimed {
+            q = q.bind(c.id.as_str());
+        }
+        let mut unreadable: Vec<(String, String)> = Vec::new();
+        for r in q.fetch_all(&mut *tx).await? {
+            let mid: String = r.try_get(0)?;
+            let stored: String = r.try_get(1)?;
+            if let Some(c) = claimed.iter_mut().find(|c| c.id.as_str() == mid) {
+                match parse_address(&mid, stored.clone()) {
+                    Ok(a) => c.recipients.push(a),
+                    // Failed, not retried for ever, and the rest still go.
+                    Err(e) => {
+                        tracing::error!(error = %e, "a claimed recipient is not an address: failed");
+                        unreadable.push((mid, stored));
+                    }
+                }
+            }
+        }
+        for (mid, stored) in &unreadable {
+            sqlx::query(
+                "UPDATE recipients SET status = 'failed', reply = '553 5.1.3 not an address' \
+                 WHERE message_id = ? AND address = ?",
+            )
+            .bind(mid)
+            .bind(stored)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let events: Vec<Event> = claimed
+            .iter()
+            .map(|c| Event {
+                org_id: c.org_id,
+                message_id: c.id.as_str(),
+                kind: "delivering",
+                actor: "relay",
+                detail: format!("attempt {}", c.attempts + 1),
+            })
+            .collect();
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+    async fn finish(&self, reports: &[DeliveryReport]) -> Result<()> {
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        // One statement per table for the whole batch (UPDATE ... FROM VALUES),
+        // not one per message: the batch is what makes recording cheap.
+        let results: Vec<(&DeliveryReport, &RecipientResult)> =
+            reports.iter().flat_map(|r| r.results.iter().map(move |res| (r, res))).collect();
+        for chunk in results.chunks(MAX_PARAMS / 4) {
+            let sql = format!(
+                "UPDATE recipients SET status = v.column3, reply = v.column4, attempts = attempts + 1, updated_at = ? \
+                 FROM (VALUES {}) AS v \
+                 WHERE recipients.message_id = v.column1 AND recipients.address = v.column2 \
+                 AND recipients.status IN ('pending', 'deferred')",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for (r, res) in chunk {
+                q = q.bind(r.id.as_str()).bind(res.address.to_string()).bind(res.status.as_str()).bind(&res.reply);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut events = Vec::with_capacity(reports.len());
+        for chunk in reports.chunks(MAX_PARAMS / 3) {
+            let sql = format!(
+                "UPDATE messages SET state = v.column2, next_attempt_at = v.column3, attempts = attempts + 1, \
+                 updated_at = ? FROM (VALUES {}) AS v \
+                 WHERE messages.id = v.column1 AND messages.state = 'delivering' RETURNING messages.id, messages.org_id",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for r in chunk {
+                q = q.bind(r.id.as_str()).bind(r.state.as_str()).bind(r.next_attempt_at);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let id: String = row.try_get(0)?;
+                let org_id: i64 = row.try_get(1)?;
+                if let Some(r) = chunk.iter().find(|r| r.id.as_str() == id) {
+                    events.push(Event {
+                        org_id,
+                        message_id: r.id.as_str(),
+                        kind: r.state.as_str(),
+                        actor: "relay",
+                        detail: r.detail.clone(),
+                    });
+                }
+            }
+        }
+        // Recipient history: every domain something was delivered to.
+        let mut contacts: Vec<(i64, String)> = Vec::new();
+        for e in &events {
+            let Some(r) = reports.iter().find(|r| r.id.as_str() == e.message_id) else { continue };
+            for res in r.results.iter().filter(|res| res.status == RcptStatus::Delivered) {
+                let d = res.address.domain().to_string();
+                if !d.is_empty() && !contacts.iter().any(|(o, x)| *o == e.org_id && *x == d) {
+                    contacts.push((e.org_id, d));
+                }
+            }
+        }
+        upsert_contacts(&mut tx, &contacts, now).await?;
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    async fn recover(&self) -> Result<u64> {
+        let now = tomare_model::now_ms();
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'released', updated_at = ? WHERE state = 'delivering' RETURNING id, org_id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<(String, i64)> = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_>>()?;
+        let events: Vec<Event> = ids
+            .iter()
+            .map(|(id, org)| Event {
+                org_id: *org,
+                message_id: id,
+                kind: "released",
+                actor: "recovery",
+                detail: "interrupted by a restart".into(),
+            })
+            .collect();
+        insert_events(&mut tx, now, &events).await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+    async fn live_ids(&self, unarchived: bool) -> Result<Vec<MessageId>> {
+        let sql = if unarchived {
+            "SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled', 'rejected') \
+             OR archived < 2"
+        } else {
+            "SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled', 'rejected')"
+        };
+        let ids: Vec<String> = sqlx::query_scalar(sql).fetch_all(&self.reader).await?;
+        ids.into_iter().map(parse_id).collect()
+    }
+    async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<MessageRow>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages {} ORDER BY id DESC LIMIT ?",
+            if state.is_some() { "WHERE state = ?" } else { "" }
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(s) = state {
+            q = q.bind(s.as_str());
+        }
+        let rows = q.bind(limit).fetch_all(&self.reader).await?;
+        let mut out = rows.iter().map(message_from_row).collect::<Result<Vec<_>>>()?;
+        self.attach_recipients(&mut out).await?;
+        Ok(out)
+    }
+    async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
+        let Some(row) = sqlx::query(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&self.reader).await? else {
+            return Ok(None);
+        };
+        let mut message = [message_from_row(&row)?];
+        self.attach_recipients(&mut message).await?;
+        let events = sqlx::query("SELECT at, kind, actor, detail FROM events WHERE message_id = ? ORDER BY id")
+            .bind(id.as_str())
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(EventRow { at: r.try_get(0)?, kind: r.try_get(1)?, actor: r.try_get(2)?, detail: r.try_get(3)? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let [message] = message;
+        Ok(Some((message, events)))
+    }
+    async fn depth(&self) -> Result<Vec<(State, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM messages GROUP BY state").fetch_all(&self.reader).await?;
+        let mut out: Vec<(State, i64)> = State::ALL.iter().map(|s| (*s, 0)).collect();
+        for r in rows {
+            let s: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            if let Some(slot) = out.iter_mut().find(|(st, _)| st.as_str() == s) {
+                slot.1 = n;
+            }
+        }
+        Ok(out)
+    }
+}
