@@ -48,7 +48,10 @@ run_side() {
   sleep 0.3
   local t0 t1 t2
   t0=$(now)
-  smtp-source -s "$S" -m "$N" -l "$L" -f taro@example.com -t partner@customer.test "127.0.0.1:$listen"
+  # Straight into the sink, the sink exits on its last message under
+  # sessions still open: smtp-source's "lost connection" is expected there.
+  smtp-source -s "$S" -m "$N" -l "$L" -f taro@example.com -t partner@customer.test "127.0.0.1:$listen" \
+    2> >(grep -v "lost connection" >&2) || [ "$name" = direct ]
   t1=$(now)
   local waited=0
   while kill -0 "$sink_pid" 2>/dev/null; do

@@ -2,39 +2,107 @@
 //! id. A file is complete only once it is fsynced and its directory entry is
 //! fsynced; a file without a database record is an orphan (its sender never
 //! got a 250) and is removed at start.
+//!
+//! Files are recycled: a removed message's file is renamed into
+//! `spool/free/` (up to [`FREE_FILES`]) and the next message is written
+//! over it. Creating and unlinking a file per message made ext4 search its
+//! inode bitmap past every recently deleted inode, which under load cost
+//! the accept path more than the rest of a message's filing (perf on
+//! bench/relay.sh). A recycled file is cut to its new length before it is
+//! synced, so nothing of the message before stays in it, and it keeps the
+//! 0600 it was made with.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use tomare_model::MessageId;
 
+/// How many removed files wait in `spool/free/` to be written over.
+pub const FREE_FILES: usize = 512;
+/// Bigger files are unlinked: `free/` is never more than 512 × 256 KiB.
+const RECYCLE_MAX: u64 = 256 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    free: Arc<Free>,
+}
+
+#[derive(Debug, Default)]
+struct Free {
+    /// Files in `spool/free/` ready to be written over; None: no recycling
+    /// (the CLI's spool, or `free/` could not be made).
+    files: Mutex<Option<Vec<PathBuf>>>,
+    next: AtomicU64,
 }
 
 impl Spool {
     pub fn open(data_dir: &Path) -> io::Result<Spool> {
         let dir = data_dir.join("spool");
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        Ok(Spool { dir })
+        let free_dir = dir.join("free");
+        DirBuilder::new().recursive(true).mode(0o700).create(&free_dir)?;
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&free_dir)? {
+            let path = entry?.path();
+            if files.len() < FREE_FILES {
+                files.push(path);
+            } else {
+                fs::remove_file(&path)?;
+            }
+        }
+        let free = Free { files: Mutex::new(Some(files)), next: AtomicU64::new(0) };
+        Ok(Spool { dir, free: Arc::new(free) })
     }
 
     /// The spool of `data_dir`, without creating anything (for the CLI).
     pub fn at(data_dir: &Path) -> Spool {
-        Spool { dir: data_dir.join("spool") }
+        Spool { dir: data_dir.join("spool"), free: Arc::default() }
+    }
+
+    /// A file from `free/`, renamed to `path`, when there is one.
+    fn recycled(&self, path: &Path) -> Option<File> {
+        let old = self.free.files.lock().ok()?.as_mut()?.pop()?;
+        fs::rename(&old, path).ok()?;
+        OpenOptions::new().write(true).open(path).ok()
+    }
+
+    /// Keeps `path` for a next message instead of unlinking it, while
+    /// `free/` has room.
+    fn recycle(&self, path: &Path) -> bool {
+        let Ok(mut guard) = self.free.files.lock() else { return false };
+        let Some(files) = guard.as_mut() else { return false };
+        if files.len() >= FREE_FILES || fs::metadata(path).map_or(true, |m| m.len() > RECYCLE_MAX) {
+            return false;
+        }
+        let n = self.free.next.fetch_add(1, Ordering::Relaxed);
+        let to = self.dir.join("free").join(format!("{}-{n}", std::process::id()));
+        if fs::rename(path, &to).is_err() {
+            return false;
+        }
+        files.push(to);
+        true
     }
 
     pub fn path(&self, id: &MessageId) -> PathBuf {
         self.dir.join(format!("{id}.eml"))
     }
 
-    /// Writes and fdatasyncs one message. Blocking: call from a blocking thread.
+    /// Writes and fdatasyncs one message (over a recycled file when there
+    /// is one). Blocking: call from a blocking thread.
     pub fn write_durable(&self, id: &MessageId, data: &[u8]) -> io::Result<()> {
-        let mut file = self.create(id)?;
+        let path = self.path(id);
+        let mut file = match self.recycled(&path) {
+            Some(f) => f,
+            None => self.create(id)?,
+        };
         file.write_all(data)?;
+        // A recycled file may have been longer: cut to this message.
+        file.set_len(data.len() as u64)?;
         file.sync_data()
     }
 
@@ -88,7 +156,12 @@ impl Spool {
     }
 
     pub fn remove(&self, id: &MessageId) {
-        for path in [self.path(id), self.out_path(id)] {
+        let original = self.path(id);
+        if self.recycle(&original) {
+            let _ = fs::remove_file(self.out_path(id));
+            return;
+        }
+        for path in [original, self.out_path(id)] {
             if let Err(e) = fs::remove_file(&path)
                 && e.kind() != io::ErrorKind::NotFound
             {
@@ -102,6 +175,9 @@ impl Spool {
         let mut removed = 0;
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                continue; // free/
+            }
             let name = entry.file_name();
             let name = name.to_string_lossy();
             // ID.eml, and ID.out.eml (the rewritten copy) beside it.
@@ -133,5 +209,44 @@ mod tests {
         assert_eq!(removed, 2);
         assert_eq!(spool.read_for_delivery(&live).unwrap(), b"rewritten", "a restart keeps the rewritten copy");
         assert!(spool.read(&dead).is_err());
+    }
+
+    #[test]
+    fn a_removed_file_is_written_over_and_keeps_nothing_of_the_message_before() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let first = MessageId::generate(1);
+        spool.write_durable(&first, &b"x".repeat(10_000)).unwrap();
+        let inode = fs::metadata(spool.path(&first)).unwrap().ino();
+        spool.remove(&first);
+        assert!(spool.read(&first).is_err(), "gone under its name");
+        let second = MessageId::generate(2);
+        spool.write_durable(&second, b"short message").unwrap();
+        let meta = fs::metadata(spool.path(&second)).unwrap();
+        assert_eq!(meta.ino(), inode, "the same file, recycled");
+        assert_eq!(spool.read(&second).unwrap(), b"short message", "cut to its length");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // free/ is no orphan, and what waits in it survives a restart.
+        spool.remove(&second);
+        assert_eq!(spool.remove_orphans(&HashSet::new()).unwrap(), 0);
+        let again = Spool::open(dir.path()).unwrap();
+        let third = MessageId::generate(3);
+        again.write_durable(&third, b"third").unwrap();
+        assert_eq!(fs::metadata(again.path(&third)).unwrap().ino(), inode);
+        // Past FREE_FILES, removing unlinks.
+        let ids: Vec<MessageId> = (10..10 + FREE_FILES as i64 + 5).map(MessageId::generate).collect();
+        for id in &ids {
+            again.write_durable(id, b"m").unwrap();
+        }
+        for id in &ids {
+            again.remove(id);
+        }
+        assert_eq!(fs::read_dir(dir.path().join("spool/free")).unwrap().count(), FREE_FILES);
+        let other = tempfile::tempdir().unwrap();
+        let (spool, big) = (Spool::open(other.path()).unwrap(), MessageId::generate(9));
+        spool.write_durable(&big, &vec![b'b'; 300 * 1024]).unwrap();
+        spool.remove(&big);
+        assert!(spool.free.files.lock().unwrap().as_ref().unwrap().is_empty(), "a big file is not kept");
     }
 }
