@@ -103,6 +103,12 @@ impl TokenStream for CjkBigramStream<'_> {
                     self.start(c.1);
                     self.token.text.push(c.0);
                     self.token.offset_to = c.2;
+                    // Most of a message is ASCII words: taken a run at a time.
+                    if self.pending.is_none()
+                        && let Some(end) = self.chars.ascii_word(&mut self.token.text)
+                    {
+                        self.token.offset_to = end;
+                    }
                     for n in self.chars.by_ref() {
                         if class(n.0) != Class::Word {
                             self.pending = Some(n);
@@ -159,7 +165,9 @@ fn combines(c: char) -> bool {
 /// lower case (ASCII, kanji, kana): they pass as they are; only the rest go
 /// through NFKC (with the marks that combine with them).
 struct Normalized<'a> {
-    chars: std::iter::Peekable<std::str::CharIndices<'a>>,
+    /// Peeked by cloning (cheap), so the rest of the text stays at hand
+    /// for [`Normalized::ascii_word`].
+    chars: std::str::CharIndices<'a>,
     /// Characters one original character (or cluster) became, still to give.
     out: std::collections::VecDeque<Char>,
     cluster: String,
@@ -167,7 +175,34 @@ struct Normalized<'a> {
 
 impl<'a> Normalized<'a> {
     fn new(text: &'a str) -> Normalized<'a> {
-        Normalized { chars: text.char_indices().peekable(), out: Default::default(), cluster: String::new() }
+        Normalized { chars: text.char_indices(), out: Default::default(), cluster: String::new() }
+    }
+
+    fn peek(&self) -> Option<(usize, char)> {
+        self.chars.clone().next()
+    }
+
+    /// With nothing buffered: the ASCII letters and digits that come next,
+    /// lower-cased onto `into`, and the byte offset after them; None when
+    /// there are none. (Already NFKC; the last one is left when a non-ASCII
+    /// character follows, which might be a mark that combines with it.)
+    fn ascii_word(&mut self, into: &mut String) -> Option<usize> {
+        if !self.out.is_empty() {
+            return None;
+        }
+        let bytes = self.chars.as_str().as_bytes();
+        let mut n = bytes.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
+        if n < bytes.len() && !bytes[n].is_ascii() {
+            n = n.saturating_sub(1);
+        }
+        if n == 0 {
+            return None;
+        }
+        into.extend(bytes[..n].iter().map(|b| b.to_ascii_lowercase() as char));
+        for _ in 0..n {
+            self.chars.next();
+        }
+        Some(self.chars.offset())
     }
 }
 
@@ -180,7 +215,7 @@ impl Iterator for Normalized<'_> {
         }
         let (start, c) = self.chars.next()?;
         let mut end = start + c.len_utf8();
-        let marked = self.chars.peek().is_some_and(|&(_, next)| combines(next));
+        let marked = self.peek().is_some_and(|(_, next)| combines(next));
         if !marked {
             if c.is_ascii() {
                 return Some((c.to_ascii_lowercase(), start, end));
@@ -192,7 +227,7 @@ impl Iterator for Normalized<'_> {
         }
         self.cluster.clear();
         self.cluster.push(c);
-        while let Some(&(i, next)) = self.chars.peek() {
+        while let Some((i, next)) = self.peek() {
             if !combines(next) {
                 break;
             }
@@ -249,6 +284,14 @@ mod tests {
         );
         assert_eq!(texts("㈱トマレ"), texts("(株)トマレ"), "NFKC that makes several characters");
         assert!(texts("").is_empty() && texts("、。！").is_empty());
+        // ASCII words a run at a time: the same tokens and offsets, and a
+        // combining mark still joins the letter before it.
+        assert_eq!(texts("Quote ABC123def, x"), [("quote".into(), 0), ("abc123def".into(), 1), ("x".into(), 2)]);
+        assert_eq!(texts("Cafe\u{301} ok"), [("café".into(), 0), ("ok".into(), 1)]);
+        assert_eq!(texts("ab社外 Ｘyz"), [("ab".into(), 0), ("社外".into(), 1), ("xyz".into(), 2)]);
+        let t = tokenize("  Hello  wörld");
+        assert_eq!((t[0].offset_from, t[0].offset_to, t[1].offset_to), (2, 7, "  Hello  wörld".len()));
+        assert_eq!(t[1].text, "wörld");
     }
 
     /// The trap the issue names, in a real tantivy index.

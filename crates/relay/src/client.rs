@@ -468,12 +468,17 @@ impl Default for Stuffer {
 
 impl Stuffer {
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        for &b in data {
-            if self.line_start && b == b'.' {
+        // A line at a time: only a line's first byte can need a dot.
+        out.reserve(data.len() + data.len() / 64);
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.line_start && rest[0] == b'.' {
                 out.push(b'.');
             }
-            out.push(b);
-            self.line_start = b == b'\n';
+            let line = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+            out.extend_from_slice(&rest[..line]);
+            self.line_start = rest[line - 1] == b'\n';
+            rest = &rest[line..];
         }
         match data {
             [.., a, b] => self.tail = [*a, *b],
