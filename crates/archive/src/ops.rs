@@ -48,64 +48,89 @@ const STREAM_OVER: u64 = 4 << 20;
 /// A blob to pack: bytes read, or a spool file.
 enum Kept {
     Bytes(Vec<u8>),
+    /// A hand-off's bytes: not copied.
+    Shared(Arc<Vec<u8>>),
     File(std::path::PathBuf),
 }
 
-/// Inspection results the review stage made, kept briefly by content hash
-/// so the archiver need not read a message again (bounded: when full, the
-/// oldest go and the archiver inspects those itself).
+impl Kept {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Kept::Bytes(b) => b,
+            Kept::Shared(b) => b,
+            Kept::File(_) => &[],
+        }
+    }
+}
+
+/// What the review stage hands the archiver for each message it decided,
+/// by id: the full Facts (with their texts) and, for a message up to
+/// [`HANDOFF_BYTES_MAX`], its bytes — so the archiver does not read the
+/// spool file, parse or inspect the message again. Bounded: when full, the
+/// oldest go, and the archiver reads and inspects those itself.
 #[derive(Default)]
-pub struct TextCache {
-    inner: std::sync::Mutex<CacheInner>,
+pub struct Handoffs {
+    inner: std::sync::Mutex<HandoffsInner>,
+}
+
+/// One message's hand-off.
+pub struct Handoff {
+    pub bytes: Option<Arc<Vec<u8>>>,
+    pub facts: Facts,
 }
 
 #[derive(Default)]
-struct CacheInner {
-    map: HashMap<String, Facts>,
-    order: std::collections::VecDeque<String>,
+struct HandoffsInner {
+    map: HashMap<MessageId, Handoff>,
+    order: std::collections::VecDeque<MessageId>,
     bytes: usize,
 }
 
-/// What the cache may hold. An entry over a quarter of it is not kept: held
-/// while the next big message is reviewed, 20 MB of text would add to that
-/// review's memory (bench/bigmail.py); the archiver inspects it again.
-const CACHE_ENTRIES: usize = 4096;
-const CACHE_BYTES: usize = 32 << 20;
+/// What the hand-offs may hold. Texts over a quarter of it are not kept:
+/// held while the next big message is reviewed, 20 MB of text would add to
+/// that review's memory (bench/bigmail.py); the archiver inspects it again.
+const HANDOFF_ENTRIES: usize = 4096;
+const HANDOFF_BYTES: usize = 32 << 20;
+/// Bigger messages are read from their spool file (and streamed into the
+/// pack) rather than kept in memory until the archiver comes.
+pub const HANDOFF_BYTES_MAX: usize = 256 << 10;
 
-fn text_bytes(f: &Facts) -> usize {
-    f.body_text.len() + f.attachments.iter().map(|a| a.text.len()).sum::<usize>()
+fn handoff_size(h: &Handoff) -> usize {
+    let text = h.facts.body_text.len() + h.facts.attachments.iter().map(|a| a.text.len()).sum::<usize>();
+    text + h.bytes.as_ref().map_or(0, |b| b.len())
 }
 
-impl TextCache {
-    /// Keeps a copy of `facts`, when they fit (checked before copying: the
-    /// text of a big attachment is not duplicated only to be dropped).
-    pub fn put(&self, hash: String, facts: &Facts) {
-        let size = text_bytes(facts);
-        if size > CACHE_BYTES / 4 {
+impl Handoffs {
+    /// Keeps what review made of `id`, when it fits (checked before
+    /// anything is kept: a big text is not held only to be dropped).
+    pub fn put(&self, id: MessageId, bytes: &Arc<Vec<u8>>, facts: Facts) {
+        let bytes = (bytes.len() <= HANDOFF_BYTES_MAX).then(|| bytes.clone());
+        let handoff = Handoff { bytes, facts };
+        let size = handoff_size(&handoff);
+        if size > HANDOFF_BYTES / 4 {
             return;
         }
-        let facts = facts.clone();
         let Ok(mut c) = self.inner.lock() else { return };
-        // `order` also holds hashes already taken: it is trimmed too.
-        while c.map.len() >= CACHE_ENTRIES || c.bytes + size > CACHE_BYTES || c.order.len() >= 2 * CACHE_ENTRIES {
+        // `order` also holds ids already taken: it is trimmed too.
+        while c.map.len() >= HANDOFF_ENTRIES || c.bytes + size > HANDOFF_BYTES || c.order.len() >= 2 * HANDOFF_ENTRIES {
             let Some(old) = c.order.pop_front() else { break };
-            if let Some(f) = c.map.remove(&old) {
-                c.bytes -= text_bytes(&f);
+            if let Some(h) = c.map.remove(&old) {
+                c.bytes -= handoff_size(&h);
             }
         }
         c.bytes += size;
-        if let Some(prev) = c.map.insert(hash.clone(), facts) {
-            c.bytes -= text_bytes(&prev);
+        if let Some(prev) = c.map.insert(id.clone(), handoff) {
+            c.bytes -= handoff_size(&prev);
         } else {
-            c.order.push_back(hash);
+            c.order.push_back(id);
         }
     }
 
-    pub fn take(&self, hash: &str) -> Option<Facts> {
+    pub fn take(&self, id: &MessageId) -> Option<Handoff> {
         let mut c = self.inner.lock().ok()?;
-        let f = c.map.remove(hash)?;
-        c.bytes -= text_bytes(&f);
-        Some(f)
+        let h = c.map.remove(id)?;
+        c.bytes -= handoff_size(&h);
+        Some(h)
     }
 }
 
@@ -183,13 +208,13 @@ pub async fn archive_queue(
     store: &Arc<dyn Store>,
     inspector: &Arc<Inspector>,
     spool: &Arc<dyn SpoolSource>,
-    texts: Option<&Arc<TextCache>>,
+    handoffs: Option<&Arc<Handoffs>>,
     state: &mut QueueState,
     limit: i64,
     max_bytes: u64,
     settle_ms: i64,
 ) -> Result<Batch> {
-    let texts = texts.cloned();
+    let handoffs = handoffs.cloned();
     // Messages already in this round come again after its commit.
     let skip: Vec<MessageId> = state.in_flight.iter().cloned().collect();
     let mut due = store.archive_due(limit, now_ms() - settle_ms, &skip).await?;
@@ -228,7 +253,7 @@ pub async fn archive_queue(
     let writer = state.writer.take();
     type Built = (IndexWriter, (Vec<ArchiveEntry>, Vec<(MessageId, i64)>, Vec<MessageId>, Vec<BlobLoc>));
     let built = blocking(move || -> Result<Built> {
-        let texts = texts.as_deref();
+        let handoffs = handoffs.as_deref();
         let writer = match writer {
             Some(w) => w,
             None => a.index.writer(1, SERVE_HEAP, Duration::ZERO)?,
@@ -242,19 +267,28 @@ pub async fn archive_queue(
             let row = &it.row;
             let id = &row.id;
             let (received_at, org) = (row.received_at, row.org_id);
-            // A big message whose inspection is at hand is packed from its
-            // file; otherwise the bytes move into `keep` (one copy in memory).
-            // The hash stays for the final record.
+            // What review handed over: the full Facts, and a small
+            // message's bytes. A big message whose inspection is at hand is
+            // packed from its file; otherwise the bytes go into `keep` (one
+            // copy in memory). The hash stays for the final record.
+            let handoff = if it.archived == 0 { handoffs.and_then(|h| h.take(id)) } else { None };
             let size = row.size.max(0) as u64;
-            let file = sp.original_path(id).filter(|_| size > STREAM_OVER && it.archived == 0);
-            let streamed = file.and_then(|path| {
-                let hash = blobs::sha256_file(&path).ok()?;
-                let facts = texts.and_then(|t| t.take(&hash))?;
-                Some((hash, facts, path))
-            });
-            let original = match &streamed {
-                Some((hash, _, _)) => Ok((hash.clone(), Vec::new())),
-                None => sp.original(id).map(|b| (sha256_hex(&b), b)),
+            let (mut facts_at_hand, shared) = match handoff {
+                Some(h) => (Some(h.facts), h.bytes),
+                None => (None, None),
+            };
+            let file = sp.original_path(id).filter(|_| size > STREAM_OVER && it.archived == 0 && shared.is_none());
+            let streamed = match (file, facts_at_hand.take()) {
+                (Some(path), Some(facts)) => blobs::sha256_file(&path).ok().map(|hash| (hash, facts, path)),
+                (_, facts) => {
+                    facts_at_hand = facts;
+                    None
+                }
+            };
+            let original = match (&streamed, shared) {
+                (Some((hash, _, _)), _) => Ok((hash.clone(), None)),
+                (None, Some(bytes)) => Ok((sha256_hex(&bytes), Some(Kept::Shared(bytes)))),
+                (None, None) => sp.original(id).map(|b| (sha256_hex(&b), Some(Kept::Bytes(b)))),
             };
             let original_hash = original.as_ref().ok().map(|(h, _)| h.clone());
             let mut doc = None;
@@ -265,13 +299,14 @@ pub async fn archive_queue(
                         keep.push((hash.clone(), Kept::File(path)));
                         (hash, facts, names)
                     }
-                    (Ok((hash, bytes)), None) => {
+                    (Ok((hash, Some(kept))), None) => {
                         // The review stage's inspection, when it is still at hand.
-                        let facts = texts.and_then(|t| t.take(&hash)).unwrap_or_else(|| ins.message(&bytes));
-                        let names = index::headers(&bytes);
-                        keep.push((hash.clone(), Kept::Bytes(bytes)));
+                        let facts = facts_at_hand.take().unwrap_or_else(|| ins.message(kept.bytes()));
+                        let names = index::headers(kept.bytes());
+                        keep.push((hash.clone(), kept));
                         (hash, facts, names)
                     }
+                    (Ok((_, None)), None) => unreachable!("only a streamed message has no bytes at hand"),
                     (Err(e), None) => {
                         tracing::error!(%id, error = %e, "the spool copy is missing: archived without it");
                         (String::new(), Facts::default(), Default::default())
@@ -360,6 +395,7 @@ pub async fn archive_queue(
         let contents = keep.iter().map(|(h, k)| {
             let content = match k {
                 Kept::Bytes(b) => blobs::Content::Bytes(b),
+                Kept::Shared(b) => blobs::Content::Bytes(b),
                 Kept::File(p) => blobs::Content::File(p),
             };
             (h.as_str(), content)

@@ -609,10 +609,10 @@ async fn a_big_message_gets_a_pass_of_its_own_is_packed_from_its_file_and_indexe
     let mem = MemSpool(Mutex::new(HashMap::new()));
     let id = queue_message(&e, &mem, &raw, &["a@customer.co.jp"], State::Held, "{}").await;
     std::fs::write(dir.path().join(format!("{id}.eml")), &raw).unwrap();
-    let texts = Arc::new(ops::TextCache::default());
+    let texts = Arc::new(ops::Handoffs::default());
     let facts = e.inspector.message(raw.as_bytes());
     assert!(facts.body_text.len() > tomare_archive::index::TEXT_INDEXED);
-    texts.put(tomare_archive::blobs::sha256_hex(raw.as_bytes()), &facts);
+    texts.put(id.clone(), &Arc::new(raw.as_bytes().to_vec()), facts);
 
     let mut state = ops::QueueState::default();
     let (a, st, ins) = (&e.archive, &e.store, &e.inspector);
@@ -629,5 +629,36 @@ async fn a_big_message_gets_a_pass_of_its_own_is_packed_from_its_file_and_indexe
     assert!(e.subjects("合言葉").is_empty());
     let stored = ops::message_bytes(&e.archive, &e.store, id.as_str(), true).await.unwrap();
     assert!(stored == raw.as_bytes(), "packed from the file, byte for byte");
+    assert_eq!(e.verify().await, Ok(1));
+}
+
+/// What review hands over is what the archiver uses: with the spool copy
+/// gone, the message is still archived from the hand-off's bytes, and the
+/// hand-off's Facts (not a second inspection) make its index document.
+#[tokio::test]
+async fn the_review_handoff_spares_reading_and_inspecting_again() {
+    let e = env().await;
+    let mem = Arc::new(MemSpool(Mutex::new(HashMap::new())));
+    let raw =
+        "From: tanaka@example.com\r\nTo: a@customer.co.jp\r\nSubject: handed over\r\n\r\n見積書をお送りします\r\n";
+    let id = queue_message(&e, &mem, raw, &["a@customer.co.jp"], State::Held, "{}").await;
+    mem.0.lock().unwrap().clear();
+    let handoffs = Arc::new(ops::Handoffs::default());
+    let mut facts = e.inspector.message(raw.as_bytes());
+    facts.body_text.push_str(" 合言葉ハンドオフ");
+    handoffs.put(id.clone(), &Arc::new(raw.as_bytes().to_vec()), facts);
+    let source: Arc<dyn ops::SpoolSource> = mem.clone();
+    let mut state = ops::QueueState::default();
+    let batch =
+        ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, Some(&handoffs), &mut state, 100, u64::MAX, 0)
+            .await
+            .unwrap();
+    assert_eq!(batch.messages, 1);
+    ops::commit_round(&e.archive, &e.store, &mut state).await.unwrap();
+    ops::release(&e.archive, &e.store, &mut state).await.unwrap();
+    assert_eq!(e.subjects("合言葉ハンドオフ"), ["handed over"], "the hand-off's Facts were indexed");
+    let stored = ops::message_bytes(&e.archive, &e.store, id.as_str(), true).await.unwrap();
+    assert_eq!(stored, raw.as_bytes(), "archived from the hand-off's bytes");
+    assert!(handoffs.take(&id).is_none(), "taken once");
     assert_eq!(e.verify().await, Ok(1));
 }

@@ -32,6 +32,11 @@ fn inline(data: &[u8]) -> bool {
 /// and synchronous, so it runs on blocking threads for big messages.
 pub trait Review: Send + Sync {
     fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling);
+
+    /// The hook after each review: the message's bytes and everything
+    /// inspection found (texts included), for a stage after the queue (the
+    /// archive) that would otherwise read and inspect the message again.
+    fn reviewed(&self, _id: &MessageId, _data: &Arc<Vec<u8>>, _facts: Facts) {}
 }
 
 /// The rules' decision, in the queue's terms.
@@ -187,12 +192,17 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                     ),
                 }
             };
+            // What the queue stores; the full Facts and the bytes go to the
+            // archive's hand-off (before the decision, so the archiver
+            // finds them when it takes the message).
+            let (stored, line, complete) = (facts.without_texts(), summary(&facts), facts.complete);
+            reviewer.review.reviewed(&item.id, &data, facts);
             drop(permit);
             drop(data);
             drop(big_permit);
             let m = &reviewer.metrics;
             m.inspected.fetch_add(1, Relaxed);
-            if !facts.complete {
+            if !complete {
                 m.inspect_incomplete.fetch_add(1, Relaxed);
             }
             let now = now_ms();
@@ -232,8 +242,8 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
             }
             let decision = Decision {
                 id: item.id,
-                facts: facts.without_texts(),
-                summary: summary(&facts),
+                facts: stored,
+                summary: line,
                 verdict: ruling.verdict,
                 reasons: ruling.reasons,
                 state,

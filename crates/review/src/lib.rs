@@ -12,7 +12,7 @@
 use std::sync::{Arc, RwLock};
 use tomare_config::{Config, DirectoryUser, Rule};
 use tomare_model::i18n::Lang;
-use tomare_model::{Envelope, Facts, OrgId, State};
+use tomare_model::{Envelope, Facts, MessageId, OrgId, State};
 use tomare_policy::{Context, Directory, Engine, History, Outcome, RuleError, Verdict};
 use tomare_queue::{Review, Ruling};
 use tomare_store::{ApprovalRequest, DirectoryEntry, Store};
@@ -137,8 +137,8 @@ pub async fn history(store: &dyn Store, org: Option<OrgId>) -> Result<History, R
 /// rewrite, for every committed message (the queue's [`Review`]).
 pub struct Reviewer {
     inspector: tomare_inspect::Inspector,
-    /// The archiver's copy of what inspection found (None without archive).
-    texts: Option<Arc<tomare_archive::ops::TextCache>>,
+    /// What the archiver is handed after each review (None without archive).
+    handoffs: Option<Arc<tomare_archive::ops::Handoffs>>,
     rules: RwLock<Arc<Rules>>,
     /// Refreshed from the store by the server; the domains of mail this
     /// stage holds are added at once, so the next message sees them.
@@ -152,11 +152,11 @@ impl Reviewer {
         config: &Config,
         rules: Rules,
         history: Arc<RwLock<History>>,
-        texts: Option<Arc<tomare_archive::ops::TextCache>>,
+        handoffs: Option<Arc<tomare_archive::ops::Handoffs>>,
     ) -> Result<Reviewer, ReviewError> {
         Ok(Reviewer {
             inspector: tomare_inspect::Inspector::new(config).map_err(ReviewError::Detectors)?,
-            texts,
+            handoffs,
             rules: RwLock::new(Arc::new(rules)),
             history,
             config: config.clone(),
@@ -178,9 +178,6 @@ impl Reviewer {
 impl Review for Reviewer {
     fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling) {
         let facts = self.inspector.message(data);
-        if let Some(texts) = &self.texts {
-            texts.put(tomare_archive::blobs::sha256_hex(data), &facts);
-        }
         if is_dsn {
             // Our own DSNs and notices go to our own senders: no rules.
             return (facts, Ruling::default_hold(&self.config, envelope, true));
@@ -200,6 +197,12 @@ impl Review for Reviewer {
             }
         }
         (facts, ruling)
+    }
+
+    fn reviewed(&self, id: &MessageId, data: &Arc<Vec<u8>>, facts: Facts) {
+        if let Some(handoffs) = &self.handoffs {
+            handoffs.put(id.clone(), data, facts);
+        }
     }
 }
 

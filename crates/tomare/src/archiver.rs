@@ -51,7 +51,8 @@ pub struct Archiver {
     pub org: OrgId,
     pub retention_days: u64,
     pub metrics: Arc<Metrics>,
-    pub texts: Arc<ops::TextCache>,
+    /// What review hands over (bytes, full Facts) for each message.
+    pub handoffs: Arc<ops::Handoffs>,
     /// Shared with review and delivery: big messages take turns.
     pub memory: tomare_queue::MessageMemory,
 }
@@ -122,7 +123,7 @@ impl Archiver {
                 &self.store,
                 &self.inspector,
                 &source,
-                Some(&self.texts),
+                Some(&self.handoffs),
                 &mut state,
                 BATCH,
                 pass_bytes,

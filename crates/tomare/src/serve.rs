@@ -155,9 +155,9 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let (queue_shutdown_tx, queue_shutdown) = watch::channel(false);
     let dyn_store: Arc<dyn Store> = store.clone();
     let history = Arc::new(std::sync::RwLock::new(tomare_review::history(store.as_ref(), Some(org_id)).await?));
-    let texts = config.archive.enabled.then(|| Arc::new(tomare_archive::ops::TextCache::default()));
+    let handoffs = config.archive.enabled.then(|| Arc::new(tomare_archive::ops::Handoffs::default()));
     let rules = Rules::load_for(&config, crate::load_rules_file(&config)?, store.as_ref(), org_id).await?;
-    let reviewer = Arc::new(Reviewer::new(&config, rules, history.clone(), texts.clone())?);
+    let reviewer = Arc::new(Reviewer::new(&config, rules, history.clone(), handoffs.clone())?);
     // SIGHUP (or `tomare rules reload`): new rules and directory, or, when
     // they are refused, the old ones kept.
     let pid_file = config.storage.data_dir.join("tomare.pid");
@@ -228,7 +228,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
                 org: org_id,
                 retention_days: config.archive.retention_days,
                 metrics: metrics.clone(),
-                texts: texts.clone().unwrap_or_default(),
+                handoffs: handoffs.clone().unwrap_or_default(),
                 memory: memory.clone(),
             };
             Some(crate::archiver::spawn(archiver, shutdown.clone())?)
