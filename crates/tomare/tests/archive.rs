@@ -240,3 +240,34 @@ fn check_replay_and_serve_agree_on_the_imported_directory() {
     assert_eq!(names(&d["before"]["rules"]), served_rules, "{replayed}");
     assert!(!names(&d["after"]["rules"]).contains(&"copy-boss".to_string()));
 }
+
+/// Archived content stays complete while mail waits: a message is found by
+/// search within 5 s of reaching held, awaiting_approval or a final state.
+#[test]
+fn every_message_is_searchable_within_five_seconds_of_its_state() {
+    let sink = Sink::start();
+    let g = Gateway::start(&format!(
+        "{}[hold]\nexternal = \"10m\"\ninternal = \"0s\"\n[[rule]]\nname = \"ask\"\n\
+         when = {{ text = {{ contains = [\"承認して\"] }} }}\n\
+         then = [{{ require_approval = {{ approver = \"boss@example.com\" }} }}]\n",
+        relay_to(sink.port, "")
+    ));
+    let found =
+        |word: &str| g.cli_json(&["archive", "search", "--json", word]).as_array().is_some_and(|a| a.len() == 1);
+    let send = |to: &str, subject: &str, word: &str| {
+        let mail = format!("From: taro@example.com\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{word}\r\n");
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &[to], &mail).unwrap())
+    };
+    for (to, word, state) in [
+        ("a@customer.test", "ほりゅうちゅう", "held"),
+        ("b@customer.test", "承認して ください", "awaiting_approval"),
+        ("hanako@example.com", "しゃないだけ", "delivered"),
+    ] {
+        let id = send(to, state, word);
+        assert!(wait_until(Duration::from_secs(10), || g.state(&id) == state), "{state}: {}", g.log());
+        let reached = std::time::Instant::now();
+        let key = word.split(' ').next().unwrap();
+        assert!(wait_until(Duration::from_secs(5), || found(key)), "{state}: not searchable in 5 s\n{}", g.log());
+        assert!(reached.elapsed() < Duration::from_secs(5), "{state}: {:?}", reached.elapsed());
+    }
+}

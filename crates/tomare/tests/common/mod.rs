@@ -479,8 +479,9 @@ pub fn relay_to(port: u16, extra: &str) -> String {
     )
 }
 
+/// The files directly in `dir` (not its directories: the spool's `free/`).
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect()).unwrap_or_default()
 }
 
 pub fn count_by<T: std::hash::Hash + Eq + Clone>(items: &[T]) -> HashMap<T, usize> {
