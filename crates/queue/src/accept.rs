@@ -46,7 +46,7 @@ struct Inner {
 impl Acceptor {
     /// Starts the committer task. Committed messages are handed to the
     /// returned receiver, which `Queue::start` takes for inspection.
-    pub fn start(
+    pub(crate) fn start(
         org_id: OrgId,
         spool: Spool,
         store: Arc<dyn Store>,

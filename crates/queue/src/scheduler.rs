@@ -55,7 +55,7 @@ impl Queue {
     /// Starts the hold loop, dispatcher and finisher. `released` is the
     /// notifier the [`Acceptor`] pokes when mail is ready to go.
     #[allow(clippy::too_many_arguments)]
-    pub fn start(
+    pub(crate) fn start(
         config: &Config,
         reporting_mta: String,
         store: Arc<dyn Store>,
@@ -108,11 +108,14 @@ impl Queue {
 
     /// Waits for the tasks to stop after shutdown was signalled. In-flight
     /// deliveries get `grace` to finish; the rest resume after restart.
-    pub async fn join(self, grace: Duration) {
+    /// True when they all stopped in time.
+    pub async fn join(self, grace: Duration) -> bool {
         let all = futures_join(self.tasks);
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("deliveries still running at shutdown; they resume after restart");
+            return false;
         }
+        true
     }
 }
 

@@ -12,11 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tomare_config::{Config, DeliveryMode};
 use tomare_model::i18n::{Lang, t};
 use tomare_model::{Address, Envelope, MessageId, Metrics, Payload, RcptOutcome};
-use tomare_queue::{Acceptor, Queue, Spool, Transport};
+use tomare_queue::{Acceptor, Pipeline, Spool, Transport};
 use tomare_relay::Delivery;
 use tomare_review::{Reviewer, Rules};
 use tomare_smtp::{Authenticator, Login, MessageSink, Server, SessionConfig};
@@ -148,11 +148,9 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     if !config.archive.enabled {
         metrics.health.archive_lag.store(-1, std::sync::atomic::Ordering::Relaxed);
     }
-    let released = Arc::new(Notify::new());
     // Two stages: SMTP stops first; the queue keeps delivering what the last
-    // sessions handed over until they are done.
+    // sessions handed over until they are done (`Pipeline::shutdown`).
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let (queue_shutdown_tx, queue_shutdown) = watch::channel(false);
     let dyn_store: Arc<dyn Store> = store.clone();
     let history = Arc::new(std::sync::RwLock::new(tomare_review::history(store.as_ref(), Some(org_id)).await?));
     let handoffs = config.archive.enabled.then(|| Arc::new(tomare_archive::ops::Handoffs::default()));
@@ -194,23 +192,15 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
             }
         }
     });
-    let (acceptor, review, committer) = Acceptor::start(org_id, spool, dyn_store.clone(), metrics.clone());
-    let queue = Queue::start(
-        &config,
-        host.clone(),
-        dyn_store.clone(),
-        acceptor.clone(),
-        review,
-        reviewer,
-        Arc::new(Relay(delivery.clone())),
-        metrics.clone(),
-        memory.clone(),
-        released,
-        queue_shutdown,
-    );
+    let pipeline = Pipeline::builder(&config, dyn_store.clone(), spool, reviewer, Arc::new(Relay(delivery.clone())))
+        .org(org_id)
+        .reporting_mta(host.clone())
+        .metrics(metrics.clone())
+        .memory(memory.clone())
+        .start();
     let smtp = Server {
         config: Arc::new(SessionConfig::new(&config, host.clone(), tls.clone())),
-        sink: Arc::new(Sink(acceptor)),
+        sink: Arc::new(Sink(pipeline.acceptor())),
         auth: Arc::new(Users(dyn_store.clone())),
         metrics: metrics.clone(),
         slots: tomare_smtp::Slots::new(&config),
@@ -242,10 +232,11 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     println!("{}", t(lang, "serve.stopping", &[]));
     let _ = shutdown_tx.send(true);
     let _ = smtp_task.await;
-    let _ = queue_shutdown_tx.send(true);
-    queue.join(GRACE).await;
-    // The queue held the last acceptor; the committer drains and ends.
-    let _ = tokio::time::timeout(GRACE, committer).await;
+    // SMTP has handed over its last message: the queue stages stop.
+    let stopped = pipeline.shutdown(GRACE).await;
+    if stopped.commits_left {
+        tracing::warn!("accepted messages were still being committed at shutdown; their senders will retry");
+    }
     let _ = web_task.await;
     if let Some(task) = archiver_task {
         let _ = tokio::task::spawn_blocking(move || task.join()).await;

@@ -1,0 +1,134 @@
+//! The queue's stages started as one: accept (the committer), review, the
+//! hold loop, the dispatcher and the finisher. The binary builds one
+//! [`Pipeline`] with what it plugs in (the [`Review`], the [`Transport`]),
+//! hands its [`Acceptor`] to the SMTP server, and stops it with
+//! [`Pipeline::shutdown`].
+
+use crate::{Acceptor, MessageMemory, Queue, Review, Spool, Transport};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tomare_config::Config;
+use tomare_model::{Metrics, OrgId};
+use tomare_store::Store;
+
+/// What the pipeline needs; [`PipelineBuilder::start`] starts it.
+pub struct PipelineBuilder {
+    config: Config,
+    store: Arc<dyn Store>,
+    spool: Spool,
+    review: Arc<dyn Review>,
+    transport: Arc<dyn Transport>,
+    org: OrgId,
+    reporting_mta: String,
+    metrics: Arc<Metrics>,
+    memory: MessageMemory,
+}
+
+impl PipelineBuilder {
+    /// The org new messages belong to (default 1).
+    pub fn org(mut self, org: OrgId) -> Self {
+        self.org = org;
+        self
+    }
+
+    /// The name in DSNs' `Reporting-MTA` (default `localhost`).
+    pub fn reporting_mta(mut self, name: impl Into<String>) -> Self {
+        self.reporting_mta = name.into();
+        self
+    }
+
+    /// Counters shared with the SMTP server and `/metrics`.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The budget big messages take turns on (shared with the archive).
+    pub fn memory(mut self, memory: MessageMemory) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    pub fn start(self) -> Pipeline {
+        let (acceptor, review_rx, committer) =
+            Acceptor::start(self.org, self.spool, self.store.clone(), self.metrics.clone());
+        let (stop, stopped) = watch::channel(false);
+        let queue = Queue::start(
+            &self.config,
+            self.reporting_mta,
+            self.store,
+            acceptor.clone(),
+            review_rx,
+            self.review,
+            self.transport,
+            self.metrics,
+            self.memory,
+            Arc::new(Notify::new()),
+            stopped,
+        );
+        Pipeline { acceptor, committer, queue, stop }
+    }
+}
+
+/// The running queue stages.
+pub struct Pipeline {
+    acceptor: Acceptor,
+    committer: JoinHandle<()>,
+    queue: Queue,
+    stop: watch::Sender<bool>,
+}
+
+/// How a [`Pipeline::shutdown`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Deliveries or reviews were still running when the grace time ended:
+    /// they resume after the next start (nothing accepted is lost).
+    pub cut_short: bool,
+    /// Commits of accepted messages were still waiting when the grace time
+    /// ended (their senders got no 250, so they will send again).
+    pub commits_left: bool,
+}
+
+impl Pipeline {
+    /// Starts building a pipeline over `store` and `spool`, reviewing with
+    /// `review` and delivering through `transport`.
+    pub fn builder(
+        config: &Config,
+        store: Arc<dyn Store>,
+        spool: Spool,
+        review: Arc<dyn Review>,
+        transport: Arc<dyn Transport>,
+    ) -> PipelineBuilder {
+        PipelineBuilder {
+            config: config.clone(),
+            store,
+            spool,
+            review,
+            transport,
+            org: 1,
+            reporting_mta: "localhost".into(),
+            metrics: Arc::default(),
+            memory: MessageMemory::default(),
+        }
+    }
+
+    /// Where new messages go in (the SMTP server's sink wraps one).
+    pub fn acceptor(&self) -> Acceptor {
+        self.acceptor.clone()
+    }
+
+    /// Stops the stages once the SMTP server has stopped handing messages
+    /// over: no new deliveries are claimed, the running ones get `grace`,
+    /// then the committer drains what is left.
+    pub async fn shutdown(self, grace: Duration) -> Stopped {
+        let Pipeline { acceptor, committer, queue, stop } = self;
+        // Review ends once every Acceptor is gone; this is the pipeline's.
+        drop(acceptor);
+        let _ = stop.send(true);
+        let cut_short = !queue.join(grace).await;
+        let commits_left = tokio::time::timeout(grace, committer).await.is_err();
+        Stopped { cut_short, commits_left }
+    }
+}
