@@ -91,6 +91,8 @@ $extra
 TOML
   "$bin" serve --config "$work/tomare.toml" >"$work/tomare.log" 2>&1 &
   local tomare_pid=$!
+  # KEEP_LOG=FILE keeps the server's log (e.g. with TOMARE_LOG=sqlx::query=debug).
+  if [ -n "${KEEP_LOG:-}" ]; then trap 'cp "$work/tomare.log" "$KEEP_LOG"; cleanup' EXIT; fi
   pids+=("$tomare_pid")
   for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$t_listen") 2>/dev/null && break; sleep 0.1; done
   read -r t_total t_accept < <(run_side "$name" "$t_listen" "$t_sink")
