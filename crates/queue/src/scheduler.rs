@@ -399,6 +399,18 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
             ctx.metrics.health.delivery_result(delivered, temporary);
         }
         let reports: Vec<DeliveryReport> = batch.iter().map(|(m, o)| report(&ctx.config, m, o, now)).collect();
+        // A DSN's copy of the header block is read before the state is
+        // final: once it is, the archiver may take the message and its
+        // spool file is recycled for another one.
+        let heads: Vec<Option<Vec<u8>>> = batch
+            .iter()
+            .zip(&reports)
+            .map(|((m, _), r)| {
+                let owed =
+                    r.results.iter().any(|x| x.status == RcptStatus::Failed) && !m.mail_from.is_null() && !m.is_dsn;
+                owed.then(|| ctx.spool.read_head(&m.id, 256 * 1024).unwrap_or_default())
+            })
+            .collect();
         if let Err(e) = ctx.store.finish(&reports).await {
             // Left `delivering`: recovered and retried after a restart.
             tracing::error!(error = %e, "recording delivery results failed");
@@ -406,7 +418,7 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
             continue;
         }
         let mut finished = Vec::new();
-        for ((message, _), report) in batch.drain(..).zip(&reports) {
+        for (((message, _), report), head) in batch.drain(..).zip(&reports).zip(heads) {
             let m = &ctx.metrics;
             match report.state {
                 State::Delivered => m.delivered.fetch_add(1, Relaxed),
@@ -416,8 +428,8 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
             tracing::info!(id = %message.id, state = report.state.as_str(), detail = %report.detail, "delivery attempt");
             let failed: Vec<&RecipientResult> =
                 report.results.iter().filter(|r| r.status == RcptStatus::Failed).collect();
-            if !failed.is_empty() {
-                send_dsn(&ctx, &message, &failed).await;
+            if let (false, Some(head)) = (failed.is_empty(), head) {
+                send_dsn(&ctx, &message, &failed, &head).await;
             }
             if report.state.is_final() {
                 finished.push(message.id);
@@ -431,13 +443,10 @@ async fn finisher(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
     }
 }
 
-/// Never a bounce for a bounce: no DSN for the null sender or for our own DSNs.
-async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult]) {
-    if message.mail_from.is_null() || message.is_dsn {
-        return;
-    }
-    // Only the header block goes back in the DSN.
-    let original = ctx.spool.read_head(&message.id, 256 * 1024).unwrap_or_default();
+/// A DSN to the sender with `original` (the message's first 256 KiB: only
+/// its header block goes back). The caller checks it is owed: never a
+/// bounce for a bounce (the null sender, our own DSNs).
+async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult], original: &[u8]) {
     let failures: Vec<(String, String)> = failed.iter().map(|r| (r.address.to_string(), r.reply.clone())).collect();
     let mail_from = message.mail_from.to_string();
     let data = dsn::build(&dsn::Dsn {
@@ -448,7 +457,7 @@ async fn send_dsn(ctx: &Ctx, message: &Claimed, failed: &[&RecipientResult]) {
         mail_from: &mail_from,
         received_at: message.received_at,
         failures: &failures,
-        original: &original,
+        original,
         now: now_ms(),
     });
     match ctx.queue_own(message.mail_from.clone(), data).await {
