@@ -118,6 +118,11 @@ const TABLE: &[(&str, &str, &str)] = &[
         "{} files and directories in {} could be read by other users: now only by tomare's user.",
         "{1} の中の {0} 個のファイル・ディレクトリが他のユーザーからも読める状態でした。tomare のユーザーだけが読めるように変更しました。",
     ),
+    (
+        "cli.migrations_pending",
+        "The database has {} schema migration(s) pending: run `tomare db migrate` (or start `tomare serve`) first.",
+        "データベースに未適用のスキーマ移行が {} 件あります。先に `tomare db migrate` を実行してください（`tomare serve` の起動でも適用されます）。",
+    ),
     ("db.pending", "pending", "未適用"),
     ("db.applied", "applied {}", "適用済み {}"),
     ("db.adopted", "present before migrations were recorded (noted {})", "記録開始前から適用済み（{} に記録）"),

@@ -5,13 +5,16 @@
 //! in order when a store opens, each in its own transaction together with
 //! its row in `schema_migrations`, so a step is applied wholly or not at
 //! all. `tomare db status` lists them, `tomare db migrate` applies them
-//! without starting the server. The PostgreSQL backend keeps its own list
-//! in the same form.
+//! without starting the server; commands other than those and
+//! `archive import` refuse a database with steps pending. A PostgreSQL
+//! backend would keep its own list in the same form.
 //!
-//! A database made before steps were recorded (it has tables but no
-//! `schema_migrations`) is adopted: each step's `present` query says whether
-//! its change is already there, and those are recorded as applied without
-//! being run again.
+//! Every pending step's `present` query says first whether its change is
+//! already there: a database made before steps were recorded (it has
+//! tables but no `schema_migrations`), or one whose earlier open stopped
+//! half way, is adopted — those steps are recorded, not run again. Steps
+//! run under `BEGIN IMMEDIATE`, so two processes opening at once apply each
+//! step once.
 
 use crate::Result;
 use serde::Serialize;
@@ -175,16 +178,6 @@ pub(crate) async fn status(pool: &SqlitePool, db: Database) -> Result<Vec<Migrat
 /// (or adopted). Refuses a database a newer tomare has migrated further.
 pub(crate) async fn apply(pool: &SqlitePool, db: Database) -> Result<Vec<MigrationStatus>> {
     let mut conn = pool.acquire().await?;
-    let fresh: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name != 'sqlite_sequence'")
-            .fetch_one(&mut *conn)
-            .await?;
-    let tracked: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
-            .fetch_one(&mut *conn)
-            .await?;
-    // Adopt only a database that has our tables but no record of them.
-    let adopting = tracked == 0 && fresh > 0;
     sqlx::raw_sql(TABLE).execute(&mut *conn).await?;
     let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await?;
     let known = db.migrations().last().map_or(0, |m| m.version);
@@ -196,34 +189,59 @@ pub(crate) async fn apply(pool: &SqlitePool, db: Database) -> Result<Vec<Migrati
     }
     let mut applied = Vec::new();
     for m in db.migrations().iter().filter(|m| !done.contains(&m.version)) {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let already = adopting && sqlx::query_scalar::<_, i64>(m.present).fetch_one(&mut *tx).await? != 0;
-        if !already {
-            match &m.step {
-                Step::Sql(sql) => {
-                    sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-                }
-                Step::Code(f) => f(&mut tx).await?,
+        // IMMEDIATE: a second process opening at the same time waits here,
+        // then finds the step recorded and moves on.
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        match step(&mut conn, db, m).await {
+            Ok(status) => {
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                applied.extend(status);
+            }
+            Err(e) => {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                return Err(e);
             }
         }
-        let now = tomare_model::now_ms();
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at, adopted) VALUES (?, ?, ?, ?)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(now)
-            .bind(already as i64)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        applied.push(MigrationStatus {
-            database: db,
-            version: m.version,
-            name: m.name.into(),
-            applied_at: Some(now),
-            adopted: already,
-        });
     }
     Ok(applied)
+}
+
+/// One migration inside the caller's transaction: None when another
+/// process recorded it meanwhile. A step whose change is already there (a
+/// database from before migrations were recorded, or one whose earlier
+/// open stopped half way) is recorded as adopted, not run again.
+async fn step(conn: &mut SqliteConnection, db: Database, m: &Migration) -> Result<Option<MigrationStatus>> {
+    let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = ?")
+        .bind(m.version)
+        .fetch_one(&mut *conn)
+        .await?;
+    if recorded > 0 {
+        return Ok(None);
+    }
+    let already = sqlx::query_scalar::<_, i64>(m.present).fetch_one(&mut *conn).await? != 0;
+    if !already {
+        match &m.step {
+            Step::Sql(sql) => {
+                sqlx::raw_sql(*sql).execute(&mut *conn).await?;
+            }
+            Step::Code(f) => f(conn).await?,
+        }
+    }
+    let now = tomare_model::now_ms();
+    sqlx::query("INSERT INTO schema_migrations (version, name, applied_at, adopted) VALUES (?, ?, ?, ?)")
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now)
+        .bind(already as i64)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(MigrationStatus {
+        database: db,
+        version: m.version,
+        name: m.name.into(),
+        applied_at: Some(now),
+        adopted: already,
+    }))
 }
 
 #[cfg(test)]

@@ -593,7 +593,7 @@ pub fn db(config: Config, command: DbCommand) -> Result<ExitCode> {
                 say!("{}", t(lang, "db.summary", &[&(all.len() - pending), &pending]));
             }
             DbCommand::Migrate => {
-                let store = crate::serve::open_existing_store(&config).await?;
+                let store = crate::serve::open_store(&config).await?;
                 let applied = store.migrations_applied();
                 if applied.is_empty() {
                     say!("{}", t(lang, "db.up_to_date", &[]));

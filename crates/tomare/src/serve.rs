@@ -70,8 +70,16 @@ pub fn hostname(config: &Config) -> String {
 /// The store of an existing data directory, for every command but `serve`:
 /// run from the wrong directory, they say where they looked instead of
 /// quietly creating an empty `./tomare-data`.
+/// A database with migrations pending is refused: only `serve`, `db
+/// migrate` (and `archive import`) change the schema, so a newer CLI never
+/// migrates under an older running server.
 pub async fn open_existing_store(config: &Config) -> Result<Arc<SqliteStore>> {
     crate::datadir::require(&config.storage.data_dir)?;
+    let db = config.storage.data_dir.join("tomare.db");
+    let pending = SqliteStore::migration_status(&db).await?.iter().filter(|m| m.applied_at.is_none()).count();
+    if pending > 0 {
+        anyhow::bail!(t(Lang::from_env(), "cli.migrations_pending", &[&pending]));
+    }
     open_store(config).await
 }
 

@@ -965,6 +965,11 @@ fn db_status_and_migrate_on_a_database_made_before_migrations_were_recorded() {
     assert_eq!(before.as_array().unwrap().len(), 5, "{before}");
     assert!(before.as_array().unwrap().iter().all(|m| m["applied_at"].is_null()), "status applies nothing: {before}");
     assert!(status(false).contains("0 applied, 5 pending."));
+    // Other commands do not migrate behind a running server's back.
+    let out = tomare().args(["queue", "list", "--config"]).arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tomare db migrate"), "{err}");
+    assert!(status(false).contains("0 applied, 5 pending."), "queue list changed nothing");
 
     let out = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);

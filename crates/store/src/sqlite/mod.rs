@@ -609,6 +609,46 @@ mod tests {
         assert!(err.to_string().contains("newer tomare"), "{err}");
     }
 
+    /// An open that stopped after its first step, on a database that has
+    /// everything already: the rest is adopted, nothing fails on a table
+    /// that exists. And two processes opening one new database at once.
+    #[tokio::test]
+    async fn an_interrupted_or_concurrent_migration_resumes_and_runs_each_step_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tomare.db");
+        let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let old = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        for sql in [
+            include_str!("../../migrations/queue/0001_initial.sql"),
+            include_str!("../../migrations/queue/0002_archive_flag.sql"),
+            include_str!("../../migrations/queue/0004_send_as.sql"),
+            "PRAGMA user_version = 1",
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at INTEGER NOT NULL, adopted INTEGER NOT NULL DEFAULT 0)",
+            "INSERT INTO schema_migrations VALUES (1, 'initial', 0, 1)",
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(&old).await.unwrap();
+        }
+        old.close().await;
+        let store = SqliteStore::open(&path).await.unwrap();
+        let queue: Vec<(i64, bool)> = store
+            .migrations_applied()
+            .iter()
+            .filter(|m| m.database == Database::Queue)
+            .map(|m| (m.version, m.adopted))
+            .collect();
+        assert_eq!(queue, [(2, true), (3, true), (4, true)]);
+        store.close().await;
+
+        let other = tempfile::tempdir().unwrap();
+        let fresh = other.path().join("tomare.db");
+        let (a, b) = tokio::join!(SqliteStore::open(&fresh), SqliteStore::open(&fresh));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let ran = a.migrations_applied().len() + b.migrations_applied().len();
+        assert_eq!(ran, 5, "each step once between the two");
+        assert!(a.migrations().await.unwrap().iter().all(|m| m.applied_at.is_some()));
+    }
+
     #[tokio::test]
     async fn a_new_database_runs_every_migration_once() {
         let (_dir, store) = open().await;
