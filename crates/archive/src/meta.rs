@@ -1,10 +1,13 @@
 //! What an archive record says besides its blob: typed, written and read
-//! through serde. The JSON is what the chain hashes, so a record written
-//! by an older release reads as it was written: every field has a default,
-//! and an old `"verdict": {}` (no rules looked) reads as no verdict.
+//! through serde. The JSON is what the chain hashes, and records stay for
+//! years, so a record written by an older release reads as it was written:
+//! every field has a default, addresses stay the text they were stored as,
+//! and a field whose shape changed (an old `"verdict": {}` when no rules
+//! looked) reads as absent rather than hiding the rest of the record.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
-use tomare_model::{Facts, State, Verdict};
+use tomare_model::{Facts, RcptStatus, State, Verdict};
 use tomare_store::{EventRow, RecipientRow};
 
 /// The kinds of record in the chain.
@@ -55,8 +58,9 @@ pub struct ReceivedMeta {
     pub header_from: String,
     pub message_id_header: String,
     /// As the queue stored them (texts left out: the index has them).
+    #[serde(deserialize_with = "lenient")]
     pub facts: Option<Facts>,
-    #[serde(deserialize_with = "verdict_or_none")]
+    #[serde(deserialize_with = "lenient")]
     pub verdict: Option<Verdict>,
 }
 
@@ -65,12 +69,39 @@ pub struct ReceivedMeta {
 #[serde(default)]
 pub struct FinalMeta {
     pub id: String,
+    #[serde(deserialize_with = "lenient")]
     pub state: Option<State>,
-    pub recipients: Vec<RecipientRow>,
+    #[serde(deserialize_with = "lenient_list")]
+    pub recipients: Vec<FinalRecipient>,
     pub attempts: i64,
+    #[serde(deserialize_with = "lenient_list")]
     pub events: Vec<EventRow>,
     /// The blob is the rewritten message the rules made.
     pub rewritten: bool,
+}
+
+/// How one recipient ended, as a final record keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FinalRecipient {
+    /// The address as stored then (older records: before addresses were
+    /// parsed strictly).
+    pub address: String,
+    #[serde(deserialize_with = "lenient")]
+    pub status: Option<RcptStatus>,
+    pub reply: String,
+    pub attempts: i64,
+}
+
+impl From<&RecipientRow> for FinalRecipient {
+    fn from(r: &RecipientRow) -> FinalRecipient {
+        FinalRecipient {
+            address: r.address.to_string(),
+            status: Some(r.status),
+            reply: r.reply.clone(),
+            attempts: r.attempts,
+        }
+    }
 }
 
 /// An `imported` record: what the message's own headers say.
@@ -137,9 +168,20 @@ impl Original {
     }
 }
 
-fn verdict_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Verdict>, D::Error> {
+/// A field that reads as None when its shape is not today's.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
     let v = serde_json::Value::deserialize(d)?;
     Ok(serde_json::from_value(v).ok())
+}
+
+/// A list whose items that do not read are left out.
+fn lenient_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let items = match v {
+        serde_json::Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    Ok(items.into_iter().filter_map(|i| serde_json::from_value(i).ok()).collect())
 }
 
 #[cfg(test)]
@@ -173,7 +215,19 @@ mod tests {
             "detail":""}],"rewritten":false}"#;
         let f: FinalMeta = serde_json::from_str(fin).unwrap();
         assert_eq!(f.state, Some(State::Delivered));
-        assert_eq!(f.recipients[0].address.to_string(), "a@customer.test");
+        assert_eq!(f.recipients[0].address, "a@customer.test");
+        assert_eq!(f.recipients[0].status, Some(RcptStatus::Delivered));
+        // From before addresses were parsed strictly, and a state this
+        // release does not know: the rest of the record still reads.
+        let older = r#"{"id":"x","state":"delivered","recipients":[{"address":"john doe@Customer.TEST",
+            "status":"delivered","reply":"250","attempts":1}],"events":[{"at":1}],"facts":{"size":"big"}}"#;
+        let f: FinalMeta = serde_json::from_str(older).unwrap();
+        assert_eq!((f.state, f.recipients[0].address.as_str()), (Some(State::Delivered), "john doe@Customer.TEST"));
+        let odd: FinalMeta = serde_json::from_str(r#"{"id":"y","state":"teleported"}"#).unwrap();
+        assert_eq!((odd.id.as_str(), odd.state), ("y", None));
+        let received = r#"{"id":"z","mail_from":"a@x","recipients":["b@y"],"facts":{"size":"big"},"received_at":3}"#;
+        let m = Original::read(RecordKind::Received, Some(received));
+        assert_eq!((m.mail_from(), m.at()), ("a@x", 3), "a facts field of another shape hides nothing else");
         // What is written now reads back the same.
         let again: FinalMeta = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
         assert_eq!(again, f);

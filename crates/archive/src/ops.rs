@@ -366,7 +366,7 @@ pub async fn archive_queue(
                 let meta = FinalMeta {
                     id: id.to_string(),
                     state: Some(row.state),
-                    recipients: row.recipients.clone(),
+                    recipients: row.recipients.iter().map(Into::into).collect(),
                     attempts: row.attempts,
                     events: it.events.clone(),
                     rewritten: was_rewritten,

@@ -390,17 +390,16 @@ impl Engine {
                 yes(new.is_empty() != *want, if *want { t(lang, "ev.first_contact", &[&list]) } else { String::new() })
             }
             Cond::LookalikeDomain(want) => {
-                let known: Vec<String> = ctx
-                    .internal_domains
-                    .iter()
-                    .map(|d| d.to_lowercase())
-                    .chain(ctx.history.contacted.iter().cloned())
-                    .chain(ctx.history.waiting.iter().cloned())
-                    .collect();
-                let hit = m
-                    .external_domains
-                    .iter()
-                    .find_map(|d| lookalike::imitates(d, &known).map(|k| (d.clone(), k.clone())));
+                let settled = lookalike::settled(ctx.internal_domains, &ctx.history.contacted);
+                let waiting = lookalike::references(&ctx.history.waiting, &settled);
+                // Against the org's own domains and those delivered to, as
+                // ever; against waiting mail only a domain that is neither
+                // (the real customer is never a look-alike of a typo).
+                let hit = m.external_domains.iter().find_map(|d| {
+                    let of = lookalike::imitates(d, &settled)
+                        .or_else(|| (!settled.contains(d)).then(|| lookalike::imitates(d, &waiting)).flatten());
+                    of.map(|k| (d.clone(), k.clone()))
+                });
                 match (hit, *want) {
                     (Some((d, k)), true) => Some(t(lang, "ev.lookalike", &[&d, &k])),
                     (None, false) => Some(String::new()),

@@ -48,6 +48,19 @@ pub fn distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
+/// The domains a look-alike imitates for sure: the org's own and those
+/// delivered to (lower case).
+pub fn settled(internal: &[String], contacted: &std::collections::HashSet<String>) -> Vec<String> {
+    internal.iter().map(|d| d.to_lowercase()).chain(contacted.iter().cloned()).collect()
+}
+
+/// The domains of waiting mail that may be imitated: not a settled one,
+/// and not one that itself imitates a settled one (a held typo is no
+/// reference).
+pub fn references(waiting: &std::collections::HashSet<String>, settled: &[String]) -> Vec<String> {
+    waiting.iter().filter(|w| !settled.contains(w) && imitates(w, settled).is_none()).cloned().collect()
+}
+
 /// The known domain `candidate` imitates, if any. Short domains need a
 /// closer match: `ab.jp` and `ac.jp` are simply different.
 pub fn imitates<'a>(candidate: &str, known: impl IntoIterator<Item = &'a String>) -> Option<&'a String> {

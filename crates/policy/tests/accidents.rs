@@ -185,6 +185,13 @@ fn a_lookalike_of_a_domain_mail_is_waiting_for_is_caught() {
     let v = w.verdict(&["b@newclient.co.jp"], &with_attachment("b@newclient.co.jp", "a.txt", "hello"));
     assert!(!fired(&v).contains(&"lookalike-domain"), "{v:?}");
     assert!(fired(&v).contains(&"first-contact-with-attachments"), "{v:?}");
+    // A held typo of a customer delivered to before is no reference: the
+    // customer's own domain is not its look-alike.
+    w.history.waiting.insert("cust0mer.co.jp".into());
+    let v = w.verdict(&["a@customer.co.jp"], &mail("a@customer.co.jp", "x", "y"));
+    assert!(!fired(&v).contains(&"lookalike-domain"), "{v:?}");
+    let v = w.verdict(&["a@cust0mer.co.jp"], &mail("a@cust0mer.co.jp", "x", "y"));
+    assert!(fired(&v).contains(&"lookalike-domain"), "the typo still is one: {v:?}");
 }
 
 #[test]

@@ -220,7 +220,9 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         if !self.finished {
-            self.acceptor.inner.spool.remove(&self.id);
+            // Unlinked, never recycled: a write lent to a blocking thread
+            // may still hold the file, and must not land in another message.
+            self.acceptor.inner.spool.discard(&self.id);
         }
     }
 }

@@ -165,12 +165,14 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                     }
                 }
             };
-            let (facts, ruling) = if inline(&data) {
+            // Ok: what the reviewer made of it; Err: the review failed and
+            // the message waits for a person (nothing inspected to hand on).
+            let result = if inline(&data) {
                 // A small mail without a PDF takes about a tenth of a
                 // millisecond: cheaper here than a trip to a blocking thread.
                 let r = reviewer.review.clone();
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.review(&item.envelope, &data, item.is_dsn)))
-                    .unwrap_or_else(|_| failed(&reviewer.config, &item, "the inspector failed"))
+                    .map_err(|_| failed(&reviewer.config, &item, "the inspector failed"))
             } else {
                 let (review, data, envelope, is_dsn) =
                     (reviewer.review.clone(), data.clone(), item.envelope.clone(), item.is_dsn);
@@ -183,20 +185,25 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                     result
                 });
                 match tokio::time::timeout(limit, job).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_)) => failed(&reviewer.config, &item, "the inspector failed"),
-                    Err(_) => failed(
+                    Ok(Ok(result)) => Ok(result),
+                    Ok(Err(_)) => Err(failed(&reviewer.config, &item, "the inspector failed")),
+                    Err(_) => Err(failed(
                         &reviewer.config,
                         &item,
                         &format!("inspection did not finish within {}s", limit.as_secs()),
-                    ),
+                    )),
                 }
             };
+            let inspected = result.is_ok();
+            let (facts, ruling) = result.unwrap_or_else(|f| f);
             // What the queue stores; the full Facts and the bytes go to the
             // archive's hand-off (before the decision, so the archiver
-            // finds them when it takes the message).
+            // finds them when it takes the message) — only when inspection
+            // really ran: otherwise the archiver inspects for itself.
             let (stored, line, complete) = (facts.without_texts(), summary(&facts), facts.complete);
-            reviewer.review.reviewed(&item.id, &data, facts);
+            if inspected {
+                reviewer.review.reviewed(&item.id, &data, facts);
+            }
             drop(permit);
             drop(data);
             drop(big_permit);

@@ -47,13 +47,19 @@ impl Spool {
         let mut files = Vec::new();
         for entry in fs::read_dir(&free_dir)? {
             let path = entry?.path();
-            if files.len() < FREE_FILES {
+            // Emptying before a power loss may not have reached the disk.
+            if files.len() < FREE_FILES && OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(0)).is_ok()
+            {
                 files.push(path);
             } else {
                 fs::remove_file(&path)?;
             }
         }
-        let free = Free { files: Mutex::new(Some(files)), next: AtomicU64::new(0) };
+        // Names this run gives are new: a rename never lands on a file
+        // still waiting (a restarted container is often pid 1 again).
+        let start =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let free = Free { files: Mutex::new(Some(files)), next: AtomicU64::new(start) };
         Ok(Spool { dir, free: Arc::new(free) })
     }
 
@@ -83,7 +89,7 @@ impl Spool {
             return false;
         }
         let n = self.free.next.fetch_add(1, Ordering::Relaxed);
-        let to = self.dir.join("free").join(format!("{}-{n}", std::process::id()));
+        let to = self.dir.join("free").join(format!("{n:x}"));
         if fs::rename(path, &to).is_err() {
             return false;
         }
@@ -158,6 +164,16 @@ impl Spool {
         file.sync_data()
     }
 
+    /// Unlinks a message's files without recycling them: for a file some
+    /// handle may still write to (a transfer cut off mid-write).
+    pub fn discard(&self, id: &MessageId) {
+        for path in [self.path(id), self.out_path(id)] {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// A final message's files go: recycled when `free/` has room. Only for
+    /// files nothing holds open any more.
     pub fn remove(&self, id: &MessageId) {
         let original = self.path(id);
         if self.recycle(&original) {

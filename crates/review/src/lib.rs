@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use tomare_config::{Config, DirectoryUser, Rule};
 use tomare_model::i18n::Lang;
 use tomare_model::{Envelope, Facts, MessageId, OrgId, State};
-use tomare_policy::{Context, Directory, Engine, History, Outcome, RuleError, Verdict};
+use tomare_policy::{Context, Directory, Engine, History, Outcome, RuleError, Verdict, lookalike};
 use tomare_queue::{Review, Ruling};
 use tomare_store::{ApprovalRequest, DirectoryEntry, Store};
 
@@ -189,10 +189,19 @@ impl Review for Reviewer {
         };
         let ruling = ruling(&judgement, envelope, data, &self.config);
         if matches!(ruling.state, State::Held | State::AwaitingApproval) {
+            // What this stage holds counts at once for the next message —
+            // but never a domain that itself looks like one already known
+            // or waiting: a held typo must not make the real one suspect.
             let mut history = self.history.write().unwrap_or_else(|p| p.into_inner());
+            let settled = lookalike::settled(&self.config.org.internal_domains, &history.contacted);
+            let waiting = lookalike::references(&history.waiting, &settled);
             for r in &envelope.rcpt_to {
-                if !r.is_internal(&self.config.org.internal_domains) {
-                    history.waiting.insert(r.domain().to_lowercase());
+                let d = r.domain().to_lowercase();
+                if !r.is_internal(&self.config.org.internal_domains)
+                    && lookalike::imitates(&d, &settled).is_none()
+                    && lookalike::imitates(&d, &waiting).is_none()
+                {
+                    history.waiting.insert(d);
                 }
             }
         }

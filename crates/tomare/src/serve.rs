@@ -196,7 +196,12 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
             if let Ok(h) = tomare_review::history(history_store.as_ref(), Some(org_id)).await {
-                *history.write().unwrap_or_else(|p| p.into_inner()) = h;
+                // Waiting domains the review stage admitted leave once their
+                // mail stops waiting; it admits new ones itself (not held
+                // typos, which the store's list would bring back).
+                let mut w = history.write().unwrap_or_else(|p| p.into_inner());
+                w.contacted = h.contacted;
+                w.waiting.retain(|d| h.waiting.contains(d));
             }
         }
     });

@@ -1019,6 +1019,11 @@ fn a_lookalike_of_a_domain_with_mail_waiting_is_caught_and_cancelled_mail_teache
     assert!(rules(&second).contains(&"lookalike-domain".to_string()), "{}", g.show(&second));
     let reasons = g.show(&second)["verdict"].to_string();
     assert!(reasons.contains("newclient.test"), "{reasons}");
+    // The held typo teaches nothing: more mail to the real one is no look-alike.
+    let third =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["c@newclient.test"], &message("見積", "q4@x")).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&third) == "held"), "{}", g.log());
+    assert!(!rules(&third).contains(&"lookalike-domain".to_string()), "{}", g.show(&third));
     // The dry run reads the waiting mail from the store the same way.
     let dir = tempfile::tempdir().unwrap();
     let eml = dir.path().join("m.eml");
@@ -1029,7 +1034,7 @@ fn a_lookalike_of_a_domain_with_mail_waiting_is_caught_and_cancelled_mail_teache
     };
     assert!(check("c@newc1ient.test").contains(&"lookalike-domain".to_string()));
     // Cancelled, neither waits any more, and neither taught the history.
-    for id in [&first, &second] {
+    for id in [&first, &second, &third] {
         assert!(g.cli(&["queue", "cancel", id]).status.success());
     }
     assert!(!check("c@newc1ient.test").contains(&"lookalike-domain".to_string()));

@@ -206,8 +206,14 @@ fn parse_address(id: &str, s: String) -> Result<Address> {
     s.parse().map_err(|e| StoreError::Corrupt { id: id.into(), what: format!("address {s:?}: {e}") })
 }
 
-fn parse_on_timeout(id: &str, s: &str) -> Result<OnTimeout> {
-    OnTimeout::parse(s).ok_or_else(|| StoreError::Corrupt { id: id.into(), what: format!("unknown on_timeout {s:?}") })
+/// An approval's `on_timeout`; one this release does not know (an edit by
+/// hand, a newer tomare) rejects, logged: one row must not stop every
+/// approval from expiring, and reject is the outcome that lets nothing out.
+fn parse_on_timeout(id: &str, s: &str) -> OnTimeout {
+    OnTimeout::parse(s).unwrap_or_else(|| {
+        tracing::error!(%id, on_timeout = %tomare_model::escape_controls(s), "unknown on_timeout: rejects");
+        OnTimeout::Reject
+    })
 }
 
 /// Facts and verdict as the `facts` table keeps them (JSON; `{}` for no

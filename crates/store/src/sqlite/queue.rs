@@ -169,7 +169,7 @@ impl QueueStore for SqliteStore {
             Ok(ApprovalRequest {
                 approver: r.try_get(0)?,
                 deputy: r.try_get(1)?,
-                on_timeout: parse_on_timeout(id.as_str(), &r.try_get::<String, _>(2)?)?,
+                on_timeout: parse_on_timeout(id.as_str(), &r.try_get::<String, _>(2)?),
                 timeout_ms: r.try_get(3)?,
             })
         })
@@ -209,7 +209,7 @@ impl QueueStore for SqliteStore {
             .map(|r| {
                 let id: String = r.try_get(0)?;
                 Ok(ExpiredApproval {
-                    on_timeout: parse_on_timeout(&id, &r.try_get::<String, _>(1)?)?,
+                    on_timeout: parse_on_timeout(&id, &r.try_get::<String, _>(1)?),
                     id: parse_id(id)?,
                     deputy: r.try_get(2)?,
                     timeout_ms: r.try_get(3)?,
