@@ -19,7 +19,7 @@ use tomare_store::{ArchiveEntry, ArchiveRecord, EventRow, MessageRow, Reviewed, 
 
 /// A message still in the queue this long gets its received copy archived
 /// (held, awaiting approval); one delivered sooner is archived once, final.
-pub const SETTLE_MS: i64 = 2_000;
+pub const SETTLE_MS: i64 = 1_000;
 
 /// Index writer heap for the server's small batches and for bulk work.
 const SERVE_HEAP: usize = 24_000_000;
