@@ -72,7 +72,14 @@ impl Spool {
     fn recycled(&self, path: &Path) -> Option<File> {
         let old = self.free.files.lock().ok()?.as_mut()?.pop()?;
         fs::rename(&old, path).ok()?;
-        OpenOptions::new().write(true).open(path).ok()
+        match OpenOptions::new().write(true).open(path) {
+            Ok(f) => Some(f),
+            Err(_) => {
+                // Out of the way, so a new file can take the name.
+                let _ = fs::remove_file(path);
+                None
+            }
+        }
     }
 
     /// Keeps `path` for a next message instead of unlinking it, while
