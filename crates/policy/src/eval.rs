@@ -391,13 +391,11 @@ impl Engine {
             }
             Cond::LookalikeDomain(want) => {
                 let settled = lookalike::settled(ctx.internal_domains, &ctx.history.contacted);
-                let waiting = lookalike::references(&ctx.history.waiting, &settled);
                 // Against the org's own domains and those delivered to, as
-                // ever; against waiting mail only a domain that is neither
-                // (the real customer is never a look-alike of a typo).
+                // ever; then against the domains of mail waiting now.
                 let hit = m.external_domains.iter().find_map(|d| {
                     let of = lookalike::imitates(d, &settled)
-                        .or_else(|| (!settled.contains(d)).then(|| lookalike::imitates(d, &waiting)).flatten());
+                        .or_else(|| lookalike::imitates_waiting(d, &ctx.history.waiting, &settled));
                     of.map(|k| (d.clone(), k.clone()))
                 });
                 match (hit, *want) {

@@ -54,11 +54,23 @@ pub fn settled(internal: &[String], contacted: &std::collections::HashSet<String
     internal.iter().map(|d| d.to_lowercase()).chain(contacted.iter().cloned()).collect()
 }
 
-/// The domains of waiting mail that may be imitated: not a settled one,
-/// and not one that itself imitates a settled one (a held typo is no
-/// reference).
-pub fn references(waiting: &std::collections::HashSet<String>, settled: &[String]) -> Vec<String> {
-    waiting.iter().filter(|w| !settled.contains(w) && imitates(w, settled).is_none()).cloned().collect()
+/// The domain of waiting mail that `candidate` imitates, if any. Only a
+/// candidate that is not settled is judged against waiting mail (the real
+/// customer is never a look-alike of a typo), and a waiting domain that
+/// itself imitates a settled one is no reference (a held typo). Cost: one
+/// comparison per waiting domain; the settled list only for a match.
+pub fn imitates_waiting<'a>(
+    candidate: &str,
+    waiting: &'a std::collections::HashSet<String>,
+    settled: &[String],
+) -> Option<&'a String> {
+    if settled.iter().any(|s| s == candidate) {
+        return None;
+    }
+    waiting
+        .iter()
+        .filter(|w| w.as_str() != candidate && imitates(candidate, std::iter::once(*w)).is_some())
+        .find(|w| !settled.contains(w) && imitates(w, settled).is_none())
 }
 
 /// The known domain `candidate` imitates, if any. Short domains need a

@@ -194,13 +194,12 @@ impl Review for Reviewer {
             // or waiting: a held typo must not make the real one suspect.
             let mut history = self.history.write().unwrap_or_else(|p| p.into_inner());
             let settled = lookalike::settled(&self.config.org.internal_domains, &history.contacted);
-            let waiting = lookalike::references(&history.waiting, &settled);
             for r in &envelope.rcpt_to {
                 let d = r.domain().to_lowercase();
-                if !r.is_internal(&self.config.org.internal_domains)
+                let admit = !r.is_internal(&self.config.org.internal_domains)
                     && lookalike::imitates(&d, &settled).is_none()
-                    && lookalike::imitates(&d, &waiting).is_none()
-                {
+                    && lookalike::imitates_waiting(&d, &history.waiting, &settled).is_none();
+                if admit {
                     history.waiting.insert(d);
                 }
             }
