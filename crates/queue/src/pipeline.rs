@@ -86,8 +86,10 @@ pub struct Stopped {
     /// Deliveries or reviews were still running when the grace time ended:
     /// they resume after the next start (nothing accepted is lost).
     pub cut_short: bool,
-    /// Commits of accepted messages were still waiting when the grace time
-    /// ended (their senders got no 250, so they will send again).
+    /// The committer had not drained when the grace time ended. After a
+    /// clean stop of the other stages this means commits of accepted
+    /// messages were still waiting (their senders got no 250 and send
+    /// again); when `cut_short`, the stages still running hold it open.
     pub commits_left: bool,
 }
 

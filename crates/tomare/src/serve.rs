@@ -247,7 +247,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let _ = smtp_task.await;
     // SMTP has handed over its last message: the queue stages stop.
     let stopped = pipeline.shutdown(GRACE).await;
-    if stopped.commits_left {
+    if stopped.commits_left && !stopped.cut_short {
         tracing::warn!("accepted messages were still being committed at shutdown; their senders will retry");
     }
     let _ = web_task.await;
