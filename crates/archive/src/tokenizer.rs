@@ -190,7 +190,8 @@ impl<'a> Normalized<'a> {
         if !self.out.is_empty() {
             return None;
         }
-        let bytes = self.chars.as_str().as_bytes();
+        let rest = self.chars.as_str();
+        let bytes = rest.as_bytes();
         let mut n = bytes.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
         if n < bytes.len() && !bytes[n].is_ascii() {
             n = n.saturating_sub(1);
@@ -198,7 +199,9 @@ impl<'a> Normalized<'a> {
         if n == 0 {
             return None;
         }
-        into.extend(bytes[..n].iter().map(|b| b.to_ascii_lowercase() as char));
+        let from = into.len();
+        into.push_str(&rest[..n]);
+        into[from..].make_ascii_lowercase();
         for _ in 0..n {
             self.chars.next();
         }
