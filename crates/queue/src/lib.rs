@@ -27,7 +27,7 @@ pub mod spool;
 pub use accept::{AcceptError, Acceptor, Incoming};
 pub use headers::Summary;
 pub use memory::MessageMemory;
-pub use pipeline::{Pipeline, PipelineBuilder, Stopped};
+pub use pipeline::{Pipeline, PipelineBuilder, Stage, Stopped};
 pub use review::{ForReview, Review, Ruling};
 pub use scheduler::{Queue, Transport};
 pub use spool::Spool;

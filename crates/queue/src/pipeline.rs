@@ -1,10 +1,14 @@
 //! The queue's stages started as one: accept (the committer), review, the
-//! hold loop, the dispatcher and the finisher. The binary builds one
-//! [`Pipeline`] with what it plugs in (the [`Review`], the [`Transport`]),
-//! hands its [`Acceptor`] to the SMTP server, and stops it with
-//! [`Pipeline::shutdown`].
+//! hold loop, the dispatcher and the finisher, and the stages after the
+//! queue (the archive) that the binary attaches. The binary builds one
+//! [`Pipeline`] with what it plugs in (the [`Review`], the [`Transport`],
+//! any [`Stage`]), hands its [`Acceptor`] to the SMTP server, and stops it
+//! with [`Pipeline::shutdown`]: the queue first, then the stages after it,
+//! so what the last deliveries finish is still archived.
 
 use crate::{Acceptor, MessageMemory, Queue, Review, Spool, Transport};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -12,6 +16,13 @@ use tokio::task::JoinHandle;
 use tomare_config::Config;
 use tomare_model::{Metrics, OrgId};
 use tomare_store::Store;
+
+/// A stage after the queue (the archiver), running on its own; stopped
+/// after the queue's stages are.
+pub trait Stage: Send {
+    /// Asks it to stop and resolves once it has.
+    fn stop(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
 
 /// What the pipeline needs; [`PipelineBuilder::start`] starts it.
 pub struct PipelineBuilder {
@@ -24,9 +35,17 @@ pub struct PipelineBuilder {
     reporting_mta: String,
     metrics: Arc<Metrics>,
     memory: MessageMemory,
+    after: Vec<Box<dyn Stage>>,
 }
 
 impl PipelineBuilder {
+    /// A stage after the queue, already running (it learns of messages
+    /// through the review hook and the store); stopped last.
+    pub fn then(mut self, stage: Box<dyn Stage>) -> Self {
+        self.after.push(stage);
+        self
+    }
+
     /// The org new messages belong to (default 1).
     pub fn org(mut self, org: OrgId) -> Self {
         self.org = org;
@@ -68,7 +87,7 @@ impl PipelineBuilder {
             Arc::new(Notify::new()),
             stopped,
         );
-        Pipeline { acceptor, committer, queue, stop }
+        Pipeline { acceptor, committer, queue, stop, after: self.after }
     }
 }
 
@@ -78,6 +97,7 @@ pub struct Pipeline {
     committer: JoinHandle<()>,
     queue: Queue,
     stop: watch::Sender<bool>,
+    after: Vec<Box<dyn Stage>>,
 }
 
 /// How a [`Pipeline::shutdown`] went.
@@ -113,6 +133,7 @@ impl Pipeline {
             reporting_mta: "localhost".into(),
             metrics: Arc::default(),
             memory: MessageMemory::default(),
+            after: Vec::new(),
         }
     }
 
@@ -123,14 +144,18 @@ impl Pipeline {
 
     /// Stops the stages once the SMTP server has stopped handing messages
     /// over: no new deliveries are claimed, the running ones get `grace`,
-    /// then the committer drains what is left.
+    /// the committer drains what is left, then the stages after the queue
+    /// stop (each finishing what it has).
     pub async fn shutdown(self, grace: Duration) -> Stopped {
-        let Pipeline { acceptor, committer, queue, stop } = self;
+        let Pipeline { acceptor, committer, queue, stop, after } = self;
         // Review ends once every Acceptor is gone; this is the pipeline's.
         drop(acceptor);
         let _ = stop.send(true);
         let cut_short = !queue.join(grace).await;
         let commits_left = tokio::time::timeout(grace, committer).await.is_err();
+        for stage in after {
+            stage.stop().await;
+        }
         Stopped { cut_short, commits_left }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tomare_config::Config;
 use tomare_model::{Address, Envelope, Facts, MessageId, OutcomeClass, Payload, RcptOutcome, State};
-use tomare_queue::{Pipeline, Review, Ruling, Spool, Stopped, Transport};
+use tomare_queue::{Pipeline, Review, Ruling, Spool, Stage, Stopped, Transport};
 use tomare_store::{QueueStore, SqliteStore, Store};
 
 #[derive(Default)]
@@ -40,6 +40,18 @@ impl Transport for Delivered {
     }
 }
 
+/// A stage after the queue: records when it was stopped, and how many
+/// deliveries there were by then.
+struct After(Arc<Delivered>, Arc<Mutex<Option<usize>>>);
+
+impl Stage for After {
+    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            *self.1.lock().unwrap() = Some(self.0.0.lock().unwrap().len());
+        })
+    }
+}
+
 async fn until(what: impl Fn() -> bool) {
     let start = Instant::now();
     while !what() && start.elapsed() < Duration::from_secs(10) {
@@ -59,7 +71,11 @@ async fn accepted_mail_is_reviewed_delivered_and_the_pipeline_stops_cleanly() {
     let spool = Spool::open(dir.path()).unwrap();
     let (seen, delivered) = (Arc::new(Seen::default()), Arc::new(Delivered::default()));
     let review = Arc::new(NoRules(config.clone(), seen.clone()));
-    let pipeline = Pipeline::builder(&config, store.clone(), spool, review, delivered.clone()).org(org).start();
+    let stopped_after = Arc::new(Mutex::new(None));
+    let pipeline = Pipeline::builder(&config, store.clone(), spool, review, delivered.clone())
+        .org(org)
+        .then(Box::new(After(delivered.clone(), stopped_after.clone())))
+        .start();
     let acceptor = pipeline.acceptor();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -91,6 +107,8 @@ async fn accepted_mail_is_reviewed_delivered_and_the_pipeline_stops_cleanly() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(*stopped_after.lock().unwrap(), None, "the stage after the queue runs until shutdown");
     let stopped = pipeline.shutdown(Duration::from_secs(5)).await;
     assert_eq!(stopped, Stopped { cut_short: false, commits_left: false });
+    assert_eq!(*stopped_after.lock().unwrap(), Some(3), "stopped last, after every delivery");
 }

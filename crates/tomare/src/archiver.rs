@@ -57,10 +57,29 @@ pub struct Archiver {
     pub memory: tomare_queue::MessageMemory,
 }
 
+/// The running archiver, as the pipeline's stage after the queue: stopped
+/// once the queue has stopped, so what the last deliveries finished is
+/// archived before the server exits.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl tomare_queue::Stage for Running {
+    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _ = self.stop.send(true);
+            let thread = self.thread;
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        })
+    }
+}
+
 /// Starts the archiver on its own thread with a small runtime.
-pub fn spawn(archiver: Archiver, shutdown: watch::Receiver<bool>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("archiver".into()).spawn(
-        move || match tokio::runtime::Builder::new_current_thread()
+pub fn spawn(archiver: Archiver) -> std::io::Result<Running> {
+    let (stop, shutdown) = watch::channel(false);
+    let thread = std::thread::Builder::new().name("archiver".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("archiver-work")
             .max_blocking_threads(2)
@@ -68,8 +87,9 @@ pub fn spawn(archiver: Archiver, shutdown: watch::Receiver<bool>) -> std::io::Re
         {
             Ok(rt) => rt.block_on(archiver.run(shutdown)),
             Err(e) => tracing::error!(error = %e, "the archiver could not start"),
-        },
-    )
+        }
+    })?;
+    Ok(Running { stop, thread })
 }
 
 impl Archiver {

@@ -205,12 +205,29 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
             }
         }
     });
-    let pipeline = Pipeline::builder(&config, dyn_store.clone(), spool, reviewer, Arc::new(Relay(delivery.clone())))
-        .org(org_id)
-        .reporting_mta(host.clone())
-        .metrics(metrics.clone())
-        .memory(memory.clone())
-        .start();
+    let mut pipeline =
+        Pipeline::builder(&config, dyn_store.clone(), spool, reviewer, Arc::new(Relay(delivery.clone())))
+            .org(org_id)
+            .reporting_mta(host.clone())
+            .metrics(metrics.clone())
+            .memory(memory.clone());
+    if let Some(archive) = archive {
+        // After the queue: it takes what review hands over and what the
+        // store says is final, and stops last.
+        let archiver = crate::archiver::Archiver {
+            archive,
+            store: dyn_store.clone(),
+            inspector: Arc::new(tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?),
+            spool: archive_spool,
+            org: org_id,
+            retention_days: config.archive.retention_days,
+            metrics: metrics.clone(),
+            handoffs: handoffs.clone().unwrap_or_default(),
+            memory: memory.clone(),
+        };
+        pipeline = pipeline.then(Box::new(crate::archiver::spawn(archiver)?));
+    }
+    let pipeline = pipeline.start();
     let smtp = Server {
         config: Arc::new(SessionConfig::new(&config, host.clone(), tls.clone())),
         sink: Arc::new(Sink(pipeline.acceptor())),
@@ -219,25 +236,6 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         slots: tomare_smtp::Slots::new(&config),
     };
     let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
-    let archiver_task = match archive {
-        Some(archive) => {
-            let archiver = crate::archiver::Archiver {
-                archive,
-                store: dyn_store.clone(),
-                inspector: Arc::new(
-                    tomare_inspect::Inspector::new(&config).map_err(|e| anyhow::anyhow!("[detect]: {e}"))?,
-                ),
-                spool: archive_spool,
-                org: org_id,
-                retention_days: config.archive.retention_days,
-                metrics: metrics.clone(),
-                handoffs: handoffs.clone().unwrap_or_default(),
-                memory: memory.clone(),
-            };
-            Some(crate::archiver::spawn(archiver, shutdown.clone())?)
-        }
-        None => None,
-    };
     let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(dyn_store, metrics), shutdown));
 
     banner(lang, &config, tls.is_some());
@@ -245,15 +243,13 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     println!("{}", t(lang, "serve.stopping", &[]));
     let _ = shutdown_tx.send(true);
     let _ = smtp_task.await;
-    // SMTP has handed over its last message: the queue stages stop.
+    // SMTP has handed over its last message: the queue's stages stop, then
+    // the archiver.
     let stopped = pipeline.shutdown(GRACE).await;
     if stopped.commits_left && !stopped.cut_short {
         tracing::warn!("accepted messages were still being committed at shutdown; their senders will retry");
     }
     let _ = web_task.await;
-    if let Some(task) = archiver_task {
-        let _ = tokio::task::spawn_blocking(move || task.join()).await;
-    }
     delivery.close().await;
     store.close().await;
     let _ = std::fs::remove_file(&pid_file);
