@@ -26,6 +26,10 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("corrupt row for {id}: {what}")]
     Corrupt { id: String, what: String },
+    /// Opened without migrating ([`SqliteStore::open_current`]), and this
+    /// many migrations are pending.
+    #[error("{0} schema migration(s) pending")]
+    MigrationsPending(usize),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -18,7 +18,7 @@
 
 use crate::Result;
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -138,40 +138,49 @@ pub(crate) async fn status(pool: &SqlitePool, db: Database) -> Result<Vec<Migrat
         sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
             .fetch_one(pool)
             .await?;
-    let mut rows = Vec::new();
+    let mut rows: Vec<(i64, String, i64, i64)> = Vec::new();
     if has > 0 {
-        rows = sqlx::query("SELECT version, name, applied_at, adopted FROM schema_migrations ORDER BY version")
+        rows = sqlx::query_as("SELECT version, name, applied_at, adopted FROM schema_migrations ORDER BY version")
             .fetch_all(pool)
             .await?;
     }
-    let mut out: Vec<MigrationStatus> = db
-        .migrations()
-        .iter()
-        .map(|m| {
-            let row = rows.iter().find(|r| r.try_get::<i64, _>(0).ok() == Some(m.version));
-            MigrationStatus {
-                database: db,
-                version: m.version,
-                name: m.name.into(),
-                applied_at: row.and_then(|r| r.try_get(2).ok()),
-                adopted: row.is_some_and(|r| r.try_get::<i64, _>(3).unwrap_or(0) != 0),
-            }
-        })
-        .collect();
-    // Steps a newer tomare applied that this one does not know.
-    for r in &rows {
-        let version: i64 = r.try_get(0)?;
-        if !out.iter().any(|s| s.version == version) {
-            out.push(MigrationStatus {
-                database: db,
-                version,
-                name: r.try_get(1)?,
-                applied_at: r.try_get(2)?,
-                adopted: r.try_get::<i64, _>(3)? != 0,
-            });
+    let mut out = db.pending();
+    for (version, name, applied_at, adopted) in rows {
+        let recorded =
+            MigrationStatus { database: db, version, name, applied_at: Some(applied_at), adopted: adopted != 0 };
+        match out.iter_mut().find(|s| s.version == version) {
+            Some(s) => *s = MigrationStatus { name: s.name.clone(), ..recorded },
+            // A step a newer tomare applied that this one does not know.
+            None => out.push(recorded),
         }
     }
     Ok(out)
+}
+
+/// [`apply`], or with `migrate` false only the check that nothing is
+/// pending.
+pub(crate) async fn apply_or_check(pool: &SqlitePool, db: Database, migrate: bool) -> Result<Vec<MigrationStatus>> {
+    if migrate {
+        return apply(pool, db).await;
+    }
+    let all = status(pool, db).await?;
+    newer_refused(db, all.iter().map(|m| m.version))?;
+    match all.iter().filter(|m| m.applied_at.is_none()).count() {
+        0 => Ok(Vec::new()),
+        pending => Err(crate::StoreError::MigrationsPending(pending)),
+    }
+}
+
+/// A database a newer tomare migrated further than this one knows.
+fn newer_refused(db: Database, done: impl Iterator<Item = i64>) -> Result<()> {
+    let known = db.migrations().last().map_or(0, |m| m.version);
+    match done.filter(|v| *v > known).max() {
+        Some(newer) => Err(crate::StoreError::Corrupt {
+            id: db.file().into(),
+            what: format!("migrated to version {newer} by a newer tomare; this one knows up to {known}"),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Applies the pending migrations of `db` in order; returns those applied
@@ -180,13 +189,7 @@ pub(crate) async fn apply(pool: &SqlitePool, db: Database) -> Result<Vec<Migrati
     let mut conn = pool.acquire().await?;
     sqlx::raw_sql(TABLE).execute(&mut *conn).await?;
     let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await?;
-    let known = db.migrations().last().map_or(0, |m| m.version);
-    if let Some(newer) = done.iter().copied().filter(|v| *v > known).max() {
-        return Err(crate::StoreError::Corrupt {
-            id: db.file().into(),
-            what: format!("migrated to version {newer} by a newer tomare; this one knows up to {known}"),
-        });
-    }
+    newer_refused(db, done.iter().copied())?;
     let mut applied = Vec::new();
     for m in db.migrations().iter().filter(|m| !done.contains(&m.version)) {
         // IMMEDIATE: a second process opening at the same time waits here,

@@ -76,11 +76,13 @@ pub fn hostname(config: &Config) -> String {
 pub async fn open_existing_store(config: &Config) -> Result<Arc<SqliteStore>> {
     crate::datadir::require(&config.storage.data_dir)?;
     let db = config.storage.data_dir.join("tomare.db");
-    let pending = SqliteStore::migration_status(&db).await?.iter().filter(|m| m.applied_at.is_none()).count();
-    if pending > 0 {
-        anyhow::bail!(t(Lang::from_env(), "cli.migrations_pending", &[&pending]));
+    match SqliteStore::open_current(&db).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(tomare_store::StoreError::MigrationsPending(n)) => {
+            anyhow::bail!(t(Lang::from_env(), "cli.migrations_pending", &[&n]))
+        }
+        Err(e) => Err(e).with_context(|| format!("opening {}", db.display())),
     }
-    open_store(config).await
 }
 
 /// The store, creating the data directory when it is missing (`serve`).
