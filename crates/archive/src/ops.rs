@@ -15,7 +15,7 @@ use std::time::Duration;
 use tantivy::{IndexWriter, TantivyDocument};
 use tomare_inspect::Inspector;
 use tomare_model::{Facts, MessageId, OrgId, Verdict, now_ms};
-use tomare_store::{ArchiveEntry, ArchiveRecord, EventRow, MessageRow, Reviewed, Store};
+use tomare_store::{ArchiveEntry, ArchiveRecord, Store};
 
 /// A message still in the queue this long gets its received copy archived
 /// (held, awaiting approval); one delivered sooner is archived once, final.
@@ -238,16 +238,6 @@ pub async fn archive_queue(
         let records = commit_round(archive, store, state).await?;
         return Ok(Batch { messages: 0, cut, wanted, records: records.0, done: records.1 });
     }
-    struct Item {
-        row: MessageRow,
-        archived: i64,
-        events: Vec<EventRow>,
-        reviewed: Option<Reviewed>,
-    }
-    let items: Vec<Item> = due
-        .into_iter()
-        .map(|d| Item { row: d.row, archived: d.archived, events: d.events, reviewed: d.reviewed })
-        .collect();
     let (a, ins, sp, st) = (archive.clone(), inspector.clone(), spool.clone(), store.clone());
     let runtime = tokio::runtime::Handle::current();
     let writer = state.writer.take();
@@ -263,7 +253,7 @@ pub async fn archive_queue(
         let mut entries = Vec::new();
         let mut progress = Vec::new();
         let mut done = Vec::new();
-        for it in &items {
+        for it in &due {
             let row = &it.row;
             let id = &row.id;
             let (received_at, org) = (row.received_at, row.org_id);
