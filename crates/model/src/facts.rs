@@ -59,45 +59,21 @@ pub struct Attachment {
 impl Facts {
     /// A copy without the extracted texts (those can be 20 MB), keeping
     /// their lengths: what the queue stores; the archive keeps the texts.
-    pub fn without_texts(&self) -> Facts {
+    /// The texts are moved aside while the rest is cloned, never copied.
+    pub fn without_texts(&mut self) -> Facts {
+        let body = std::mem::take(&mut self.body_text);
+        let texts: Vec<String> = self.attachments.iter_mut().map(|a| std::mem::take(&mut a.text)).collect();
         let chars = |s: &str| Some(s.chars().count() as u64);
-        Facts {
-            body_text: String::new(),
-            body_chars: chars(&self.body_text),
-            attachments: self
-                .attachments
-                .iter()
-                .map(|a| Attachment { text_chars: chars(&a.text), ..a.clone_without_text() })
-                .collect(),
-            subject: self.subject.clone(),
-            from: self.from.clone(),
-            to: self.to.clone(),
-            cc: self.cc.clone(),
-            bcc: self.bcc.clone(),
-            message_id: self.message_id.clone(),
-            malformed_headers: self.malformed_headers.clone(),
-            detections: self.detections.clone(),
-            complete: self.complete,
-            incomplete_reasons: self.incomplete_reasons.clone(),
-            size: self.size,
+        let mut slim = self.clone();
+        slim.body_chars = chars(&body);
+        for (a, t) in slim.attachments.iter_mut().zip(&texts) {
+            a.text_chars = chars(t);
         }
-    }
-}
-
-impl Attachment {
-    fn clone_without_text(&self) -> Attachment {
-        Attachment {
-            path: self.path.clone(),
-            name: self.name.clone(),
-            content_type: self.content_type.clone(),
-            detected_type: self.detected_type.clone(),
-            type_mismatch: self.type_mismatch,
-            size: self.size,
-            encrypted: self.encrypted,
-            text: String::new(),
-            text_chars: None,
-            error: self.error.clone(),
+        self.body_text = body;
+        for (a, t) in self.attachments.iter_mut().zip(texts) {
+            a.text = t;
         }
+        slim
     }
 }
 
@@ -114,4 +90,30 @@ pub struct Detection {
     pub excerpt: String,
     /// Matches of this detector and name in this location.
     pub count: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_copy_has_lengths_not_texts_and_the_original_keeps_them() {
+        let attachment =
+            Attachment { name: "a.txt".into(), text: "社外秘".into(), size: 9, ..Attachment::default() };
+        let mut facts = Facts {
+            subject: "s".into(),
+            body_text: "本文です".into(),
+            attachments: vec![attachment],
+            ..Facts::default()
+        };
+        let before = facts.clone();
+        let slim = facts.without_texts();
+        assert_eq!(facts, before, "the original keeps its texts");
+        assert_eq!((slim.body_text.as_str(), slim.body_chars), ("", Some(4)));
+        assert_eq!((slim.attachments[0].text.as_str(), slim.attachments[0].text_chars), ("", Some(3)));
+        assert_eq!(
+            (slim.subject.as_str(), slim.attachments[0].name.as_str(), slim.attachments[0].size),
+            ("s", "a.txt", 9)
+        );
+    }
 }

@@ -195,7 +195,7 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 }
             };
             let inspected = result.is_ok();
-            let (facts, ruling) = result.unwrap_or_else(|f| f);
+            let (mut facts, ruling) = result.unwrap_or_else(|f| f);
             // What the queue stores; the full Facts and the bytes go to the
             // archive's hand-off (before the decision, so the archiver
             // finds them when it takes the message) — only when inspection
