@@ -32,9 +32,11 @@ pub fn chain_link(prev: &str, seq: i64, kind: &str, message_id: &str, at: i64, b
 #[derive(Debug, Clone)]
 pub struct ArchiveDue {
     pub row: MessageRow,
+
     /// 0: nothing archived yet; 1: the received copy is.
     pub archived: i64,
     pub events: Vec<EventRow>,
+
     /// What review found and decided, once it has.
     pub reviewed: Option<Reviewed>,
 }
@@ -45,12 +47,16 @@ pub struct ArchiveEntry {
     /// The queue id, or for imported mail `import-<sha256>`.
     pub message_id: String,
     pub org_id: OrgId,
+
     /// `received`, `final`, `imported` or `purge`.
     pub kind: String,
+
     /// When the message was received (imported: its Date), ms.
     pub at: i64,
+
     /// SHA-256 of the message bytes (a blob), empty for `purge`.
     pub blob: String,
+
     /// Everything else, as JSON.
     pub meta: String,
 }
@@ -64,6 +70,7 @@ pub struct ArchiveRecord {
     pub kind: String,
     pub at: i64,
     pub blob: String,
+
     /// None once retention removed it (its hash stays).
     pub meta: Option<String>,
     pub meta_hash: String,
@@ -76,6 +83,7 @@ pub struct ArchiveRecord {
 pub struct CheckpointRow {
     pub seq: i64,
     pub hash: String,
+
     /// Ed25519 over `"{seq}:{hash}"`, hex.
     pub signature: String,
     pub at: i64,
@@ -95,6 +103,7 @@ pub struct BlobLoc {
 #[derive(Debug, Clone, Default)]
 pub struct Purged {
     pub message_ids: Vec<String>,
+
     /// Blobs no remaining record names, forgotten: the caller compacts
     /// their packs.
     pub unreferenced_blobs: Vec<BlobLoc>,
@@ -107,6 +116,7 @@ pub trait ArchiveStore: Send + Sync {
     /// at once is archived in one pass, received and final together).
     /// `skip`: messages the caller is already archiving.
     async fn archive_due(&self, limit: i64, received_before: i64, skip: &[MessageId]) -> Result<Vec<ArchiveDue>>;
+
     /// Appends records to the chain (each linked to the one before, in one
     /// transaction), records where new blobs are, and marks the messages'
     /// progress (`archived`).
@@ -116,24 +126,36 @@ pub trait ArchiveStore: Send + Sync {
         progress: &[(MessageId, i64)],
         blobs: &[BlobLoc],
     ) -> Result<Vec<ArchiveRecord>>;
+
     /// Those of these messages that have a record in the archive.
     async fn archive_recorded(&self, message_ids: &[String]) -> Result<std::collections::HashSet<String>>;
+
     /// Where these blobs are (those stored).
     async fn blob_locations(&self, hashes: &[String]) -> Result<std::collections::HashMap<String, BlobLoc>>;
+
     /// Every blob stored in a pack.
     async fn pack_blobs(&self, pack: &str) -> Result<Vec<BlobLoc>>;
+
     /// New places of blobs (after a pack was compacted).
     async fn relocate_blobs(&self, locs: &[BlobLoc]) -> Result<()>;
+
     /// Records after `after_seq`, in order.
     async fn archive_records(&self, after_seq: i64, limit: i64) -> Result<Vec<ArchiveRecord>>;
+
     /// The records of one message (received, final; or imported).
     async fn archive_records_of(&self, message_id: &str) -> Result<Vec<ArchiveRecord>>;
+
     async fn archive_head(&self) -> Result<Option<ArchiveRecord>>;
+
     async fn add_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()>;
+
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>>;
+
     /// Sets or lifts the legal hold on messages; returns how many changed.
     async fn set_legal_hold(&self, message_ids: &[String], hold: bool, actor: &str, reason: &str) -> Result<u64>;
+
     async fn legal_holds(&self) -> Result<Vec<String>>;
+
     /// Retention: removes (up to `limit`) messages of `org` archived before
     /// `before` and not under legal hold — their records keep only their
     /// hashes, a `purge` record names them, their queue rows go.

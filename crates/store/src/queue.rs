@@ -19,10 +19,12 @@ pub struct NewMessage {
     pub message_id_header: String,
     pub size: u64,
     pub received_at: i64,
+
     /// `Received` (inspection and the hold decision follow), or directly
     /// `Held` (with `release_at` in the future) or `Released`.
     pub state: State,
     pub release_at: Option<i64>,
+
     /// A DSN we generated: it must never cause another DSN.
     pub is_dsn: bool,
 }
@@ -83,22 +85,30 @@ pub struct Claimed {
 pub struct Decision {
     pub id: MessageId,
     pub facts: Facts,
+
     /// One line for the event log: attachments, detections, completeness.
     pub summary: String,
+
     /// None when no rules looked at it (tomare's own notices and DSNs).
     pub verdict: Option<Verdict>,
+
     /// Why, in one line (the reasons of the rules that fired).
     pub reasons: String,
+
     /// `Held`, `Released`, `AwaitingApproval` (with `approval`) or
     /// `Rejected` (the sender gets a notice).
     pub state: State,
+
     /// When held: the end of the hold; when awaiting approval: the deadline.
     pub release_at: i64,
     pub approval: Option<ApprovalRequest>,
+
     /// Envelope recipients the rules added.
     pub add_recipients: Vec<Address>,
+
     /// The rules rewrote the message (the rewritten copy is in the spool).
     pub rewritten: bool,
+
     /// Notices to send: (kind, recipient address).
     pub notify: Vec<(NoticeKind, String)>,
 }
@@ -133,6 +143,7 @@ pub struct Notice {
     pub subject: String,
     pub message_id_header: String,
     pub notice_id: i64,
+
     /// Where it goes; the sender when empty.
     pub recipient: String,
 }
@@ -142,6 +153,7 @@ pub struct Notice {
 pub struct DeliveryReport {
     pub id: MessageId,
     pub results: Vec<RecipientResult>,
+
     /// `Delivered`, `Deferred` or `Failed`.
     pub state: State,
     pub next_attempt_at: Option<i64>,
@@ -159,6 +171,7 @@ pub struct RecipientResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reviewed {
     pub facts: Facts,
+
     /// None when no rules looked at it (tomare's own notices and DSNs).
     pub verdict: Option<Verdict>,
 }
@@ -168,6 +181,7 @@ pub struct Reviewed {
 pub enum Transition {
     Done,
     NotFound,
+
     /// The message was in this state, from which the change is not allowed.
     Refused(State),
 }
@@ -176,50 +190,71 @@ pub enum Transition {
 pub trait QueueStore: Send + Sync {
     /// The org with this name, created on first use.
     async fn ensure_org(&self, name: &str) -> Result<OrgId>;
+
     /// The org with this name, if it exists (reads only).
     async fn find_org(&self, name: &str) -> Result<Option<OrgId>>;
+
     /// Commits a batch of accepted messages in one transaction.
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()>;
+
     /// Stores each decision's Facts and moves the message from `received`
     /// to `held` or `released`, in one transaction.
     async fn decide(&self, batch: &[Decision]) -> Result<()>;
+
     /// What review stored for a message.
     async fn reviewed(&self, id: &MessageId) -> Result<Option<Reviewed>>;
+
     /// The approval a message waits for (or waited for).
     async fn approval(&self, id: &MessageId) -> Result<Option<ApprovalRequest>>;
+
     /// `awaiting_approval` → `released`, by `actor`.
     async fn approve(&self, id: &MessageId, actor: &str) -> Result<Transition>;
+
     /// `awaiting_approval` → `rejected`, by `actor`, and a notice for the sender.
     async fn deny(&self, id: &MessageId, actor: &str, reason: &str) -> Result<Transition>;
+
     /// Approvals past their deadline.
     async fn expired_approvals(&self, now: i64) -> Result<Vec<ExpiredApproval>>;
+
     /// Hands an expired approval to the deputy with a new deadline.
     async fn escalate(&self, id: &MessageId, deputy: &str, deadline: i64) -> Result<Transition>;
+
     /// Takes the notices owed to senders (each is returned once).
     async fn take_notices(&self, limit: i64) -> Result<Vec<Notice>>;
+
     /// Moves every held message whose time has come to `released`.
     async fn release_due(&self, now: i64) -> Result<Vec<MessageId>>;
+
     /// The earliest moment something becomes due: a hold ends or a retry is
     /// scheduled.
     async fn next_wakeup(&self) -> Result<Option<i64>>;
+
     /// `held` → `released` now, by request of `actor`.
     async fn release(&self, id: &MessageId, actor: &str) -> Result<Transition>;
+
     /// `held`, `released` or `deferred` → `cancelled`.
     async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition>;
+
     /// Moves up to `limit` messages that are released, or deferred and due,
     /// to `delivering` and returns them.
     async fn claim(&self, now: i64, limit: usize) -> Result<Vec<Claimed>>;
+
     /// Records delivery attempts, in one transaction.
     async fn finish(&self, reports: &[DeliveryReport]) -> Result<()>;
+
     /// After a crash, messages left `delivering` go back to `released`
     /// (those still `received` are inspected again by the caller).
     async fn recover(&self) -> Result<u64>;
+
     /// Messages whose spool files are still needed: not final yet, or (with
     /// `unarchived`) final but not yet archived.
     async fn live_ids(&self, unarchived: bool) -> Result<Vec<MessageId>>;
+
     /// Newest first.
     async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<MessageRow>>;
+
     async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>>;
+
     /// Messages per state, every state listed.
     async fn depth(&self) -> Result<Vec<(State, i64)>>;
 }

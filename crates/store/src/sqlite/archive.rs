@@ -465,6 +465,7 @@ impl ArchiveStore for SqliteStore {
             })
             .collect())
     }
+
     async fn archive_append(
         &self,
         entries: &[ArchiveEntry],
@@ -473,39 +474,51 @@ impl ArchiveStore for SqliteStore {
     ) -> Result<Vec<ArchiveRecord>> {
         append(&self.arch_writer, &self.writer, entries, progress, blobs).await
     }
+
     async fn archive_recorded(&self, message_ids: &[String]) -> Result<std::collections::HashSet<String>> {
         recorded(&self.arch_reader, message_ids).await
     }
+
     async fn blob_locations(&self, hashes: &[String]) -> Result<std::collections::HashMap<String, BlobLoc>> {
         blob_locations(&self.arch_reader, hashes).await
     }
+
     async fn pack_blobs(&self, pack: &str) -> Result<Vec<BlobLoc>> {
         pack_blobs(&self.arch_reader, pack).await
     }
+
     async fn relocate_blobs(&self, locs: &[BlobLoc]) -> Result<()> {
         relocate_blobs(&self.arch_writer, locs).await
     }
+
     async fn archive_records(&self, after_seq: i64, limit: i64) -> Result<Vec<ArchiveRecord>> {
         records(&self.arch_reader, after_seq, limit).await
     }
+
     async fn archive_records_of(&self, message_id: &str) -> Result<Vec<ArchiveRecord>> {
         records_of(&self.arch_reader, message_id).await
     }
+
     async fn archive_head(&self) -> Result<Option<ArchiveRecord>> {
         last(&self.arch_reader).await
     }
+
     async fn add_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()> {
         add_checkpoint(&self.arch_writer, checkpoint).await
     }
+
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>> {
         checkpoints(&self.arch_reader).await
     }
+
     async fn set_legal_hold(&self, message_ids: &[String], hold: bool, actor: &str, reason: &str) -> Result<u64> {
         set_legal_hold(&self.arch_writer, message_ids, hold, actor, reason).await
     }
+
     async fn legal_holds(&self) -> Result<Vec<String>> {
         legal_holds(&self.arch_reader).await
     }
+
     async fn archive_purge(&self, org: OrgId, before: i64, limit: i64) -> Result<Purged> {
         purge(&self.arch_writer, &self.writer, org, before, limit).await
     }

@@ -34,8 +34,20 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`, applying
+    /// pending migrations (`serve`, `db migrate`, `archive import`).
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::connect(path, true).await
+    }
+
+    /// Opens the database at `path` as it is, refusing it
+    /// ([`StoreError::MigrationsPending`]) when a migration is pending:
+    /// for the CLI, which never changes the schema under a running server.
+    pub async fn open_current(path: &Path) -> Result<Self> {
+        Self::connect(path, false).await
+    }
+
+    async fn connect(path: &Path, migrate: bool) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -50,16 +62,17 @@ impl SqliteStore {
             .foreign_keys(true);
         let writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
-        let mut applied = migrate::apply(&writer, Database::Queue).await?;
+        let mut applied = migrate::apply_or_check(&writer, Database::Queue, migrate).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
         // FULL: a batch's records are synced before its spool files go.
-        let arch = options
-            .filename(path.with_file_name("archive.db"))
-            .foreign_keys(false)
-            .synchronous(SqliteSynchronous::Full);
+        let arch_path = path.with_file_name("archive.db");
+        if !migrate && !arch_path.exists() {
+            return Err(StoreError::MigrationsPending(Database::Archive.migrations().len()));
+        }
+        let arch = options.filename(arch_path).foreign_keys(false).synchronous(SqliteSynchronous::Full);
         let arch_writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(arch.clone()).await?;
-        applied.extend(migrate::apply(&arch_writer, Database::Archive).await?);
+        applied.extend(migrate::apply_or_check(&arch_writer, Database::Archive, migrate).await?);
         let arch_reader = SqlitePoolOptions::new().max_connections(2).connect_with(arch.read_only(true)).await?;
         Ok(SqliteStore { writer, reader, arch_writer, arch_reader, applied })
     }
@@ -125,23 +138,24 @@ fn parse_id(s: String) -> Result<MessageId> {
     MessageId::parse(&s).ok_or(StoreError::Corrupt { id: s, what: "bad id".into() })
 }
 
-/// Addresses stored before they were a type (schema version 0) are
-/// rewritten in their canonical form. One the stricter parser cannot read
-/// even leniently becomes `unreadable@invalid`, and a recipient still to
-/// be tried with it fails (with the original, escaped, in its reply); a
-/// sender becomes `<>`. Paged, so a big queue is not read at once.
-/// Migration 3; the caller's transaction makes it all or nothing.
+/// Migration 3: addresses stored before they were a type are rewritten in
+/// their canonical form. One the stricter parser cannot read even
+/// leniently becomes `unreadable@invalid`, and a recipient still to be
+/// tried with it fails (with the original, escaped, in its reply); a sender
+/// becomes `<>`. Paged, so a big queue is not read at once; the caller's
+/// transaction makes it all or nothing.
 pub(crate) async fn canonical_addresses(tx: &mut sqlx::SqliteConnection) -> Result<()> {
+    /// The next (rowid, text) rows after `after`.
+    async fn page(tx: &mut sqlx::SqliteConnection, sql: &'static str, after: i64) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(sql).bind(after).fetch_all(&mut *tx).await?)
+    }
     let mut after = 0i64;
     loop {
-        let rows = sqlx::query("SELECT rowid, mail_from FROM messages WHERE rowid > ? ORDER BY rowid LIMIT 10000")
-            .bind(after)
-            .fetch_all(&mut *tx)
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get(0)?;
-        for r in &rows {
-            let (rowid, stored): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+        let rows =
+            page(tx, "SELECT rowid, mail_from FROM messages WHERE rowid > ? ORDER BY rowid LIMIT 10000", after).await?;
+        let Some(&(last, _)) = rows.last() else { break };
+        after = last;
+        for (rowid, stored) in rows {
             let canonical = if stored.is_empty() {
                 continue;
             } else {
@@ -161,14 +175,11 @@ pub(crate) async fn canonical_addresses(tx: &mut sqlx::SqliteConnection) -> Resu
     }
     let mut after = 0i64;
     loop {
-        let rows = sqlx::query("SELECT rowid, address FROM recipients WHERE rowid > ? ORDER BY rowid LIMIT 10000")
-            .bind(after)
-            .fetch_all(&mut *tx)
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get(0)?;
-        for r in &rows {
-            let (rowid, stored): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+        let rows =
+            page(tx, "SELECT rowid, address FROM recipients WHERE rowid > ? ORDER BY rowid LIMIT 10000", after).await?;
+        let Some(&(last, _)) = rows.last() else { break };
+        after = last;
+        for (rowid, stored) in rows {
             match Address::parse_lenient(&stored).map(|a| a.to_string()) {
                 Some(canonical) if canonical == stored => {}
                 Some(canonical) => {

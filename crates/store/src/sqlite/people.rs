@@ -14,6 +14,7 @@ impl PeopleStore for SqliteStore {
             .await?;
         Ok(rows.into_iter().collect())
     }
+
     async fn waiting_domains(&self, org: OrgId) -> Result<std::collections::HashSet<String>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT r.address FROM messages m JOIN recipients r ON r.message_id = m.id \
@@ -25,6 +26,7 @@ impl PeopleStore for SqliteStore {
         // Canonical addresses: the domain is what follows the last `@`.
         Ok(rows.iter().filter_map(|a| a.rsplit_once('@')).map(|(_, d)| d.to_lowercase()).collect())
     }
+
     async fn record_contacts(&self, org: OrgId, domains: &[String]) -> Result<()> {
         let now = tomare_model::now_ms();
         let contacts: Vec<(i64, String)> = domains.iter().map(|d| (org, d.to_lowercase())).collect();
@@ -33,6 +35,7 @@ impl PeopleStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
     async fn put_directory(&self, org: OrgId, entries: &[DirectoryEntry]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM directory WHERE org_id = ?").bind(org).execute(&mut *tx).await?;
@@ -52,6 +55,7 @@ impl PeopleStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
     async fn directory(&self, org: OrgId) -> Result<Vec<DirectoryEntry>> {
         let rows =
             sqlx::query("SELECT email, name, role, supervisor, groups FROM directory WHERE org_id = ? ORDER BY email")
@@ -71,6 +75,7 @@ impl PeopleStore for SqliteStore {
             })
             .collect()
     }
+
     async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO users (email, org_id, password_hash, created_at) VALUES (?, ?, ?, ?) \
@@ -84,6 +89,7 @@ impl PeopleStore for SqliteStore {
         .await?;
         Ok(())
     }
+
     async fn set_send_as(&self, email: &str, addresses: &[SendAs]) -> Result<()> {
         let email = email.to_ascii_lowercase();
         let mut tx = self.writer.begin().await?;
@@ -98,6 +104,7 @@ impl PeopleStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
     async fn user(&self, email: &str) -> Result<Option<UserRow>> {
         let email = email.to_ascii_lowercase();
         let row = sqlx::query("SELECT org_id, password_hash FROM users WHERE email = ?")
@@ -108,6 +115,7 @@ impl PeopleStore for SqliteStore {
         let send_as = self.send_as(&email).await?;
         Ok(Some(UserRow { org_id: row.try_get(0)?, email, password_hash: row.try_get(1)?, send_as }))
     }
+
     async fn list_users(&self) -> Result<Vec<UserRow>> {
         let rows = sqlx::query("SELECT org_id, email, password_hash FROM users ORDER BY email")
             .fetch_all(&self.reader)

@@ -15,9 +15,11 @@ impl QueueStore for SqliteStore {
             .await?;
         Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?").bind(name).fetch_one(&self.writer).await?)
     }
+
     async fn find_org(&self, name: &str) -> Result<Option<OrgId>> {
         Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE name = ?").bind(name).fetch_optional(&self.reader).await?)
     }
+
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -31,6 +33,7 @@ impl QueueStore for SqliteStore {
         sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
         result
     }
+
     async fn decide(&self, batch: &[Decision]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -153,6 +156,7 @@ impl QueueStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
     async fn reviewed(&self, id: &MessageId) -> Result<Option<Reviewed>> {
         let row = sqlx::query("SELECT json, verdict FROM facts WHERE message_id = ?")
             .bind(id.as_str())
@@ -160,6 +164,7 @@ impl QueueStore for SqliteStore {
             .await?;
         row.map(|r| read_review(id.as_str(), &r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?)).transpose()
     }
+
     async fn approval(&self, id: &MessageId) -> Result<Option<ApprovalRequest>> {
         let row = sqlx::query("SELECT approver, deputy, on_timeout, timeout_ms FROM approvals WHERE message_id = ?")
             .bind(id.as_str())
@@ -175,6 +180,7 @@ impl QueueStore for SqliteStore {
         })
         .transpose()
     }
+
     async fn approve(&self, id: &MessageId, actor: &str) -> Result<Transition> {
         let t =
             transition(&self.writer, id, &[State::AwaitingApproval], State::Released, actor, true, "approved").await?;
@@ -183,6 +189,7 @@ impl QueueStore for SqliteStore {
         }
         Ok(t)
     }
+
     async fn deny(&self, id: &MessageId, actor: &str, reason: &str) -> Result<Transition> {
         let t = transition(&self.writer, id, &[State::AwaitingApproval], State::Rejected, actor, false, reason).await?;
         if t == Transition::Done {
@@ -197,6 +204,7 @@ impl QueueStore for SqliteStore {
         }
         Ok(t)
     }
+
     async fn expired_approvals(&self, now: i64) -> Result<Vec<ExpiredApproval>> {
         let rows = sqlx::query(
             "SELECT m.id, a.on_timeout, a.deputy, a.timeout_ms FROM messages m JOIN approvals a ON a.message_id = m.id \
@@ -217,6 +225,7 @@ impl QueueStore for SqliteStore {
             })
             .collect()
     }
+
     async fn escalate(&self, id: &MessageId, deputy: &str, deadline: i64) -> Result<Transition> {
         let now = tomare_model::now_ms();
         let mut tx = self.writer.begin().await?;
@@ -245,6 +254,7 @@ impl QueueStore for SqliteStore {
         tx.commit().await?;
         Ok(Transition::Done)
     }
+
     async fn take_notices(&self, limit: i64) -> Result<Vec<Notice>> {
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
@@ -282,6 +292,7 @@ impl QueueStore for SqliteStore {
         tx.commit().await?;
         Ok(out)
     }
+
     async fn release_due(&self, now: i64) -> Result<Vec<MessageId>> {
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
@@ -312,6 +323,7 @@ impl QueueStore for SqliteStore {
         tx.commit().await?;
         Ok(ids)
     }
+
     async fn next_wakeup(&self) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(t) FROM (SELECT MIN(release_at) AS t FROM messages WHERE state IN ('held', 'awaiting_approval') \
@@ -320,13 +332,16 @@ impl QueueStore for SqliteStore {
         .fetch_one(&self.reader)
         .await?)
     }
+
     async fn release(&self, id: &MessageId, actor: &str) -> Result<Transition> {
         transition(&self.writer, id, &[State::Held], State::Released, actor, true, "").await
     }
+
     async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition> {
         let from = [State::Received, State::Held, State::AwaitingApproval, State::Released, State::Deferred];
         transition(&self.writer, id, &from, State::Cancelled, actor, false, "").await
     }
+
     async fn claim(&self, now: i64, limit: usize) -> Result<Vec<Claimed>> {
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
@@ -410,6 +425,7 @@ impl QueueStore for SqliteStore {
         tx.commit().await?;
         Ok(claimed)
     }
+
     async fn finish(&self, reports: &[DeliveryReport]) -> Result<()> {
         let now = tomare_model::now_ms();
         let mut tx = self.writer.begin().await?;
@@ -473,6 +489,7 @@ impl QueueStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
     async fn recover(&self) -> Result<u64> {
         let now = tomare_model::now_ms();
         let mut tx = self.writer.begin().await?;
@@ -497,6 +514,7 @@ impl QueueStore for SqliteStore {
         tx.commit().await?;
         Ok(ids.len() as u64)
     }
+
     async fn live_ids(&self, unarchived: bool) -> Result<Vec<MessageId>> {
         let sql = if unarchived {
             "SELECT id FROM messages WHERE state NOT IN ('delivered', 'failed', 'cancelled', 'rejected') \
@@ -507,6 +525,7 @@ impl QueueStore for SqliteStore {
         let ids: Vec<String> = sqlx::query_scalar(sql).fetch_all(&self.reader).await?;
         ids.into_iter().map(parse_id).collect()
     }
+
     async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<MessageRow>> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages {} ORDER BY id DESC LIMIT ?",
@@ -521,6 +540,7 @@ impl QueueStore for SqliteStore {
         self.attach_recipients(&mut out).await?;
         Ok(out)
     }
+
     async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
         let Some(row) = sqlx::query(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&self.reader).await? else {
@@ -540,6 +560,7 @@ impl QueueStore for SqliteStore {
         let [message] = message;
         Ok(Some((message, events)))
     }
+
     async fn depth(&self) -> Result<Vec<(State, i64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM messages GROUP BY state").fetch_all(&self.reader).await?;
         let mut out: Vec<(State, i64)> = State::ALL.iter().map(|s| (*s, 0)).collect();
