@@ -13,6 +13,7 @@
 #        TOMARE_EXTRA='...' bench/relay.sh   (extra config lines, e.g. rules)
 #        SKIP_POSTFIX=1 bench/relay.sh       (tomare only; bench/policy.sh uses it)
 #        ARCHIVE_OFF=1 bench/relay.sh        (also tomare with [archive] enabled = false)
+#        TOMARE_BIN=/path/to/tomare bench/relay.sh   (another build, for an A/B comparison)
 # Always also measures smtp-source straight into smtp-sink: the machine's
 # limit for this load.
 set -euo pipefail
@@ -33,7 +34,7 @@ trap cleanup EXIT
 
 command -v smtp-source >/dev/null || { echo "needs Postfix's smtp-source (apt-get install postfix)" >&2; exit 2; }
 (cd "$root" && cargo build --release -q)
-bin="$root/target/release/tomare"
+bin="${TOMARE_BIN:-$root/target/release/tomare}"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
@@ -105,10 +106,12 @@ if [ -n "${ARCHIVE_OFF:-}" ]; then
   t_main=("$t_total" "$t_accept" "$t_rss")
   run_tomare tomare-archive-off "$(printf '[archive]\nenabled = false\n%s' "${TOMARE_EXTRA:-}")"
   off_total=$t_total
+  off_rss=$t_rss
   read -r t_total t_accept t_rss <<< "${t_main[*]}"
 fi
 
 if [ -n "${SKIP_POSTFIX:-}" ]; then
+  echo "tomare peak RSS: $((t_rss/1024)) MiB"
   python3 -c "print(f'tomare : {$N/$t_total:8.0f} msg/s end-to-end ({$t_total:.2f} s)')"
   exit 0
 fi
@@ -154,17 +157,17 @@ read -r p_total p_accept < <(run_side postfix "$p_listen" "$p_sink")
 direct=$(port)
 read -r d_total _ < <(run_side direct "$direct" "$direct")
 
-python3 - "$N" "$t_total" "$t_accept" "$p_total" "$p_accept" "$t_rss" "${off_total:-0}" "${d_total:-0}" <<'PY'
+python3 - "$N" "$t_total" "$t_accept" "$p_total" "$p_accept" "$t_rss" "${off_total:-0}" "${d_total:-0}" "${off_rss:-0}" <<'PY'
 import sys
 n = int(sys.argv[1]); tt, ta, pt, pa = map(float, sys.argv[2:6]); rss = int(sys.argv[6])
-off, direct = float(sys.argv[7]), float(sys.argv[8])
+off, direct, off_rss = float(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9])
 print(f"messages: {n} x {sys.argv[0] and ''}10 KiB, 10 concurrent sessions")
 print(f"tomare : {n/tt:8.0f} msg/s end-to-end ({tt:.2f} s; accept {n/ta:.0f} msg/s)")
 print(f"postfix: {n/pt:8.0f} msg/s end-to-end ({pt:.2f} s; accept {n/pa:.0f} msg/s)")
 print(f"ratio  : {pt/tt:8.2f}x  (tomare / postfix, end-to-end)")
 print(f"tomare peak RSS: {rss/1024:.1f} MiB")
 if off:
-    print(f"archive off: {n/off:8.0f} msg/s end-to-end ({off:.2f} s; {pt/off:.2f}x postfix)")
+    print(f"archive off: {n/off:8.0f} msg/s end-to-end ({off:.2f} s; {pt/off:.2f}x postfix; peak RSS {off_rss/1024:.1f} MiB)")
 if direct:
     print(f"limit  : {n/direct:8.0f} msg/s smtp-source straight into smtp-sink ({direct:.2f} s)")
 PY

@@ -79,9 +79,11 @@ impl tomare_queue::Stage for Running {
 pub fn spawn(archiver: Archiver) -> std::io::Result<Running> {
     let (stop, shutdown) = watch::channel(false);
     let thread = std::thread::Builder::new().name("archiver".into()).spawn(move || {
+        lower_priority();
         match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("archiver-work")
+            .on_thread_start(lower_priority)
             .max_blocking_threads(2)
             .build()
         {
@@ -90,6 +92,23 @@ pub fn spawn(archiver: Archiver) -> std::io::Result<Running> {
         }
     })?;
     Ok(Running { stop, thread })
+}
+
+/// The archiver's threads (and the index's, which they start and which
+/// inherit it) run at a low CPU priority: when accept, review and delivery
+/// want both cores, they get them, and the archive catches up in the gaps
+/// (bench/relay.sh). Not the lowest: under a load that never lets up the
+/// archiver still gets a small share, so its backlog (spool files kept,
+/// shown as `archive_lag`) does not grow without end.
+const ARCHIVER_NICE: libc::c_int = 10;
+
+fn lower_priority() {
+    // SAFETY: setpriority(2) on the calling thread only (Linux: a thread is
+    // a task; `who` 0 is the caller); it has no memory effects.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ARCHIVER_NICE) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "the archiver keeps its priority");
+    }
 }
 
 impl Archiver {
