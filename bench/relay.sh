@@ -97,6 +97,20 @@ TOML
   pids+=("$tomare_pid")
   for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$t_listen") 2>/dev/null && break; sleep 0.1; done
   read -r t_total t_accept < <(run_side "$name" "$t_listen" "$t_sink")
+  # Not part of the ratio: how long the archive took to catch up after the
+  # sink had everything, and how many messages it had to inspect again.
+  if [ "$name" = tomare ] && command -v sqlite3 >/dev/null; then
+    local ta left
+    ta=$(now)
+    for _ in $(seq 1200); do
+      left=$(sqlite3 "file:$work/tomare-data/tomare.db?mode=ro" \
+        "SELECT count(*) FROM messages WHERE archived = 0 OR (archived = 1 AND state IN ('delivered','failed','cancelled','rejected'))" 2>/dev/null || echo '?')
+      [ "$left" = 0 ] && break
+      sleep 0.05
+    done
+    python3 -c "print(f'$name: archive caught up {$(now)-$ta:.2f} s after the sink ($left left)')" >&2
+    curl -s "http://127.0.0.1:$t_web/metrics" | grep '^tomare_archive_reinspected_total' | sed "s/^/$name: /" >&2 || true
+  fi
   t_rss=$(awk '/VmHWM/ {print $2}' "/proc/$tomare_pid/status")
   awk -v n="$name" '{print n " cpu s: user", $14/100, "sys", $15/100}' "/proc/$tomare_pid/stat" >&2
   kill "$tomare_pid"; wait "$tomare_pid" 2>/dev/null || true

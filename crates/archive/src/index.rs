@@ -196,7 +196,11 @@ impl SearchIndex {
             index
         } else {
             let settings = IndexSettings {
-                docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
+                // Level 1: the store is a cache of texts (for highlights and
+                // restating); at the default level 3, clearing zstd's tables
+                // for each 16 KB block cost the relay bench more CPU than
+                // the compression itself.
+                docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(1) }),
                 ..IndexSettings::default()
             };
             tantivy::Index::builder().schema(schema).settings(settings).create_in_dir(dir)?

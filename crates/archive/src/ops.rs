@@ -86,11 +86,17 @@ struct HandoffsInner {
     bytes: usize,
 }
 
-/// What the hand-offs may hold. Texts over a quarter of it are not kept:
-/// held while the next big message is reviewed, 20 MB of text would add to
-/// that review's memory (bench/bigmail.py); the archiver inspects it again.
+/// What the hand-offs may hold: room for the seconds a burst keeps the
+/// archiver behind (at nice 10 it yields to the relay). A hand-off dropped
+/// for room costs a spool read and a whole inspection again
+/// (`tomare_archive_reinspected_total`); bench/relay.sh, 5,000 × 10 KB with
+/// the archive up to a second behind, drops none.
 const HANDOFF_ENTRIES: usize = 4096;
 const HANDOFF_BYTES: usize = 32 << 20;
+/// One hand-off over this is not kept: held while the next big message is
+/// reviewed, 20 MB of text would add to that review's memory
+/// (bench/bigmail.py); the archiver inspects it again.
+const HANDOFF_ONE_MAX: usize = 8 << 20;
 /// Bigger messages are read from their spool file (and streamed into the
 /// pack) rather than kept in memory until the archiver comes.
 pub const HANDOFF_BYTES_MAX: usize = 256 << 10;
@@ -107,7 +113,7 @@ impl Handoffs {
         let bytes = (bytes.len() <= HANDOFF_BYTES_MAX).then(|| bytes.clone());
         let handoff = Handoff { bytes, facts };
         let size = handoff_size(&handoff);
-        if size > HANDOFF_BYTES / 4 {
+        if size > HANDOFF_ONE_MAX {
             return;
         }
         let Ok(mut c) = self.inner.lock() else { return };
@@ -147,6 +153,9 @@ pub struct Batch {
     pub records: usize,
     /// Messages now fully archived: their spool files may go.
     pub done: Vec<MessageId>,
+    /// Messages read and inspected again here, their review's hand-off
+    /// gone (dropped for room, or made before a restart).
+    pub reinspected: usize,
 }
 
 /// tomare's own mail (approval requests, notices, DSNs) is kept as
@@ -236,12 +245,12 @@ pub async fn archive_queue(
     let messages = due.len();
     if due.is_empty() {
         let records = commit_round(archive, store, state).await?;
-        return Ok(Batch { messages: 0, cut, wanted, records: records.0, done: records.1 });
+        return Ok(Batch { messages: 0, cut, wanted, records: records.0, done: records.1, reinspected: 0 });
     }
     let (a, ins, sp, st) = (archive.clone(), inspector.clone(), spool.clone(), store.clone());
     let runtime = tokio::runtime::Handle::current();
     let writer = state.writer.take();
-    type Built = (IndexWriter, (Vec<ArchiveEntry>, Vec<(MessageId, i64)>, Vec<MessageId>, Vec<BlobLoc>));
+    type Built = (IndexWriter, (Vec<ArchiveEntry>, Vec<(MessageId, i64)>, Vec<MessageId>, Vec<BlobLoc>), usize);
     let built = blocking(move || -> Result<Built> {
         let handoffs = handoffs.as_deref();
         let writer = match writer {
@@ -253,6 +262,7 @@ pub async fn archive_queue(
         let mut entries = Vec::new();
         let mut progress = Vec::new();
         let mut done = Vec::new();
+        let mut reinspected = 0;
         for it in &due {
             let row = &it.row;
             let id = &row.id;
@@ -291,7 +301,10 @@ pub async fn archive_queue(
                     }
                     (Ok((hash, Some(kept))), None) => {
                         // The review stage's inspection, when it is still at hand.
-                        let facts = facts_at_hand.take().unwrap_or_else(|| ins.message(kept.bytes()));
+                        let facts = facts_at_hand.take().unwrap_or_else(|| {
+                            reinspected += 1;
+                            ins.message(kept.bytes())
+                        });
                         let names = index::headers(kept.bytes());
                         keep.push((hash.clone(), kept));
                         (hash, facts, names)
@@ -391,10 +404,10 @@ pub async fn archive_queue(
             (h.as_str(), content)
         });
         let locs = a.blobs.write_pack_from(&blobs::new_items(contents, &known))?;
-        Ok((writer, (entries, progress, done, locs)))
+        Ok((writer, (entries, progress, done, locs), reinspected))
     })
     .await?;
-    let (writer, (entries, progress, done, locs)) = match built {
+    let (writer, (entries, progress, done, locs), reinspected) = match built {
         Ok(b) => b,
         Err(e) => {
             // The writer, with the round's uncommitted documents, is gone:
@@ -412,7 +425,7 @@ pub async fn archive_queue(
     let every = state.commit_every.unwrap_or(COMMIT_EVERY);
     let due_now = state.last_commit.is_none_or(|t| t.elapsed() >= every);
     let (records, done) = if due_now { commit_round(archive, store, state).await? } else { (0, Vec::new()) };
-    Ok(Batch { messages, cut, wanted: 0, records, done })
+    Ok(Batch { messages, cut, wanted: 0, records, done, reinspected })
 }
 
 /// Records what is pending and lets the index writer go (before

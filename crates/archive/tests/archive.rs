@@ -647,18 +647,22 @@ async fn the_review_handoff_spares_reading_and_inspecting_again() {
     let mut facts = e.inspector.message(raw.as_bytes());
     facts.body_text.push_str(" 合言葉ハンドオフ");
     handoffs.put(id.clone(), &Arc::new(raw.as_bytes().to_vec()), facts);
+    // A second message whose hand-off is gone: read and inspected again.
+    let other = "From: tanaka@example.com\r\nTo: b@customer.co.jp\r\nSubject: no hand-off\r\n\r\n請求書\r\n";
+    queue_message(&e, &mem, other, &["b@customer.co.jp"], State::Held, "{}").await;
     let source: Arc<dyn ops::SpoolSource> = mem.clone();
     let mut state = ops::QueueState::default();
     let batch =
         ops::archive_queue(&e.archive, &e.store, &e.inspector, &source, Some(&handoffs), &mut state, 100, u64::MAX, 0)
             .await
             .unwrap();
-    assert_eq!(batch.messages, 1);
+    assert_eq!((batch.messages, batch.reinspected), (2, 1), "only the one without a hand-off is inspected again");
     ops::commit_round(&e.archive, &e.store, &mut state).await.unwrap();
     ops::release(&e.archive, &e.store, &mut state).await.unwrap();
     assert_eq!(e.subjects("合言葉ハンドオフ"), ["handed over"], "the hand-off's Facts were indexed");
     let stored = ops::message_bytes(&e.archive, &e.store, id.as_str(), true).await.unwrap();
     assert_eq!(stored, raw.as_bytes(), "archived from the hand-off's bytes");
     assert!(handoffs.take(&id).is_none(), "taken once");
-    assert_eq!(e.verify().await, Ok(1));
+    assert_eq!(e.subjects("請求書"), ["no hand-off"]);
+    assert_eq!(e.verify().await, Ok(2));
 }

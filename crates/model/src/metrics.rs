@@ -20,6 +20,9 @@ pub struct Metrics {
     pub inspect_incomplete: AtomicU64,
     /// Archive records written (received and final copies).
     pub archived: AtomicU64,
+    /// Messages the archiver read and inspected again (their review's
+    /// hand-off was gone).
+    pub archive_reinspected: AtomicU64,
     pub smtp_sessions: AtomicI64,
     /// Disk, archive and delivery health (gauges).
     pub health: crate::Health,
@@ -59,6 +62,11 @@ impl Metrics {
                 &self.inspect_incomplete,
             ),
             ("tomare_archive_records_total", "Archive records written (received and final).", &self.archived),
+            (
+                "tomare_archive_reinspected_total",
+                "Messages the archiver read and inspected again, their review's hand-off gone.",
+                &self.archive_reinspected,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));

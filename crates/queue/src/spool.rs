@@ -83,16 +83,16 @@ impl Spool {
     }
 
     /// Keeps `path` for a next message instead of unlinking it, while
-    /// `free/` has room.
+    /// `free/` has room. The file work is done outside the lock, which
+    /// accepting messages take too.
     fn recycle(&self, path: &Path) -> bool {
-        let Ok(mut guard) = self.free.files.lock() else { return false };
-        let Some(files) = guard.as_mut() else { return false };
-        if files.len() >= FREE_FILES {
+        let has_room = |files: &Option<Vec<PathBuf>>| files.as_ref().is_some_and(|f| f.len() < FREE_FILES);
+        if !self.free.files.lock().is_ok_and(|g| has_room(&g)) {
             return false;
         }
         // Emptied first: a delivered (or purged) message's bytes do not
         // wait in free/ for the next one. The inode is what is reused.
-        if OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(0)).is_err() {
+        if OpenOptions::new().write(true).truncate(true).open(path).is_err() {
             return false;
         }
         let n = self.free.next.fetch_add(1, Ordering::Relaxed);
@@ -100,7 +100,14 @@ impl Spool {
         if fs::rename(path, &to).is_err() {
             return false;
         }
-        files.push(to);
+        let mut guard = self.free.files.lock();
+        match guard.as_mut().ok().and_then(|g| g.as_mut()).filter(|f| f.len() < FREE_FILES) {
+            Some(files) => files.push(to),
+            // Filled up meanwhile: the emptied file goes after all.
+            None => {
+                let _ = fs::remove_file(&to);
+            }
+        }
         true
     }
 
@@ -117,8 +124,12 @@ impl Spool {
             None => self.create(id)?,
         };
         file.write_all(data)?;
-        // A recycled file may have been longer: cut to this message.
-        file.set_len(data.len() as u64)?;
+        // A recycled file was emptied when it was freed; should it still be
+        // longer, it is cut to this message (an fstat costs less than a
+        // truncate, which is journalled).
+        if file.metadata()?.len() > data.len() as u64 {
+            file.set_len(data.len() as u64)?;
+        }
         file.sync_data()
     }
 

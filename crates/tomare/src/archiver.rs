@@ -177,6 +177,7 @@ impl Archiver {
             let wait = match pass {
                 Ok(batch) => {
                     self.metrics.archived.fetch_add(batch.records as u64, Relaxed);
+                    self.metrics.archive_reinspected.fetch_add(batch.reinspected as u64, Relaxed);
                     self.remove_spooled(batch.done).await;
                     if batch.messages as i64 >= BATCH || batch.cut {
                         behind_since.get_or_insert_with(Instant::now);
