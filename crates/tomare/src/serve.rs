@@ -28,13 +28,13 @@ const GRACE: Duration = Duration::from_secs(30);
 
 pub fn run(config: Config, path: Option<std::path::PathBuf>, log_format: LogFormat) -> Result<ExitCode> {
     init_logging(log_format);
-    // glibc gives each thread that allocates its own arena; with the
-    // archiver's batches on blocking threads that fragments into hundreds
-    // of MB. Two arenas keep the footprint flat at no measured cost.
-    // A fixed mmap threshold: glibc otherwise raises it to the size of each
-    // big block freed (up to 32 MB), so a big message's buffers end up in
-    // the arenas and stay there (bench/bigmail.py: peak RSS 201-236 MiB
-    // before, see docs/ARCHITECTURE.md for after).
+    // Rust's allocations go to mimalloc (main.rs); glibc's malloc is left
+    // to the C libraries (SQLite, zstd). glibc gives each thread that
+    // allocates its own arena, which fragments into hundreds of MB when
+    // many threads allocate: two arenas keep the footprint flat. A fixed
+    // mmap threshold: glibc otherwise raises it to the size of each big
+    // block freed (up to 32 MB), so big buffers end up in the arenas and
+    // stay there (bench/bigmail.py).
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);

@@ -24,6 +24,7 @@ fn the_allocator_is_tuned_before_it_starts_and_the_environment_still_wins() {
     let options = allocator_options(&[]);
     assert!(options.contains("option 'arena_eager_commit': 0"), "{options}");
     assert!(options.contains("option 'purge_delay': 100"), "{options}");
+    assert!(options.contains("option 'arena_max_object_size': 4096 KiB"), "{options}");
     let options = allocator_options(&[("MIMALLOC_PURGE_DELAY", "7")]);
     assert!(options.contains("option 'purge_delay': 7"), "{options}");
     assert!(options.contains("option 'arena_eager_commit': 0"), "{options}");
