@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 command -v smtp-source >/dev/null || { echo "needs Postfix's smtp-source (apt-get install postfix)" >&2; exit 2; }
-(cd "$root" && cargo build --release -q)
+if [ -z "${TOMARE_BIN:-}" ]; then (cd "$root" && cargo build --release -q); fi
 bin="${TOMARE_BIN:-$root/target/release/tomare}"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -99,13 +99,14 @@ TOML
   read -r t_total t_accept < <(run_side "$name" "$t_listen" "$t_sink")
   # Not part of the ratio: how long the archive took to catch up after the
   # sink had everything, and how many messages it had to inspect again.
+  # (The CPU and peak RSS read below then include that catch-up.)
   if [ "$name" = tomare ] && command -v sqlite3 >/dev/null; then
     local ta left
     ta=$(now)
     for _ in $(seq 1200); do
       left=$(sqlite3 "file:$work/tomare-data/tomare.db?mode=ro" \
         "SELECT count(*) FROM messages WHERE archived = 0 OR (archived = 1 AND state IN ('delivered','failed','cancelled','rejected'))" 2>/dev/null || echo '?')
-      [ "$left" = 0 ] && break
+      [ "$left" = 0 ] || [ "$left" = '?' ] && break
       sleep 0.05
     done
     python3 -c "print(f'$name: archive caught up {$(now)-$ta:.2f} s after the sink ($left left)')" >&2

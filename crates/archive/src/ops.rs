@@ -89,8 +89,10 @@ struct HandoffsInner {
 /// What the hand-offs may hold: room for the seconds a burst keeps the
 /// archiver behind (at nice 10 it yields to the relay). A hand-off dropped
 /// for room costs a spool read and a whole inspection again
-/// (`tomare_archive_reinspected_total`); bench/relay.sh, 5,000 × 10 KB with
-/// the archive up to a second behind, drops none.
+/// (`tomare_archive_reinspected_total`). A 10 KB message's hand-off is
+/// about 20 KB (bytes and text), so the byte limit binds first, near 1,600
+/// messages: `N=5000 bench/relay.sh`, with the archive up to a second
+/// behind, dropped none.
 const HANDOFF_ENTRIES: usize = 4096;
 const HANDOFF_BYTES: usize = 32 << 20;
 /// One hand-off over this is not kept: held while the next big message is

@@ -9,8 +9,9 @@
 //! inode bitmap past every recently deleted inode, which under load cost
 //! the accept path more than the rest of a message's filing (perf on
 //! bench/relay.sh). A file is emptied before it goes into `free/` (no
-//! message's bytes wait there) and cut to its new length when it is written
-//! again; it keeps the 0600 it was made with.
+//! message's bytes wait there), so the next message fills it from nothing
+//! (cut only should it somehow be longer); it keeps the 0600 it was made
+//! with.
 
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};

@@ -79,7 +79,6 @@ impl tomare_queue::Stage for Running {
 pub fn spawn(archiver: Archiver) -> std::io::Result<Running> {
     let (stop, shutdown) = watch::channel(false);
     let thread = std::thread::Builder::new().name("archiver".into()).spawn(move || {
-        lower_priority();
         match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("archiver-work")
@@ -94,20 +93,29 @@ pub fn spawn(archiver: Archiver) -> std::io::Result<Running> {
     Ok(Running { stop, thread })
 }
 
-/// The archiver's threads (and the index's, which they start and which
-/// inherit it) run at a low CPU priority: when accept, review and delivery
-/// want both cores, they get them, and the archive catches up in the gaps
-/// (bench/relay.sh). Not the lowest: under a load that never lets up the
-/// archiver still gets a small share, so its backlog (spool files kept,
-/// shown as `archive_lag`) does not grow without end.
+/// The archiver's blocking threads, where its CPU goes (building index
+/// documents, compressing packs) and where the index writer starts its own
+/// threads (which inherit it), run 10 nice levels below the process: when
+/// accept, review and delivery want both cores they get them, and the
+/// archive catches up in the gaps (bench/relay.sh). Not the archiver's
+/// runtime thread: a SQLite connection it opens for the queue's pools gets
+/// a worker thread that inherits its priority, and the relay uses those
+/// too. Not the lowest level either: under a load that never lets up the
+/// archiver still gets a share, so its backlog (spool files kept, shown as
+/// `archive_lag`) does not grow without end.
 const ARCHIVER_NICE: libc::c_int = 10;
 
 fn lower_priority() {
-    // SAFETY: setpriority(2) on the calling thread only (Linux: a thread is
-    // a task; `who` 0 is the caller); it has no memory effects.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ARCHIVER_NICE) };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "the archiver keeps its priority");
+    // SAFETY: get/setpriority(2) on the calling thread only (Linux: a
+    // thread is a task; `who` 0 is the caller); errno is this thread's.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        let ok = !(now == -1 && *libc::__errno_location() != 0)
+            && libc::setpriority(libc::PRIO_PROCESS, 0, (now + ARCHIVER_NICE).min(19)) == 0;
+        if !ok {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "the archiver keeps the server's CPU priority");
+        }
     }
 }
 

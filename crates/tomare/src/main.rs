@@ -1,6 +1,7 @@
 //! `tomare`: the binary. It parses the command line, loads the config and
 //! wires the stages together; the stages themselves live in their crates.
 
+mod allocator;
 mod archive_cmd;
 mod archiver;
 mod commands;
@@ -256,45 +257,6 @@ pub enum UserCommand {
     /// List users.
     List,
 }
-
-/// mimalloc rather than glibc's malloc: the relay allocates and frees small
-/// buffers on many threads; on bench/relay.sh it took about a quarter less
-/// user CPU and a sixth less time. Its options are set before it starts
-/// ([`tune_allocator`]).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's options (numbers from mimalloc 3's `mi_option_e`): commit
-/// arena memory as it is used, give freed memory back after 100 ms rather
-/// than 1 s, and take blocks over 4 MiB (a big message's buffers) straight
-/// from the system and give them straight back. With its defaults the
-/// relay bench peaked near 150 MiB (with these near 75 MiB, no slower) and
-/// bench/bigmail.py's ten 45 MB messages at 192 MiB (with these 153 MiB;
-/// glibc's malloc, 140 MiB). They must be set before mimalloc starts (it
-/// reserves its first arena then): this runs as an ELF constructor one step
-/// ahead of mimalloc's own (priority 101), before Rust's runtime allocates
-/// anything. A `MIMALLOC_…` variable in the environment still wins.
-extern "C" fn tune_allocator() {
-    const OPTIONS: [(libmimalloc_sys::mi_option_t, &std::ffi::CStr, std::ffi::c_long); 3] = [
-        (4, c"MIMALLOC_ARENA_EAGER_COMMIT", 0),
-        (15, c"MIMALLOC_PURGE_DELAY", 100),
-        (45, c"MIMALLOC_ARENA_MAX_OBJECT_SIZE", 4096),
-    ];
-    for (option, env, value) in OPTIONS {
-        // SAFETY: getenv with a NUL-terminated literal and a plain option
-        // setter; nothing else runs yet, and neither allocates.
-        unsafe {
-            if libc::getenv(env.as_ptr()).is_null() {
-                libmimalloc_sys::mi_option_set(option, value);
-            }
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array.00100")]
-static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
 fn main() -> ExitCode {
     // Held mail, the archive and password hashes live in files tomare

@@ -28,7 +28,7 @@ const GRACE: Duration = Duration::from_secs(30);
 
 pub fn run(config: Config, path: Option<std::path::PathBuf>, log_format: LogFormat) -> Result<ExitCode> {
     init_logging(log_format);
-    // Rust's allocations go to mimalloc (main.rs); glibc's malloc is left
+    // Rust's allocations go to mimalloc (allocator.rs); glibc's malloc is left
     // to the C libraries (SQLite, zstd). glibc gives each thread that
     // allocates its own arena, which fragments into hundreds of MB when
     // many threads allocate: two arenas keep the footprint flat. A fixed
