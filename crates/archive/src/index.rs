@@ -197,9 +197,9 @@ impl SearchIndex {
         } else {
             let settings = IndexSettings {
                 // Level 1: the store holds texts derived from the messages
-                // (for highlights and restating); at the default level 3, clearing zstd's tables
-                // for each 16 KB block cost the relay bench more CPU than
-                // the compression itself.
+                // (for highlights and restating). At the default level 3,
+                // clearing zstd's tables for each 16 KB block cost the
+                // relay bench more CPU than the compression itself.
                 docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(1) }),
                 ..IndexSettings::default()
             };
