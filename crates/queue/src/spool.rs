@@ -87,8 +87,10 @@ impl Spool {
     /// `free/` has room. The file work is done outside the lock, which
     /// accepting messages take too.
     fn recycle(&self, path: &Path) -> bool {
-        let has_room = |files: &Option<Vec<PathBuf>>| files.as_ref().is_some_and(|f| f.len() < FREE_FILES);
-        if !self.free.files.lock().is_ok_and(|g| has_room(&g)) {
+        fn with_room(files: &mut Option<Vec<PathBuf>>) -> Option<&mut Vec<PathBuf>> {
+            files.as_mut().filter(|f| f.len() < FREE_FILES)
+        }
+        if !self.free.files.lock().is_ok_and(|mut g| with_room(&mut g).is_some()) {
             return false;
         }
         // Emptied first: a delivered (or purged) message's bytes do not
@@ -102,7 +104,7 @@ impl Spool {
             return false;
         }
         let mut guard = self.free.files.lock();
-        match guard.as_mut().ok().and_then(|g| g.as_mut()).filter(|f| f.len() < FREE_FILES) {
+        match guard.as_mut().ok().and_then(|g| with_room(g)) {
             Some(files) => files.push(to),
             // Filled up meanwhile: the emptied file goes after all.
             None => {

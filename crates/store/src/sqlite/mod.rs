@@ -138,6 +138,27 @@ fn parse_id(s: String) -> Result<MessageId> {
     MessageId::parse(&s).ok_or(StoreError::Corrupt { id: s, what: "bad id".into() })
 }
 
+/// (rowid, text) rows a page at a time, in rowid order: `sql` takes the
+/// rowid to start after.
+struct Pages {
+    sql: &'static str,
+    after: i64,
+}
+
+impl Pages {
+    fn new(sql: &'static str) -> Pages {
+        Pages { sql, after: 0 }
+    }
+
+    /// The next page, or `None` past the last row.
+    async fn next(&mut self, tx: &mut sqlx::SqliteConnection) -> Result<Option<Vec<(i64, String)>>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(self.sql).bind(self.after).fetch_all(&mut *tx).await?;
+        let Some(&(last, _)) = rows.last() else { return Ok(None) };
+        self.after = last;
+        Ok(Some(rows))
+    }
+}
+
 /// Migration 3: addresses stored before they were a type are rewritten in
 /// their canonical form. One the stricter parser cannot read even
 /// leniently becomes `unreadable@invalid`, and a recipient still to be
@@ -145,22 +166,13 @@ fn parse_id(s: String) -> Result<MessageId> {
 /// becomes `<>`. Paged, so a big queue is not read at once; the caller's
 /// transaction makes it all or nothing.
 pub(crate) async fn canonical_addresses(tx: &mut sqlx::SqliteConnection) -> Result<()> {
-    /// The next (rowid, text) rows after `after`.
-    async fn page(tx: &mut sqlx::SqliteConnection, sql: &'static str, after: i64) -> Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as(sql).bind(after).fetch_all(&mut *tx).await?)
-    }
-    let mut after = 0i64;
-    loop {
-        let rows =
-            page(tx, "SELECT rowid, mail_from FROM messages WHERE rowid > ? ORDER BY rowid LIMIT 10000", after).await?;
-        let Some(&(last, _)) = rows.last() else { break };
-        after = last;
+    let mut senders = Pages::new("SELECT rowid, mail_from FROM messages WHERE rowid > ? ORDER BY rowid LIMIT 10000");
+    while let Some(rows) = senders.next(tx).await? {
         for (rowid, stored) in rows {
-            let canonical = if stored.is_empty() {
+            if stored.is_empty() {
                 continue;
-            } else {
-                Address::parse_lenient(&stored).map(|a| a.to_string()).unwrap_or_default()
-            };
+            }
+            let canonical = Address::parse_lenient(&stored).map(|a| a.to_string()).unwrap_or_default();
             if canonical != stored {
                 if canonical.is_empty() {
                     tracing::warn!(sender = %tomare_model::escape_controls(&stored), "a stored sender is not an address: now <>");
@@ -173,12 +185,8 @@ pub(crate) async fn canonical_addresses(tx: &mut sqlx::SqliteConnection) -> Resu
             }
         }
     }
-    let mut after = 0i64;
-    loop {
-        let rows =
-            page(tx, "SELECT rowid, address FROM recipients WHERE rowid > ? ORDER BY rowid LIMIT 10000", after).await?;
-        let Some(&(last, _)) = rows.last() else { break };
-        after = last;
+    let mut recipients = Pages::new("SELECT rowid, address FROM recipients WHERE rowid > ? ORDER BY rowid LIMIT 10000");
+    while let Some(rows) = recipients.next(tx).await? {
         for (rowid, stored) in rows {
             match Address::parse_lenient(&stored).map(|a| a.to_string()) {
                 Some(canonical) if canonical == stored => {}
