@@ -114,6 +114,7 @@ TOML
   fi
   t_rss=$(awk '/VmHWM/ {print $2}' "/proc/$tomare_pid/status")
   awk -v n="$name" '{print n " cpu s: user", $14/100, "sys", $15/100}' "/proc/$tomare_pid/stat" >&2
+  awk -v n="$name" '/^write_bytes/ {printf "%s disk writes: %.1f MiB\n", n, $2/1048576}' "/proc/$tomare_pid/io" >&2
   kill "$tomare_pid"; wait "$tomare_pid" 2>/dev/null || true
 }
 run_tomare tomare "${TOMARE_EXTRA:-}"

@@ -189,18 +189,19 @@ pub(crate) async fn append(
     blobs: &[BlobLoc],
 ) -> Result<Vec<ArchiveRecord>> {
     let out = append_records(writer, entries, blobs).await?;
-    let mut tx = queue.begin().await?;
+    let mut s = Script::default();
     for level in [1, 2] {
         let ids: Vec<&str> = progress.iter().filter(|(_, a)| *a == level).map(|(id, _)| id.as_str()).collect();
         for chunk in ids.chunks(ROWS * 4) {
-            let sql = format!("UPDATE messages SET archived = ? WHERE id IN ({})", vec!["?"; chunk.len()].join(","));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(level);
+            s.push(&format!("UPDATE messages SET archived = ? WHERE id IN ({})", vec!["?"; chunk.len()].join(",")))
+                .bind(level);
             for id in chunk {
-                q = q.bind(*id);
+                s.bind(*id);
             }
-            q.execute(&mut *tx).await?;
         }
     }
+    let mut tx = write_tx(queue, false).await?;
+    s.run(&mut tx).await?;
     tx.commit().await?;
     Ok(out)
 }
@@ -314,7 +315,7 @@ pub(crate) async fn purge(
     limit: i64,
 ) -> Result<Purged> {
     let purged = purge_archive(writer, org, before, limit).await?;
-    let mut tx = queue.begin().await?;
+    let mut tx = write_tx(queue, false).await?;
     for id in &purged.message_ids {
         for table in ["recipients", "events", "facts", "approvals", "notices"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE message_id = ?")))

@@ -129,6 +129,68 @@ impl SqliteStore {
     }
 }
 
+/// Statements for one trip to the connection's thread. sqlx runs each
+/// SQLite connection on a thread of its own, and every statement sent there
+/// and answered costs a pair of thread switches, more than a small INSERT:
+/// statements whose results nothing waits for between them are sent as one
+/// script (`;`-separated, the arguments bound in order across them).
+#[derive(Default)]
+struct Script {
+    sql: String,
+    args: sqlx::sqlite::SqliteArguments,
+}
+
+impl Script {
+    /// Appends a statement; its `?`s take the values bound after it.
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self.sql.push_str(";\n");
+        self
+    }
+
+    fn bind<'t, T: sqlx::Encode<'t, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(&mut self, value: T) -> &mut Self {
+        // Encoding our own integers and strings cannot fail; a value that
+        // did would leave its statement a value short, which SQLite refuses.
+        let _ = sqlx::Arguments::add(&mut self.args, value);
+        self
+    }
+
+    fn query(self) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+        sqlx::query_with(AssertSqlSafe(self.sql), self.args)
+    }
+
+    /// Runs the script, returning the rows its statements return, in order.
+    async fn fetch(self, conn: &mut sqlx::SqliteConnection) -> Result<Vec<SqliteRow>> {
+        if self.sql.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.query().fetch_all(conn).await?)
+    }
+
+    async fn run(self, conn: &mut sqlx::SqliteConnection) -> Result<()> {
+        if !self.sql.is_empty() {
+            self.query().execute(conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A transaction on the writer, begun in one trip with the connection's
+/// `PRAGMA synchronous` (which cannot change inside a transaction).
+/// `durable`: its commit syncs the WAL, and with it every earlier commit
+/// (the WAL is written in order); otherwise a commit survives a crash of
+/// the process but not of the machine. IMMEDIATE: the write lock is taken
+/// at BEGIN, so a CLI process writing at the same time waits its turn
+/// instead of failing on an upgrade.
+async fn write_tx(pool: &SqlitePool, durable: bool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    let begin = if durable {
+        "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
+    } else {
+        "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
+    };
+    Ok(pool.begin_with(begin).await?)
+}
+
 fn placeholders(rows: usize, cols: usize) -> String {
     let row = format!("({})", vec!["?"; cols].join(","));
     vec![row; rows].join(",")
@@ -267,22 +329,35 @@ struct Event<'a> {
     detail: String,
 }
 
-async fn insert_events(tx: &mut sqlx::SqliteConnection, at: i64, events: &[Event<'_>]) -> Result<()> {
+fn push_events(s: &mut Script, at: i64, events: &[Event<'_>]) {
     for chunk in events.chunks(MAX_PARAMS / 6) {
-        let sql = format!(
+        s.push(&format!(
             "INSERT INTO events (org_id, message_id, at, kind, actor, detail) VALUES {}",
             placeholders(chunk.len(), 6)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        ));
         for e in chunk {
-            q = q.bind(e.org_id).bind(e.message_id).bind(at).bind(e.kind).bind(e.actor).bind(&e.detail);
+            s.bind(e.org_id).bind(e.message_id).bind(at).bind(e.kind).bind(e.actor).bind(&e.detail);
         }
-        q.execute(&mut *tx).await?;
     }
-    Ok(())
+}
+
+async fn insert_events(tx: &mut sqlx::SqliteConnection, at: i64, events: &[Event<'_>]) -> Result<()> {
+    let mut s = Script::default();
+    push_events(&mut s, at, events);
+    s.run(tx).await
 }
 
 /// A notice to send: to `recipient`, or to the sender when it is empty.
+fn push_notice(s: &mut Script, id: &MessageId, org: i64, kind: NoticeKind, reason: &str, recipient: &str, now: i64) {
+    s.push("INSERT INTO notices (message_id, org_id, kind, reason, recipient, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(id.as_str())
+        .bind(org)
+        .bind(kind.as_str())
+        .bind(reason)
+        .bind(recipient)
+        .bind(now);
+}
+
 async fn add_notice(
     tx: &mut sqlx::SqliteConnection,
     id: &MessageId,
@@ -292,18 +367,9 @@ async fn add_notice(
     recipient: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO notices (message_id, org_id, kind, reason, recipient, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id.as_str())
-    .bind(org)
-    .bind(kind.as_str())
-    .bind(reason)
-    .bind(recipient)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    let mut s = Script::default();
+    push_notice(&mut s, id, org, kind, reason, recipient, now);
+    s.run(tx).await
 }
 
 async fn decide_approval(pool: &SqlitePool, id: &MessageId, decision: &str, actor: &str, reason: &str) -> Result<()> {
@@ -318,20 +384,17 @@ async fn decide_approval(pool: &SqlitePool, id: &MessageId, decision: &str, acto
     Ok(())
 }
 
-async fn upsert_contacts(tx: &mut sqlx::SqliteConnection, contacts: &[(i64, String)], now: i64) -> Result<()> {
+fn push_contacts(s: &mut Script, contacts: &[(i64, String)], now: i64) {
     for chunk in contacts.chunks(MAX_PARAMS / 4) {
-        let sql = format!(
+        s.push(&format!(
             "INSERT INTO contacts (org_id, domain, first_at, last_at, messages) VALUES {} \
              ON CONFLICT(org_id, domain) DO UPDATE SET last_at = excluded.last_at, messages = messages + 1",
             vec!["(?, ?, ?, ?, 1)"; chunk.len()].join(",")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        ));
         for (org, domain) in chunk {
-            q = q.bind(org).bind(domain).bind(now).bind(now);
+            s.bind(org).bind(domain).bind(now).bind(now);
         }
-        q.execute(&mut *tx).await?;
     }
-    Ok(())
 }
 
 /// Conditional state change of one message, with its event.
@@ -345,7 +408,7 @@ async fn transition(
     detail: &str,
 ) -> Result<Transition> {
     let now = tomare_model::now_ms();
-    let mut tx = pool.begin().await?;
+    let mut tx = write_tx(pool, false).await?;
     let allowed = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(",");
     let sql = format!(
         "UPDATE messages SET state = ?, updated_at = ?{} WHERE id = ? AND state IN ({allowed}) RETURNING org_id",
@@ -434,19 +497,19 @@ impl SqliteStore {
     }
 }
 
-async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], now: i64) -> Result<()> {
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+/// The accept commit: messages, recipients and events in one script, in
+/// one durable transaction.
+async fn insert_batch(pool: &SqlitePool, batch: &[NewMessage], now: i64) -> Result<()> {
+    let mut s = Script::default();
     const COLS: usize = 15;
     for chunk in batch.chunks(MAX_PARAMS / COLS) {
-        let sql = format!(
+        s.push(&format!(
             "INSERT INTO messages (id, org_id, state, mail_from, helo, client_ip, auth_user, subject, header_from, \
                  message_id_header, size, received_at, release_at, is_dsn, updated_at) VALUES {}",
             placeholders(chunk.len(), COLS)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        ));
         for m in chunk {
-            q = q
-                .bind(m.id.as_str())
+            s.bind(m.id.as_str())
                 .bind(m.org_id)
                 .bind(m.state.as_str())
                 .bind(m.envelope.mail_from.to_string())
@@ -462,22 +525,19 @@ async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], n
                 .bind(m.is_dsn)
                 .bind(now);
         }
-        q.execute(&mut *tx).await?;
     }
     let rcpts: Vec<(&NewMessage, usize, String)> = batch
         .iter()
         .flat_map(|m| m.envelope.rcpt_to.iter().enumerate().map(move |(i, r)| (m, i, r.to_string())))
         .collect();
     for chunk in rcpts.chunks(MAX_PARAMS / 6) {
-        let sql = format!(
+        s.push(&format!(
             "INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) VALUES {}",
             placeholders(chunk.len(), 6)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        ));
         for (m, i, r) in chunk {
-            q = q.bind(m.id.as_str()).bind(m.org_id).bind(*i as i64).bind(r).bind("pending").bind(now);
+            s.bind(m.id.as_str()).bind(m.org_id).bind(*i as i64).bind(r).bind("pending").bind(now);
         }
-        q.execute(&mut *tx).await?;
     }
     let mut events = Vec::with_capacity(batch.len() * 2);
     for m in batch {
@@ -504,7 +564,9 @@ async fn insert_batch(conn: &mut sqlx::SqliteConnection, batch: &[NewMessage], n
             });
         }
     }
-    insert_events(&mut tx, now, &events).await?;
+    push_events(&mut s, now, &events);
+    let mut tx = write_tx(pool, true).await?;
+    s.run(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -542,6 +604,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
         (dir, store)
+    }
+
+    /// A script binds its values in order across its statements, returns
+    /// the rows of the one that returns any, and a batch that fails half
+    /// way leaves nothing behind and the writer usable.
+    #[tokio::test]
+    async fn a_script_binds_across_statements_and_a_failed_batch_leaves_nothing() {
+        let (_dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        let mut tx = write_tx(&store.writer, false).await.unwrap();
+        let mut s = Script::default();
+        s.push("CREATE TEMP TABLE t (a TEXT, b INTEGER)");
+        s.push("INSERT INTO t VALUES (?, ?), (?, ?)").bind("x").bind(1).bind("y").bind(2);
+        s.push("INSERT INTO t VALUES (?, ?)").bind("z").bind(3);
+        s.push("SELECT a, b FROM t WHERE b >= ? ORDER BY b").bind(2);
+        let rows: Vec<(String, i64)> = s.fetch(&mut tx).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(rows, [("y".to_string(), 2), ("z".to_string(), 3)]);
+        tx.commit().await.unwrap();
+
+        let first = message(org, State::Received, 0, &["a@customer.test"]);
+        store.insert_messages(std::slice::from_ref(&first)).await.unwrap();
+        // The second message's id is taken: its INSERT fails after the
+        // first's went in, inside the same script.
+        let fresh = message(org, State::Received, 0, &["b@customer.test"]);
+        let again = NewMessage { id: first.id.clone(), ..message(org, State::Received, 0, &["c@customer.test"]) };
+        assert!(store.insert_messages(&[fresh.clone(), again]).await.is_err());
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&store.reader).await.unwrap();
+        let rcpts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recipients").fetch_one(&store.reader).await.unwrap();
+        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.reader).await.unwrap();
+        assert_eq!((rows, rcpts, events), (1, 1, 1), "only the first batch is there");
+        store.insert_messages(&[fresh]).await.expect("the writer is usable after a failed batch");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&store.reader).await.unwrap();
+        assert_eq!(rows, 2);
     }
 
     /// A data directory as the release before versioned migrations left

@@ -30,14 +30,16 @@ impl PeopleStore for SqliteStore {
     async fn record_contacts(&self, org: OrgId, domains: &[String]) -> Result<()> {
         let now = tomare_model::now_ms();
         let contacts: Vec<(i64, String)> = domains.iter().map(|d| (org, d.to_lowercase())).collect();
-        let mut tx = self.writer.begin().await?;
-        upsert_contacts(&mut tx, &contacts, now).await?;
+        let mut s = Script::default();
+        push_contacts(&mut s, &contacts, now);
+        let mut tx = write_tx(&self.writer, false).await?;
+        s.run(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn put_directory(&self, org: OrgId, entries: &[DirectoryEntry]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         sqlx::query("DELETE FROM directory WHERE org_id = ?").bind(org).execute(&mut *tx).await?;
         for e in entries {
             sqlx::query(
@@ -92,7 +94,7 @@ impl PeopleStore for SqliteStore {
 
     async fn set_send_as(&self, email: &str, addresses: &[SendAs]) -> Result<()> {
         let email = email.to_ascii_lowercase();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         sqlx::query("DELETE FROM user_send_as WHERE email = ?").bind(&email).execute(&mut *tx).await?;
         for a in addresses {
             sqlx::query("INSERT OR IGNORE INTO user_send_as (email, address) VALUES (?, ?)")

@@ -24,14 +24,8 @@ impl QueueStore for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let now = tomare_model::now_ms();
-        let mut conn = self.writer.acquire().await?;
-        // The 250 promises the record is on disk: this commit syncs the WAL,
-        // and with it every earlier commit (the WAL is written in order).
-        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
-        let result = insert_batch(&mut conn, batch, now).await;
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-        result
+        // The 250 promises the record is on disk: the commit is durable.
+        insert_batch(&self.writer, batch, tomare_model::now_ms()).await
     }
 
     async fn decide(&self, batch: &[Decision]) -> Result<()> {
@@ -39,8 +33,10 @@ impl QueueStore for SqliteStore {
             return Ok(());
         }
         let now = tomare_model::now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         let mut events = Vec::with_capacity(batch.len() * 2);
+        // Everything after each chunk's UPDATE goes in one script.
+        let mut s = Script::default();
         for chunk in batch.chunks(MAX_PARAMS / 3) {
             let sql = format!(
                 "UPDATE messages SET state = v.column2, release_at = v.column3, updated_at = ? FROM (VALUES {}) AS v \
@@ -64,19 +60,17 @@ impl QueueStore for SqliteStore {
             if decided.is_empty() {
                 continue;
             }
-            let sql = format!(
+            s.push(&format!(
                 "INSERT OR REPLACE INTO facts (message_id, org_id, json, verdict, created_at) VALUES {}",
                 placeholders(decided.len(), 5)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            ));
             for (d, org) in &decided {
                 let (facts, verdict) = stored_review(&d.facts, d.verdict.as_ref());
-                q = q.bind(d.id.as_str()).bind(*org).bind(facts).bind(verdict).bind(now);
+                s.bind(d.id.as_str()).bind(*org).bind(facts).bind(verdict).bind(now);
             }
-            q.execute(&mut *tx).await?;
             for (d, org) in decided {
                 if let (State::AwaitingApproval, Some(a)) = (d.state, &d.approval) {
-                    sqlx::query(
+                    s.push(
                         "INSERT OR REPLACE INTO approvals (message_id, org_id, approver, deputy, on_timeout, timeout_ms, deadline) \
                          VALUES (?, ?, ?, ?, ?, ?, ?)",
                     )
@@ -86,15 +80,13 @@ impl QueueStore for SqliteStore {
                     .bind(&a.deputy)
                     .bind(a.on_timeout.as_str())
                     .bind(a.timeout_ms)
-                    .bind(d.release_at)
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(d.release_at);
                 }
                 if d.state == State::Rejected {
-                    add_notice(&mut tx, &d.id, org, NoticeKind::Rejected, &d.reasons, "", now).await?;
+                    push_notice(&mut s, &d.id, org, NoticeKind::Rejected, &d.reasons, "", now);
                 }
                 for (kind, recipient) in &d.notify {
-                    add_notice(&mut tx, &d.id, org, *kind, &d.reasons, recipient, now).await?;
+                    push_notice(&mut s, &d.id, org, *kind, &d.reasons, recipient, now);
                 }
                 events.push(Event {
                     org_id: org,
@@ -104,7 +96,7 @@ impl QueueStore for SqliteStore {
                     detail: d.summary.clone(),
                 });
                 for address in &d.add_recipients {
-                    sqlx::query(
+                    s.push(
                         "INSERT INTO recipients (message_id, org_id, idx, address, status, updated_at) \
                          SELECT ?, ?, COALESCE(MAX(idx), -1) + 1, ?, 'pending', ? FROM recipients WHERE message_id = ?",
                     )
@@ -112,9 +104,7 @@ impl QueueStore for SqliteStore {
                     .bind(org)
                     .bind(address.to_string())
                     .bind(now)
-                    .bind(d.id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(d.id.as_str());
                 }
                 if d.rewritten || !d.add_recipients.is_empty() {
                     let mut what = Vec::new();
@@ -152,7 +142,8 @@ impl QueueStore for SqliteStore {
                 });
             }
         }
-        insert_events(&mut tx, now, &events).await?;
+        push_events(&mut s, now, &events);
+        s.run(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -198,7 +189,7 @@ impl QueueStore for SqliteStore {
                 .bind(id.as_str())
                 .fetch_one(&self.writer)
                 .await?;
-            let mut tx = self.writer.begin().await?;
+            let mut tx = write_tx(&self.writer, false).await?;
             add_notice(&mut tx, id, org, NoticeKind::Denied, reason, "", tomare_model::now_ms()).await?;
             tx.commit().await?;
         }
@@ -228,7 +219,7 @@ impl QueueStore for SqliteStore {
 
     async fn escalate(&self, id: &MessageId, deputy: &str, deadline: i64) -> Result<Transition> {
         let now = tomare_model::now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         let org: Option<i64> = sqlx::query_scalar(
             "UPDATE messages SET release_at = ?, updated_at = ? WHERE id = ? AND state = 'awaiting_approval' RETURNING org_id",
         )
@@ -256,7 +247,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn take_notices(&self, limit: i64) -> Result<Vec<Notice>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         let rows = sqlx::query(
             "SELECT n.message_id, n.org_id, n.kind, n.reason, m.mail_from, m.subject, m.message_id_header, n.id, n.recipient \
              FROM notices n JOIN messages m ON m.id = n.message_id ORDER BY n.id LIMIT ?",
@@ -294,7 +285,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn release_due(&self, now: i64) -> Result<Vec<MessageId>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         let rows = sqlx::query(
             "UPDATE messages SET state = 'released', updated_at = ? WHERE state = 'held' AND release_at <= ? RETURNING id, org_id",
         )
@@ -343,7 +334,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn claim(&self, now: i64, limit: usize) -> Result<Vec<Claimed>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         let rows = sqlx::query(
             "UPDATE messages SET state = 'delivering', updated_at = ? WHERE id IN (\
                SELECT id FROM messages WHERE state = 'released' \
@@ -378,16 +369,30 @@ impl QueueStore for SqliteStore {
             tx.commit().await?;
             return Ok(claimed);
         }
-        let sql = format!(
+        // The recipients and the claim's events in one script.
+        let mut s = Script::default();
+        s.push(&format!(
             "SELECT message_id, address FROM recipients WHERE status IN ('pending', 'deferred') AND message_id IN ({}) ORDER BY message_id, idx",
             vec!["?"; claimed.len()].join(",")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        ));
         for c in &claimed {
-            q = q.bind(c.id.as_str());
+            s.bind(c.id.as_str());
         }
+        let events: Vec<Event> = claimed
+            .iter()
+            .map(|c| Event {
+                org_id: c.org_id,
+                message_id: c.id.as_str(),
+                kind: "delivering",
+                actor: "relay",
+                detail: format!("attempt {}", c.attempts + 1),
+            })
+            .collect();
+        push_events(&mut s, now, &events);
+        let rows = s.fetch(&mut tx).await?;
+        drop(events);
         let mut unreadable: Vec<(String, String)> = Vec::new();
-        for r in q.fetch_all(&mut *tx).await? {
+        for r in rows {
             let mid: String = r.try_get(0)?;
             let stored: String = r.try_get(1)?;
             if let Some(c) = claimed.iter_mut().find(|c| c.id.as_str() == mid) {
@@ -411,66 +416,56 @@ impl QueueStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let events: Vec<Event> = claimed
-            .iter()
-            .map(|c| Event {
-                org_id: c.org_id,
-                message_id: c.id.as_str(),
-                kind: "delivering",
-                actor: "relay",
-                detail: format!("attempt {}", c.attempts + 1),
-            })
-            .collect();
-        insert_events(&mut tx, now, &events).await?;
         tx.commit().await?;
         Ok(claimed)
     }
 
     async fn finish(&self, reports: &[DeliveryReport]) -> Result<()> {
         let now = tomare_model::now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         // One statement per table for the whole batch (UPDATE ... FROM VALUES),
         // not one per message: the batch is what makes recording cheap.
         let results: Vec<(&DeliveryReport, &RecipientResult)> =
             reports.iter().flat_map(|r| r.results.iter().map(move |res| (r, res))).collect();
+        // Both UPDATEs in one script, then contacts and events in another.
+        let mut s = Script::default();
         for chunk in results.chunks(MAX_PARAMS / 4) {
-            let sql = format!(
+            s.push(&format!(
                 "UPDATE recipients SET status = v.column3, reply = v.column4, attempts = attempts + 1, updated_at = ? \
                  FROM (VALUES {}) AS v \
                  WHERE recipients.message_id = v.column1 AND recipients.address = v.column2 \
                  AND recipients.status IN ('pending', 'deferred')",
                 placeholders(chunk.len(), 4)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            ))
+            .bind(now);
             for (r, res) in chunk {
-                q = q.bind(r.id.as_str()).bind(res.address.to_string()).bind(res.status.as_str()).bind(&res.reply);
+                s.bind(r.id.as_str()).bind(res.address.to_string()).bind(res.status.as_str()).bind(&res.reply);
             }
-            q.execute(&mut *tx).await?;
         }
-        let mut events = Vec::with_capacity(reports.len());
         for chunk in reports.chunks(MAX_PARAMS / 3) {
-            let sql = format!(
+            s.push(&format!(
                 "UPDATE messages SET state = v.column2, next_attempt_at = v.column3, attempts = attempts + 1, \
                  updated_at = ? FROM (VALUES {}) AS v \
                  WHERE messages.id = v.column1 AND messages.state = 'delivering' RETURNING messages.id, messages.org_id",
                 placeholders(chunk.len(), 3)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            ))
+            .bind(now);
             for r in chunk {
-                q = q.bind(r.id.as_str()).bind(r.state.as_str()).bind(r.next_attempt_at);
+                s.bind(r.id.as_str()).bind(r.state.as_str()).bind(r.next_attempt_at);
             }
-            for row in q.fetch_all(&mut *tx).await? {
-                let id: String = row.try_get(0)?;
-                let org_id: i64 = row.try_get(1)?;
-                if let Some(r) = chunk.iter().find(|r| r.id.as_str() == id) {
-                    events.push(Event {
-                        org_id,
-                        message_id: r.id.as_str(),
-                        kind: r.state.as_str(),
-                        actor: "relay",
-                        detail: r.detail.clone(),
-                    });
-                }
+        }
+        let mut events = Vec::with_capacity(reports.len());
+        for row in s.fetch(&mut tx).await? {
+            let id: String = row.try_get(0)?;
+            let org_id: i64 = row.try_get(1)?;
+            if let Some(r) = reports.iter().find(|r| r.id.as_str() == id) {
+                events.push(Event {
+                    org_id,
+                    message_id: r.id.as_str(),
+                    kind: r.state.as_str(),
+                    actor: "relay",
+                    detail: r.detail.clone(),
+                });
             }
         }
         // Recipient history: every domain something was delivered to.
@@ -484,15 +479,17 @@ impl QueueStore for SqliteStore {
                 }
             }
         }
-        upsert_contacts(&mut tx, &contacts, now).await?;
-        insert_events(&mut tx, now, &events).await?;
+        let mut s = Script::default();
+        push_contacts(&mut s, &contacts, now);
+        push_events(&mut s, now, &events);
+        s.run(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn recover(&self) -> Result<u64> {
         let now = tomare_model::now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = write_tx(&self.writer, false).await?;
         let rows = sqlx::query(
             "UPDATE messages SET state = 'released', updated_at = ? WHERE state = 'delivering' RETURNING id, org_id",
         )
