@@ -142,11 +142,24 @@ pub struct Tls {
 #[serde(default, deny_unknown_fields)]
 pub struct Web {
     pub listen: String,
+    /// Where people reach the web listener: every link in a notice starts
+    /// with it. Default: `http://` + `listen`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Web {
     fn default() -> Self {
-        Web { listen: "127.0.0.1:8025".into() }
+        Web { listen: "127.0.0.1:8025".into(), public_url: None }
+    }
+}
+
+impl Web {
+    /// `public_url`, or `http://` + `listen`, without a trailing `/`.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
     }
 }
 
@@ -469,6 +482,14 @@ impl Config {
         }
         if self.delivery.concurrency == 0 {
             return fail("[delivery] concurrency must be at least 1");
+        }
+        if let Some(url) = &self.web.public_url {
+            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_control())) {
+                return fail(
+                    "[web] public_url must be an http:// or https:// address, e.g. \"https://tomare.example.com\"",
+                );
+            }
         }
         let smtp = &self.smtp;
         let positive = [

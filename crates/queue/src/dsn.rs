@@ -126,6 +126,8 @@ pub struct SenderNotice<'a> {
     pub kind: NoticeKind,
     pub reason: &'a str,
     pub now: i64,
+    /// One-click links (what each does, its address), shown after the reason.
+    pub links: &'a [(tomare_model::LinkAction, String)],
 }
 
 /// A plain notice, in Japanese and English: to a sender that their message
@@ -179,7 +181,7 @@ pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
          件名 / Subject: {subject_line}\r\n\
          Message-ID: {mid}\r\n\
          tomare ID: {qid}\r\n\r\n\
-         理由 / Reason:\r\n  {reason}\r\n",
+         理由 / Reason:\r\n  {reason}\r\n{links}",
         org = one_line(n.org_name).replace(['<', '>', '"'], ""),
         pm = n.postmaster_domain,
         to = one_line(n.to),
@@ -190,8 +192,26 @@ pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
         mta = n.reporting_mta,
         mid = one_line(n.message_id_header),
         reason = one_line(n.reason),
+        links = link_lines(n.links),
     );
     text.into_bytes()
+}
+
+/// The links block: each action named in both languages, then its address
+/// on a line of its own (mail clients make a bare line clickable).
+fn link_lines(links: &[(tomare_model::LinkAction, String)]) -> String {
+    use tomare_model::LinkAction;
+    let mut out = String::new();
+    for (action, url) in links {
+        let name = match action {
+            LinkAction::Cancel => "送信を取り消す / Cancel",
+            LinkAction::Release => "今すぐ送信する / Send now",
+            LinkAction::Approve => "承認する / Approve",
+            LinkAction::Deny => "却下する / Deny",
+        };
+        let _ = write!(out, "\r\n{name}:\r\n  {url}\r\n");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -240,6 +260,7 @@ mod tests {
             kind: NoticeKind::Denied,
             reason: "Not to this customer.\r\nBcc: injected@evil.test",
             now: 0,
+            links: &[],
         });
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("承認者が送信を許可しなかった") && text.contains("it was not approved"));
@@ -247,5 +268,34 @@ mod tests {
         assert!(!text.contains("\r\nBcc:"), "no header injection through the reason");
         let parsed = mail_parser::MessageParser::new().parse(text.as_bytes()).unwrap();
         assert_eq!(parsed.subject(), Some("送信されませんでした / Not sent: 見積書"));
+    }
+
+    #[test]
+    fn a_held_notice_carries_its_links_each_on_a_line_of_its_own() {
+        use tomare_model::LinkAction;
+        let links = [
+            (LinkAction::Cancel, "https://gw.example.com/a/cancel/abc.def".to_string()),
+            (LinkAction::Release, "https://gw.example.com/a/release/ghi.jkl".to_string()),
+        ];
+        let out = notice(&SenderNotice {
+            reporting_mta: "gw.example.com",
+            org_name: "Example",
+            postmaster_domain: "example.com",
+            queue_id: "Q1",
+            mail_from: "taro@example.com",
+            to: "taro@example.com",
+            subject: "見積書",
+            message_id_header: "<m@x>",
+            kind: NoticeKind::Held,
+            reason: "external recipient",
+            now: 0,
+            links: &links,
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("送信を取り消す / Cancel:\r\n  https://gw.example.com/a/cancel/abc.def\r\n"), "{text}");
+        assert!(
+            text.contains("今すぐ送信する / Send now:\r\n  https://gw.example.com/a/release/ghi.jkl\r\n"),
+            "{text}"
+        );
     }
 }

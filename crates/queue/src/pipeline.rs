@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tomare_config::Config;
-use tomare_model::{Metrics, OrgId};
+use tomare_model::{ActionLinks, Metrics, OrgId};
 use tomare_store::Store;
 
 /// A stage after the queue (the archiver), running on its own; stopped
@@ -35,6 +35,7 @@ pub struct PipelineBuilder {
     reporting_mta: String,
     metrics: Arc<Metrics>,
     memory: MessageMemory,
+    links: Option<Arc<dyn ActionLinks>>,
     after: Vec<Box<dyn Stage>>,
 }
 
@@ -70,6 +71,12 @@ impl PipelineBuilder {
         self
     }
 
+    /// Signs the one-click links notices carry (none without).
+    pub fn links(mut self, links: Arc<dyn ActionLinks>) -> Self {
+        self.links = Some(links);
+        self
+    }
+
     pub fn start(self) -> Pipeline {
         let (acceptor, review_rx, committer) =
             Acceptor::start(self.org, self.spool, self.store.clone(), self.metrics.clone());
@@ -85,6 +92,7 @@ impl PipelineBuilder {
             self.metrics,
             self.memory,
             Arc::new(Notify::new()),
+            self.links,
             stopped,
         );
         Pipeline { acceptor, committer, queue, stop, after: self.after }
@@ -133,6 +141,7 @@ impl Pipeline {
             reporting_mta: "localhost".into(),
             metrics: Arc::default(),
             memory: MessageMemory::default(),
+            links: None,
             after: Vec::new(),
         }
     }

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tomare_config::Config;
 use tomare_model::{
-    Address, Envelope, MessageId, Metrics, NoticeKind, OnTimeout, OutcomeClass, Payload, RcptOutcome, RcptStatus,
-    State, escape_controls, now_ms,
+    ActionLinks, Address, Envelope, LinkAction, MessageId, Metrics, NoticeKind, OnTimeout, OutcomeClass, Payload,
+    RcptOutcome, RcptStatus, State, escape_controls, now_ms,
 };
 use tomare_store::{Claimed, DeliveryReport, RecipientResult, Store};
 
@@ -49,6 +49,7 @@ struct Ctx {
     metrics: Arc<Metrics>,
     config: Config,
     reporting_mta: String,
+    links: Option<Arc<dyn ActionLinks>>,
 }
 
 impl Queue {
@@ -68,6 +69,7 @@ impl Queue {
         // (delivery sends them from their files and needs none).
         memory: MessageMemory,
         released: Arc<Notify>,
+        links: Option<Arc<dyn ActionLinks>>,
         shutdown: watch::Receiver<bool>,
     ) -> Queue {
         let reviewer = Arc::new(Reviewer {
@@ -94,6 +96,7 @@ impl Queue {
             metrics,
             config: config.clone(),
             reporting_mta,
+            links,
         });
         let (done_tx, done_rx) = mpsc::channel(4096);
         let tasks = vec![
@@ -199,6 +202,7 @@ async fn send_notices(ctx: &Ctx) {
             tracing::error!(id = %n.id, to = %escape_controls(&to), "notice not sent: not an address");
             continue;
         };
+        let links = notice_links(ctx, &n, &to);
         let data = dsn::notice(&dsn::SenderNotice {
             reporting_mta: &ctx.reporting_mta,
             org_name: &ctx.config.org.name,
@@ -211,12 +215,29 @@ async fn send_notices(ctx: &Ctx) {
             kind: n.kind,
             reason: &n.reason,
             now: now_ms(),
+            links: &links,
         });
         match ctx.queue_own(to_address, data).await {
             Ok(id) => tracing::info!(original = %n.id, notice = %id, kind = %n.kind, "notice queued"),
             Err(e) => tracing::error!(id = %n.id, error = %e, "could not queue the notice"),
         }
     }
+}
+
+/// The one-click links a notice carries, for the person it goes to: the
+/// sender of a held message may cancel it or send it now, of a waiting one
+/// cancel it; an approver approves or denies. They expire when the hold or
+/// the approval ends.
+fn notice_links(ctx: &Ctx, n: &tomare_store::Notice, to: &str) -> Vec<(LinkAction, String)> {
+    let Some(links) = &ctx.links else { return Vec::new() };
+    let actions: &[LinkAction] = match n.kind {
+        NoticeKind::Held => &[LinkAction::Cancel, LinkAction::Release],
+        NoticeKind::AwaitingApproval => &[LinkAction::Cancel],
+        NoticeKind::ApprovalRequest => &[LinkAction::Approve, LinkAction::Deny],
+        NoticeKind::Rejected | NoticeKind::Denied => &[],
+    };
+    let Some(until) = n.release_at.filter(|at| *at > now_ms()) else { return Vec::new() };
+    actions.iter().map(|a| (*a, links.link(&n.id, *a, to, until))).collect()
 }
 
 impl Ctx {

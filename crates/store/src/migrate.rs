@@ -103,6 +103,12 @@ const QUEUE: &[Migration] = &[
         step: Step::Sql(include_str!("../migrations/queue/0004_send_as.sql")),
         present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'user_send_as'",
     },
+    Migration {
+        version: 5,
+        name: "used_links",
+        step: Step::Sql(include_str!("../migrations/queue/0005_used_links.sql")),
+        present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'used_links'",
+    },
 ];
 
 const ARCHIVE: &[Migration] = &[Migration {

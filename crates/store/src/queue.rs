@@ -6,7 +6,9 @@
 use crate::Result;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tomare_model::{Address, Envelope, Facts, MessageId, NoticeKind, OnTimeout, OrgId, RcptStatus, State, Verdict};
+use tomare_model::{
+    Address, Envelope, Facts, LinkAction, MessageId, NoticeKind, OnTimeout, OrgId, RcptStatus, State, Verdict,
+};
 
 /// A message just accepted, spooled and about to be committed.
 #[derive(Debug, Clone)]
@@ -146,6 +148,9 @@ pub struct Notice {
 
     /// Where it goes; the sender when empty.
     pub recipient: String,
+
+    /// When the message's hold or approval ends (its links expire then).
+    pub release_at: Option<i64>,
 }
 
 /// The result of one delivery attempt of one message.
@@ -184,6 +189,17 @@ pub enum Transition {
 
     /// The message was in this state, from which the change is not allowed.
     Refused(State),
+}
+
+/// A notice link that was used (links are single-use), and what its use did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsedLink {
+    pub nonce: String,
+    pub message_id: MessageId,
+    pub action: LinkAction,
+    pub person: String,
+    pub outcome: Transition,
+    pub used_at: i64,
 }
 
 #[async_trait]
@@ -234,6 +250,13 @@ pub trait QueueStore: Send + Sync {
 
     /// `held`, `released` or `deferred` → `cancelled`.
     async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition>;
+
+    /// The use of a notice link, if it was used.
+    async fn used_link(&self, nonce: &str) -> Result<Option<UsedLink>>;
+
+    /// Records a link's use. When it was used already (two clicks at once),
+    /// nothing changes and the first use is returned.
+    async fn record_link(&self, used: &UsedLink) -> Result<Option<UsedLink>>;
 
     /// Moves up to `limit` messages that are released, or deferred and due,
     /// to `delivering` and returns them.

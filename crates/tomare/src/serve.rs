@@ -207,12 +207,18 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
             }
         }
     });
+    // The key that signs the one-click links in notices, and where they point.
+    let links = Arc::new(
+        tomare_web::links::Links::open(&config.storage.data_dir, &config.web.base_url())
+            .context("opening the link key (link.key)")?,
+    );
     let mut pipeline =
         Pipeline::builder(&config, dyn_store.clone(), spool, reviewer, Arc::new(Relay(delivery.clone())))
             .org(org_id)
             .reporting_mta(host.clone())
             .metrics(metrics.clone())
-            .memory(memory.clone());
+            .memory(memory.clone())
+            .links(links.clone());
     if let Some(archive) = archive {
         // After the queue: it takes what review hands over and what the
         // store says is final, and stops last.
@@ -238,7 +244,8 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         slots: tomare_smtp::Slots::new(&config),
     };
     let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
-    let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(dyn_store, metrics), shutdown));
+    let web_task =
+        tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(dyn_store, metrics, links), shutdown));
 
     banner(lang, &config, tls.is_some());
     wait_for_signal().await;

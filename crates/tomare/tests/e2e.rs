@@ -568,6 +568,51 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "1s" } }
     assert!(told.text().contains("no decision before the deadline"), "{}", told.text());
 }
 
+/// The approver's notice carries Approve and Deny links to the web
+/// listener; opening one changes nothing, its button approves, and the
+/// event log names the approver and the link.
+#[test]
+fn an_approver_approves_from_the_link_in_the_notice() {
+    let sink = Sink::start();
+    let rules = r#"
+[policy]
+builtin = false
+
+[[rule]]
+name = "needs-ok"
+when = { external_recipients = { min = 1 } }
+then = [{ require_approval = { approver = "boss@example.com", timeout = "10m" } }]
+"#;
+    let g = Gateway::start(&format!("{}{rules}", relay_to(sink.port, "")));
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("x", "d@x")).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.messages().iter().any(|m| m.rcpts == ["boss@example.com"])),
+        "{}",
+        g.log()
+    );
+    let request = sink.messages().into_iter().find(|m| m.rcpts == ["boss@example.com"]).unwrap().text();
+    let link = |action: &str| {
+        let prefix = format!("http://{}/a/{action}/", g.web);
+        let at = request.find(&prefix).unwrap_or_else(|| panic!("no {action} link in: {request}"));
+        request[at + prefix.len() - format!("/a/{action}/").len()..].split_whitespace().next().unwrap().to_string()
+    };
+    let (approve, deny) = (link("approve"), link("deny"));
+    assert_ne!(approve, deny);
+    let (code, page) = g.http("GET", &approve);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("data-action=\"approve\""), "{page}");
+    assert_eq!(g.state(&id), "awaiting_approval", "a GET changes nothing");
+    let (code, page) = g.http("POST", &approve);
+    assert_eq!(code, 200, "{page}");
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "delivered"), "{}", g.log());
+    let events = g.show(&id)["events"].clone();
+    assert!(events.as_array().unwrap().iter().any(|e| e["actor"] == "link:boss@example.com"), "{events}");
+    // The other link of the same notice can no longer refuse it.
+    let (code, _) = g.http("POST", &deny);
+    assert_eq!(code, 409);
+    assert_eq!(g.state(&id), "delivered");
+}
+
 #[test]
 fn notify_tells_the_sender_and_the_admins_that_mail_is_held() {
     let sink = Sink::start();
@@ -962,26 +1007,26 @@ fn db_status_and_migrate_on_a_database_made_before_migrations_were_recorded() {
         String::from_utf8(out.stdout).unwrap()
     };
     let before: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
-    assert_eq!(before.as_array().unwrap().len(), 5, "{before}");
+    assert_eq!(before.as_array().unwrap().len(), 6, "{before}");
     assert!(before.as_array().unwrap().iter().all(|m| m["applied_at"].is_null()), "status applies nothing: {before}");
-    assert!(status(false).contains("0 applied, 5 pending."));
+    assert!(status(false).contains("0 applied, 6 pending."));
     // Other commands do not migrate behind a running server's back.
     let out = tomare().args(["queue", "list", "--config"]).arg(&config).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tomare db migrate"), "{err}");
-    assert!(status(false).contains("0 applied, 5 pending."), "queue list changed nothing");
+    assert!(status(false).contains("0 applied, 6 pending."), "queue list changed nothing");
 
     let out = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for line in ["0001 initial", "0002 archive_flag", "0003 canonical_addresses", "0004 send_as"] {
+    for line in ["0001 initial", "0002 archive_flag", "0003 canonical_addresses", "0004 send_as", "0005 used_links"] {
         assert!(said.contains(&format!("tomare.db: applied migration {line}")), "{said}");
     }
     assert!(said.contains("archive.db: applied migration 0001 initial"), "{said}");
     let after: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
     let adopted: Vec<bool> = after.as_array().unwrap().iter().map(|m| m["adopted"] == true).collect();
-    assert_eq!(adopted, [true, true, false, false, false], "{after}");
-    assert!(status(false).contains("5 applied, 0 pending."));
+    assert_eq!(adopted, [true, true, false, false, false, false], "{after}");
+    assert!(status(false).contains("6 applied, 0 pending."));
     let again = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
     // And the data directory works: a user with a send-as grant is stored.

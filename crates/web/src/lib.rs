@@ -1,5 +1,8 @@
-//! The HTTP listener: `/healthz` and `/metrics` (Prometheus) today; the
-//! sender, approver and admin UI will live here too.
+//! The HTTP listener: `/healthz`, `/metrics` (Prometheus) and the pages
+//! behind the one-click links in notice mails (`links`); the sender,
+//! approver and admin UI will live here too.
+
+pub mod links;
 
 use axum::Router;
 use axum::extract::State;
@@ -19,11 +22,15 @@ struct App {
     metrics: Arc<Metrics>,
 }
 
-pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Router {
+pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, links: Arc<links::Links>) -> Router {
+    let actions = Router::new()
+        .route("/a/{action}/{token}", get(links::show).post(links::act))
+        .with_state(links::LinkApp { store: store.clone(), links });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(App { store, metrics })
+        .merge(actions)
 }
 
 pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {

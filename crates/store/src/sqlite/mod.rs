@@ -684,6 +684,7 @@ mod tests {
                 (Database::Queue, 2, true),
                 (Database::Queue, 3, false),
                 (Database::Queue, 4, false),
+                (Database::Queue, 5, false),
                 (Database::Archive, 1, false),
             ],
             "what was there is adopted, the rest run"
@@ -716,7 +717,7 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         assert!(store.migrations_applied().is_empty());
         let all = store.migrations().await.unwrap();
-        assert_eq!(all.len(), 5);
+        assert_eq!(all.len(), 6);
         assert!(all.iter().all(|m| m.applied_at.is_some()), "{all:?}");
         store.close().await;
 
@@ -757,7 +758,7 @@ mod tests {
             .filter(|m| m.database == Database::Queue)
             .map(|m| (m.version, m.adopted))
             .collect();
-        assert_eq!(queue, [(2, true), (3, true), (4, true)]);
+        assert_eq!(queue, [(2, true), (3, true), (4, true), (5, false)]);
         store.close().await;
 
         let other = tempfile::tempdir().unwrap();
@@ -765,7 +766,7 @@ mod tests {
         let (a, b) = tokio::join!(SqliteStore::open(&fresh), SqliteStore::open(&fresh));
         let (a, b) = (a.unwrap(), b.unwrap());
         let ran = a.migrations_applied().len() + b.migrations_applied().len();
-        assert_eq!(ran, 5, "each step once between the two");
+        assert_eq!(ran, 6, "each step once between the two");
         assert!(a.migrations().await.unwrap().iter().all(|m| m.applied_at.is_some()));
     }
 
@@ -773,7 +774,7 @@ mod tests {
     async fn a_new_database_runs_every_migration_once() {
         let (_dir, store) = open().await;
         let applied = store.migrations_applied();
-        assert_eq!(applied.len(), 5);
+        assert_eq!(applied.len(), 6);
         assert!(applied.iter().all(|m| !m.adopted), "{applied:?}");
     }
 

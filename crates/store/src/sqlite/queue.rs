@@ -249,7 +249,7 @@ impl QueueStore for SqliteStore {
     async fn take_notices(&self, limit: i64) -> Result<Vec<Notice>> {
         let mut tx = write_tx(&self.writer, false).await?;
         let rows = sqlx::query(
-            "SELECT n.message_id, n.org_id, n.kind, n.reason, m.mail_from, m.subject, m.message_id_header, n.id, n.recipient \
+            "SELECT n.message_id, n.org_id, n.kind, n.reason, m.mail_from, m.subject, m.message_id_header, n.id, n.recipient, m.release_at \
              FROM notices n JOIN messages m ON m.id = n.message_id ORDER BY n.id LIMIT ?",
         )
         .bind(limit)
@@ -275,6 +275,7 @@ impl QueueStore for SqliteStore {
                 message_id_header: r.try_get(6)?,
                 notice_id: r.try_get(7)?,
                 recipient: r.try_get(8)?,
+                release_at: r.try_get(9)?,
             });
         }
         for id in out.iter().map(|n| n.notice_id).chain(gone) {
@@ -331,6 +332,37 @@ impl QueueStore for SqliteStore {
     async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition> {
         let from = [State::Received, State::Held, State::AwaitingApproval, State::Released, State::Deferred];
         transition(&self.writer, id, &from, State::Cancelled, actor, false, "").await
+    }
+
+    async fn used_link(&self, nonce: &str) -> Result<Option<UsedLink>> {
+        let row =
+            sqlx::query("SELECT nonce, message_id, action, person, outcome, used_at FROM used_links WHERE nonce = ?")
+                .bind(nonce)
+                .fetch_optional(&self.writer)
+                .await?;
+        row.map(|r| used_link_from_row(&r)).transpose()
+    }
+
+    async fn record_link(&self, used: &UsedLink) -> Result<Option<UsedLink>> {
+        let outcome = match used.outcome {
+            Transition::Done => "done".to_string(),
+            Transition::NotFound => "not_found".to_string(),
+            Transition::Refused(s) => format!("refused:{}", s.as_str()),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO used_links (nonce, message_id, action, person, outcome, used_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(nonce) DO NOTHING",
+        )
+        .bind(&used.nonce)
+        .bind(used.message_id.as_str())
+        .bind(used.action.as_str())
+        .bind(&used.person)
+        .bind(outcome)
+        .bind(used.used_at)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if inserted == 1 { Ok(None) } else { self.used_link(&used.nonce).await }
     }
 
     async fn claim(&self, now: i64, limit: usize) -> Result<Vec<Claimed>> {
@@ -570,4 +602,27 @@ impl QueueStore for SqliteStore {
         }
         Ok(out)
     }
+}
+
+fn used_link_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<UsedLink> {
+    let id: String = r.try_get(1)?;
+    let action: String = r.try_get(2)?;
+    let outcome: String = r.try_get(4)?;
+    let corrupt = |what: String| StoreError::Corrupt { id: id.clone(), what };
+    let outcome = match outcome.as_str() {
+        "done" => Transition::Done,
+        "not_found" => Transition::NotFound,
+        other => match other.strip_prefix("refused:").and_then(State::parse) {
+            Some(state) => Transition::Refused(state),
+            None => return Err(corrupt(format!("link outcome {other:?}"))),
+        },
+    };
+    Ok(UsedLink {
+        nonce: r.try_get(0)?,
+        action: tomare_model::LinkAction::parse(&action).ok_or_else(|| corrupt(format!("link action {action:?}")))?,
+        message_id: parse_id(id.clone())?,
+        person: r.try_get(3)?,
+        outcome,
+        used_at: r.try_get(5)?,
+    })
 }

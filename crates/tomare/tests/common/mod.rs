@@ -198,8 +198,13 @@ impl Gateway {
     }
 
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.http("GET", path)
+    }
+
+    /// One request without a body (a POST of an empty form).
+    pub fn http(&self, method: &str, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(&self.web).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
