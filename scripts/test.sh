@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. On a fresh Debian machine (as root) it first installs the
-# real SMTP peers the end-to-end tests talk to: swaks, and Postfix for
-# smtp-sink / smtp-source. Usage: scripts/test.sh [extra cargo test args]
+# real peers the end-to-end tests talk to: swaks, Postfix for smtp-sink /
+# smtp-source, and Chromium with its WebDriver for the browser tests. Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,11 @@ command -v swaks >/dev/null || need+=(swaks)
 perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 command -v smtp-sink >/dev/null || need+=(postfix)
 command -v python3 >/dev/null || need+=(python3)
+# The browser tests: headless Chromium driven over WebDriver, with a font
+# for the Japanese in their screenshots.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+[ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing: ${need[*]} (install them, or run as root to let this script do it)" >&2

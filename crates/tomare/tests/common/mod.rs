@@ -607,3 +607,11 @@ fn dns_answer(query: &[u8], zone: &[(&'static str, Vec<Rr>)]) -> Option<Vec<u8>>
     }
     Some(out)
 }
+
+/// The path (`/a/ACTION/TOKEN`) of the `action` link a notice's text
+/// carries, for the web listener at `web`.
+pub fn link_in(text: &str, web: &str, action: &str) -> String {
+    let prefix = format!("http://{web}");
+    let start = text.find(&format!("{prefix}/a/{action}/")).unwrap_or_else(|| panic!("no {action} link in: {text}"));
+    text[start + prefix.len()..].split_whitespace().next().unwrap().to_string()
+}
