@@ -19,6 +19,11 @@ pub enum State {
 }
 
 impl State {
+    /// The states a message can still be cancelled from (nothing has gone
+    /// out yet): the store's cancel and the cancel link's page both ask.
+    pub const CANCELLABLE: [State; 5] =
+        [State::Received, State::Held, State::AwaitingApproval, State::Released, State::Deferred];
+
     pub const ALL: [State; 10] = [
         State::Received,
         State::Held,

@@ -246,8 +246,8 @@ mod tests {
         assert_eq!(parsed.parts.len(), 4, "report with three parts");
     }
 
-    #[test]
-    fn notice_says_why_in_both_languages() {
+    /// Taro's notice about 見積書, of `kind`, for `reason`, with `links`.
+    fn taros_notice(kind: NoticeKind, reason: &str, links: &[(tomare_model::LinkAction, String)]) -> String {
         let out = notice(&SenderNotice {
             reporting_mta: "gw.example.com",
             org_name: "Example",
@@ -257,12 +257,17 @@ mod tests {
             to: "taro@example.com",
             subject: "見積書",
             message_id_header: "<m@x>",
-            kind: NoticeKind::Denied,
-            reason: "Not to this customer.\r\nBcc: injected@evil.test",
+            kind,
+            reason,
             now: 0,
-            links: &[],
+            links,
         });
-        let text = String::from_utf8(out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn notice_says_why_in_both_languages() {
+        let text = taros_notice(NoticeKind::Denied, "Not to this customer.\r\nBcc: injected@evil.test", &[]);
         assert!(text.contains("承認者が送信を許可しなかった") && text.contains("it was not approved"));
         assert!(text.contains("Not to this customer.  Bcc: injected@evil.test"), "reason kept on one line: {text}");
         assert!(!text.contains("\r\nBcc:"), "no header injection through the reason");
@@ -277,21 +282,7 @@ mod tests {
             (LinkAction::Cancel, "https://gw.example.com/a/cancel/abc.def".to_string()),
             (LinkAction::Release, "https://gw.example.com/a/release/ghi.jkl".to_string()),
         ];
-        let out = notice(&SenderNotice {
-            reporting_mta: "gw.example.com",
-            org_name: "Example",
-            postmaster_domain: "example.com",
-            queue_id: "Q1",
-            mail_from: "taro@example.com",
-            to: "taro@example.com",
-            subject: "見積書",
-            message_id_header: "<m@x>",
-            kind: NoticeKind::Held,
-            reason: "external recipient",
-            now: 0,
-            links: &links,
-        });
-        let text = String::from_utf8(out).unwrap();
+        let text = taros_notice(NoticeKind::Held, "external recipient", &links);
         assert!(text.contains("送信を取り消す / Cancel:\r\n  https://gw.example.com/a/cancel/abc.def\r\n"), "{text}");
         assert!(
             text.contains("今すぐ送信する / Send now:\r\n  https://gw.example.com/a/release/ghi.jkl\r\n"),

@@ -545,16 +545,7 @@ then = [{ reject = "Mail to rival.test is not allowed." }]
 #[test]
 fn approval_deadline_rejects_by_default() {
     let sink = Sink::start();
-    let rules = r#"
-[policy]
-builtin = false
-
-[[rule]]
-name = "needs-ok"
-when = { external_recipients = { min = 1 } }
-then = [{ require_approval = { approver = "boss@example.com", timeout = "1s" } }]
-"#;
-    let g = Gateway::start(&format!("{}{rules}", relay_to(sink.port, "")));
+    let g = Gateway::start(&format!("{}{}", relay_to(sink.port, ""), boss_approves_outside_mail("1s")));
     let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("x", "d@x")).unwrap());
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "awaiting_approval"), "{}", g.log());
     assert_eq!(g.show(&id)["approval"]["approver"], "boss@example.com");
@@ -568,22 +559,22 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "1s" } }
     assert!(told.text().contains("no decision before the deadline"), "{}", told.text());
 }
 
+/// Only the rule below: mail to outside waits for boss@example.com, for
+/// `timeout`.
+fn boss_approves_outside_mail(timeout: &str) -> String {
+    format!(
+        "[policy]\nbuiltin = false\n\n[[rule]]\nname = \"needs-ok\"\nwhen = {{ external_recipients = {{ min = 1 }} }}\n\
+         then = [{{ require_approval = {{ approver = \"boss@example.com\", timeout = \"{timeout}\" }} }}]\n"
+    )
+}
+
 /// The approver's notice carries Approve and Deny links to the web
 /// listener; opening one changes nothing, its button approves, and the
 /// event log names the approver and the link.
 #[test]
 fn an_approver_approves_from_the_link_in_the_notice() {
     let sink = Sink::start();
-    let rules = r#"
-[policy]
-builtin = false
-
-[[rule]]
-name = "needs-ok"
-when = { external_recipients = { min = 1 } }
-then = [{ require_approval = { approver = "boss@example.com", timeout = "10m" } }]
-"#;
-    let g = Gateway::start(&format!("{}{rules}", relay_to(sink.port, "")));
+    let g = Gateway::start(&format!("{}{}", relay_to(sink.port, ""), boss_approves_outside_mail("10m")));
     let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("x", "d@x")).unwrap());
     assert!(
         wait_until(Duration::from_secs(10), || sink.messages().iter().any(|m| m.rcpts == ["boss@example.com"])),
@@ -591,12 +582,7 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "10m" } 
         g.log()
     );
     let request = sink.messages().into_iter().find(|m| m.rcpts == ["boss@example.com"]).unwrap().text();
-    let link = |action: &str| {
-        let prefix = format!("http://{}/a/{action}/", g.web);
-        let at = request.find(&prefix).unwrap_or_else(|| panic!("no {action} link in: {request}"));
-        request[at + prefix.len() - format!("/a/{action}/").len()..].split_whitespace().next().unwrap().to_string()
-    };
-    let (approve, deny) = (link("approve"), link("deny"));
+    let (approve, deny) = (link_in(&request, &g.web, "approve"), link_in(&request, &g.web, "deny"));
     assert_ne!(approve, deny);
     let (code, page) = g.http("GET", &approve);
     assert_eq!(code, 200, "{page}");

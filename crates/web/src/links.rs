@@ -137,11 +137,10 @@ pub(crate) struct LinkApp {
 
 /// The states an action applies from (as the store's transitions allow).
 fn applies(action: LinkAction, state: MessageState) -> bool {
-    use MessageState::*;
     match action {
-        LinkAction::Cancel => matches!(state, Received | Held | AwaitingApproval | Released | Deferred),
-        LinkAction::Release => state == Held,
-        LinkAction::Approve | LinkAction::Deny => state == AwaitingApproval,
+        LinkAction::Cancel => MessageState::CANCELLABLE.contains(&state),
+        LinkAction::Release => state == MessageState::Held,
+        LinkAction::Approve | LinkAction::Deny => state == MessageState::AwaitingApproval,
     }
 }
 
@@ -194,21 +193,17 @@ fn page(lang: Lang, status: StatusCode, title: &str, body: &str) -> Response {
     (status, headers, html).into_response()
 }
 
+/// A page that only says `text`.
+fn said(lang: Lang, status: StatusCode, title: &str, text: &str) -> Response {
+    page(lang, status, title, &format!("<p>{}</p>", html_escape(text)))
+}
+
 fn refused(lang: Lang, e: LinkError) -> Response {
-    match e {
-        LinkError::Invalid => page(
-            lang,
-            StatusCode::BAD_REQUEST,
-            &t(lang, "link.invalid.title", &[]),
-            &format!("<p>{}</p>", html_escape(&t(lang, "link.invalid", &[]))),
-        ),
-        LinkError::Expired => page(
-            lang,
-            StatusCode::GONE,
-            &t(lang, "link.expired.title", &[]),
-            &format!("<p>{}</p>", html_escape(&t(lang, "link.expired", &[]))),
-        ),
-    }
+    let (status, key) = match e {
+        LinkError::Invalid => (StatusCode::BAD_REQUEST, "link.invalid"),
+        LinkError::Expired => (StatusCode::GONE, "link.expired"),
+    };
+    said(lang, status, &t(lang, &format!("{key}.title"), &[]), &t(lang, key, &[]))
 }
 
 fn action_name(lang: Lang, a: LinkAction) -> String {
@@ -248,6 +243,12 @@ async fn message_summary(app: &LinkApp, lang: Lang, id: &MessageId) -> Option<(M
     Some((m.state, html))
 }
 
+/// What a link's use did, above the message as it is now.
+async fn used_page(app: &LinkApp, lang: Lang, used: &UsedLink) -> String {
+    let summary = message_summary(app, lang, &used.message_id).await.map(|(_, html)| html).unwrap_or_default();
+    format!("<p>{}</p>{summary}", html_escape(&outcome_text(lang, used)))
+}
+
 /// GET: what the link would do, and the button that does it.
 pub(crate) async fn show(
     State(app): State<LinkApp>,
@@ -261,15 +262,10 @@ pub(crate) async fn show(
     };
     let title = action_name(lang, claims.action);
     if let Ok(Some(used)) = app.store.used_link(&claims.nonce).await {
-        return page(lang, StatusCode::OK, &title, &format!("<p>{}</p>", html_escape(&outcome_text(lang, &used))));
+        return page(lang, StatusCode::OK, &title, &used_page(&app, lang, &used).await);
     }
     let Some((state, summary)) = message_summary(&app, lang, &claims.id).await else {
-        return page(
-            lang,
-            StatusCode::NOT_FOUND,
-            &title,
-            &format!("<p>{}</p>", html_escape(&t(lang, "link.not_found", &[]))),
-        );
+        return said(lang, StatusCode::NOT_FOUND, &title, &t(lang, "link.not_found", &[]));
     };
     if !applies(claims.action, state) {
         let text = t(lang, "link.too_late", &[&state_name(lang, state)]);
@@ -293,29 +289,11 @@ pub(crate) async fn show(
     page(lang, StatusCode::OK, &title, &body)
 }
 
-/// The `reason` field of an `application/x-www-form-urlencoded` body.
-fn form_reason(body: &str) -> String {
-    let Some(value) = body.split('&').find_map(|kv| kv.strip_prefix("reason=")) else { return String::new() };
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The deny page's form (the other actions post an empty one).
+#[derive(serde::Deserialize)]
+pub(crate) struct ActForm {
+    #[serde(default)]
+    reason: String,
 }
 
 /// POST: does what the link says, once.
@@ -323,7 +301,8 @@ pub(crate) async fn act(
     State(app): State<LinkApp>,
     Path((action, token)): Path<(String, String)>,
     headers: HeaderMap,
-    body: String,
+    // A POST without a form (no body, no content type) is an empty one.
+    form: Result<axum::Form<ActForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let lang = lang_of(&headers);
     let now = now_ms();
@@ -332,24 +311,18 @@ pub(crate) async fn act(
         Err(e) => return refused(lang, e),
     };
     let title = action_name(lang, claims.action);
-    let error = || {
-        page(
-            lang,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &title,
-            &format!("<p>{}</p>", html_escape(&t(lang, "link.error", &[]))),
-        )
-    };
+    let error = || said(lang, StatusCode::SERVICE_UNAVAILABLE, &title, &t(lang, "link.error", &[]));
     match app.store.used_link(&claims.nonce).await {
         Ok(Some(used)) => {
-            return page(lang, StatusCode::OK, &title, &format!("<p>{}</p>", html_escape(&outcome_text(lang, &used))));
+            return page(lang, StatusCode::OK, &title, &used_page(&app, lang, &used).await);
         }
         Ok(None) => {}
         Err(_) => return error(),
     }
     // Who acted, and how: the person the notice went to, through its link.
     let actor = format!("link:{}", claims.person);
-    let reason: String = form_reason(&body).chars().filter(|c| !c.is_control() || *c == '\n').take(1000).collect();
+    let reason = form.map(|f| f.0.reason).unwrap_or_default();
+    let reason: String = reason.chars().filter(|c| !c.is_control() || *c == '\n').take(1000).collect();
     let done = match claims.action {
         LinkAction::Cancel => app.store.cancel(&claims.id, &actor).await,
         LinkAction::Release => app.store.release(&claims.id, &actor).await,
@@ -377,5 +350,5 @@ pub(crate) async fn act(
         Transition::NotFound => StatusCode::NOT_FOUND,
         Transition::Refused(_) => StatusCode::CONFLICT,
     };
-    page(lang, status, &title, &format!("<p>{}</p>", html_escape(&outcome_text(lang, &used))))
+    page(lang, status, &title, &used_page(&app, lang, &used).await)
 }

@@ -330,8 +330,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition> {
-        let from = [State::Received, State::Held, State::AwaitingApproval, State::Released, State::Deferred];
-        transition(&self.writer, id, &from, State::Cancelled, actor, false, "").await
+        transition(&self.writer, id, &State::CANCELLABLE, State::Cancelled, actor, false, "").await
     }
 
     async fn used_link(&self, nonce: &str) -> Result<Option<UsedLink>> {
