@@ -35,6 +35,23 @@ impl Directory {
         m
     }
 
+    /// The people whose supervisor is `email` (lower case, sorted).
+    pub fn reports(&self, email: &str) -> Vec<&str> {
+        let mut r: Vec<&str> = self
+            .users
+            .iter()
+            .filter(|(_, u)| u.supervisor.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(email)))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        r.sort();
+        r
+    }
+
+    /// Everyone in the directory (lower-case address → entry).
+    pub fn people(&self) -> impl Iterator<Item = (&str, &DirectoryUser)> {
+        self.users.iter().map(|(k, u)| (k.as_str(), u))
+    }
+
     pub fn groups_of(&self, email: &str) -> &[String] {
         self.get(email).map(|u| u.groups.as_slice()).unwrap_or(&[])
     }

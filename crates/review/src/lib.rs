@@ -30,7 +30,8 @@ pub enum ReviewError {
 /// The rule engine and the directory it reads; replaced whole on reload.
 pub struct Rules {
     pub engine: Engine,
-    pub directory: Directory,
+    /// Shared with the web, which reads roles and supervisors from it.
+    pub directory: Arc<Directory>,
 }
 
 /// What the rules decided, and whom it asks.
@@ -59,7 +60,7 @@ impl Rules {
             supervisor: e.supervisor,
             groups: e.groups,
         });
-        let directory = Directory::new(imported.chain(config.user.iter().cloned()));
+        let directory = Arc::new(Directory::new(imported.chain(config.user.iter().cloned())));
         Ok(Rules { engine, directory })
     }
 
@@ -170,7 +171,8 @@ impl Reviewer {
         *w = Arc::new(rules);
     }
 
-    fn rules(&self) -> Arc<Rules> {
+    /// The rules and directory in effect now.
+    pub fn rules(&self) -> Arc<Rules> {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -303,6 +305,7 @@ mod tests {
             role: String::new(),
             supervisor: supervisor.map(String::from),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            source: tomare_store::Source::Import,
         }
     }
 

@@ -12,6 +12,7 @@ mod migrate;
 mod people;
 mod queue;
 mod sqlite;
+mod web;
 
 pub use archive::*;
 pub use migrate::{Database, MigrationStatus};
@@ -19,6 +20,7 @@ pub use people::*;
 pub use queue::*;
 
 pub use sqlite::SqliteStore;
+pub use web::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,8 +37,8 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The whole store, by concern: the queue ([`QueueStore`]), people
-/// ([`PeopleStore`]) and the archive ([`ArchiveStore`]). A backend
-/// implements the three; `dyn Store` is what the stages hold.
-pub trait Store: QueueStore + PeopleStore + ArchiveStore {}
-
-impl<T: QueueStore + PeopleStore + ArchiveStore> Store for T {}
+/// ([`PeopleStore`]), the archive ([`ArchiveStore`]) and the web's sessions
+/// and audit log ([`WebStore`]). A backend implements the four; `dyn Store`
+/// is what the stages hold.
+pub trait Store: QueueStore + PeopleStore + ArchiveStore + WebStore {}
+impl<T: QueueStore + PeopleStore + ArchiveStore + WebStore> Store for T {}

@@ -109,6 +109,12 @@ const QUEUE: &[Migration] = &[
         step: Step::Sql(include_str!("../migrations/queue/0005_used_links.sql")),
         present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'used_links'",
     },
+    Migration {
+        version: 6,
+        name: "accounts",
+        step: Step::Sql(include_str!("../migrations/queue/0006_accounts.sql")),
+        present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'sessions'",
+    },
 ];
 
 const ARCHIVE: &[Migration] = &[Migration {

@@ -1,11 +1,39 @@
-//! People: SMTP AUTH users and their send-as grants, the imported
-//! directory (supervisors, groups) and the recipient history.
+//! People: accounts (SMTP AUTH and the web) and their send-as grants, the
+//! directory (supervisors, groups; imported or set one by one) and the
+//! recipient history.
 
 use crate::Result;
 use async_trait::async_trait;
+use serde::Serialize;
 use tomare_model::{OrgId, SendAs};
 
-/// A person in the directory (imported from CSV).
+/// Where tomare learnt of a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A `[[user]]` of the config file.
+    Config,
+    /// `tomare users import` (replaced whole by the next import).
+    Import,
+    /// `tomare user add` with a role, name or supervisor (an import leaves
+    /// it alone).
+    Cli,
+    /// Only an account: a password, nothing in the directory.
+    Account,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Import => "import",
+            Source::Cli => "cli",
+            Source::Account => "account",
+        }
+    }
+}
+
+/// A person in the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryEntry {
     pub email: String,
@@ -13,9 +41,10 @@ pub struct DirectoryEntry {
     pub role: String,
     pub supervisor: Option<String>,
     pub groups: Vec<String>,
+    pub source: Source,
 }
 
-/// An SMTP AUTH account.
+/// An account: a password for SMTP AUTH and the web.
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub org_id: OrgId,
@@ -24,6 +53,8 @@ pub struct UserRow {
 
     /// Senders granted besides the user's own address (`--send-as`).
     pub send_as: Vec<SendAs>,
+    /// The web UI's language the person chose (`ja`, `en`), or empty.
+    pub lang: String,
 }
 
 #[async_trait]
@@ -40,8 +71,12 @@ pub trait PeopleStore: Send + Sync {
     /// every delivered recipient).
     async fn record_contacts(&self, org: OrgId, domains: &[String]) -> Result<()>;
 
-    /// Replaces the imported directory (who supervises whom, groups).
+    /// Replaces the imported directory (who supervises whom, groups). People
+    /// set one by one (`Source::Cli`) stay as they were set.
     async fn put_directory(&self, org: OrgId, entries: &[DirectoryEntry]) -> Result<()>;
+
+    /// Sets one person (as `Source::Cli`), replacing what was known of them.
+    async fn put_person(&self, org: OrgId, entry: &DirectoryEntry) -> Result<()>;
 
     async fn directory(&self, org: OrgId) -> Result<Vec<DirectoryEntry>>;
 
@@ -54,4 +89,8 @@ pub trait PeopleStore: Send + Sync {
     async fn user(&self, email: &str) -> Result<Option<UserRow>>;
 
     async fn list_users(&self) -> Result<Vec<UserRow>>;
+
+    /// The web UI's language for an account (`ja`, `en`, or empty for the
+    /// browser's).
+    async fn set_lang(&self, email: &str, lang: &str) -> Result<()>;
 }

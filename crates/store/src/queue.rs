@@ -191,6 +191,15 @@ pub enum Transition {
     Refused(State),
 }
 
+/// Whose messages a caller may see: the whole org's (an admin), or a
+/// person's own, those of the `senders` they supervise, and those they are
+/// asked to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Org(OrgId),
+    Person { org: OrgId, email: String, senders: Vec<String> },
+}
+
 /// A notice link that was used (links are single-use), and what its use did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsedLink {
@@ -275,6 +284,11 @@ pub trait QueueStore: Send + Sync {
 
     /// Newest first.
     async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<MessageRow>>;
+    /// The messages `scope` may see in one of `states` (any state when
+    /// empty), newest first.
+    async fn visible(&self, scope: &Scope, states: &[State], limit: i64) -> Result<Vec<MessageRow>>;
+    /// Everyone asked to decide on a message (lower case).
+    async fn asked(&self, id: &MessageId) -> Result<Vec<String>>;
 
     async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>>;
 

@@ -6,8 +6,6 @@
 use crate::show::say;
 use crate::{ConfigCommand, DbCommand, QueueCommand, RulesCommand, UserCommand};
 use anyhow::{Context, Result, bail};
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde_json::json;
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -15,7 +13,7 @@ use tomare_config::{Config, EXAMPLE};
 use tomare_model::i18n::{Lang, t};
 use tomare_model::{MessageId, State, escape_controls, is_internal_domain, rfc3339};
 use tomare_store::{MessageRow, Store, Transition};
-use tomare_store::{PeopleStore, QueueStore};
+use tomare_store::{PeopleStore, QueueStore, WebStore};
 
 pub fn config(command: ConfigCommand) -> Result<ExitCode> {
     let lang = Lang::from_env();
@@ -463,6 +461,7 @@ pub fn parse_directory_csv(text: &str) -> Result<Vec<tomare_store::DirectoryEntr
         }
         let supervisor = get(col("supervisor"));
         out.push(tomare_store::DirectoryEntry {
+            source: tomare_store::Source::Import,
             email: address,
             name: get(col("name")),
             role: get(col("role")),
@@ -507,37 +506,16 @@ fn signal_server(config: &Config) -> Option<i32> {
     (unsafe { libc::kill(pid, libc::SIGHUP) } == 0).then_some(pid)
 }
 
-pub fn hash_password(password: &str) -> Result<String> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(hash.to_string())
-}
-
-/// A hash of nothing anyone knows, with the same parameters as real ones:
-/// checked against for unknown accounts, so their answer takes as long.
-/// `serve` makes it before it listens, so even the first unknown account
-/// costs no more than a known one.
-pub fn dummy_hash() -> Result<&'static str> {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    if let Some(h) = DUMMY.get() {
-        return Ok(h);
-    }
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let hash = hash_password(&password)?;
-    Ok(DUMMY.get_or_init(|| hash))
-}
-
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-}
-
 /// `user add` / `user passwd`: the password from stdin; `send_as`, when
 /// given, replaces the user's grants.
-async fn set_password(config: &Config, store: &dyn Store, lang: Lang, email: &str, send_as: &[String]) -> Result<()> {
+async fn set_password(
+    config: &Config,
+    store: &dyn Store,
+    lang: Lang,
+    email: &str,
+    send_as: &[String],
+    prompt: bool,
+) -> Result<()> {
     let address = |a: &str| -> Result<tomare_model::SendAs> {
         let parsed: tomare_model::SendAs =
             a.parse().map_err(|_| anyhow::anyhow!(t(lang, "user.bad_address", &[&escape_controls(a)])))?;
@@ -550,7 +528,9 @@ async fn set_password(config: &Config, store: &dyn Store, lang: Lang, email: &st
         bail!(t(lang, "user.bad_address", &[&escape_controls(email)]));
     }
     let grants = send_as.iter().map(|a| address(a)).collect::<Result<Vec<_>>>()?;
-    eprintln!("{}", t(lang, "user.password_prompt", &[]));
+    if prompt {
+        eprintln!("{}", t(lang, "user.password_prompt", &[]));
+    }
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']);
@@ -558,7 +538,8 @@ async fn set_password(config: &Config, store: &dyn Store, lang: Lang, email: &st
         bail!(t(lang, "user.empty_password", &[]));
     }
     let org = store.ensure_org(&config.org.name).await?;
-    store.put_user(org, email, &hash_password(password)?).await?;
+    let hash = tomare_web::accounts::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.put_user(org, email, &hash).await?;
     say!("{}", t(lang, "user.saved", &[&email]));
     if !grants.is_empty() {
         store.set_send_as(email, &grants).await?;
@@ -613,10 +594,55 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
     runtime()?.block_on(async move {
         let store = crate::serve::open_existing_store(&config).await?;
         match command {
-            UserCommand::Add { email, send_as } => {
-                set_password(&config, store.as_ref(), lang, &email, &send_as).await?
+            UserCommand::Add { email, role, supervisor, name, send_as, password_stdin } => {
+                let org = store.ensure_org(&config.org.name).await?;
+                let role = match role.as_deref().map(|r| (r, tomare_web::accounts::Role::parse(r))) {
+                    Some((r, None)) => bail!(t(lang, "user.bad_role", &[&escape_controls(r)])),
+                    Some((_, Some(role))) => Some(role),
+                    None => None,
+                };
+                if let Some(s) = &supervisor
+                    && s.parse::<tomare_model::Address>().is_err()
+                {
+                    bail!(t(lang, "user.bad_address", &[&escape_controls(s)]));
+                }
+                set_password(&config, store.as_ref(), lang, &email, &send_as, !password_stdin).await?;
+                if role.is_some() || supervisor.is_some() || name.is_some() {
+                    let known = store.directory(org).await?.into_iter().find(|e| e.email.eq_ignore_ascii_case(&email));
+                    let known = known.unwrap_or(tomare_store::DirectoryEntry {
+                        email: email.to_lowercase(),
+                        name: String::new(),
+                        role: String::new(),
+                        supervisor: None,
+                        groups: Vec::new(),
+                        source: tomare_store::Source::Cli,
+                    });
+                    let entry = tomare_store::DirectoryEntry {
+                        name: name.unwrap_or(known.name),
+                        role: role.map(|r| r.as_str().to_string()).unwrap_or(known.role),
+                        supervisor: supervisor.map(|s| s.to_lowercase()).or(known.supervisor),
+                        source: tomare_store::Source::Cli,
+                        ..known
+                    };
+                    store.put_person(org, &entry).await?;
+                    if config.user.iter().any(|u| u.email.eq_ignore_ascii_case(&email)) {
+                        say!("{}", t(lang, "user.config_wins", &[&email]));
+                    }
+                    if let Some(pid) = signal_server(&config) {
+                        say!("{}", t(lang, "user.directory_reloaded", &[&pid]));
+                    }
+                }
+                tomare_web::access::record_cli(store.as_ref(), org, "user_add", &email).await;
             }
-            UserCommand::Passwd { email } => set_password(&config, store.as_ref(), lang, &email, &[]).await?,
+            UserCommand::Passwd { email, password_stdin } => {
+                set_password(&config, store.as_ref(), lang, &email, &[], !password_stdin).await?;
+                let ended = store.delete_sessions_of(&email).await?;
+                if ended > 0 {
+                    say!("{}", t(lang, "user.sessions_ended", &[&ended]));
+                }
+                let org = store.ensure_org(&config.org.name).await?;
+                tomare_web::access::record_cli(store.as_ref(), org, "passwd", &email).await;
+            }
             UserCommand::Import { file } => {
                 let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let entries = parse_directory_csv(&tomare_inspect::text::decode(&bytes))
@@ -630,24 +656,109 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
                     say!("{}", t(lang, "user.directory_reloaded", &[&pid]));
                 }
             }
-            UserCommand::List => {
-                let users = store.list_users().await?;
-                if users.is_empty() {
+            UserCommand::List { json } => {
+                let people = people(&config, store.as_ref()).await?;
+                if json {
+                    println!("{}", crate::show::json(&people)?);
+                } else if people.is_empty() {
                     say!("{}", t(lang, "user.none", &[]));
-                }
-                for u in users {
-                    if u.send_as.is_empty() {
-                        say!("{}", u.email);
-                    } else {
-                        let list: Vec<String> = u.send_as.iter().map(ToString::to_string).collect();
-                        say!("{}  (send-as: {})", u.email, list.join(", "));
+                } else {
+                    say!(
+                        "{:<32}  {:<8}  {:<28}  {:<7}  {:<7}  NAME",
+                        "EMAIL",
+                        "ROLE",
+                        "SUPERVISOR",
+                        "SOURCE",
+                        "SIGN-IN"
+                    );
+                    for p in &people {
+                        let mut line = format!(
+                            "{:<32}  {:<8}  {:<28}  {:<7}  {:<7}  {}",
+                            escape_controls(&p.email),
+                            p.role.as_str(),
+                            escape_controls(p.supervisor.as_deref().unwrap_or("-")),
+                            p.source.as_str(),
+                            if p.can_sign_in { t(lang, "user.yes", &[]) } else { t(lang, "user.no", &[]) },
+                            escape_controls(&p.name),
+                        );
+                        if !p.send_as.is_empty() {
+                            line.push_str(&format!("  (send-as: {})", p.send_as.join(", ")));
+                        }
+                        say!("{}", line.trim_end());
                     }
                 }
+            }
+            UserCommand::Token { email } => {
+                if store.user(&email).await?.is_none() {
+                    bail!(t(lang, "user.no_account", &[&escape_controls(&email)]));
+                }
+                let token = tomare_web::accounts::random_secret(32);
+                store.create_token(&tomare_web::accounts::secret_hash(&token), &email).await?;
+                let org = store.ensure_org(&config.org.name).await?;
+                tomare_web::access::record_cli(store.as_ref(), org, "token", &email).await;
+                eprintln!("{}", t(lang, "user.token", &[&email]));
+                println!("{token}");
             }
         }
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// One person as `user list` shows them.
+#[derive(serde::Serialize)]
+pub struct PersonLine {
+    pub email: String,
+    pub name: String,
+    pub role: tomare_web::accounts::Role,
+    pub supervisor: Option<String>,
+    pub groups: Vec<String>,
+    pub source: tomare_store::Source,
+    pub can_sign_in: bool,
+    pub send_as: Vec<String>,
+}
+
+/// Everyone tomare knows, one line each: the directory the rules use
+/// (config `[[user]]`s over people added or imported), `[org] admins`, and
+/// accounts without a directory entry.
+pub async fn people(config: &Config, store: &dyn Store) -> Result<Vec<PersonLine>> {
+    let org = store.find_org(&config.org.name).await?;
+    let stored = match org {
+        Some(org) => store.directory(org).await?,
+        None => Vec::new(),
+    };
+    let rules = tomare_review::Rules::new(config, Vec::new(), stored.clone())?;
+    let mut sources: std::collections::BTreeMap<String, tomare_store::Source> =
+        stored.iter().map(|e| (e.email.to_lowercase(), e.source)).collect();
+    for u in &config.user {
+        sources.insert(u.email.to_lowercase(), tomare_store::Source::Config);
+    }
+    for a in &config.org.admins {
+        sources.entry(a.to_lowercase()).or_insert(tomare_store::Source::Config);
+    }
+    let accounts: std::collections::HashMap<String, tomare_store::UserRow> =
+        store.list_users().await?.into_iter().map(|u| (u.email.to_lowercase(), u)).collect();
+    for email in accounts.keys() {
+        sources.entry(email.clone()).or_insert(tomare_store::Source::Account);
+    }
+    Ok(sources
+        .into_iter()
+        .map(|(email, source)| {
+            let entry = rules.directory.get(&email);
+            let person = tomare_web::accounts::Person::of(config, &rules.directory, &email);
+            let account = accounts.get(&email);
+            PersonLine {
+                name: entry.map(|e| e.name.clone()).unwrap_or_default(),
+                role: person.role,
+                supervisor: entry.and_then(|e| e.supervisor.clone()),
+                groups: entry.map(|e| e.groups.clone()).unwrap_or_default(),
+                source,
+                can_sign_in: account.is_some(),
+                send_as: account.map(|a| a.send_as.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+                email,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -665,23 +776,5 @@ mod tests {
         assert_eq!(d[1].supervisor, None);
         assert!(parse_directory_csv("name\nx\n").is_err());
         assert!(parse_directory_csv("email\nnot-an-address\n").unwrap_err().to_string().contains("line 2"));
-    }
-
-    #[test]
-    fn unknown_accounts_cost_the_same_argon2_as_known_ones() {
-        let real = hash_password("anything").unwrap();
-        let dummy = dummy_hash().unwrap();
-        let (real, dummy_parsed) = (PasswordHash::new(&real).unwrap(), PasswordHash::new(dummy).unwrap());
-        assert_eq!(real.algorithm, dummy_parsed.algorithm);
-        assert_eq!(real.params, dummy_parsed.params, "same memory, time and parallelism");
-        assert!(!verify_password(dummy, ""), "nobody knows its password");
-    }
-
-    #[test]
-    fn passwords_verify_only_when_right() {
-        let hash = hash_password("correct horse").unwrap();
-        assert!(verify_password(&hash, "correct horse"));
-        assert!(!verify_password(&hash, "wrong"));
-        assert!(!verify_password("not a hash", "correct horse"));
     }
 }

@@ -242,20 +242,45 @@ pub enum UserCommand {
     /// Replace the directory from a CSV file: email,name,role,supervisor,groups
     /// (groups separated by ";"). UTF-8 or Shift_JIS.
     Import { file: PathBuf },
-    /// Add a user (or set a new password); the password is read from stdin.
+    /// Add an account (or set a new password): one account serves SMTP AUTH
+    /// and the web. The password is read from standard input.
     Add {
         email: String,
+        /// `sender` (the default), `approver` or `admin`.
+        #[arg(long)]
+        role: Option<String>,
+        /// The person's supervisor (who approves their mail).
+        #[arg(long, value_name = "EMAIL")]
+        supervisor: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
         /// Another sender this user may use after AUTH: an address, or
         /// `@DOMAIN` for every address of one of the org's domains
         /// (repeatable). Given, it replaces the user's grants; by default a
         /// user sends only as their own address.
         #[arg(long = "send-as", value_name = "ADDR")]
         send_as: Vec<String>,
+        /// Read the password from standard input without a prompt (the
+        /// password is always read from standard input).
+        #[arg(long)]
+        password_stdin: bool,
     },
-    /// Set a user's password, read from stdin.
-    Passwd { email: String },
-    /// List users.
-    List,
+    /// Set a user's password, read from standard input; their web sessions end.
+    Passwd {
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Everyone tomare knows: the config's [[user]]s, imported and added
+    /// people, accounts; with role, supervisor, source and whether they can
+    /// sign in.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an API token for an account (printed once; send it as
+    /// `Authorization: Bearer TOKEN`).
+    Token { email: String },
 }
 
 fn main() -> ExitCode {

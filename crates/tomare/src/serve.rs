@@ -151,7 +151,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let delivery = Arc::new(Delivery::from_config(&config, helo_name).context("setting up delivery")?);
 
     // Made before the first AUTH can arrive (see `Users`).
-    crate::commands::dummy_hash().context("preparing AUTH")?;
+    tomare_web::accounts::dummy_hash().map_err(|e| anyhow::anyhow!("preparing AUTH: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let memory = tomare_queue::MessageMemory::default();
     crate::datadir::watch_space(data_dir, config.storage.min_free, metrics.clone());
@@ -164,6 +164,10 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let dyn_store: Arc<dyn Store> = store.clone();
     let history = Arc::new(std::sync::RwLock::new(tomare_review::history(store.as_ref(), Some(org_id)).await?));
     let handoffs = config.archive.enabled.then(|| Arc::new(tomare_archive::ops::Handoffs::default()));
+    // A first start makes an admin account (shown once, after the banner),
+    // before the directory the rules and the web read is loaded.
+    let probe = Rules::load_for(&config, Vec::new(), store.as_ref(), org_id).await?;
+    let first_admin = tomare_web::accounts::first_admin(&config, store.as_ref(), org_id, &probe.directory).await?;
     let rules = Rules::load_for(&config, crate::load_rules_file(&config)?, store.as_ref(), org_id).await?;
     let reviewer = Arc::new(Reviewer::new(&config, rules, history.clone(), handoffs.clone())?);
     // SIGHUP (or `tomare rules reload`): new rules and directory, or, when
@@ -212,6 +216,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         tomare_web::links::Links::open(&config.storage.data_dir, &config.web.base_url())
             .context("opening the link key (link.key)")?,
     );
+    let web_reviewer = reviewer.clone();
     let mut pipeline =
         Pipeline::builder(&config, dyn_store.clone(), spool, reviewer, Arc::new(Relay(delivery.clone())))
             .org(org_id)
@@ -244,10 +249,14 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         slots: tomare_smtp::Slots::new(&config),
     };
     let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
-    let web_task =
-        tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(dyn_store, metrics, links), shutdown));
+    let directory: tomare_web::DirectoryFn = Arc::new(move || web_reviewer.rules().directory.clone());
+    let web = tomare_web::App::new(&config, org_id, dyn_store, metrics, links, directory);
+    let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(web), shutdown));
 
     banner(lang, &config, tls.is_some());
+    if let Some((email, password)) = first_admin {
+        println!("{}", t(lang, "serve.first_admin", &[&email, &password, &format!("{}/login", config.web.base_url())]));
+    }
     wait_for_signal().await;
     println!("{}", t(lang, "serve.stopping", &[]));
     let _ = shutdown_tx.send(true);
@@ -367,22 +376,9 @@ struct Users(Arc<dyn Store>);
 impl Authenticator for Users {
     async fn verify(&self, user: &str, password: &str) -> Option<Login> {
         let found = self.0.user(user).await.ok().flatten();
-        let password = password.to_string();
         // An unknown account costs the same argon2 as a known one, so the
         // reply time does not tell which accounts exist.
-        let hash = found.as_ref().map(|u| u.password_hash.clone());
-        // argon2 is slow on purpose: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => crate::commands::verify_password(&hash, &password),
-            None => {
-                if let Ok(dummy) = crate::commands::dummy_hash() {
-                    crate::commands::verify_password(dummy, &password);
-                }
-                false
-            }
-        })
-        .await
-        .unwrap_or(false);
+        let ok = tomare_web::accounts::check_password(found.as_ref().map(|u| u.password_hash.clone()), password).await;
         let user = found.filter(|_| ok)?;
         let mut send_as = user.send_as.clone();
         if let Ok(own) = user.email.parse::<Address>() {

@@ -993,14 +993,14 @@ fn db_status_and_migrate_on_a_database_made_before_migrations_were_recorded() {
         String::from_utf8(out.stdout).unwrap()
     };
     let before: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
-    assert_eq!(before.as_array().unwrap().len(), 6, "{before}");
+    assert_eq!(before.as_array().unwrap().len(), 7, "{before}");
     assert!(before.as_array().unwrap().iter().all(|m| m["applied_at"].is_null()), "status applies nothing: {before}");
-    assert!(status(false).contains("0 applied, 6 pending."));
+    assert!(status(false).contains("0 applied, 7 pending."));
     // Other commands do not migrate behind a running server's back.
     let out = tomare().args(["queue", "list", "--config"]).arg(&config).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tomare db migrate"), "{err}");
-    assert!(status(false).contains("0 applied, 6 pending."), "queue list changed nothing");
+    assert!(status(false).contains("0 applied, 7 pending."), "queue list changed nothing");
 
     let out = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
@@ -1012,7 +1012,7 @@ fn db_status_and_migrate_on_a_database_made_before_migrations_were_recorded() {
     let after: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
     let adopted: Vec<bool> = after.as_array().unwrap().iter().map(|m| m["adopted"] == true).collect();
     assert_eq!(adopted, [true, true, false, false, false, false], "{after}");
-    assert!(status(false).contains("6 applied, 0 pending."));
+    assert!(status(false).contains("7 applied, 0 pending."));
     let again = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
     // And the data directory works: a user with a send-as grant is stored.

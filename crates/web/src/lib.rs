@@ -1,40 +1,131 @@
-//! The HTTP listener: `/healthz`, `/metrics` (Prometheus) and the pages
-//! behind the one-click links in notice mails (`links`); the sender,
-//! approver and admin UI will live here too.
+//! The HTTP listener: `/healthz`, `/metrics` (Prometheus), the pages
+//! behind the one-click links in notice mails, the signed-in UI for
+//! senders, approvers and admins, and the JSON API under `/api/v1`.
+//!
+//! # Layout
+//! - `links`: signed one-click links and their confirmation pages.
+//! - `accounts`: password hashes, roles, the sign-in throttle.
+//! - `session`: sessions in the database, the `Viewer` extractor (who is
+//!   asking, signed in by cookie or bearer token), CSRF.
+//! - `access`: what a viewer may see and do to a message; every page and
+//!   API call goes through it.
+//! - `pages`: the HTML UI (askama templates in `templates/`).
+//! - `api`: the JSON API and its OpenAPI document.
+//!
+//! Never trusts a value from mail: templates escape everything, and pages
+//! carry a Content-Security-Policy that runs no script but our own.
 
+pub mod access;
+pub mod accounts;
+pub mod api;
 pub mod links;
+pub mod pages;
+pub mod session;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tomare_model::Metrics;
+use tomare_config::Config;
+use tomare_model::{Metrics, OrgId};
+use tomare_policy::Directory;
 use tomare_store::Store;
 
+/// The directory in effect now (reloaded with the rules).
+pub type DirectoryFn = Arc<dyn Fn() -> Arc<Directory> + Send + Sync>;
+
+/// Everything the handlers share.
 #[derive(Clone)]
-struct App {
-    store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub org: OrgId,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub links: Arc<links::Links>,
+    directory: DirectoryFn,
+    pub throttle: accounts::Throttle,
+    /// Cookies are `Secure` when the UI is reached over https.
+    pub secure_cookies: bool,
 }
 
-pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, links: Arc<links::Links>) -> Router {
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Failed sign-ins allowed per account (and per address) in the window.
+const LOGIN_FAILURES_PER_ACCOUNT: u32 = 5;
+const LOGIN_FAILURES_PER_IP: u32 = 20;
+const LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+impl App {
+    pub fn new(
+        config: &Config,
+        org: OrgId,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        links: Arc<links::Links>,
+        directory: DirectoryFn,
+    ) -> App {
+        App(Arc::new(Inner {
+            secure_cookies: config.web.base_url().starts_with("https://"),
+            config: config.clone(),
+            org,
+            store,
+            metrics,
+            links,
+            directory,
+            throttle: accounts::Throttle::new(LOGIN_FAILURES_PER_ACCOUNT, LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS),
+        }))
+    }
+
+    pub fn directory(&self) -> Arc<Directory> {
+        (self.directory)()
+    }
+
+    /// Who `email` is, as the directory says now.
+    pub fn person(&self, email: &str) -> accounts::Person {
+        accounts::Person::of(&self.config, &self.directory(), email)
+    }
+}
+
+pub fn router(app: App) -> Router {
     let actions = Router::new()
         .route("/a/{action}/{token}", get(links::show).post(links::act))
-        .with_state(links::LinkApp { store: store.clone(), links });
+        .with_state(links::LinkApp { store: app.store.clone(), links: app.links.clone() });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .with_state(App { store, metrics })
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/tray", get(pages::tray))
+        .route("/approvals", get(pages::approvals))
+        .route("/history", get(pages::history))
+        .route("/queue", get(pages::queue))
+        .route("/audit", get(pages::audit))
+        .route("/account", get(pages::account).post(pages::account_save))
+        .route("/messages/act", post(pages::act))
+        .route("/messages/{id}", get(pages::message))
+        .route("/static/{file}", get(pages::asset))
+        .merge(api::routes())
+        .with_state(app)
         .merge(actions)
 }
 
 pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // The peer's address: the sign-in throttle and the audit log use it.
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|down| *down).await;
         })

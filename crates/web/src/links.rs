@@ -136,7 +136,7 @@ pub(crate) struct LinkApp {
 }
 
 /// The states an action applies from (as the store's transitions allow).
-fn applies(action: LinkAction, state: MessageState) -> bool {
+pub(crate) fn applies(action: LinkAction, state: MessageState) -> bool {
     match action {
         LinkAction::Cancel => MessageState::CANCELLABLE.contains(&state),
         LinkAction::Release => state == MessageState::Held,
@@ -145,9 +145,7 @@ fn applies(action: LinkAction, state: MessageState) -> bool {
 }
 
 fn lang_of(headers: &HeaderMap) -> Lang {
-    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    // The first language named decides: "ja,en;q=0.8" is Japanese.
-    if accept.trim_start().to_ascii_lowercase().starts_with("ja") { Lang::Ja } else { Lang::En }
+    crate::session::lang_of(headers, "")
 }
 
 /// Text for HTML: every value from mail goes through this.

@@ -2,86 +2,12 @@
 //! store: GET changes nothing, POST acts once, and a changed, misdirected
 //! or expired link is refused and changes nothing.
 
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tomare_model::{ActionLinks, Envelope, LinkAction, MessageId, Metrics, State, now_ms};
-use tomare_store::{NewMessage, QueueStore, SqliteStore, Store};
+use tomare_model::{ActionLinks, LinkAction, NoticeKind, State, now_ms};
+use tomare_store::QueueStore;
 use tomare_web::links::{Claims, Links};
 
-struct Server {
-    _dir: tempfile::TempDir,
-    addr: String,
-    store: Arc<SqliteStore>,
-    links: Arc<Links>,
-    org: i64,
-}
-
-async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("tomare.db")).await.unwrap());
-    let org = store.ensure_org("Example").await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let links = Arc::new(Links::open(dir.path(), &format!("http://{addr}/")).unwrap());
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let router = tomare_web::router(dyn_store, Arc::new(Metrics::default()), links.clone());
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _keep = _tx;
-        tomare_web::serve(listener, router, rx).await.unwrap()
-    });
-    Server { _dir: dir, addr, store, links, org }
-}
-
-impl Server {
-    async fn message(&self, state: State, subject: &str) -> MessageId {
-        let now = now_ms();
-        let id = MessageId::generate(now);
-        let m = NewMessage {
-            id: id.clone(),
-            org_id: self.org,
-            envelope: Envelope {
-                mail_from: "taro@example.com".parse().unwrap(),
-                rcpt_to: vec!["partner@customer.test".parse().unwrap()],
-                helo: "client".into(),
-                client_ip: "127.0.0.1".into(),
-                auth_user: None,
-            },
-            subject: subject.into(),
-            header_from: "taro@example.com".into(),
-            message_id_header: "<a@b>".into(),
-            size: 10,
-            received_at: now,
-            state,
-            release_at: Some(now + 600_000),
-            is_dsn: false,
-        };
-        self.store.insert_messages(&[m]).await.unwrap();
-        id
-    }
-
-    async fn state(&self, id: &MessageId) -> State {
-        self.store.get(id).await.unwrap().unwrap().0.state
-    }
-
-    /// (status, headers, body) of one request.
-    async fn http(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
-        let mut s = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept-Language: ja,en;q=0.5\r\nConnection: close\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (status, head.to_ascii_lowercase(), body.to_string())
-    }
-}
+mod common;
+use common::start;
 
 fn path_of(url: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
@@ -211,7 +137,7 @@ async fn an_approver_denies_with_a_reason_the_sender_is_told() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(s.state(&id).await, State::Rejected);
     let notices = s.store.take_notices(10).await.unwrap();
-    let denied = notices.iter().find(|n| n.id == id).expect("the sender is told");
+    let denied = notices.iter().find(|n| n.id == id && n.kind == NoticeKind::Denied).expect("the sender is told");
     assert_eq!(denied.reason, "宛先が違います (wrong)");
     let (_, events) = s.store.get(&id).await.unwrap().unwrap();
     assert!(events.iter().any(|e| e.actor == "link:boss@example.com"), "{events:?}");

@@ -7,6 +7,7 @@
 mod archive;
 mod people;
 mod queue;
+mod web;
 
 use crate::migrate::{self, Database, MigrationStatus};
 use crate::*;
@@ -356,6 +357,12 @@ fn push_notice(s: &mut Script, id: &MessageId, org: i64, kind: NoticeKind, reaso
         .bind(reason)
         .bind(recipient)
         .bind(now);
+    if kind == NoticeKind::ApprovalRequest && !recipient.is_empty() {
+        // Whoever is asked may see the message and decide it.
+        s.push("INSERT OR IGNORE INTO approval_asked (message_id, email) VALUES (?, ?)")
+            .bind(id.as_str())
+            .bind(recipient.to_lowercase());
+    }
 }
 
 async fn add_notice(
@@ -717,7 +724,7 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         assert!(store.migrations_applied().is_empty());
         let all = store.migrations().await.unwrap();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 7);
         assert!(all.iter().all(|m| m.applied_at.is_some()), "{all:?}");
         store.close().await;
 
@@ -758,7 +765,7 @@ mod tests {
             .filter(|m| m.database == Database::Queue)
             .map(|m| (m.version, m.adopted))
             .collect();
-        assert_eq!(queue, [(2, true), (3, true), (4, true), (5, false)]);
+        assert_eq!(queue, [(2, true), (3, true), (4, true), (5, false), (6, false)]);
         store.close().await;
 
         let other = tempfile::tempdir().unwrap();
@@ -766,7 +773,7 @@ mod tests {
         let (a, b) = tokio::join!(SqliteStore::open(&fresh), SqliteStore::open(&fresh));
         let (a, b) = (a.unwrap(), b.unwrap());
         let ran = a.migrations_applied().len() + b.migrations_applied().len();
-        assert_eq!(ran, 6, "each step once between the two");
+        assert_eq!(ran, 7, "each step once between the two");
         assert!(a.migrations().await.unwrap().iter().all(|m| m.applied_at.is_some()));
     }
 
@@ -774,7 +781,7 @@ mod tests {
     async fn a_new_database_runs_every_migration_once() {
         let (_dir, store) = open().await;
         let applied = store.migrations_applied();
-        assert_eq!(applied.len(), 6);
+        assert_eq!(applied.len(), 7);
         assert!(applied.iter().all(|m| !m.adopted), "{applied:?}");
     }
 

@@ -40,34 +40,35 @@ impl PeopleStore for SqliteStore {
 
     async fn put_directory(&self, org: OrgId, entries: &[DirectoryEntry]) -> Result<()> {
         let mut tx = write_tx(&self.writer, false).await?;
-        sqlx::query("DELETE FROM directory WHERE org_id = ?").bind(org).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM directory WHERE org_id = ? AND source = 'import'").bind(org).execute(&mut *tx).await?;
         for e in entries {
-            sqlx::query(
-                "INSERT OR REPLACE INTO directory (org_id, email, name, role, supervisor, groups) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(org)
-            .bind(e.email.to_lowercase())
-            .bind(&e.name)
-            .bind(&e.role)
-            .bind(e.supervisor.as_ref().map(|s| s.to_lowercase()))
-            .bind(e.groups.join("\n"))
-            .execute(&mut *tx)
-            .await?;
+            // A person set one by one is not overwritten by an import.
+            put_entry(&mut tx, org, e, "INSERT OR IGNORE", "import").await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
+    async fn put_person(&self, org: OrgId, entry: &DirectoryEntry) -> Result<()> {
+        let mut tx = write_tx(&self.writer, false).await?;
+        put_entry(&mut tx, org, entry, "INSERT OR REPLACE", "cli").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn directory(&self, org: OrgId) -> Result<Vec<DirectoryEntry>> {
-        let rows =
-            sqlx::query("SELECT email, name, role, supervisor, groups FROM directory WHERE org_id = ? ORDER BY email")
-                .bind(org)
-                .fetch_all(&self.reader)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT email, name, role, supervisor, groups, source FROM directory WHERE org_id = ? ORDER BY email",
+        )
+        .bind(org)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| {
                 let groups: String = r.try_get(4)?;
+                let source: String = r.try_get(5)?;
                 Ok(DirectoryEntry {
+                    source: if source == "cli" { Source::Cli } else { Source::Import },
                     email: r.try_get(0)?,
                     name: r.try_get(1)?,
                     role: r.try_get(2)?,
@@ -109,25 +110,69 @@ impl PeopleStore for SqliteStore {
 
     async fn user(&self, email: &str) -> Result<Option<UserRow>> {
         let email = email.to_ascii_lowercase();
-        let row = sqlx::query("SELECT org_id, password_hash FROM users WHERE email = ?")
+        let row = sqlx::query("SELECT org_id, password_hash, lang FROM users WHERE email = ?")
             .bind(&email)
             .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let send_as = self.send_as(&email).await?;
-        Ok(Some(UserRow { org_id: row.try_get(0)?, email, password_hash: row.try_get(1)?, send_as }))
+        Ok(Some(UserRow {
+            org_id: row.try_get(0)?,
+            email,
+            password_hash: row.try_get(1)?,
+            send_as,
+            lang: row.try_get(2)?,
+        }))
     }
 
     async fn list_users(&self) -> Result<Vec<UserRow>> {
-        let rows = sqlx::query("SELECT org_id, email, password_hash FROM users ORDER BY email")
+        let rows = sqlx::query("SELECT org_id, email, password_hash, lang FROM users ORDER BY email")
             .fetch_all(&self.reader)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let email: String = r.try_get(1)?;
             let send_as = self.send_as(&email).await?;
-            out.push(UserRow { org_id: r.try_get(0)?, email, password_hash: r.try_get(2)?, send_as });
+            out.push(UserRow {
+                org_id: r.try_get(0)?,
+                email,
+                password_hash: r.try_get(2)?,
+                send_as,
+                lang: r.try_get(3)?,
+            });
         }
         Ok(out)
     }
+
+    async fn set_lang(&self, email: &str, lang: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET lang = ? WHERE email = ?")
+            .bind(lang)
+            .bind(email.to_ascii_lowercase())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn put_entry(
+    tx: &mut sqlx::SqliteConnection,
+    org: OrgId,
+    e: &DirectoryEntry,
+    verb: &'static str,
+    source: &str,
+) -> Result<()> {
+    let sql = format!(
+        "{verb} INTO directory (org_id, email, name, role, supervisor, groups, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(org)
+        .bind(e.email.to_lowercase())
+        .bind(&e.name)
+        .bind(&e.role)
+        .bind(e.supervisor.as_ref().map(|s| s.to_lowercase()))
+        .bind(e.groups.join("\n"))
+        .bind(source)
+        .execute(tx)
+        .await?;
+    Ok(())
 }

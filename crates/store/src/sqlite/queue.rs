@@ -569,6 +569,47 @@ impl QueueStore for SqliteStore {
         Ok(out)
     }
 
+    async fn visible(&self, scope: &Scope, states: &[State], limit: i64) -> Result<Vec<MessageRow>> {
+        let mut wheres = vec!["org_id = ?".to_string()];
+        let org = match scope {
+            Scope::Org(org) | Scope::Person { org, .. } => *org,
+        };
+        if !states.is_empty() {
+            wheres.push(format!("state IN ({})", vec!["?"; states.len()].join(", ")));
+        }
+        if let Scope::Person { senders, .. } = scope {
+            let own = vec!["?"; senders.len() + 1].join(", ");
+            wheres.push(format!(
+                "(lower(mail_from) IN ({own}) OR lower(auth_user) = ? OR id IN (SELECT message_id FROM approval_asked WHERE email = ?))"
+            ));
+        }
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE {} ORDER BY id DESC LIMIT ?", wheres.join(" AND "));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(org);
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        if let Scope::Person { email, senders, .. } = scope {
+            let email = email.to_lowercase();
+            q = q.bind(email.clone());
+            for s in senders {
+                q = q.bind(s.to_lowercase());
+            }
+            q = q.bind(email.clone()).bind(email);
+        }
+        let rows = q.bind(limit).fetch_all(&self.reader).await?;
+        let mut out = rows.iter().map(message_from_row).collect::<Result<Vec<_>>>()?;
+        self.attach_recipients(&mut out).await?;
+        Ok(out)
+    }
+
+    async fn asked(&self, id: &MessageId) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT email FROM approval_asked WHERE message_id = ? ORDER BY email")
+            .bind(id.as_str())
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
     async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
         let Some(row) = sqlx::query(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&self.reader).await? else {

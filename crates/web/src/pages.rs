@@ -1,0 +1,740 @@
+//! The HTML UI: sign-in, the sender's hold tray and history, the
+//! approver's queue, the admin's whole queue and audit log, one message,
+//! the account page. Server-rendered (askama, escaping everything); the
+//! only script is our own `app.js` (the countdowns), so pages work without
+//! it. Every state change is a POST carrying the session's CSRF token.
+
+use crate::App;
+use crate::access::{self, Acted};
+use crate::accounts::{Role, check_password};
+use crate::session::{AdminOnly, ApproverOnly, HasCsrf, Posted, Viewer, lang_of};
+use askama::Template;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use std::net::SocketAddr;
+use tomare_model::i18n::{Lang, t};
+use tomare_model::{LinkAction, MessageId, State as MessageState, now_ms};
+use tomare_store::{MessageRow, Reviewed};
+
+/// What every page's frame needs: its language and title, and for a
+/// signed-in viewer the navigation and the CSRF token.
+pub struct Frame {
+    pub lang: Lang,
+    pub title: String,
+    pub nav: Vec<NavItem>,
+    pub csrf: String,
+    pub who: String,
+}
+
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: String,
+    pub current: bool,
+}
+
+impl Frame {
+    fn new(lang: Lang, title_key: &str) -> Frame {
+        Frame { lang, title: t(lang, title_key, &[]), nav: Vec::new(), csrf: String::new(), who: String::new() }
+    }
+
+    fn signed(viewer: &Viewer, title_key: &str, here: &str) -> Frame {
+        let lang = viewer.lang;
+        let mut items = vec![("/tray", "ui.nav.tray"), ("/history", "ui.nav.history")];
+        if viewer.role() >= Role::Approver {
+            items.push(("/approvals", "ui.nav.approvals"));
+        }
+        if viewer.role() == Role::Admin {
+            items.push(("/queue", "ui.nav.queue"));
+            items.push(("/audit", "ui.nav.audit"));
+        }
+        items.push(("/account", "ui.nav.account"));
+        let nav = items
+            .into_iter()
+            .map(|(href, key)| NavItem { href, label: t(lang, key, &[]), current: href == here })
+            .collect();
+        Frame { lang, title: t(lang, title_key, &[]), nav, csrf: viewer.csrf.clone(), who: viewer.email().to_string() }
+    }
+
+    /// Text from the i18n table.
+    pub fn t(&self, key: &str) -> String {
+        t(self.lang, key, &[])
+    }
+
+    pub fn lang_code(&self) -> &'static str {
+        if self.lang == Lang::Ja { "ja" } else { "en" }
+    }
+}
+
+/// Every HTML response: no caching, no framing, no script but ours.
+pub fn html(status: StatusCode, body: String) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    (status, headers, body).into_response()
+}
+
+fn render(status: StatusCode, page: impl Template) -> Response {
+    match page.render() {
+        Ok(body) => html(status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "said.html")]
+struct Said {
+    f: Frame,
+    text: String,
+}
+
+/// A page that only says `text`.
+pub fn said(lang: Lang, status: StatusCode, text: &str) -> Response {
+    render(status, Said { f: Frame::new(lang, "ui.title"), text: text.to_string() })
+}
+
+fn unavailable(lang: Lang) -> Response {
+    said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[]))
+}
+
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Only a path of this site: never `//elsewhere` or `https://…`.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/tray" }
+}
+
+pub async fn home() -> Redirect {
+    Redirect::to("/tray")
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct Login {
+    f: Frame,
+    next: String,
+    email: String,
+    error: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn login_page(headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+    let lang = lang_of(&headers, "");
+    let page =
+        Login { f: Frame::new(lang, "ui.login.title"), next: q.next, email: String::new(), error: String::new() };
+    render(StatusCode::OK, page)
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// What a sign-in attempt came to.
+pub enum SignIn {
+    /// The session's row and its cookie.
+    Ok(tomare_store::SessionRow, axum::http::HeaderValue),
+    Wrong,
+    /// Too many failures: retry after this many seconds.
+    Locked(i64),
+    Unavailable,
+}
+
+/// Checks a password and starts a session; the page and the API both sign
+/// in here, under the same throttle and into the same audit log.
+pub async fn sign_in(app: &App, email: &str, password: &str, ip: &str, via: &str) -> SignIn {
+    let email = email.trim().to_lowercase();
+    let now = now_ms();
+    if let Some(wait) = app.throttle.locked(&email, ip, now) {
+        record(app, &email, via, "login_locked", ip).await;
+        return SignIn::Locked((wait + 999) / 1000);
+    }
+    let account = match app.store.user(&email).await {
+        Ok(a) => a,
+        Err(_) => return SignIn::Unavailable,
+    };
+    if !check_password(account.map(|a| a.password_hash), password).await {
+        app.throttle.failed(&email, ip, now);
+        record(app, &email, via, "login_failed", ip).await;
+        return SignIn::Wrong;
+    }
+    app.throttle.succeeded(&email);
+    match crate::session::begin(app, &email, ip).await {
+        Ok((row, cookie)) => {
+            record(app, &email, via, "login", ip).await;
+            SignIn::Ok(row, cookie)
+        }
+        Err(_) => SignIn::Unavailable,
+    }
+}
+
+async fn record(app: &App, email: &str, via: &str, action: &str, ip: &str) {
+    let entry = tomare_store::AuditEntry {
+        at: now_ms(),
+        actor: email.to_string(),
+        via: via.to_string(),
+        action: action.to_string(),
+        target: email.to_string(),
+        detail: String::new(),
+        ip: ip.to_string(),
+    };
+    if let Err(e) = app.store.audit(app.org, &entry).await {
+        tracing::error!(error = %e, "writing the audit log");
+    }
+}
+
+pub async fn login(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let lang = lang_of(&headers, "");
+    let again = |status: StatusCode, error: String| {
+        let page =
+            Login { f: Frame::new(lang, "ui.login.title"), next: form.next.clone(), email: form.email.clone(), error };
+        render(status, page)
+    };
+    match sign_in(&app, &form.email, &form.password, &peer.ip().to_string(), "web").await {
+        SignIn::Ok(_, cookie) => {
+            let mut r = Redirect::to(safe_next(&form.next)).into_response();
+            r.headers_mut().insert(header::SET_COOKIE, cookie);
+            r
+        }
+        SignIn::Wrong => again(StatusCode::UNAUTHORIZED, t(lang, "ui.login.wrong", &[])),
+        SignIn::Locked(secs) => {
+            let mut r = again(StatusCode::TOO_MANY_REQUESTS, t(lang, "ui.login.locked", &[&((secs + 59) / 60)]));
+            r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            r
+        }
+        SignIn::Unavailable => unavailable(lang),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl HasCsrf for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+pub async fn logout(State(app): State<App>, posted: Posted<CsrfOnly>) -> Response {
+    let v = &posted.viewer;
+    if let Some(hash) = &v.session {
+        let _ = app.store.delete_session(hash).await;
+    }
+    access::audit(&app, v, "logout", v.email(), "").await;
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(header::SET_COOKIE, crate::session::end_cookie());
+    r
+}
+
+/// One recipient as a card shows it.
+pub struct Rcpt {
+    pub address: String,
+    pub external: bool,
+    pub status: String,
+    pub reply: String,
+}
+
+pub struct AttachmentLine {
+    pub name: String,
+    pub kind: String,
+    pub size: String,
+    pub note: String,
+}
+
+pub struct Button {
+    pub action: &'static str,
+    pub value: String,
+    pub label: String,
+}
+
+/// A point in time: for `app.js` (milliseconds) and for people (UTC text,
+/// which the script replaces with the browser's local time).
+pub struct When {
+    pub ms: i64,
+    pub iso: String,
+}
+
+impl When {
+    fn at(ms: i64) -> When {
+        When { ms, iso: tomare_model::rfc3339(ms) }
+    }
+}
+
+/// A message as a row of a list or the head of its own page.
+pub struct Card {
+    pub id: String,
+    pub subject: String,
+    pub from: String,
+    pub state: String,
+    pub state_name: String,
+    pub received: When,
+    /// The end of the hold, or the approval's deadline.
+    pub until: Option<When>,
+    pub recipients: Vec<Rcpt>,
+    pub attachments: Vec<AttachmentLine>,
+    pub reasons: Vec<String>,
+    pub hits: Vec<String>,
+    pub buttons: Vec<Button>,
+    /// Approve/deny here: a comment box goes with the buttons.
+    pub deciding: bool,
+}
+
+fn size_text(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0} KB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+fn card(app: &App, v: &Viewer, m: &MessageRow, reviewed: Option<&Reviewed>, seen: Option<&access::Seen>) -> Card {
+    let lang = v.lang;
+    let internal = &app.config.org.internal_domains;
+    let recipients = m
+        .recipients
+        .iter()
+        .map(|r| Rcpt {
+            address: r.address.to_string(),
+            external: !r.address.is_internal(internal),
+            status: t(lang, &format!("rcpt.{}", r.status.as_str()), &[]),
+            reply: r.reply.clone(),
+        })
+        .collect();
+    let (mut attachments, mut reasons, mut hits) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some(r) = reviewed {
+        for a in &r.facts.attachments {
+            let mut note = Vec::new();
+            if a.encrypted {
+                note.push(t(lang, "ui.encrypted", &[]));
+            }
+            if a.error.is_some() {
+                note.push(t(lang, "ui.incomplete", &[]));
+            }
+            let kind = if a.detected_type.is_empty() { a.content_type.clone() } else { a.detected_type.clone() };
+            attachments.push(AttachmentLine {
+                name: a.name.clone(),
+                kind,
+                size: size_text(a.size),
+                note: note.join(", "),
+            });
+        }
+        if let Some(verdict) = &r.verdict {
+            reasons = verdict.rules.iter().map(|f| f.reason.clone()).collect();
+        }
+        hits = r
+            .facts
+            .detections
+            .iter()
+            .map(|d| {
+                let what = if d.name.is_empty() { d.detector.clone() } else { format!("{} {}", d.detector, d.name) };
+                format!("{what} ({}, ×{}): {}", d.location, d.count, d.excerpt)
+            })
+            .collect();
+    }
+    let mut buttons = Vec::new();
+    let mut deciding = false;
+    if let Some(seen) = seen {
+        for action in [LinkAction::Release, LinkAction::Cancel, LinkAction::Approve, LinkAction::Deny] {
+            if seen.may(v, action) && seen.applies(action) {
+                deciding |= matches!(action, LinkAction::Approve | LinkAction::Deny);
+                buttons.push(Button {
+                    action: action.as_str(),
+                    value: format!("{}:{}", action.as_str(), m.id),
+                    label: t(lang, &format!("ui.do.{}", action.as_str()), &[]),
+                });
+            }
+        }
+    }
+    let waiting = matches!(m.state, MessageState::Held | MessageState::AwaitingApproval);
+    Card {
+        id: m.id.to_string(),
+        subject: if m.subject.is_empty() { t(lang, "ui.no_subject", &[]) } else { m.subject.clone() },
+        from: m.mail_from.to_string(),
+        state: m.state.as_str().to_string(),
+        state_name: t(lang, &format!("state.{}", m.state.as_str()), &[]),
+        received: When::at(m.received_at),
+        until: m.release_at.filter(|_| waiting).map(When::at),
+        recipients,
+        attachments,
+        reasons,
+        hits,
+        buttons,
+        deciding,
+    }
+}
+
+/// Cards for the messages `rows`, each with what the viewer may do to it.
+async fn cards(app: &App, v: &Viewer, rows: &[MessageRow]) -> Result<Vec<Card>, tomare_store::StoreError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for m in rows {
+        let reviewed = app.store.reviewed(&m.id).await?;
+        let seen = access::visible(app, v, &m.id).await?;
+        out.push(card(app, v, m, reviewed.as_ref(), seen.as_ref()));
+    }
+    Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "list.html")]
+struct List {
+    f: Frame,
+    cards: Vec<Card>,
+    empty: String,
+    back: String,
+    /// Several at once: the bulk buttons.
+    bulk: Vec<Button>,
+    filter: Vec<(String, String, bool)>,
+}
+
+const LIST_LIMIT: i64 = 200;
+
+async fn list_page(
+    app: &App,
+    v: &Viewer,
+    title: &str,
+    here: &str,
+    states: &[MessageState],
+    keep: impl Fn(&MessageRow) -> bool,
+    empty: &str,
+) -> Response {
+    let rows = match app.store.visible(&access::scope(app, v), states, LIST_LIMIT).await {
+        Ok(rows) => rows.into_iter().filter(|m| keep(m)).collect::<Vec<_>>(),
+        Err(_) => return unavailable(v.lang),
+    };
+    let Ok(cards) = cards(app, v, &rows).await else { return unavailable(v.lang) };
+    let mut bulk = Vec::new();
+    for action in ["release", "cancel"] {
+        if cards.iter().any(|c| c.buttons.iter().any(|b| b.action == action)) {
+            bulk.push(Button { action, value: action.into(), label: t(v.lang, &format!("ui.bulk.{action}"), &[]) });
+        }
+    }
+    let page = List {
+        f: Frame::signed(v, title, here),
+        cards,
+        empty: t(v.lang, empty, &[]),
+        back: here.into(),
+        bulk,
+        filter: Vec::new(),
+    };
+    render(StatusCode::OK, page)
+}
+
+/// The sender's own mail that waits: held, or awaiting approval.
+pub async fn tray(State(app): State<App>, v: Viewer) -> Response {
+    let states = [MessageState::Held, MessageState::AwaitingApproval];
+    list_page(&app, &v, "ui.tray.title", "/tray", &states, |m| access::is_own(&v, m), "ui.tray.empty").await
+}
+
+/// The sender's own mail that no longer waits.
+pub async fn history(State(app): State<App>, v: Viewer) -> Response {
+    let states: Vec<MessageState> = MessageState::ALL
+        .into_iter()
+        .filter(|s| !matches!(s, MessageState::Held | MessageState::AwaitingApproval))
+        .collect();
+    list_page(&app, &v, "ui.history.title", "/history", &states, |m| access::is_own(&v, m), "ui.history.empty").await
+}
+
+/// What waits for this approver's decision (for an admin: every approval).
+pub async fn approvals(State(app): State<App>, ApproverOnly(v): ApproverOnly) -> Response {
+    let states = [MessageState::AwaitingApproval];
+    list_page(
+        &app,
+        &v,
+        "ui.approvals.title",
+        "/approvals",
+        &states,
+        |m| !access::is_own(&v, m) || v.role() == Role::Admin,
+        "ui.approvals.empty",
+    )
+    .await
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct StateQuery {
+    #[serde(default)]
+    state: String,
+}
+
+/// The org's whole queue, by state.
+pub async fn queue(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Query<StateQuery>) -> Response {
+    let chosen = MessageState::ALL.into_iter().find(|s| s.as_str() == q.state);
+    let states: Vec<MessageState> = chosen.into_iter().collect();
+    let rows = match app.store.visible(&access::scope(&app, &v), &states, LIST_LIMIT).await {
+        Ok(rows) => rows,
+        Err(_) => return unavailable(v.lang),
+    };
+    let Ok(cards) = cards(&app, &v, &rows).await else { return unavailable(v.lang) };
+    let mut filter = vec![(String::new(), t(v.lang, "ui.queue.all", &[]), chosen.is_none())];
+    for s in MessageState::ALL {
+        filter.push((s.as_str().into(), t(v.lang, &format!("state.{}", s.as_str()), &[]), chosen == Some(s)));
+    }
+    let back = match chosen {
+        Some(s) => format!("/queue?state={}", s.as_str()),
+        None => "/queue".into(),
+    };
+    let page = List {
+        f: Frame::signed(&v, "ui.queue.title", "/queue"),
+        cards,
+        empty: t(v.lang, "ui.queue.empty", &[]),
+        back,
+        bulk: Vec::new(),
+        filter,
+    };
+    render(StatusCode::OK, page)
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    f: Frame,
+    c: Card,
+    back: String,
+    facts: Vec<(String, String)>,
+    events: Vec<(When, String, String, String)>,
+    body: String,
+}
+
+pub async fn message(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
+    let not_found = || said(v.lang, StatusCode::NOT_FOUND, &t(v.lang, "link.not_found", &[]));
+    let Some(id) = MessageId::parse(&id) else { return not_found() };
+    let seen = match access::visible(&app, &v, &id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return not_found(),
+        Err(_) => return unavailable(v.lang),
+    };
+    let Ok(reviewed) = app.store.reviewed(&id).await else { return unavailable(v.lang) };
+    let m = &seen.message;
+    let c = card(&app, &v, m, reviewed.as_ref(), Some(&seen));
+    let lang = v.lang;
+    let mut facts = vec![
+        (t(lang, "ui.header_from", &[]), m.header_from.clone()),
+        (t(lang, "ui.envelope_from", &[]), m.mail_from.to_string()),
+        ("Message-ID".to_string(), m.message_id_header.clone()),
+        (t(lang, "ui.size", &[]), size_text(m.size.max(0) as u64)),
+        (t(lang, "ui.client", &[]), format!("{} ({})", m.client_ip, m.helo)),
+    ];
+    if let Some(u) = &m.auth_user {
+        facts.push((t(lang, "ui.auth_user", &[]), u.clone()));
+    }
+    if !seen.asked.is_empty() {
+        facts.push((t(lang, "ui.asked", &[]), seen.asked.join(", ")));
+    }
+    let events =
+        seen.events.iter().map(|e| (When::at(e.at), e.kind.clone(), e.actor.clone(), e.detail.clone())).collect();
+    let body = reviewed.map(|r| r.facts.body_text).unwrap_or_default();
+    let page = MessagePage {
+        f: Frame::signed(&v, "ui.message.title", ""),
+        c,
+        back: format!("/messages/{id}"),
+        facts,
+        events,
+        body,
+    };
+    render(StatusCode::OK, page)
+}
+
+/// A list's form: the CSRF token, the button pressed (`do` = `ACTION:ID`
+/// for one message, `ACTION` for the ticked `id`s), comments by message
+/// (`reason:ID`) and the page to go back to.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub struct ActForm(Vec<(String, String)>);
+
+impl ActForm {
+    fn get(&self, key: &str) -> &str {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+}
+
+impl HasCsrf for ActForm {
+    fn csrf(&self) -> &str {
+        self.get("csrf")
+    }
+}
+
+pub async fn act(State(app): State<App>, posted: Posted<ActForm>) -> Response {
+    let (v, form) = (&posted.viewer, &posted.form);
+    let lang = v.lang;
+    let pressed = form.get("do");
+    let (action, ids): (&str, Vec<&str>) = match pressed.split_once(':') {
+        Some((a, id)) => (a, vec![id]),
+        None => (pressed, form.0.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.as_str()).collect()),
+    };
+    let Some(action) = LinkAction::parse(action) else {
+        return said(lang, StatusCode::BAD_REQUEST, &t(lang, "ui.bad_request", &[]));
+    };
+    let mut worst = StatusCode::SEE_OTHER;
+    for id in ids {
+        let Some(id) = MessageId::parse(id) else { continue };
+        let reason = form.get(&format!("reason:{id}"));
+        match access::act(&app, v, &id, action, reason).await {
+            Ok(Acted::Done) => {}
+            Ok(Acted::NotFound) => worst = StatusCode::NOT_FOUND,
+            Ok(Acted::Forbidden) => worst = StatusCode::FORBIDDEN,
+            Ok(Acted::Refused(_)) => {
+                if worst == StatusCode::SEE_OTHER {
+                    worst = StatusCode::CONFLICT
+                }
+            }
+            Err(_) => return unavailable(lang),
+        }
+    }
+    let back = safe_next(form.get("back"));
+    match worst {
+        StatusCode::SEE_OTHER => Redirect::to(back).into_response(),
+        StatusCode::NOT_FOUND => said(lang, worst, &t(lang, "link.not_found", &[])),
+        StatusCode::FORBIDDEN => said(lang, worst, &t(lang, "ui.forbidden", &[])),
+        _ => said(lang, worst, &t(lang, "ui.too_late", &[])),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    f: Frame,
+    q: String,
+    rows: Vec<(When, tomare_store::AuditEntry)>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+pub async fn audit(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Query<SearchQuery>) -> Response {
+    let Ok(rows) = app.store.audit_log(app.org, &q.q, 500).await else { return unavailable(v.lang) };
+    let rows = rows.into_iter().map(|e| (When::at(e.at), e)).collect();
+    render(StatusCode::OK, AuditPage { f: Frame::signed(&v, "ui.audit.title", "/audit"), q: q.q, rows })
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    f: Frame,
+    role: String,
+    chosen: String,
+    reports: Vec<String>,
+    note: String,
+}
+
+async fn account_page(app: &App, v: &Viewer, status: StatusCode, note: String) -> Response {
+    let chosen = app.store.user(v.email()).await.ok().flatten().map(|u| u.lang).unwrap_or_default();
+    let page = AccountPage {
+        f: Frame::signed(v, "ui.account.title", "/account"),
+        role: t(v.lang, &format!("ui.role.{}", v.role().as_str()), &[]),
+        chosen,
+        reports: v.person.reports.clone(),
+        note,
+    };
+    render(status, page)
+}
+
+pub async fn account(State(app): State<App>, v: Viewer) -> Response {
+    account_page(&app, &v, StatusCode::OK, String::new()).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct AccountForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    lang: Option<String>,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+}
+
+impl HasCsrf for AccountForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The language setting, or a new password (the current one first).
+pub async fn account_save(State(app): State<App>, headers: HeaderMap, posted: Posted<AccountForm>) -> Response {
+    let (mut v, form) = (posted.viewer, posted.form);
+    if let Some(lang) = &form.lang {
+        let lang = if matches!(lang.as_str(), "ja" | "en") { lang.as_str() } else { "" };
+        if app.store.set_lang(v.email(), lang).await.is_err() {
+            return unavailable(v.lang);
+        }
+        v.lang = lang_of(&headers, lang);
+        access::audit(&app, &v, "set_lang", v.email(), lang).await;
+        return account_page(&app, &v, StatusCode::OK, t(v.lang, "ui.account.saved", &[])).await;
+    }
+    let hash = app.store.user(v.email()).await.ok().flatten().map(|u| u.password_hash);
+    if !check_password(hash, &form.current).await {
+        access::audit(&app, &v, "passwd_failed", v.email(), "").await;
+        return account_page(&app, &v, StatusCode::UNAUTHORIZED, t(v.lang, "ui.account.wrong", &[])).await;
+    }
+    if form.new.chars().count() < crate::accounts::MIN_PASSWORD_CHARS {
+        let note = t(v.lang, "ui.account.short", &[&crate::accounts::MIN_PASSWORD_CHARS]);
+        return account_page(&app, &v, StatusCode::BAD_REQUEST, note).await;
+    }
+    let Ok(hash) = crate::accounts::hash_password(&form.new) else { return unavailable(v.lang) };
+    if app.store.put_user(app.org, v.email(), &hash).await.is_err() {
+        return unavailable(v.lang);
+    }
+    // Every other session of this account ends; this one goes on.
+    let _ = app.store.delete_sessions_of(v.email()).await;
+    access::audit(&app, &v, "passwd", v.email(), "web").await;
+    let ip = v.ip.clone();
+    let Ok((row, cookie)) = crate::session::begin(&app, v.email(), &ip).await else { return unavailable(v.lang) };
+    v.csrf = row.csrf;
+    let mut r = account_page(&app, &v, StatusCode::OK, t(v.lang, "ui.account.changed", &[])).await;
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    r
+}
+
+const APP_JS: &str = include_str!("../static/app.js");
+const APP_CSS: &str = include_str!("../static/app.css");
+
+pub async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind) = match file.as_str() {
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=3600")], body).into_response()
+}
