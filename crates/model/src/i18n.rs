@@ -413,6 +413,7 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("ui.no_subject", "(no subject)", "（件名なし）"),
     ("ui.until", "sends", "送信まで"),
     ("ui.external", "external", "社外"),
+    ("ui.attachment", "file", "添付"),
     ("ui.encrypted", "password-protected", "パスワード保護"),
     ("ui.incomplete", "not fully inspected", "検査未完了"),
     ("ui.pick", "Select", "選択"),

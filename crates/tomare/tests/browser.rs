@@ -1,9 +1,10 @@
-//! The notice links in real headless Chromium (Debian's `chromium` and
-//! `chromium-driver`, which scripts/test.sh installs), on a phone-sized
-//! window in Japanese: a sender cancels a held mail from the link in its
-//! held notice, an approver approves from the link in the request, and a
-//! changed link shows its refusal. Screenshots of each page go to
-//! `docs/screenshots/`.
+//! The notice links and the signed-in UI in real headless Chromium
+//! (Debian's `chromium` and `chromium-driver`, which scripts/test.sh
+//! installs), on a phone-sized window in Japanese: a sender cancels a held
+//! mail from the link in its held notice and another from the hold tray,
+//! an approver approves from the link in the request and from the approval
+//! page, an admin looks through the queue, and a changed link shows its
+//! refusal. Screenshots of each page go to `docs/screenshots/`.
 //!
 //! WebDriver is HTTP and JSON: the few calls used are made here directly.
 
@@ -114,10 +115,55 @@ impl Browser {
     }
 
     fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn element(&self, css: &str) -> String {
         let found = self.session_call("POST", "/element", Some(json!({ "using": "css selector", "value": css })));
         let id = found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str);
-        let id = id.unwrap_or_else(|| panic!("no element {css}: {found}; page: {}", self.text()));
-        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        id.unwrap_or_else(|| panic!("no element {css}: {found}; page: {}", self.text())).to_string()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.session_call("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
+    }
+
+    /// The text of the first element matching `css`.
+    fn text_of(&self, css: &str) -> String {
+        let css = serde_json::to_string(css).unwrap();
+        self.script(&format!("const e = document.querySelector({css}); return e ? e.innerText : ''"))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn url(&self) -> String {
+        self.session_call("GET", "/url", None).as_str().unwrap_or_default().to_string()
+    }
+
+    fn sign_out(&self) {
+        self.click("button[data-action=logout]");
+        assert!(
+            wait_until(Duration::from_secs(10), || self.url().contains("/login")
+                && self.text().contains("tomare にログイン")),
+            "signed out: {}",
+            self.text()
+        );
+    }
+
+    fn sign_in(&self, base: &str, email: &str, password: &str) {
+        self.open(&format!("{base}/tray"));
+        assert!(self.text().contains("tomare にログイン"), "sent to sign in: {}", self.text());
+        self.type_into("form#login input[name=email]", email);
+        self.type_into("form#login input[name=password]", password);
+        self.click("form#login button[type=submit]");
+        assert!(
+            wait_until(Duration::from_secs(10), || self.url().ends_with("/tray") && self.text().contains("ログアウト")),
+            "signed in: {}",
+            self.text()
+        );
     }
 
     /// The page fits the phone's width: nothing scrolls sideways.
@@ -217,4 +263,113 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "4h" } }
     browser.open(&format!("{base}{}x", deny));
     assert!(browser.text().contains("このリンクは無効です"), "{}", browser.text());
     browser.screenshot("link-invalid-ja");
+}
+
+const RULES: &str = r#"
+[policy]
+builtin = false
+
+[[user]]
+email = "taro@example.com"
+name = "山田 太郎"
+supervisor = "boss@example.com"
+
+[[rule]]
+name = "hold-outside"
+description = "Mail to outside waits an hour."
+when = { all = [{ external_recipients = { min = 1 } }, { text = { contains = ["見積"], in = ["subject"] } }] }
+then = [{ hold = "1h" }]
+
+[[rule]]
+name = "contract-needs-ok"
+description = "Contracts go out only once the supervisor agrees."
+when = { text = { contains = ["契約"], in = ["subject"] } }
+then = [{ require_approval = { approver = "supervisor", timeout = "4h" } }]
+"#;
+
+#[test]
+fn a_sender_cancels_from_the_tray_an_approver_approves_and_an_admin_sees_all_on_a_phone() {
+    let sink = Sink::start();
+    let g = Gateway::start(&format!("{}{RULES}", relay_to(sink.port, "")));
+    let admin_password = first_admin_password(&g, "admin@example.com");
+    for who in ["taro", "boss"] {
+        let out = g.user(&["passwd", &format!("{who}@example.com"), "--password-stdin"], "a long enough password");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let send = |subject: &str, attachment: &str| {
+        let data = format!(
+            "From: Taro <taro@example.com>\r\nTo: <partner@customer.test>, <colleague@example.com>\r\n\
+             Subject: =?UTF-8?B?{}?=\r\nMessage-ID: <{}@example.com>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             ご確認ください。\r\n--b\r\nContent-Type: text/plain; name={attachment}\r\n\
+             Content-Disposition: attachment; filename={attachment}\r\n\r\n単価表\r\n--b--\r\n",
+            base64::engine::general_purpose::STANDARD.encode(subject),
+            free_port()
+        );
+        let rcpts = ["partner@customer.test", "colleague@example.com"];
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &rcpts, &data).unwrap())
+    };
+    let held = send("見積書の送付", "price.txt");
+    let other = send("見積書（再送）", "price2.txt");
+    let waiting = send("契約書の確認", "contract.txt");
+    assert!(wait_until(Duration::from_secs(10), || g.state(&waiting) == "awaiting_approval"), "{}", g.log());
+    assert_eq!(g.state(&held), "held");
+    let base = format!("http://{}", g.web);
+    let browser = Browser::start();
+
+    // The sender signs in and finds both held mails in the tray, counting down.
+    browser.sign_in(&base, "taro@example.com", "a long enough password");
+    let card = |id: &str| format!("[data-message-id=\"{id}\"]");
+    assert!(wait_until(Duration::from_secs(5), || browser.text().contains("見積書の送付")), "{}", browser.text());
+    let page = browser.text();
+    assert!(page.contains("保留中のメール") && page.contains("見積書（再送）") && page.contains("price.txt"), "{page}");
+    assert!(page.contains("Mail to outside waits an hour."), "the rule's reason: {page}");
+    assert!(page.contains("社外"), "the external recipient is marked: {page}");
+    let countdown = format!("{} time.countdown", card(&held));
+    let first = browser.text_of(&countdown);
+    assert!(first.starts_with("あと ") && first.contains(':'), "a live countdown: {first:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || browser.text_of(&countdown) != first),
+        "the countdown moves: {first:?}"
+    );
+    assert!(browser.fits(), "the tray fits a {WIDTH} px screen");
+    browser.screenshot("tray-ja");
+    browser.click(&format!("{} button[data-action=\"cancel\"]", card(&held)));
+    assert!(wait_until(Duration::from_secs(5), || g.state(&held) == "cancelled"), "{}", g.log());
+    assert!(wait_until(Duration::from_secs(5), || !browser.text().contains("見積書の送付")), "{}", browser.text());
+    assert!(browser.text().contains("見積書（再送）"), "the other one still waits");
+    assert_eq!(g.state(&other), "held");
+    browser.sign_out();
+
+    // The supervisor approves from the approval page, with a comment.
+    browser.sign_in(&base, "boss@example.com", "a long enough password");
+    browser.open(&format!("{base}/approvals"));
+    let page = browser.text();
+    assert!(
+        page.contains("承認待ちのメール") && page.contains("契約書の確認") && page.contains("contract.txt"),
+        "{page}"
+    );
+    assert!(page.contains("Contracts go out only once the supervisor agrees."), "{page}");
+    assert!(browser.fits(), "the approval page fits");
+    browser.screenshot("approvals-ja");
+    browser.type_into(&format!("{} textarea", card(&waiting)), "確認しました");
+    browser.click(&format!("{} button[data-action=\"approve\"]", card(&waiting)));
+    assert!(wait_until(Duration::from_secs(10), || g.state(&waiting) == "delivered"), "{}", g.log());
+    assert!(sink.messages().iter().any(|m| m.text().contains("contract.txt")), "the approved mail went out");
+    assert!(!sink.messages().iter().any(|m| m.text().contains("price.txt")), "the cancelled one did not");
+    browser.sign_out();
+
+    // The admin sees the whole queue and opens a message.
+    browser.sign_in(&base, "admin@example.com", &admin_password);
+    browser.open(&format!("{base}/queue"));
+    let page = browser.text();
+    for subject in ["見積書の送付", "見積書（再送）", "契約書の確認"] {
+        assert!(page.contains(subject), "{subject}: {page}");
+    }
+    assert!(browser.fits(), "the queue fits");
+    browser.screenshot("queue-ja");
+    browser.open(&format!("{base}/messages/{waiting}"));
+    let page = browser.text();
+    assert!(page.contains("web:boss@example.com") && page.contains("contract.txt"), "{page}");
+    browser.screenshot("message-ja");
 }

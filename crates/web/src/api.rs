@@ -267,11 +267,19 @@ async fn act(
     State(app): State<App>,
     v: Viewer,
     Path((id, action)): Path<(String, String)>,
-    body: Option<Json<ActBody>>,
+    body: axum::body::Bytes,
 ) -> Response {
     let Some(action) = LinkAction::parse(&action) else { return error(StatusCode::NOT_FOUND, "unknown_action") };
     let Some(id) = MessageId::parse(&id) else { return error(StatusCode::NOT_FOUND, "not_found") };
-    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    // The body is optional: nothing, or JSON with a `reason`.
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        match serde_json::from_slice::<ActBody>(&body) {
+            Ok(b) => b.reason,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "bad_request"),
+        }
+    };
     match access::act(&app, &v, &id, action, &reason).await {
         Ok(Acted::Done) => {
             let state = app.store.get(&id).await.ok().flatten().map(|(m, _)| m.state.as_str()).unwrap_or("");

@@ -423,6 +423,8 @@ struct List {
     /// Several at once: the bulk buttons.
     bulk: Vec<Button>,
     filter: Vec<(String, String, bool)>,
+    /// Each recipient's delivery status (not for mail that still waits).
+    statuses: bool,
 }
 
 const LIST_LIMIT: i64 = 200;
@@ -454,6 +456,7 @@ async fn list_page(
         back: here.into(),
         bulk,
         filter: Vec::new(),
+        statuses: here == "/history",
     };
     render(StatusCode::OK, page)
 }
@@ -518,6 +521,7 @@ pub async fn queue(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Qu
         back,
         bulk: Vec::new(),
         filter,
+        statuses: true,
     };
     render(StatusCode::OK, page)
 }
@@ -737,4 +741,58 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=3600")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every text key the pages name is in the i18n table: a missing one
+    /// would show as the key itself.
+    #[test]
+    fn every_key_the_pages_use_is_translated() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut sources = Vec::new();
+        for sub in ["templates", "src"] {
+            for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+                sources.push(std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default());
+            }
+        }
+        let mut keys = Vec::new();
+        for text in &sources {
+            for (i, _) in text.match_indices("\"ui.") {
+                let rest = &text[i + 1..];
+                let key = &rest[..rest.find('"').unwrap()];
+                if !key.ends_with('.') && !key.contains('{') {
+                    keys.push(key.to_string());
+                }
+            }
+        }
+        for a in ["cancel", "release", "approve", "deny"] {
+            keys.push(format!("ui.do.{a}"));
+        }
+        for a in ["cancel", "release"] {
+            keys.push(format!("ui.bulk.{a}"));
+        }
+        for r in [Role::Sender, Role::Approver, Role::Admin] {
+            keys.push(format!("ui.role.{}", r.as_str()));
+        }
+        for st in MessageState::ALL {
+            keys.push(format!("state.{}", st.as_str()));
+        }
+        for r in ["pending", "delivered", "deferred", "failed"] {
+            keys.push(format!("rcpt.{r}"));
+        }
+        assert!(keys.len() > 60, "{keys:?}");
+        let missing: Vec<&String> = keys.iter().filter(|k| !tomare_model::i18n::has(k)).collect();
+        assert!(missing.is_empty(), "{missing:?}");
+    }
+
+    #[test]
+    fn next_stays_on_the_site() {
+        assert_eq!(safe_next("/queue?state=held"), "/queue?state=held");
+        for bad in ["//evil.test/", "https://evil.test/", "/\\evil.test", "", "javascript:alert(1)"] {
+            assert_eq!(safe_next(bad), "/tray", "{bad}");
+        }
+    }
 }

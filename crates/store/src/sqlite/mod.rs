@@ -692,6 +692,7 @@ mod tests {
                 (Database::Queue, 3, false),
                 (Database::Queue, 4, false),
                 (Database::Queue, 5, false),
+                (Database::Queue, 6, false),
                 (Database::Archive, 1, false),
             ],
             "what was there is adopted, the rest run"

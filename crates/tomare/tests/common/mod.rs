@@ -201,6 +201,40 @@ impl Gateway {
         self.http("GET", path)
     }
 
+    /// One request with `headers` (`Name: value` each) and `body`: (status,
+    /// head as sent, body).
+    pub fn request(&self, method: &str, path: &str, headers: &[String], body: &str) -> (u16, String, String) {
+        let mut s = TcpStream::connect(&self.web).unwrap();
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (code, head.to_string(), body.to_string())
+    }
+
+    /// `tomare user ARGS`, with `stdin` as its standard input.
+    pub fn user(&self, args: &[&str], stdin: &str) -> Output {
+        let mut c = tomare()
+            .arg("user")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
     /// One request without a body (a POST of an empty form).
     pub fn http(&self, method: &str, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(&self.web).unwrap();
@@ -211,6 +245,24 @@ impl Gateway {
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         (code, body)
     }
+}
+
+/// The one-time password the first start of `g` printed for `email`
+/// (the line follows the banner: wait for it).
+pub fn first_admin_password(g: &Gateway, email: &str) -> String {
+    let mut found = None;
+    wait_until(Duration::from_secs(10), || {
+        found = first_password(&g.log(), email);
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no admin made:\n{}", g.log()))
+}
+
+/// The one-time password printed for `email` in `log`.
+pub fn first_password(log: &str, email: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains(email) && (l.contains("one-time") || l.contains("ワンタイム")))?;
+    let after = line.split_once("one-time password ").or_else(|| line.split_once("ワンタイムパスワード "))?.1;
+    Some(after.split_whitespace().next()?.to_string())
 }
 
 impl Drop for Gateway {

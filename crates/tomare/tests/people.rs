@@ -1,0 +1,131 @@
+//! People and accounts through the real binary: the first start's admin,
+//! `tomare user add|passwd|list|token|import`, and what the running server
+//! makes of them (roles and supervisors, sign-in, bearer tokens).
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const PASSWORD: &str = "a long enough password";
+
+fn login(g: &Gateway, email: &str, password: &str) -> (u16, serde_json::Value, String) {
+    let body = serde_json::json!({ "email": email, "password": password }).to_string();
+    let (code, head, body) = g.request("POST", "/api/v1/login", &["Content-Type: application/json".into()], &body);
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: tomare_session=").or_else(|| l.strip_prefix("Set-Cookie: tomare_session="))
+        })
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .unwrap_or_default();
+    (code, serde_json::from_str(&body).unwrap_or_default(), cookie)
+}
+
+fn me(g: &Gateway, auth: &str) -> (u16, serde_json::Value) {
+    let (code, _, body) = g.request("GET", "/api/v1/me", &[auth.to_string()], "");
+    (code, serde_json::from_str(&body).unwrap_or_default())
+}
+
+#[test]
+fn the_first_start_makes_an_admin_and_people_and_accounts_are_one_list() {
+    let config = "[[user]]\nemail = \"taro@example.com\"\nsupervisor = \"boss@example.com\"\n";
+    let mut g = Gateway::start(config);
+    let password = first_admin_password(&g, "admin@example.com");
+    let (code, me_json, _) = login(&g, "admin@example.com", &password);
+    assert_eq!(code, 200, "{me_json}");
+    assert_eq!(me_json["role"], "admin");
+    // Restarted: an admin exists, none is made again.
+    g.terminate();
+    g.spawn();
+    assert_eq!(g.log().matches("admin@example.com").filter(|_| true).count(), 1, "{}", g.log());
+
+    // An approver and a sender set one by one, then an import.
+    let out =
+        g.user(&["add", "boss@example.com", "--role", "approver", "--name", "上司 太郎", "--password-stdin"], PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = g.user(&["add", "hanako@example.com", "--supervisor", "boss@example.com", "--password-stdin"], PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = g.user(&["add", "x@example.com", "--role", "boss", "--password-stdin"], PASSWORD);
+    assert!(!out.status.success(), "not a role");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("boss"), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = g.dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "email,name,supervisor\njiro@example.com,Jiro,boss@example.com\nhanako@example.com,Hanako,other@example.com\n",
+    )
+    .unwrap();
+    assert!(g.cli(&["user", "import", csv.to_str().unwrap()]).status.success());
+
+    let list = g.cli_json(&["user", "list", "--json"]);
+    let person = |email: &str| -> serde_json::Value {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["email"] == email)
+            .cloned()
+            .unwrap_or_else(|| panic!("{email}: {list}"))
+    };
+    let facts = |email: &str| {
+        let p = person(email);
+        (
+            p["role"].as_str().unwrap().to_string(),
+            p["source"].as_str().unwrap().to_string(),
+            p["can_sign_in"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(facts("admin@example.com"), ("admin".into(), "cli".into(), true));
+    assert_eq!(facts("boss@example.com"), ("approver".into(), "cli".into(), true));
+    assert_eq!(person("boss@example.com")["name"], "上司 太郎");
+    assert_eq!(facts("hanako@example.com"), ("sender".into(), "cli".into(), true));
+    assert_eq!(person("hanako@example.com")["supervisor"], "boss@example.com", "the import leaves her as set");
+    assert_eq!(facts("jiro@example.com"), ("sender".into(), "import".into(), false));
+    assert_eq!(facts("taro@example.com"), ("sender".into(), "config".into(), false));
+    let text = String::from_utf8(g.cli(&["user", "list"]).stdout).unwrap();
+    assert!(!text.contains("No users"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("jiro@example.com") && l.contains("import")), "{text}");
+
+    // A bearer token: the running server knows boss supervises three.
+    let out = g.user(&["token", "boss@example.com"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let bearer = format!("Authorization: Bearer {token}");
+    let mut seen = serde_json::Value::Null;
+    let reloaded = wait_until(Duration::from_secs(10), || {
+        seen = me(&g, &bearer).1;
+        seen["reports"] == serde_json::json!(["hanako@example.com", "jiro@example.com", "taro@example.com"])
+    });
+    assert!(reloaded, "{seen}");
+    assert_eq!(seen["role"], "approver");
+    assert!(!g.user(&["token", "nobody@example.com"], "").status.success(), "no account, no token");
+
+    // A new password ends the old sessions; the new one signs in.
+    let (code, _, cookie) = login(&g, "boss@example.com", PASSWORD);
+    assert_eq!(code, 200);
+    let cookie = format!("Cookie: tomare_session={cookie}");
+    assert_eq!(me(&g, &cookie).0, 200);
+    let out = g.user(&["passwd", "boss@example.com", "--password-stdin"], "another long password");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(me(&g, &cookie).0, 401, "signed out by the new password");
+    assert_eq!(login(&g, "boss@example.com", PASSWORD).0, 401);
+    assert_eq!(login(&g, "boss@example.com", "another long password").0, 200);
+    // A directory entry without a password is given one.
+    assert_eq!(login(&g, "jiro@example.com", PASSWORD).0, 401);
+    assert!(g.user(&["passwd", "jiro@example.com", "--password-stdin"], PASSWORD).status.success());
+    assert_eq!(login(&g, "jiro@example.com", PASSWORD).0, 200);
+
+    // The audit log has the CLI's doings and the sign-ins.
+    let (code, _, body) =
+        g.request("GET", "/api/v1/audit?q=passwd", &[format!("Authorization: Bearer {}", admin_token(&g))], "");
+    assert_eq!(code, 200, "{body}");
+    let entries: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        entries["entries"].as_array().unwrap().iter().any(|e| e["via"] == "cli" && e["target"] == "jiro@example.com"),
+        "{entries}"
+    );
+}
+
+fn admin_token(g: &Gateway) -> String {
+    let out = g.user(&["token", "admin@example.com"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
