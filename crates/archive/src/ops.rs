@@ -613,7 +613,8 @@ pub async fn export(
     Ok(ids.len())
 }
 
-fn write_mbox(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+/// One message of an mboxrd file (`From ` lines in the text quoted with `>`).
+pub fn write_mbox(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     w.write_all(b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n")?;
     for line in bytes.split_inclusive(|b| *b == b'\n') {
         let quoted = line.iter().position(|b| *b != b'>').is_some_and(|i| line[i..].starts_with(b"From "));

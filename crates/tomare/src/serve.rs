@@ -224,6 +224,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
             .metrics(metrics.clone())
             .memory(memory.clone())
             .links(links.clone());
+    let web_archive = archive.clone();
     if let Some(archive) = archive {
         // After the queue: it takes what review hands over and what the
         // store says is final, and stops last.
@@ -250,7 +251,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     };
     let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
     let directory: tomare_web::DirectoryFn = Arc::new(move || web_reviewer.rules().directory.clone());
-    let web = tomare_web::App::new(&config, org_id, dyn_store, metrics, links, directory);
+    let web = tomare_web::App::new(&config, org_id, dyn_store, metrics, links, directory, web_archive);
     let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(web), shutdown));
 
     banner(lang, &config, tls.is_some());

@@ -373,3 +373,107 @@ fn a_sender_cancels_from_the_tray_an_approver_approves_and_an_admin_sees_all_on_
     assert!(page.contains("web:boss@example.com") && page.contains("contract.txt"), "{page}");
     browser.screenshot("message-ja");
 }
+
+/// An HTTP server on another loopback address that counts what reaches it:
+/// the "remote" host of a mail's images and scripts.
+struct Remote {
+    addr: String,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Remote {
+    fn start() -> Remote {
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").expect("127.0.0.2 is loopback on Linux");
+        let addr = listener.local_addr().unwrap().to_string();
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = [0u8; 2048];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string();
+                seen.lock().unwrap().push(line);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Remote { addr, hits }
+    }
+
+    fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn an_admin_finds_mail_by_a_word_in_its_attachment_and_its_html_runs_nothing() {
+    let sink = Sink::start();
+    let remote = Remote::start();
+    let g = Gateway::start(&relay_to(sink.port, ""));
+    let admin_password = first_admin_password(&g, "admin@example.com");
+    let r = &remote.addr;
+    let html = format!(
+        "<p>新製品のご案内です。</p><script>fetch('http://{r}/script')</script>\
+         <img src=\"http://{r}/pixel.png\"><img src=\"x\" onerror=\"fetch('http://{r}/onerror')\">\
+         <a href=\"javascript:fetch('http://{r}/js')\">詳細</a><div style=\"background:url(http://{r}/css)\">仕様</div>"
+    );
+    let data = format!(
+        "From: Taro <taro@example.com>\r\nTo: <partner@customer.test>\r\nSubject: =?UTF-8?B?{}?=\r\n\
+         Message-ID: <html-{}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n\
+         --o\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n\
+         --a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n新製品のご案内です。\r\n\
+         --a\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--a--\r\n\
+         --o\r\nContent-Type: text/plain; charset=utf-8; name=plan.txt\r\nContent-Disposition: attachment; filename=plan.txt\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--o--\r\n",
+        base64::engine::general_purpose::STANDARD.encode("新製品の案内"),
+        free_port(),
+        base64::engine::general_purpose::STANDARD.encode(&html),
+        base64::engine::general_purpose::STANDARD.encode("来期の極秘計画書です。社外に出さないこと。"),
+    );
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["partner@customer.test"], &data).unwrap());
+    let base = format!("http://{}", g.web);
+    let browser = Browser::start();
+    browser.sign_in(&base, "admin@example.com", &admin_password);
+
+    // The word is only inside the attachment: the archive finds it.
+    let mut found = false;
+    for _ in 0..40 {
+        browser.open(&format!("{base}/search"));
+        browser.type_into("input[name=q]", "極秘計画書");
+        browser.click("form.search button[type=submit]");
+        if wait_until(Duration::from_millis(500), || browser.text().contains("新製品の案内")) {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "found by a word in its attachment: {}\n{}", browser.text(), g.log());
+    let hit = browser.text_of(&format!("[data-message-id=\"{id}\"] .highlight"));
+    assert!(hit.contains("極秘計画書"), "highlighted: {hit:?}");
+    assert!(browser.fits(), "the search fits");
+    browser.screenshot("search-ja");
+
+    // Opened: the HTML shows, and nothing in it runs or loads.
+    browser.click(&format!("[data-message-id=\"{id}\"] a.subject"));
+    assert!(
+        wait_until(Duration::from_secs(5), || browser.url().ends_with(&format!("/messages/{id}"))),
+        "{}",
+        browser.url()
+    );
+    browser.element("iframe.mail-html");
+    // The page's one frame is the mail's.
+    let switched = browser.session_call("POST", "/frame", Some(json!({ "id": 0 })));
+    assert!(switched.is_null(), "into the frame: {switched}");
+    assert!(
+        wait_until(Duration::from_secs(5), || browser.text().contains("新製品のご案内です。")
+            && browser.text().contains("仕様")),
+        "the mail's HTML shows: {}",
+        browser.text()
+    );
+    browser.session_call("POST", "/frame/parent", Some(json!({})));
+    // Give anything that would run time to try.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(remote.hits().is_empty(), "the remote host was reached: {:?}", remote.hits());
+    browser.script("document.querySelector('iframe.mail-html').scrollIntoView()");
+    browser.screenshot("message-html-ja");
+    assert!(browser.text().contains("plan.txt"));
+}

@@ -29,6 +29,7 @@ pub fn routes() -> axum::Router<App> {
         .route("/api/v1/messages/{id}/{action}", post(act))
         .route("/api/v1/approvals", get(approvals))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/archive/search", get(archive_search))
 }
 
 fn error(status: StatusCode, code: &str) -> Response {
@@ -368,6 +369,29 @@ async fn audit(State(app): State<App>, AdminOnly(_): AdminOnly, Query(q): Query<
             Json(serde_json::json!({ "entries": entries })).into_response()
         }
         Err(_) => unavailable(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// The archive's messages matching `q` that the caller may see.
+async fn archive_search(State(app): State<App>, v: Viewer, Query(q): Query<SearchQuery>) -> Response {
+    if q.q.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "empty_query");
+    }
+    match crate::mail::search(&app, &v, q.q.trim()).await {
+        Ok(hits) => {
+            access::audit(&app, &v, "search", q.q.trim(), &format!("{} hits", hits.len())).await;
+            Json(serde_json::json!({ "hits": hits })).into_response()
+        }
+        Err(crate::mail::SearchError::Query(m)) => {
+            (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "bad_query", "message": m }))).into_response()
+        }
+        Err(crate::mail::SearchError::Unavailable) => unavailable(),
     }
 }
 

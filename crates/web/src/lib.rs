@@ -9,6 +9,7 @@
 //!   asking, signed in by cookie or bearer token), CSRF.
 //! - `access`: what a viewer may see and do to a message; every page and
 //!   API call goes through it.
+//! - `mail`: archive search, a message's HTML made inert, its bytes.
 //! - `pages`: the HTML UI (askama templates in `templates/`).
 //! - `api`: the JSON API and its OpenAPI document.
 //!
@@ -19,6 +20,7 @@ pub mod access;
 pub mod accounts;
 pub mod api;
 pub mod links;
+pub mod mail;
 pub mod pages;
 pub mod session;
 
@@ -51,6 +53,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     pub links: Arc<links::Links>,
     directory: DirectoryFn,
+    /// The archive (search, message bytes), unless `[archive] enabled = false`.
+    pub archive: Option<Arc<tomare_archive::Archive>>,
     pub throttle: accounts::Throttle,
     /// Cookies are `Secure` when the UI is reached over https.
     pub secure_cookies: bool,
@@ -76,6 +80,7 @@ impl App {
         metrics: Arc<Metrics>,
         links: Arc<links::Links>,
         directory: DirectoryFn,
+        archive: Option<Arc<tomare_archive::Archive>>,
     ) -> App {
         App(Arc::new(Inner {
             secure_cookies: config.web.base_url().starts_with("https://"),
@@ -85,6 +90,7 @@ impl App {
             metrics,
             links,
             directory,
+            archive,
             throttle: accounts::Throttle::new(LOGIN_FAILURES_PER_ACCOUNT, LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS),
         }))
     }
@@ -117,6 +123,9 @@ pub fn router(app: App) -> Router {
         .route("/account", get(pages::account).post(pages::account_save))
         .route("/messages/act", post(pages::act))
         .route("/messages/{id}", get(pages::message))
+        .route("/messages/{id}/html", get(pages::message_html))
+        .route("/messages/{id}/eml", get(pages::message_eml))
+        .route("/search", get(pages::search))
         .route("/static/{file}", get(pages::asset))
         .merge(api::routes())
         .with_state(app)

@@ -40,7 +40,7 @@ impl Frame {
 
     fn signed(viewer: &Viewer, title_key: &str, here: &str) -> Frame {
         let lang = viewer.lang;
-        let mut items = vec![("/tray", "ui.nav.tray"), ("/history", "ui.nav.history")];
+        let mut items = vec![("/tray", "ui.nav.tray"), ("/history", "ui.nav.history"), ("/search", "ui.nav.search")];
         if viewer.role() >= Role::Approver {
             items.push(("/approvals", "ui.nav.approvals"));
         }
@@ -61,6 +61,11 @@ impl Frame {
         t(self.lang, key, &[])
     }
 
+    /// A state's name from its code (`held` → 保留中).
+    pub fn state_name(&self, code: &str) -> String {
+        t(self.lang, &format!("state.{code}"), &[])
+    }
+
     pub fn lang_code(&self) -> &'static str {
         if self.lang == Lang::Ja { "ja" } else { "en" }
     }
@@ -75,7 +80,7 @@ pub fn html(status: StatusCode, body: String) -> Response {
         (
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+             frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     ];
@@ -535,6 +540,10 @@ struct MessagePage {
     facts: Vec<(String, String)>,
     events: Vec<(When, String, String, String)>,
     body: String,
+    /// The body as HTML, shown in a sandboxed frame (its own address).
+    html: bool,
+    /// The archive has the message: it can be downloaded.
+    archived: bool,
 }
 
 pub async fn message(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
@@ -565,6 +574,8 @@ pub async fn message(State(app): State<App>, v: Viewer, Path(id): Path<String>) 
     let events =
         seen.events.iter().map(|e| (When::at(e.at), e.kind.clone(), e.actor.clone(), e.detail.clone())).collect();
     let body = reviewed.map(|r| r.facts.body_text).unwrap_or_default();
+    let raw = crate::mail::bytes(&app, id.as_str()).await;
+    let html = raw.as_deref().and_then(crate::mail::safe_html).is_some();
     let page = MessagePage {
         f: Frame::signed(&v, "ui.message.title", ""),
         c,
@@ -572,8 +583,112 @@ pub async fn message(State(app): State<App>, v: Viewer, Path(id): Path<String>) 
         facts,
         events,
         body,
+        html,
+        archived: raw.is_some(),
     };
     render(StatusCode::OK, page)
+}
+
+/// The message's HTML body, sanitised, for the sandboxed frame of its page:
+/// under a policy that runs no script and loads nothing from anywhere.
+pub async fn message_html(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
+    let Some(id) = MessageId::parse(&id) else { return StatusCode::NOT_FOUND.into_response() };
+    match access::visible(&app, &v, &id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+    let Some(html) = crate::mail::bytes(&app, id.as_str()).await.as_deref().and_then(crate::mail::safe_html) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let doc = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head><body>{html}</body></html>"
+    );
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        // Nothing runs and nothing loads: images only from the message
+        // itself (data:), and the frame is a unique origin (sandbox).
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; \
+             frame-ancestors 'self'; base-uri 'none'; sandbox allow-popups allow-popups-to-escape-sandbox",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    (StatusCode::OK, headers, doc).into_response()
+}
+
+/// The message as stored (as delivered, else as received), to download.
+pub async fn message_eml(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
+    let not_found = || said(v.lang, StatusCode::NOT_FOUND, &t(v.lang, "link.not_found", &[]));
+    let Some(id) = MessageId::parse(&id) else { return not_found() };
+    match access::visible(&app, &v, &id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(),
+        Err(_) => return unavailable(v.lang),
+    }
+    let Some(raw) = crate::mail::bytes(&app, id.as_str()).await else { return not_found() };
+    access::audit(&app, &v, "download", id.as_str(), "eml").await;
+    let disposition = format!("attachment; filename=\"{id}.eml\"");
+    ([(header::CONTENT_TYPE, "message/rfc822".to_string()), (header::CONTENT_DISPOSITION, disposition)], raw)
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    f: Frame,
+    q: String,
+    hits: Vec<tomare_archive::Hit>,
+    error: String,
+    searched: bool,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct ArchiveQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    format: String,
+}
+
+/// The archive search (the query language of `tomare archive search`),
+/// and the results as one mbox (`format=mbox`).
+pub async fn search(State(app): State<App>, v: Viewer, Query(q): Query<ArchiveQuery>) -> Response {
+    let lang = v.lang;
+    let query = q.q.trim().to_string();
+    let (hits, error) = if query.is_empty() {
+        (Vec::new(), String::new())
+    } else {
+        match crate::mail::search(&app, &v, &query).await {
+            Ok(h) => (h, String::new()),
+            Err(crate::mail::SearchError::Query(m)) => (Vec::new(), t(lang, "ui.search.bad", &[&m])),
+            Err(crate::mail::SearchError::Unavailable) => (Vec::new(), t(lang, "ui.search.unavailable", &[])),
+        }
+    };
+    if q.format == "mbox" && error.is_empty() {
+        let mut out = Vec::new();
+        for h in &hits {
+            if let Some(raw) = crate::mail::bytes(&app, &h.id).await {
+                let _ = tomare_archive::ops::write_mbox(&mut out, &raw);
+            }
+        }
+        access::audit(&app, &v, "export", &query, &format!("{} messages, mbox", hits.len())).await;
+        let headers = [
+            (header::CONTENT_TYPE, "application/mbox".to_string()),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"tomare-search.mbox\"".to_string()),
+        ];
+        return (headers, out).into_response();
+    }
+    if !query.is_empty() {
+        access::audit(&app, &v, "search", &query, &format!("{} hits", hits.len())).await;
+    }
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let searched = !query.is_empty();
+    let page = SearchPage { f: Frame::signed(&v, "ui.search.title", "/search"), searched, q: query, hits, error };
+    render(status, page)
 }
 
 /// A list's form: the CSRF token, the button pressed (`do` = `ACTION:ID`

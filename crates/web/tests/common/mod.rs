@@ -92,6 +92,7 @@ pub async fn start() -> Server {
         Arc::new(Metrics::default()),
         links.clone(),
         Arc::new(move || directory.clone()),
+        None,
     );
     let router = tomare_web::router(app);
     let (_tx, rx) = tokio::sync::watch::channel(false);
