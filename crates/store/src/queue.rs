@@ -200,6 +200,20 @@ pub enum Scope {
     Person { org: OrgId, email: String, senders: Vec<String> },
 }
 
+/// What the admin's dashboard counts, for messages received since a time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// (day received, `YYYY-MM-DD` UTC; the state now; messages).
+    pub by_state: Vec<(String, State, i64)>,
+    /// (day received; a rule that fired; messages).
+    pub by_rule: Vec<(String, String, i64)>,
+    /// Messages that were held.
+    pub held: i64,
+    /// Held messages cancelled: (their sender, who cancelled them (the
+    /// event's actor), milliseconds from receipt to the cancel).
+    pub cancels: Vec<(String, String, i64)>,
+}
+
 /// A notice link that was used (links are single-use), and what its use did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsedLink {
@@ -292,6 +306,8 @@ pub trait QueueStore: Send + Sync {
 
     async fn get(&self, id: &MessageId) -> Result<Option<(MessageRow, Vec<EventRow>)>>;
 
+    /// The dashboard's counts for the org's messages received at or after `since`.
+    async fn stats(&self, org: OrgId, since: i64) -> Result<Stats>;
     /// Messages per state, every state listed.
     async fn depth(&self) -> Result<Vec<(State, i64)>>;
 }

@@ -368,6 +368,17 @@ fn a_sender_cancels_from_the_tray_an_approver_approves_and_an_admin_sees_all_on_
     }
     assert!(browser.fits(), "the queue fits");
     browser.screenshot("queue-ja");
+    // The dashboard: two held, one cancelled by its sender.
+    browser.open(&format!("{base}/dashboard"));
+    assert_eq!(browser.text_of("[data-figure=held] strong"), "2", "{}", browser.text());
+    assert_eq!(browser.text_of("[data-figure=cancelled_by_sender] strong"), "1", "{}", browser.text());
+    assert!(
+        browser.text().contains("hold-outside") && browser.text().contains("contract-needs-ok"),
+        "{}",
+        browser.text()
+    );
+    assert!(browser.fits(), "the dashboard fits");
+    browser.screenshot("dashboard-ja");
     browser.open(&format!("{base}/messages/{waiting}"));
     let page = browser.text();
     assert!(page.contains("web:boss@example.com") && page.contains("contract.txt"), "{page}");

@@ -9,6 +9,7 @@
 //!   asking, signed in by cookie or bearer token), CSRF.
 //! - `access`: what a viewer may see and do to a message; every page and
 //!   API call goes through it.
+//! - `dashboard`: the admin's counts (by state, by rule, cancels) and CSV.
 //! - `mail`: archive search, a message's HTML made inert, its bytes.
 //! - `pages`: the HTML UI (askama templates in `templates/`).
 //! - `api`: the JSON API and its OpenAPI document.
@@ -19,6 +20,7 @@
 pub mod access;
 pub mod accounts;
 pub mod api;
+pub mod dashboard;
 pub mod links;
 pub mod mail;
 pub mod pages;
@@ -120,6 +122,8 @@ pub fn router(app: App) -> Router {
         .route("/history", get(pages::history))
         .route("/queue", get(pages::queue))
         .route("/audit", get(pages::audit))
+        .route("/dashboard", get(pages::dashboard))
+        .route("/dashboard.csv", get(pages::dashboard_csv))
         .route("/account", get(pages::account).post(pages::account_save))
         .route("/messages/act", post(pages::act))
         .route("/messages/{id}", get(pages::message))

@@ -45,6 +45,7 @@ impl Frame {
             items.push(("/approvals", "ui.nav.approvals"));
         }
         if viewer.role() == Role::Admin {
+            items.push(("/dashboard", "ui.nav.dashboard"));
             items.push(("/queue", "ui.nav.queue"));
             items.push(("/audit", "ui.nav.audit"));
         }
@@ -764,6 +765,48 @@ pub async fn audit(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Qu
     let Ok(rows) = app.store.audit_log(app.org, &q.q, 500).await else { return unavailable(v.lang) };
     let rows = rows.into_iter().map(|e| (When::at(e.at), e)).collect();
     render(StatusCode::OK, AuditPage { f: Frame::signed(&v, "ui.audit.title", "/audit"), q: q.q, rows })
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    f: Frame,
+    days: i64,
+    d: crate::dashboard::Dashboard,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct DaysQuery {
+    #[serde(default)]
+    days: Option<i64>,
+}
+
+async fn dashboard_of(
+    app: &App,
+    q: &DaysQuery,
+) -> Result<(i64, crate::dashboard::Dashboard), tomare_store::StoreError> {
+    let days = q.days.unwrap_or(30).clamp(1, 366);
+    // From the start of the day (UTC) `days - 1` days ago.
+    let today = now_ms() / 86_400_000 * 86_400_000;
+    let stats = app.store.stats(app.org, today - (days - 1) * 86_400_000).await?;
+    Ok((days, crate::dashboard::summarize(&stats)))
+}
+
+/// Messages by state and by rule per day, and how many held mails their
+/// senders cancelled.
+pub async fn dashboard(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Query<DaysQuery>) -> Response {
+    let Ok((days, d)) = dashboard_of(&app, &q).await else { return unavailable(v.lang) };
+    render(StatusCode::OK, DashboardPage { f: Frame::signed(&v, "ui.dashboard.title", "/dashboard"), days, d })
+}
+
+pub async fn dashboard_csv(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Query<DaysQuery>) -> Response {
+    let Ok((days, d)) = dashboard_of(&app, &q).await else { return unavailable(v.lang) };
+    access::audit(&app, &v, "export", "dashboard", &format!("{days} days, csv")).await;
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"tomare-dashboard-{days}d.csv\"")),
+    ];
+    (headers, d.csv()).into_response()
 }
 
 #[derive(Template)]

@@ -786,6 +786,63 @@ mod tests {
         assert!(applied.iter().all(|m| !m.adopted), "{applied:?}");
     }
 
+    fn decided(id: &MessageId, state: State, rules: &[&str]) -> Decision {
+        let verdict = tomare_model::Verdict {
+            rules: rules.iter().map(|r| tomare_model::Fired { name: r.to_string(), reason: String::new() }).collect(),
+            ..Default::default()
+        };
+        Decision {
+            id: id.clone(),
+            facts: Facts::default(),
+            summary: String::new(),
+            verdict: Some(verdict),
+            reasons: String::new(),
+            state,
+            release_at: tomare_model::now_ms() + 60_000,
+            approval: None,
+            add_recipients: Vec::new(),
+            rewritten: false,
+            notify: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_counts_by_day_state_and_rule_and_who_cancelled_held_mail() {
+        let (_dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        let now = tomare_model::now_ms();
+        let a = message(org, State::Received, now, &["x@customer.test"]);
+        let b = message(org, State::Held, now + 60_000, &["y@customer.test"]);
+        let c = message(org, State::Received, now, &["z@customer.test"]);
+        let d = message(org, State::Received, now, &["w@customer.test"]);
+        store.insert_messages(&[a.clone(), b.clone(), c.clone(), d.clone()]).await.unwrap();
+        store
+            .decide(&[
+                decided(&a.id, State::Held, &["external-hold"]),
+                decided(&c.id, State::Released, &["external-hold", "bcc-boss"]),
+                decided(&d.id, State::Released, &[]),
+            ])
+            .await
+            .unwrap();
+        store.cancel(&a.id, "web:taro@example.com").await.unwrap();
+        store.cancel(&b.id, "cli").await.unwrap();
+        // Cancelled without ever being held: not a held mail cancelled.
+        store.cancel(&d.id, "web:taro@example.com").await.unwrap();
+        let stats = store.stats(org, now - 1000).await.unwrap();
+        let day = tomare_model::rfc3339(now)[..10].to_string();
+        assert_eq!(stats.by_state, [(day.clone(), State::Cancelled, 3), (day.clone(), State::Released, 1)]);
+        assert_eq!(
+            stats.by_rule,
+            [(day.clone(), "bcc-boss".to_string(), 1), (day.clone(), "external-hold".to_string(), 2)]
+        );
+        assert_eq!(stats.held, 2);
+        let mut who: Vec<&str> = stats.cancels.iter().map(|(_, actor, _)| actor.as_str()).collect();
+        who.sort();
+        assert_eq!(who, ["cli", "web:taro@example.com"]);
+        assert!(stats.cancels.iter().all(|(from, _, ms)| from == "taro@example.com" && *ms >= 0 && *ms < 60_000));
+        assert_eq!(store.stats(org, now + 3_600_000).await.unwrap(), Stats::default(), "nothing since later");
+    }
+
     #[tokio::test]
     async fn hold_release_claim_finish() {
         let (_dir, store) = open().await;

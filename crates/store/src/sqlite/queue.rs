@@ -603,6 +603,57 @@ impl QueueStore for SqliteStore {
         Ok(out)
     }
 
+    async fn stats(&self, org: OrgId, since: i64) -> Result<Stats> {
+        const DAY: &str = "strftime('%Y-%m-%d', m.received_at / 1000, 'unixepoch')";
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {DAY}, m.state, COUNT(*) FROM messages m WHERE m.org_id = ? AND m.received_at >= ? \
+             AND m.is_dsn = 0 GROUP BY 1, 2 ORDER BY 1, 2"
+        )))
+        .bind(org)
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut by_state = Vec::with_capacity(rows.len());
+        for r in rows {
+            let state: String = r.try_get(1)?;
+            let state = State::parse(&state).ok_or_else(|| StoreError::Corrupt { id: "stats".into(), what: state })?;
+            by_state.push((r.try_get(0)?, state, r.try_get(2)?));
+        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {DAY}, json_extract(r.value, '$.name'), COUNT(DISTINCT m.id) FROM messages m \
+             JOIN facts f ON f.message_id = m.id, json_each(f.verdict, '$.rules') r \
+             WHERE m.org_id = ? AND m.received_at >= ? AND json_valid(f.verdict) GROUP BY 1, 2 ORDER BY 1, 2"
+        )))
+        .bind(org)
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        let by_rule = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<Option<String>, _>(1)?.unwrap_or_default(), r.try_get(2)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT e.message_id) FROM events e JOIN messages m ON m.id = e.message_id \
+             WHERE e.kind = 'held' AND m.org_id = ? AND m.received_at >= ?",
+        )
+        .bind(org)
+        .bind(since)
+        .fetch_one(&self.reader)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT m.mail_from, e.actor, e.at - m.received_at FROM events e JOIN messages m ON m.id = e.message_id \
+             WHERE e.kind = 'cancelled' AND m.org_id = ? AND m.received_at >= ? \
+             AND EXISTS (SELECT 1 FROM events h WHERE h.message_id = m.id AND h.kind = 'held')",
+        )
+        .bind(org)
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        let cancels =
+            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect::<Result<Vec<_>>>()?;
+        Ok(Stats { by_state, by_rule, held, cancels })
+    }
+
     async fn asked(&self, id: &MessageId) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT email FROM approval_asked WHERE message_id = ? ORDER BY email")
             .bind(id.as_str())
