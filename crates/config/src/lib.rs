@@ -25,6 +25,7 @@ pub struct Config {
     pub storage: Storage,
     pub delivery: Delivery,
     pub hold: Hold,
+    pub notify: Notify,
     pub org: Org,
     pub inspect: Inspect,
     pub detect: Detect,
@@ -321,12 +322,48 @@ pub struct Org {
     pub internal_domains: Vec<String>,
     /// Addresses told when a rule says `notify = "admin"`.
     pub admins: Vec<String>,
+    /// The org's time zone as an offset from UTC (`"+09:00"`, `"UTC"`):
+    /// how notices write the end of a hold or an approval's deadline.
+    pub time_zone: String,
 }
 
 impl Default for Org {
     fn default() -> Self {
-        Org { name: "Example Corp".into(), internal_domains: vec!["example.com".into()], admins: Vec::new() }
+        Org {
+            name: "Example Corp".into(),
+            internal_domains: vec!["example.com".into()],
+            admins: Vec::new(),
+            time_zone: "+09:00".into(),
+        }
     }
+}
+
+impl Org {
+    /// `time_zone` in minutes east of UTC (0 when it does not read: `config
+    /// check` refuses that).
+    pub fn utc_offset_minutes(&self) -> i32 {
+        tomare_model::parse_utc_offset(&self.time_zone).unwrap_or(0)
+    }
+}
+
+/// Which notices tomare sends besides those the rules ask for.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Notify {
+    pub on_hold: OnHold,
+}
+
+/// When the sender of a held (or waiting) message is told, with the links
+/// to cancel it or send it now.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnHold {
+    /// Every held message.
+    #[default]
+    Always,
+    /// Only when a rule fired, not for the plain hold of mail to outside.
+    Rules,
+    Never,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -482,6 +519,9 @@ impl Config {
         }
         if self.delivery.concurrency == 0 {
             return fail("[delivery] concurrency must be at least 1");
+        }
+        if tomare_model::parse_utc_offset(&self.org.time_zone).is_none() {
+            return fail("[org] time_zone must be an offset from UTC such as \"+09:00\" (or \"UTC\")");
         }
         if let Some(url) = &self.web.public_url {
             let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));

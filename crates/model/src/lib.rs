@@ -24,7 +24,7 @@ pub use id::MessageId;
 pub use links::{ActionLinks, LinkAction};
 pub use metrics::Metrics;
 pub use state::{RcptStatus, State};
-pub use time::{now_ms, rfc2822, rfc3339};
+pub use time::{local_time, now_ms, parse_utc_offset, rfc2822, rfc3339};
 pub use verdict::{ApprovalPlan, Fired, NoticeKind, OnTimeout, Outcome, Verdict};
 
 use serde::{Deserialize, Serialize};

@@ -155,15 +155,27 @@ pub enum NoticeKind {
     AwaitingApproval,
     /// To an approver (or, when escalated, the deputy): please decide.
     ApprovalRequest,
+    /// To the sender: the approver approved it (it goes out now).
+    Approved,
+    /// To the sender: someone else cancelled it.
+    Cancelled,
+    /// To the sender: someone else sent it before its hold ended.
+    Released,
+    /// To an approver: half the time to decide is gone.
+    Reminder,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 5] = [
+    pub const ALL: [NoticeKind; 9] = [
         NoticeKind::Rejected,
         NoticeKind::Denied,
         NoticeKind::Held,
         NoticeKind::AwaitingApproval,
         NoticeKind::ApprovalRequest,
+        NoticeKind::Approved,
+        NoticeKind::Cancelled,
+        NoticeKind::Released,
+        NoticeKind::Reminder,
     ];
 
     /// As stored (the `notices.kind` column) and logged.
@@ -174,6 +186,10 @@ impl NoticeKind {
             NoticeKind::Held => "held",
             NoticeKind::AwaitingApproval => "awaiting-approval",
             NoticeKind::ApprovalRequest => "approval-request",
+            NoticeKind::Approved => "approved",
+            NoticeKind::Cancelled => "cancelled",
+            NoticeKind::Released => "released",
+            NoticeKind::Reminder => "reminder",
         }
     }
 

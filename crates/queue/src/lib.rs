@@ -19,6 +19,7 @@ pub mod accept;
 pub mod dsn;
 mod headers;
 pub mod memory;
+pub mod notice;
 pub mod pipeline;
 pub mod review;
 pub mod scheduler;

@@ -39,6 +39,19 @@ pub trait Review: Send + Sync {
     fn reviewed(&self, _id: &MessageId, _data: &Arc<Vec<u8>>, _facts: Facts) {}
 }
 
+/// Whether `[notify] on_hold` tells the sender of this hold: always, never,
+/// or (`rules`) only when a rule fired besides the plain hold of mail to
+/// outside (the built-in `external-hold`).
+fn tells_sender(config: &Config, ruling: &Ruling) -> bool {
+    match config.notify.on_hold {
+        tomare_config::OnHold::Always => true,
+        tomare_config::OnHold::Never => false,
+        tomare_config::OnHold::Rules => {
+            ruling.verdict.as_ref().is_some_and(|v| v.rules.iter().any(|r| r.name != "external-hold"))
+        }
+    }
+}
+
 /// The rules' decision, in the queue's terms.
 #[derive(Debug, Clone)]
 pub struct Ruling {
@@ -245,6 +258,13 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 let kind = if state == State::Held { NoticeKind::Held } else { NoticeKind::AwaitingApproval };
                 for who in &ruling.notify {
                     notify.push((kind, who.clone()));
+                }
+                // The sender hears of the hold ([notify] on_hold), with the
+                // links to stop it, unless a rule told them already.
+                let sender = item.envelope.mail_from.to_string();
+                let told = ruling.notify.iter().any(|w| w.eq_ignore_ascii_case(&sender));
+                if !item.is_dsn && !sender.is_empty() && !told && tells_sender(&reviewer.config, &ruling) {
+                    notify.push((kind, sender));
                 }
             }
             let decision = Decision {

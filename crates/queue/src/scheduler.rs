@@ -156,6 +156,15 @@ async fn hold_loop(ctx: Arc<Ctx>, released: Arc<Notify>, mut shutdown: watch::Re
 /// Approvals past their deadline: released, handed to the deputy, or
 /// rejected, as their rule said.
 async fn expire_approvals(ctx: &Ctx, now: i64, released: &Notify) {
+    // Half the time gone: the approvers are reminded, once.
+    match ctx.store.remind_approvals(now).await {
+        Ok(ids) => {
+            for id in ids {
+                tracing::info!(%id, "approvers reminded");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reminding approvers failed"),
+    }
     let expired = match ctx.store.expired_approvals(now).await {
         Ok(e) => e,
         Err(e) => {
@@ -203,7 +212,9 @@ async fn send_notices(ctx: &Ctx) {
             continue;
         };
         let links = notice_links(ctx, &n, &to);
-        let data = dsn::notice(&dsn::SenderNotice {
+        let about = About::read(ctx, &n, &to).await;
+        let until = n.release_at.map(|at| tomare_model::local_time(at, ctx.config.org.utc_offset_minutes()));
+        let data = crate::notice::notice(&crate::notice::SenderNotice {
             reporting_mta: &ctx.reporting_mta,
             org_name: &ctx.config.org.name,
             postmaster_domain: ctx.postmaster_domain(),
@@ -213,14 +224,86 @@ async fn send_notices(ctx: &Ctx) {
             subject: &n.subject,
             message_id_header: &n.message_id_header,
             kind: n.kind,
-            reason: &n.reason,
+            reason: if n.reason.is_empty() { &about.reasons } else { &n.reason },
             now: now_ms(),
             links: &links,
+            lang: about.lang,
+            recipients: &about.recipients,
+            attachments: &about.attachments,
+            hits: if matches!(n.kind, NoticeKind::ApprovalRequest | NoticeKind::Reminder) { &about.hits } else { &[] },
+            changes: if n.kind == NoticeKind::Held || n.kind == NoticeKind::AwaitingApproval {
+                &about.changes
+            } else {
+                &[]
+            },
+            until: until.as_deref(),
         });
         match ctx.queue_own(to_address, data).await {
             Ok(id) => tracing::info!(original = %n.id, notice = %id, kind = %n.kind, "notice queued"),
             Err(e) => tracing::error!(id = %n.id, error = %e, "could not queue the notice"),
         }
+    }
+}
+
+/// What a notice says of its message besides its subject: read from the
+/// store when it is sent (a message gone from the store says less, not
+/// nothing).
+#[derive(Default)]
+struct About {
+    lang: Option<tomare_model::i18n::Lang>,
+    recipients: Vec<(String, bool)>,
+    attachments: Vec<String>,
+    hits: Vec<String>,
+    changes: Vec<String>,
+    /// The rules' reasons (for a notice that has none of its own: a reminder).
+    reasons: String,
+}
+
+impl About {
+    async fn read(ctx: &Ctx, n: &tomare_store::Notice, to: &str) -> About {
+        use tomare_model::i18n::{Lang, t};
+        let lang = match ctx.store.user(to).await.ok().flatten().map(|u| u.lang) {
+            Some(l) if l == "ja" => Some(Lang::Ja),
+            Some(l) if l == "en" => Some(Lang::En),
+            _ => None,
+        };
+        let mut about = About { lang, ..About::default() };
+        let internal = &ctx.config.org.internal_domains;
+        if let Ok(Some((m, _))) = ctx.store.get(&n.id).await {
+            about.recipients =
+                m.recipients.iter().map(|r| (r.address.to_string(), !r.address.is_internal(internal))).collect();
+        }
+        if let Ok(Some(r)) = ctx.store.reviewed(&n.id).await {
+            about.attachments = r.facts.attachments.iter().map(|a| a.name.clone()).filter(|a| !a.is_empty()).collect();
+            about.hits = r
+                .facts
+                .detections
+                .iter()
+                .map(|d| {
+                    let what =
+                        if d.name.is_empty() { d.detector.clone() } else { format!("{} {}", d.detector, d.name) };
+                    format!("{what} ({}): {}", d.location, d.excerpt)
+                })
+                .collect();
+            if let Some(v) = &r.verdict {
+                about.reasons = v.rules.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>().join("; ");
+                // In the person's language, or both.
+                let say = |key: &str, arg: &dyn std::fmt::Display| match about.lang {
+                    Some(l) => t(l, key, &[arg]),
+                    None => format!("{} / {}", t(Lang::Ja, key, &[arg]), t(Lang::En, key, &[arg])),
+                };
+                if v.convert_to_bcc.is_some() {
+                    about.changes.push(say("notice.change.bcc", &""));
+                }
+                for a in &v.add_recipients {
+                    about.changes.push(say("notice.change.add", a));
+                }
+                for (name, value) in &v.add_headers {
+                    about.changes.push(say("notice.change.header", &format!("{name}: {value}")));
+                }
+            }
+        }
+        about
     }
 }
 
@@ -233,8 +316,12 @@ fn notice_links(ctx: &Ctx, n: &tomare_store::Notice, to: &str) -> Vec<(LinkActio
     let actions: &[LinkAction] = match n.kind {
         NoticeKind::Held => &[LinkAction::Cancel, LinkAction::Release],
         NoticeKind::AwaitingApproval => &[LinkAction::Cancel],
-        NoticeKind::ApprovalRequest => &[LinkAction::Approve, LinkAction::Deny],
-        NoticeKind::Rejected | NoticeKind::Denied => &[],
+        NoticeKind::ApprovalRequest | NoticeKind::Reminder => &[LinkAction::Approve, LinkAction::Deny],
+        NoticeKind::Rejected
+        | NoticeKind::Denied
+        | NoticeKind::Approved
+        | NoticeKind::Cancelled
+        | NoticeKind::Released => &[],
     };
     let Some(until) = n.release_at.filter(|at| *at > now_ms()) else { return Vec::new() };
     actions.iter().map(|a| (*a, links.link(&n.id, *a, to, until))).collect()

@@ -255,6 +255,9 @@ pub trait QueueStore: Send + Sync {
     /// Approvals past their deadline.
     async fn expired_approvals(&self, now: i64) -> Result<Vec<ExpiredApproval>>;
 
+    /// Approvals with half their time gone and nobody reminded yet: each
+    /// asked person gets a reminder notice, once. The messages reminded of.
+    async fn remind_approvals(&self, now: i64) -> Result<Vec<MessageId>>;
     /// Hands an expired approval to the deputy with a new deadline.
     async fn escalate(&self, id: &MessageId, deputy: &str, deadline: i64) -> Result<Transition>;
 

@@ -225,15 +225,16 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "4h" } }
     };
     let held = send("見積書の送付");
     let waiting = send("契約書の確認");
-    let notice = |to: &str| {
-        assert!(wait_until(Duration::from_secs(15), || sink.messages().iter().any(|m| m.rcpts == [to])), "{}", g.log());
-        sink.messages().into_iter().find(|m| m.rcpts == [to]).unwrap().text()
+    let notice = |kind: &str, to: &str| {
+        let find = || sink.notices(kind).into_iter().find(|m| m.rcpts == [to]);
+        assert!(wait_until(Duration::from_secs(15), || find().is_some()), "{}", g.log());
+        find().unwrap().text()
     };
     let base = format!("http://{}", g.web);
     let browser = Browser::start();
 
     // The sender's held notice: Cancel.
-    let told = notice("taro@example.com");
+    let told = notice("held", "taro@example.com");
     browser.open(&format!("{base}{}", link_in(&told, &g.web, "cancel")));
     let page = browser.text();
     assert!(page.contains("このメールの送信を取り消す") && page.contains("見積書の送付"), "{page}");
@@ -246,7 +247,7 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "4h" } }
     browser.screenshot("link-cancel-done-ja");
 
     // The approver's request: Approve.
-    let request = notice("boss@example.com");
+    let request = notice("approval-request", "boss@example.com");
     browser.open(&format!("{base}{}", link_in(&request, &g.web, "approve")));
     let page = browser.text();
     assert!(page.contains("このメールの送信を承認する") && page.contains("partner@customer.test"), "{page}");
@@ -356,7 +357,12 @@ fn a_sender_cancels_from_the_tray_an_approver_approves_and_an_admin_sees_all_on_
     browser.click(&format!("{} button[data-action=\"approve\"]", card(&waiting)));
     assert!(wait_until(Duration::from_secs(10), || g.state(&waiting) == "delivered"), "{}", g.log());
     assert!(sink.messages().iter().any(|m| m.text().contains("contract.txt")), "the approved mail went out");
-    assert!(!sink.messages().iter().any(|m| m.text().contains("price.txt")), "the cancelled one did not");
+    assert!(!sink.mail().iter().any(|m| m.text().contains("price.txt")), "the cancelled one did not");
+    // The sender heard of each hold, and that the boss approved.
+    let approved = sink.notices("approved");
+    assert_eq!(approved.len(), 1, "approved by someone else: the sender is told");
+    assert!(approved[0].text().contains("boss@example.com (web)"), "{}", approved[0].text());
+    assert!(sink.notices("cancelled").is_empty(), "taro cancelled it himself: no notice");
     browser.sign_out();
 
     // The admin sees the whole queue and opens a message.

@@ -100,13 +100,13 @@ fn held_mail_waits_and_is_released_on_time() {
     let internal = queued_id(&r);
 
     // Internal-only mail is not held.
-    assert!(wait_until(Duration::from_secs(5), || sink.count() == 1));
+    assert!(wait_until(Duration::from_secs(5), || sink.count_mail() == 1));
     // The sink has it; the delivery record follows a moment later.
     assert!(wait_until(Duration::from_secs(5), || g.state(&internal) == "delivered"), "{}", g.log());
     assert!(wait_until(Duration::from_secs(5), || g.state(&external) == "held"), "{}", g.log());
     let held = g.cli_json(&["queue", "list", "--state", "held", "--json"]);
     assert_eq!(held.as_array().unwrap().len(), 1);
-    assert!(wait_until(Duration::from_secs(6), || sink.count() == 2), "{}", g.log());
+    assert!(wait_until(Duration::from_secs(6), || sink.count_mail() == 2), "{}", g.log());
     let waited = started.elapsed();
     assert!(waited >= Duration::from_secs(2), "released early: {waited:?}");
     assert!(waited < Duration::from_millis(3500), "released late: {waited:?}");
@@ -133,13 +133,19 @@ fn release_now_and_cancel_during_hold() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = g.cli(&["queue", "cancel", &b]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_until(Duration::from_secs(5), || sink.count() == 1), "{}", g.log());
+    assert!(wait_until(Duration::from_secs(5), || sink.count_mail() == 1), "{}", g.log());
     assert!(wait_until(Duration::from_secs(5), || g.state(&a) == "delivered"), "{}", g.log());
     assert_eq!(g.state(&b), "cancelled");
     // A cancelled message is never delivered, and cannot be released again.
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(sink.count(), 1);
-    assert!(sink.messages()[0].text().contains("Subject: A"));
+    assert_eq!(sink.count_mail(), 1);
+    assert!(sink.mail()[0].text().contains("Subject: A"));
+    // Taro heard of both holds, and that someone else (the CLI) sent one
+    // early and cancelled the other.
+    assert_eq!(sink.notices("held").len(), 2);
+    assert!(wait_until(Duration::from_secs(5), || sink.notices("cancelled").len() == 1), "{}", g.log());
+    assert_eq!(sink.notices("released").len(), 1);
+    assert!(sink.notices("cancelled")[0].text().contains("cli"));
     let out = g.cli(&["queue", "release", &b]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cancelled"));
@@ -481,7 +487,8 @@ with smtplib.SMTP(host, int(port)) as s:
     let out = Command::new("python3").args(["-c", script, &g.smtp]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows = g.cli_json(&["queue", "list", "--json"]);
-    let id = rows[0]["id"].as_str().unwrap().to_string();
+    let row = rows.as_array().unwrap().iter().find(|r| r["subject"] == "資料送付").expect("the message");
+    let id = row["id"].as_str().unwrap().to_string();
     // 社外秘 going outside: the built-in pack wants a supervisor's approval.
     assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "awaiting_approval"), "{}", g.log());
     let shown = g.show(&id);
@@ -505,8 +512,10 @@ with smtplib.SMTP(host, int(port)) as s:
         .collect();
     assert!(detections.contains(&("keyword".into(), "資料.zip/見積書.txt".into())), "{detections:?}");
     assert!(detections.contains(&("phone".into(), "資料.zip/見積書.txt".into())), "{detections:?}");
+    // Each message in the queue (the sender's notices too) inspected once.
+    let all = g.cli_json(&["queue", "list", "--json"]).as_array().unwrap().len();
     let (_, metrics) = g.http_get("/metrics");
-    assert!(metrics.contains("tomare_messages_inspected_total 1"), "{metrics}");
+    assert!(metrics.contains(&format!("tomare_messages_inspected_total {all}\n")), "{all}: {metrics}");
 }
 
 #[test]
@@ -525,7 +534,7 @@ then = [{ reject = "Mail to rival.test is not allowed." }]
     assert!(wait_until(Duration::from_secs(10), || g.state(&rejected) == "rejected"), "{}", g.log());
     // The sender is told, by a notice that went through the queue itself.
     assert!(wait_until(Duration::from_secs(10), || sink.count() == 1), "{}", g.log());
-    let notice = &sink.messages()[0];
+    let notice = &sink.notices("rejected")[0];
     assert!(notice.mail_from.is_empty());
     assert_eq!(notice.rcpts, ["taro@example.com"]);
     assert!(notice.text().contains("Mail to rival.test is not allowed."), "{}", notice.text());
@@ -537,25 +546,32 @@ then = [{ reject = "Mail to rival.test is not allowed." }]
     let out = g.cli(&["queue", "deny", &held, "--reason", "Not to this customer."]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(g.state(&held), "rejected");
-    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
-    assert!(sink.messages()[1].text().contains("Not to this customer."));
+    assert!(wait_until(Duration::from_secs(10), || sink.notices("denied").len() == 1), "{}", g.log());
+    assert!(sink.notices("denied")[0].text().contains("Not to this customer."));
     assert!(!g.cli(&["queue", "approve", &held]).status.success(), "a denied message stays denied");
 }
 
 #[test]
 fn approval_deadline_rejects_by_default() {
     let sink = Sink::start();
-    let g = Gateway::start(&format!("{}{}", relay_to(sink.port, ""), boss_approves_outside_mail("1s")));
+    let g = Gateway::start(&format!("{}{}", relay_to(sink.port, ""), boss_approves_outside_mail("3s")));
     let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("x", "d@x")).unwrap());
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "awaiting_approval"), "{}", g.log());
     assert_eq!(g.show(&id)["approval"]["approver"], "boss@example.com");
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "rejected"), "{}", g.log());
     // The approver was asked; the sender is told it was not sent.
-    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
-    let msgs = sink.messages();
-    let request = msgs.iter().find(|m| m.rcpts == ["boss@example.com"]).expect("approval request");
+    // (No decision in time is a denial.)
+    assert!(wait_until(Duration::from_secs(10), || sink.notices("denied").len() == 1), "{}", g.log());
+    let request = &sink.notices("approval-request")[0];
+    assert_eq!(request.rcpts, ["boss@example.com"]);
     assert!(request.text().contains(&format!("tomare queue approve {id}")), "{}", request.text());
-    let told = msgs.iter().find(|m| m.rcpts == ["taro@example.com"]).expect("notice to the sender");
+    let told = &sink.notices("denied")[0];
+    assert_eq!(told.rcpts, ["taro@example.com"]);
+    // Half way, the approver was reminded, once, with the links again.
+    let reminded = sink.notices("reminder");
+    assert_eq!(reminded.len(), 1, "{}", g.log());
+    assert_eq!(reminded[0].rcpts, ["boss@example.com"]);
+    assert!(reminded[0].text().contains("/a/approve/"), "{}", reminded[0].text());
     assert!(told.text().contains("no decision before the deadline"), "{}", told.text());
 }
 
@@ -768,8 +784,8 @@ then = [{ require_approval = { approver = "group:legal", timeout = "1h" } }]
 "#;
     let g = Gateway::start(&format!("{}{extra}", relay_to(sink.port, "")));
     let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("c", "g@x")).unwrap());
-    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
-    let mut asked: Vec<String> = sink.messages().iter().flat_map(|m| m.rcpts.clone()).collect();
+    assert!(wait_until(Duration::from_secs(10), || sink.notices("approval-request").len() == 2), "{}", g.log());
+    let mut asked: Vec<String> = sink.notices("approval-request").iter().flat_map(|m| m.rcpts.clone()).collect();
     asked.sort();
     assert_eq!(asked, ["hanako@example.com", "jiro@example.com"]);
     assert_eq!(g.state(&id), "awaiting_approval");
@@ -791,14 +807,23 @@ then = [{ require_approval = { approver = "boss@example.com", timeout = "1s", on
     let g = Gateway::start(&format!("{}{rules}", relay_to(sink.port, "")));
     let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("e", "e@x")).unwrap());
     // Asked first: the approver; a second later: the deputy.
-    assert!(wait_until(Duration::from_secs(10), || sink.count() == 2), "{}", g.log());
-    let asked: Vec<String> = sink.messages().iter().flat_map(|m| m.rcpts.clone()).collect();
+    assert!(wait_until(Duration::from_secs(10), || sink.notices("approval-request").len() == 2), "{}", g.log());
+    let asked: Vec<String> = sink.notices("approval-request").iter().flat_map(|m| m.rcpts.clone()).collect();
     assert_eq!(asked, ["boss@example.com", "deputy@example.com"]);
+    // The sender was told it waits, with a link to cancel it.
+    let waiting = sink.notices("awaiting-approval");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].rcpts, ["taro@example.com"]);
+    assert!(waiting[0].text().contains("/a/cancel/"), "{}", waiting[0].text());
     assert_eq!(g.state(&id), "awaiting_approval");
     assert_eq!(g.show(&id)["approval"]["approver"], "deputy@example.com");
     // The deputy's deadline passes too: rejected, the sender told.
     assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "rejected"), "{}", g.log());
-    assert!(wait_until(Duration::from_secs(10), || sink.count() == 3), "{}", g.log());
+    assert!(wait_until(Duration::from_secs(10), || sink.notices("denied").len() == 1), "{}", g.log());
+    // Asked twice (reminded perhaps, the deadlines being a second), told it
+    // waits, told it was not sent; nothing else.
+    let reminders = sink.notices("reminder").len();
+    assert_eq!(sink.count(), 4 + reminders, "{}", g.log());
 }
 
 #[test]
@@ -1081,5 +1106,74 @@ fn a_lookalike_of_a_domain_with_mail_waiting_is_caught_and_cancelled_mail_teache
                      Content-Type: text/plain\r\nContent-Disposition: attachment; filename=\"a.txt\"\r\n\r\nhello\r\n--x--\r\n";
     std::fs::write(&eml, with_file).unwrap();
     assert!(check("a@newclient.test").contains(&"first-contact-with-attachments".to_string()));
+    assert_eq!(sink.count(), 0);
+}
+
+/// The held notice tells the sender everything that matters — who it goes
+/// to (outside marked), the files, why, when it goes (in the org's time
+/// zone) and what tomare will change — and `[notify] on_hold` decides who
+/// hears of a plain hold.
+#[test]
+fn the_held_notice_says_what_will_change_and_on_hold_decides_who_hears() {
+    let sink = Sink::start();
+    let g = Gateway::start(&format!(
+        "{}[org]\ninternal_domains = [\"example.com\"]\ntime_zone = \"+09:00\"\n",
+        relay_to(sink.port, "")
+    ));
+    let data = "From: taro@example.com\r\nTo: a@customer.test, b@customer.test, c@customer.test\r\nCc: jiro@example.com\r\n\
+                Subject: =?UTF-8?B?5qGI5YaF?=\r\nMessage-ID: <n1@example.com>\r\nMIME-Version: 1.0\r\n\
+                Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+                --b\r\nContent-Type: text/plain; name=list.txt\r\nContent-Disposition: attachment; filename=list.txt\r\n\r\nx\r\n--b--\r\n";
+    let rcpts = ["a@customer.test", "b@customer.test", "c@customer.test", "jiro@example.com"];
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &rcpts, data).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || sink.notices("held").len() == 1), "{}", g.log());
+    assert_eq!(g.state(&id), "held");
+    let told = &sink.notices("held")[0];
+    assert_eq!(told.rcpts, ["taro@example.com"]);
+    let parsed = mail_parser::MessageParser::default().parse(&told.data).unwrap();
+    assert_eq!(parsed.subject(), Some("保留中 / Held: 案内"));
+    let text = parsed.body_text(0).unwrap().to_string();
+    for want in [
+        "a@customer.test [社外 / external]",
+        "jiro@example.com\r\n",
+        "list.txt",
+        "To/Cc を Bcc に移します",
+        "Many outside addresses are visible",
+        "(+09:00)",
+        "/a/cancel/",
+        "/a/release/",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    let release_at = g.show(&id)["release_at"].as_str().unwrap().to_string();
+    // The UTC hour + 9 is what the notice says.
+    let hour: u32 = release_at[11..13].parse().unwrap();
+    assert!(text.contains(&format!(" {:02}:{}", (hour + 9) % 24, &release_at[14..16])), "{release_at}: {text}");
+    let html = parsed.body_html(0).unwrap().to_string();
+    assert!(html.contains("href=\"http://") && html.contains("/a/cancel/"), "{html}");
+    assert!(sink.notices("held").iter().all(|m| m.header("Auto-Submitted").as_deref() == Some("auto-replied")));
+
+    // "rules": a plain hold of mail to outside tells nobody; a rule that fired does.
+    let sink = Sink::start();
+    let g = Gateway::start(&format!("{}[notify]\non_hold = \"rules\"\n", relay_to(sink.port, "")));
+    let plain =
+        queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("plain", "p@x")).unwrap());
+    let many = ["a@customer.test", "b@customer.test", "c@customer.test"];
+    let data =
+        "From: taro@example.com\r\nTo: a@customer.test, b@customer.test, c@customer.test\r\nSubject: many\r\n\r\nx\r\n";
+    let ruled = queued_id(&smtp_send(&g.smtp, "taro@example.com", &many, data).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || sink.notices("held").len() == 1), "{}", g.log());
+    std::thread::sleep(Duration::from_secs(1));
+    let held = sink.notices("held");
+    assert_eq!(held.len(), 1, "only the one a rule fired on");
+    assert!(held[0].text().contains(&ruled), "{}", held[0].text());
+    assert_eq!(g.state(&plain), "held");
+
+    // "never": nobody hears.
+    let sink = Sink::start();
+    let g = Gateway::start(&format!("{}[notify]\non_hold = \"never\"\n", relay_to(sink.port, "")));
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &many, data).unwrap());
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "held"), "{}", g.log());
+    std::thread::sleep(Duration::from_secs(1));
     assert_eq!(sink.count(), 0);
 }

@@ -46,3 +46,6 @@ CREATE TABLE audit (
     ip TEXT NOT NULL
 );
 CREATE INDEX audit_at ON audit(org_id, at);
+-- When the approvers were reminded (half of the time gone), once per
+-- approver in turn (an escalation starts a new turn).
+ALTER TABLE approvals ADD COLUMN reminded_at INTEGER;

@@ -405,20 +405,25 @@ fn push_contacts(s: &mut Script, contacts: &[(i64, String)], now: i64) {
 }
 
 /// Conditional state change of one message, with its event.
-async fn transition(
-    pool: &SqlitePool,
-    id: &MessageId,
-    from: &[State],
+/// A state change a person asks for.
+struct Move<'a> {
+    from: &'a [State],
     to: State,
-    actor: &str,
+    /// The hold ends now (the message goes out at once).
     set_release_now: bool,
-    detail: &str,
-) -> Result<Transition> {
+    detail: &'a str,
+    /// The notice the sender gets when someone else made the change.
+    tell: Option<NoticeKind>,
+}
+
+async fn transition(pool: &SqlitePool, id: &MessageId, actor: &str, m: Move<'_>) -> Result<Transition> {
+    let Move { from, to, set_release_now, detail, tell } = m;
     let now = tomare_model::now_ms();
     let mut tx = write_tx(pool, false).await?;
     let allowed = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(",");
     let sql = format!(
-        "UPDATE messages SET state = ?, updated_at = ?{} WHERE id = ? AND state IN ({allowed}) RETURNING org_id",
+        "UPDATE messages SET state = ?, updated_at = ?{} WHERE id = ? AND state IN ({allowed}) \
+         RETURNING org_id, mail_from, is_dsn",
         if set_release_now { ", release_at = ?" } else { "" }
     );
     let mut q = sqlx::query(AssertSqlSafe(sql)).bind(to.as_str()).bind(now);
@@ -437,10 +442,28 @@ async fn transition(
         };
     };
     let org_id: i64 = row.try_get(0)?;
+    let mail_from: String = row.try_get(1)?;
+    let is_dsn: bool = row.try_get(2)?;
     let event = Event { org_id, message_id: id.as_str(), kind: to.as_str(), actor, detail: detail.to_string() };
-    insert_events(&mut tx, now, &[event]).await?;
+    let mut s = Script::default();
+    push_events(&mut s, now, &[event]);
+    // The sender hears when someone else changed their message's course.
+    if let Some(kind) = tell
+        && !is_dsn
+        && !mail_from.is_empty()
+        && !actor_is(actor, &mail_from)
+    {
+        push_notice(&mut s, id, org_id, kind, actor, "", now);
+    }
+    s.run(&mut tx).await?;
     tx.commit().await?;
     Ok(Transition::Done)
+}
+
+/// The event's actor (`web:taro@x`, `link:taro@x (…)`, `cli`) is `address`.
+fn actor_is(actor: &str, address: &str) -> bool {
+    let Some((via, rest)) = actor.split_once(':') else { return false };
+    matches!(via, "web" | "api" | "link") && rest.split(' ').next().is_some_and(|a| a.eq_ignore_ascii_case(address))
 }
 
 const MESSAGE_COLUMNS: &str = "id, org_id, state, mail_from, subject, header_from, message_id_header, size, \
@@ -804,6 +827,46 @@ mod tests {
             rewritten: false,
             notify: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn approvers_are_reminded_once_when_half_the_time_is_gone() {
+        let (_dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        let now = tomare_model::now_ms();
+        let m = message(org, State::Received, now, &["x@customer.test"]);
+        store.insert_messages(std::slice::from_ref(&m)).await.unwrap();
+        let mut d = decided(&m.id, State::AwaitingApproval, &["needs-ok"]);
+        d.release_at = now + 600_000;
+        d.approval = Some(ApprovalRequest {
+            approver: "boss@example.com".into(),
+            deputy: None,
+            on_timeout: OnTimeout::Reject,
+            timeout_ms: 600_000,
+        });
+        d.notify = vec![(NoticeKind::ApprovalRequest, "Boss@example.com".into())];
+        store.decide(&[d]).await.unwrap();
+        assert_eq!(store.asked(&m.id).await.unwrap(), ["boss@example.com"]);
+        store.take_notices(10).await.unwrap();
+        assert!(store.remind_approvals(now + 200_000).await.unwrap().is_empty(), "not yet");
+        assert_eq!(store.remind_approvals(now + 300_001).await.unwrap(), std::slice::from_ref(&m.id));
+        assert!(store.remind_approvals(now + 400_000).await.unwrap().is_empty(), "once");
+        let notices = store.take_notices(10).await.unwrap();
+        assert_eq!(notices.len(), 1);
+        assert_eq!((notices[0].kind, notices[0].recipient.as_str()), (NoticeKind::Reminder, "boss@example.com"));
+        // The deputy's turn is a new one.
+        store.escalate(&m.id, "deputy@example.com", now + 1_200_000).await.unwrap();
+        assert_eq!(store.remind_approvals(now + 900_001).await.unwrap(), std::slice::from_ref(&m.id));
+        let mut to: Vec<String> = store
+            .take_notices(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.kind == NoticeKind::Reminder)
+            .map(|n| n.recipient)
+            .collect();
+        to.sort();
+        assert_eq!(to, ["boss@example.com", "deputy@example.com"]);
     }
 
     #[tokio::test]

@@ -173,8 +173,19 @@ impl QueueStore for SqliteStore {
     }
 
     async fn approve(&self, id: &MessageId, actor: &str) -> Result<Transition> {
-        let t =
-            transition(&self.writer, id, &[State::AwaitingApproval], State::Released, actor, true, "approved").await?;
+        let t = transition(
+            &self.writer,
+            id,
+            actor,
+            Move {
+                from: &[State::AwaitingApproval],
+                to: State::Released,
+                set_release_now: true,
+                detail: "approved",
+                tell: Some(NoticeKind::Approved),
+            },
+        )
+        .await?;
         if t == Transition::Done {
             decide_approval(&self.writer, id, "approved", actor, "").await?;
         }
@@ -182,7 +193,19 @@ impl QueueStore for SqliteStore {
     }
 
     async fn deny(&self, id: &MessageId, actor: &str, reason: &str) -> Result<Transition> {
-        let t = transition(&self.writer, id, &[State::AwaitingApproval], State::Rejected, actor, false, reason).await?;
+        let t = transition(
+            &self.writer,
+            id,
+            actor,
+            Move {
+                from: &[State::AwaitingApproval],
+                to: State::Rejected,
+                set_release_now: false,
+                detail: reason,
+                tell: None,
+            },
+        )
+        .await?;
         if t == Transition::Done {
             decide_approval(&self.writer, id, "denied", actor, reason).await?;
             let org: i64 = sqlx::query_scalar("SELECT org_id FROM messages WHERE id = ?")
@@ -217,6 +240,36 @@ impl QueueStore for SqliteStore {
             .collect()
     }
 
+    async fn remind_approvals(&self, now: i64) -> Result<Vec<MessageId>> {
+        let mut tx = write_tx(&self.writer, false).await?;
+        let rows = sqlx::query(
+            "UPDATE approvals SET reminded_at = ?1 WHERE reminded_at IS NULL AND message_id IN \
+             (SELECT m.id FROM messages m JOIN approvals a ON a.message_id = m.id \
+              WHERE m.state = 'awaiting_approval' AND m.release_at > ?1 AND m.release_at - a.timeout_ms / 2 <= ?1) \
+             RETURNING message_id, org_id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut s = Script::default();
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = parse_id(r.try_get(0)?)?;
+            let org: i64 = r.try_get(1)?;
+            let asked: Vec<String> = sqlx::query_scalar("SELECT email FROM approval_asked WHERE message_id = ?")
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            for who in &asked {
+                push_notice(&mut s, &id, org, NoticeKind::Reminder, "", who, now);
+            }
+            ids.push(id);
+        }
+        s.run(&mut tx).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     async fn escalate(&self, id: &MessageId, deputy: &str, deadline: i64) -> Result<Transition> {
         let now = tomare_model::now_ms();
         let mut tx = write_tx(&self.writer, false).await?;
@@ -229,12 +282,15 @@ impl QueueStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(org) = org else { return Ok(Transition::NotFound) };
-        sqlx::query("UPDATE approvals SET approver = ?, deputy = NULL, on_timeout = 'reject', deadline = ? WHERE message_id = ?")
-            .bind(deputy)
-            .bind(deadline)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE approvals SET approver = ?, deputy = NULL, on_timeout = 'reject', deadline = ?, reminded_at = NULL \
+             WHERE message_id = ?",
+        )
+        .bind(deputy)
+        .bind(deadline)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
         if deputy.contains('@') {
             add_notice(&mut tx, id, org, NoticeKind::ApprovalRequest, "escalated: no decision in time", deputy, now)
                 .await?;
@@ -326,11 +382,15 @@ impl QueueStore for SqliteStore {
     }
 
     async fn release(&self, id: &MessageId, actor: &str) -> Result<Transition> {
-        transition(&self.writer, id, &[State::Held], State::Released, actor, true, "").await
+        let tell = Some(NoticeKind::Released);
+        let m = Move { from: &[State::Held], to: State::Released, set_release_now: true, detail: "", tell };
+        transition(&self.writer, id, actor, m).await
     }
 
     async fn cancel(&self, id: &MessageId, actor: &str) -> Result<Transition> {
-        transition(&self.writer, id, &State::CANCELLABLE, State::Cancelled, actor, false, "").await
+        let tell = Some(NoticeKind::Cancelled);
+        let m = Move { from: &State::CANCELLABLE, to: State::Cancelled, set_release_now: false, detail: "", tell };
+        transition(&self.writer, id, actor, m).await
     }
 
     async fn used_link(&self, nonce: &str) -> Result<Option<UsedLink>> {

@@ -361,6 +361,27 @@ impl Sink {
         self.messages.lock().unwrap().len()
     }
 
+    /// People's mail: what came with a sender (tomare's notices and DSNs
+    /// come from `<>`).
+    pub fn mail(&self) -> Vec<Received> {
+        self.messages().into_iter().filter(|m| !m.mail_from.is_empty()).collect()
+    }
+
+    pub fn count_mail(&self) -> usize {
+        self.mail().len()
+    }
+
+    /// tomare's notices of `kind` (`held`, `awaiting-approval`,
+    /// `approval-request`, `rejected`, `denied`, `approved`, `cancelled`,
+    /// `released`), in the order they came.
+    pub fn notices(&self, kind: &str) -> Vec<Received> {
+        let tag = format!(".{kind}.");
+        self.messages()
+            .into_iter()
+            .filter(|m| m.mail_from.is_empty() && m.header("Message-ID").is_some_and(|id| id.contains(&tag)))
+            .collect()
+    }
+
     /// The command lines received that start with `prefix`, as text.
     pub fn commands(&self, prefix: &str) -> Vec<String> {
         self.commands
