@@ -494,3 +494,58 @@ fn an_admin_finds_mail_by_a_word_in_its_attachment_and_its_html_runs_nothing() {
     browser.screenshot("message-html-ja");
     assert!(browser.text().contains("plan.txt"));
 }
+
+/// The embedded default's whole journey: a sender sends, finds the held
+/// notice in the sandbox, cancels from its link, and nothing is delivered.
+#[test]
+fn on_the_embedded_default_a_sender_cancels_from_the_notice_in_the_sandbox() {
+    let g = Gateway::start("");
+    let out = g.user(&["passwd", "taro@example.com", "--password-stdin"], "a long enough password");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data = "From: Taro <taro@example.com>\r\nTo: <partner@customer.test>\r\nSubject: =?UTF-8?B?6KaL56mN5pu4?=\r\n\
+                Message-ID: <sb@example.com>\r\n\r\nご確認ください。\r\n";
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["partner@customer.test"], data).unwrap());
+    let base = format!("http://{}", g.web);
+    let browser = Browser::start();
+    browser.sign_in(&base, "taro@example.com", "a long enough password");
+    let mut found = false;
+    for _ in 0..30 {
+        browser.open(&format!("{base}/sandbox"));
+        if browser.text().contains("保留中 / Held: 見積書") {
+            found = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(found, "the held notice is in the sandbox: {}\n{}", browser.text(), g.log());
+    assert!(browser.text().contains("tomare の通知"), "{}", browser.text());
+    assert!(browser.fits(), "the sandbox fits");
+    browser.screenshot("sandbox-ja");
+    browser.click("article.captured a.subject");
+    assert!(
+        wait_until(Duration::from_secs(5), || browser.text().contains("送信を取り消す / Cancel")),
+        "{}",
+        browser.text()
+    );
+    browser.screenshot("sandbox-notice-ja");
+    browser.click("pre.body a[href*=\"/a/cancel/\"]");
+    assert!(
+        wait_until(Duration::from_secs(5), || browser.text().contains("このメールの送信を取り消す")),
+        "{}",
+        browser.text()
+    );
+    assert_eq!(g.state(&id), "held", "opening the link changed nothing");
+    browser.click("button[data-action=\"cancel\"]");
+    assert!(wait_until(Duration::from_secs(5), || g.state(&id) == "cancelled"), "{}", g.log());
+    // Nothing was delivered to the partner: the sandbox has only notices.
+    browser.open(&format!("{base}/sandbox"));
+    assert!(!browser.text().contains("partner@customer.test"), "{}", browser.text());
+    let captured = std::fs::read_dir(g.data_dir().join("sandbox")).unwrap().count();
+    assert!(captured >= 2, "the notice (.eml and .json) is there");
+    let mail_to_partner = std::fs::read_dir(g.data_dir().join("sandbox"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter(|t| t.contains("\"rcpt_to\":[\"partner@customer.test\"]"))
+        .count();
+    assert_eq!(mail_to_partner, 0, "nothing delivered to the partner");
+}

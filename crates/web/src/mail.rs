@@ -151,3 +151,168 @@ mod tests {
         assert_eq!(safe_html(b"From: a@x\r\n\r\nplain\r\n"), None);
     }
 }
+
+/// One message captured by the sandbox delivery (`data_dir/sandbox`).
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub id: String,
+    /// The envelope sender; empty for tomare's own notices.
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub from: String,
+    pub subject: String,
+    /// When it was captured (the file's time), ms.
+    pub at: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct CapturedEnvelope {
+    #[serde(default)]
+    mail_from: String,
+    #[serde(default)]
+    rcpt_to: Vec<String>,
+}
+
+/// The sandbox's folder, when delivery goes there.
+pub fn sandbox_dir(app: &App) -> Option<std::path::PathBuf> {
+    (app.config.delivery.mode == tomare_config::DeliveryMode::Sandbox)
+        .then(|| app.config.storage.data_dir.join("sandbox"))
+}
+
+/// The header fields a list shows, read from the start of a message.
+fn head_of(raw: &[u8]) -> (String, String) {
+    std::panic::catch_unwind(|| {
+        let m = mail_parser::MessageParser::default().parse_headers(raw)?;
+        let from = m
+            .from()
+            .and_then(|a| a.first())
+            .map(|a| match (&a.name, &a.address) {
+                (Some(n), Some(e)) => format!("{n} <{e}>"),
+                (None, Some(e)) => e.to_string(),
+                (Some(n), None) => n.to_string(),
+                (None, None) => String::new(),
+            })
+            .unwrap_or_default();
+        Some((from, m.subject().unwrap_or_default().to_string()))
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// The sandbox's messages `viewer` may see (an admin: all; anyone else:
+/// those addressed to them), newest first, at most `limit`.
+pub async fn captured(app: &App, viewer: &Viewer, limit: usize) -> Vec<Captured> {
+    let Some(dir) = sandbox_dir(app) else { return Vec::new() };
+    let admin = viewer.role() == Role::Admin;
+    let me = viewer.email().to_string();
+    tokio::task::spawn_blocking(move || {
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+            .filter(|id| tomare_model::MessageId::parse(id).is_some())
+            .collect();
+        // Ids sort by time: newest first.
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(c) = read_captured(&dir, &id) else { continue };
+            if admin || c.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(&me)) {
+                out.push(c);
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        out
+    })
+    .await
+    .unwrap_or_default()
+}
+
+fn read_captured(dir: &std::path::Path, id: &str) -> Option<Captured> {
+    let envelope: CapturedEnvelope =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{id}.json"))).ok()?).ok()?;
+    let path = dir.join(format!("{id}.eml"));
+    let at = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    // The header block is enough for a list.
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).ok()?;
+    head.truncate(n);
+    let (from, subject) = head_of(&head);
+    Some(Captured { id: id.to_string(), mail_from: envelope.mail_from, rcpt_to: envelope.rcpt_to, from, subject, at })
+}
+
+/// One captured message, if `viewer` may see it: its summary and bytes.
+pub async fn captured_one(app: &App, viewer: &Viewer, id: &str) -> Option<(Captured, Vec<u8>)> {
+    let dir = sandbox_dir(app)?;
+    // Only an id names a file here: never a path.
+    tomare_model::MessageId::parse(id)?;
+    let (admin, me, id) = (viewer.role() == Role::Admin, viewer.email().to_string(), id.to_string());
+    tokio::task::spawn_blocking(move || {
+        let c = read_captured(&dir, &id)?;
+        if !admin && !c.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(&me)) {
+            return None;
+        }
+        let raw = std::fs::read(dir.join(format!("{id}.eml"))).ok()?;
+        Some((c, raw))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The text body of a message, for showing as text.
+pub fn text_body(raw: &[u8]) -> String {
+    std::panic::catch_unwind(|| {
+        let m = mail_parser::MessageParser::default().parse(raw)?;
+        m.body_text(0).map(|t| t.into_owned())
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// `text` split into plain pieces and links to this site (tomare's own
+/// links in its notices), which a page may make clickable. Nothing else
+/// becomes a link.
+pub fn own_links(text: &str, base_url: &str) -> Vec<(String, bool)> {
+    let base = format!("{}/", base_url.trim_end_matches('/'));
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&base) {
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == '"')
+            .map_or(rest.len(), |e| at + e);
+        if at > 0 {
+            out.push((rest[..at].to_string(), false));
+        }
+        out.push((rest[at..end].to_string(), true));
+        rest = &rest[end..];
+    }
+    if !rest.is_empty() {
+        out.push((rest.to_string(), false));
+    }
+    out
+}
+
+#[cfg(test)]
+mod sandbox_tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_links_become_links() {
+        let text =
+            "Cancel:\n  http://gw:8025/a/cancel/abc.def\nelse http://evil.test/x and http://gw:8025/a/release/x\"y";
+        let parts = own_links(text, "http://gw:8025/");
+        let links: Vec<&str> = parts.iter().filter(|(_, l)| *l).map(|(s, _)| s.as_str()).collect();
+        assert_eq!(links, ["http://gw:8025/a/cancel/abc.def", "http://gw:8025/a/release/x"]);
+        assert_eq!(parts.iter().map(|(s, _)| s.as_str()).collect::<String>(), text, "nothing lost");
+    }
+}

@@ -49,6 +49,9 @@ impl Frame {
             items.push(("/queue", "ui.nav.queue"));
             items.push(("/audit", "ui.nav.audit"));
         }
+        if viewer.sandbox {
+            items.push(("/sandbox", "ui.nav.sandbox"));
+        }
         items.push(("/account", "ui.nav.account"));
         let nav = items
             .into_iter()
@@ -602,6 +605,12 @@ pub async fn message_html(State(app): State<App>, v: Viewer, Path(id): Path<Stri
     let Some(html) = crate::mail::bytes(&app, id.as_str()).await.as_deref().and_then(crate::mail::safe_html) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    inert_html(html)
+}
+
+/// Sanitised HTML from mail as its own document, under a policy that runs
+/// nothing and loads nothing, for a sandboxed frame.
+fn inert_html(html: String) -> Response {
     let doc = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head><body>{html}</body></html>"
     );
@@ -765,6 +774,55 @@ pub async fn audit(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Qu
     let Ok(rows) = app.store.audit_log(app.org, &q.q, 500).await else { return unavailable(v.lang) };
     let rows = rows.into_iter().map(|e| (When::at(e.at), e)).collect();
     render(StatusCode::OK, AuditPage { f: Frame::signed(&v, "ui.audit.title", "/audit"), q: q.q, rows })
+}
+
+#[derive(Template)]
+#[template(path = "sandbox.html")]
+struct SandboxPage {
+    f: Frame,
+    mail: Vec<(crate::mail::Captured, When)>,
+}
+
+/// The sandbox delivery's captured mail (the embedded default delivers
+/// there): people's mail as delivered and tomare's own notices with their
+/// links. An admin sees all of it; anyone else what was addressed to them.
+pub async fn sandbox(State(app): State<App>, v: Viewer) -> Response {
+    if crate::mail::sandbox_dir(&app).is_none() {
+        return said(v.lang, StatusCode::NOT_FOUND, &t(v.lang, "ui.sandbox.off", &[]));
+    }
+    let mail = crate::mail::captured(&app, &v, 500).await.into_iter().map(|c| {
+        let at = When::at(c.at);
+        (c, at)
+    });
+    render(StatusCode::OK, SandboxPage { f: Frame::signed(&v, "ui.sandbox.title", "/sandbox"), mail: mail.collect() })
+}
+
+#[derive(Template)]
+#[template(path = "captured.html")]
+struct CapturedPage {
+    f: Frame,
+    c: crate::mail::Captured,
+    at: When,
+    text: Vec<(String, bool)>,
+    html: bool,
+}
+
+pub async fn sandbox_one(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
+    let Some((c, raw)) = crate::mail::captured_one(&app, &v, &id).await else {
+        return said(v.lang, StatusCode::NOT_FOUND, &t(v.lang, "link.not_found", &[]));
+    };
+    let text = crate::mail::own_links(&crate::mail::text_body(&raw), &app.config.web.base_url());
+    let html = crate::mail::safe_html(&raw).is_some();
+    let at = When::at(c.at);
+    render(StatusCode::OK, CapturedPage { f: Frame::signed(&v, "ui.sandbox.one", "/sandbox"), c, at, text, html })
+}
+
+/// A captured message's HTML, made inert as a message's is.
+pub async fn sandbox_html(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
+    match crate::mail::captured_one(&app, &v, &id).await.and_then(|(_, raw)| crate::mail::safe_html(&raw)) {
+        Some(html) => inert_html(html),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 #[derive(Template)]

@@ -53,6 +53,8 @@ pub struct Viewer {
     pub ip: String,
     /// Signed in by cookie: state changes need the CSRF token.
     cookie: bool,
+    /// Delivery goes to the sandbox: its page is shown.
+    pub sandbox: bool,
 }
 
 impl Viewer {
@@ -189,7 +191,9 @@ impl FromRequestParts<App> for Viewer {
         };
         let person = app.person(&email);
         let lang = lang_of(&parts.headers, &account.lang);
-        let viewer = Viewer { person, lang, via: if api { Via::Api } else { Via::Web }, csrf, session, ip, cookie };
+        let via = if api { Via::Api } else { Via::Web };
+        let sandbox = app.config.delivery.mode == tomare_config::DeliveryMode::Sandbox;
+        let viewer = Viewer { person, lang, via, csrf, session, ip, cookie, sandbox };
         // The API's state changes carry the session's token in a header;
         // forms carry it in the body (`Posted`).
         if api && cookie && parts.method != Method::GET && parts.method != Method::HEAD {
