@@ -43,11 +43,20 @@ pub struct Policy {
     /// The built-in rule pack (one rule per mis-send accident).
     pub builtin: bool,
     /// More `[[rule]]` tables in a file of their own (reloaded with
-    /// `tomare rules reload` or SIGHUP).
+    /// `tomare rules reload` or SIGHUP; what the web's rule editor edits).
+    /// Default: `data_dir/rules.toml`, when it exists.
     pub rules_file: Option<PathBuf>,
     /// External addresses visible in To/Cc above which the built-in pack
     /// converts them to Bcc.
     pub visible_recipients_threshold: usize,
+}
+
+impl Config {
+    /// The rules file: `[policy] rules_file`, else `data_dir/rules.toml`
+    /// (which need not exist).
+    pub fn rules_path(&self) -> PathBuf {
+        self.policy.rules_file.clone().unwrap_or_else(|| self.storage.data_dir.join("rules.toml"))
+    }
 }
 
 impl Default for Policy {

@@ -25,6 +25,8 @@ pub enum ReviewError {
     Store(#[from] tomare_store::StoreError),
     #[error("[detect]: {0}")]
     Detectors(String),
+    #[error("archive: {0}")]
+    Archive(String),
 }
 
 /// The rule engine and the directory it reads; replaced whole on reload.
@@ -123,6 +125,51 @@ impl Rules {
             }
         }
         Judgement { verdict, ask, note }
+    }
+}
+
+/// An archived message as it was received, read again: what `tomare rules
+/// replay` and the web's dry run judge with a candidate set of rules.
+pub struct Replayed {
+    pub envelope: Envelope,
+    pub facts: Facts,
+    /// When it was received (the time its rules are judged at).
+    pub at: i64,
+}
+
+/// Reads archived messages as they were received and inspects them again
+/// (the archive keeps the bytes; the queue keeps only facts without texts).
+pub struct Replayer {
+    inspector: Arc<tomare_inspect::Inspector>,
+}
+
+impl Replayer {
+    pub fn new(config: &Config) -> Result<Replayer, ReviewError> {
+        Ok(Replayer { inspector: Arc::new(tomare_inspect::Inspector::new(config).map_err(ReviewError::Detectors)?) })
+    }
+
+    pub async fn received(
+        &self,
+        archive: &Arc<tomare_archive::Archive>,
+        store: &Arc<dyn Store>,
+        id: &str,
+    ) -> Result<Replayed, ReviewError> {
+        let (bytes, meta) =
+            tomare_archive::ops::received(archive, store, id).await.map_err(|e| ReviewError::Archive(e.to_string()))?;
+        let at = Some(meta.at()).filter(|at| *at > 0).unwrap_or_else(tomare_model::now_ms);
+        let envelope = Envelope {
+            mail_from: tomare_model::Address::parse_lenient(meta.mail_from())
+                .unwrap_or_else(tomare_model::Address::null),
+            rcpt_to: meta.recipients().iter().filter_map(|a| tomare_model::Address::parse_lenient(a)).collect(),
+            helo: String::new(),
+            client_ip: String::new(),
+            auth_user: None,
+        };
+        let inspector = self.inspector.clone();
+        let facts = tokio::task::spawn_blocking(move || inspector.message(&bytes))
+            .await
+            .map_err(|_| ReviewError::Archive("the inspector failed".into()))?;
+        Ok(Replayed { envelope, facts, at })
     }
 }
 

@@ -14,7 +14,7 @@ use tomare_archive::index::IndexError;
 use tomare_archive::{Archive, ops};
 use tomare_config::Config;
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{Envelope, is_internal_domain};
+use tomare_model::is_internal_domain;
 use tomare_store::Store;
 
 /// A message the candidate rules judge differently (`rules replay`).
@@ -282,7 +282,7 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
     crate::commands::runtime()?.block_on(async move {
         let (archive, sqlite) = open(&config, false).await?;
         let store: Arc<dyn Store> = sqlite.clone();
-        let inspector = inspector(&config)?;
+        let replayer = tomare_review::Replayer::new(&config)?;
         let ids = match query_ids(&archive, lang, query.clone(), limit).await? {
             Ok(ids) => ids,
             Err(code) => return Ok(code),
@@ -295,18 +295,10 @@ pub fn replay(config: Config, rules_path: &Path, query: &str, limit: usize, json
         let mut differences = Vec::new();
         let mut replayed = 0;
         for id in &ids {
-            let Ok((bytes, meta)) = ops::received(&archive, &store, id).await else { continue };
-            let at = Some(meta.at()).filter(|at| *at > 0).unwrap_or_else(tomare_model::now_ms);
-            let envelope = Envelope {
-                mail_from: tomare_model::Address::parse_lenient(meta.mail_from())
-                    .unwrap_or_else(tomare_model::Address::null),
-                rcpt_to: meta.recipients().iter().filter_map(|a| tomare_model::Address::parse_lenient(a)).collect(),
-                helo: String::new(),
-                client_ip: String::new(),
-                auth_user: None,
+            let Ok(tomare_review::Replayed { envelope, facts, at }) = replayer.received(&archive, &store, id).await
+            else {
+                continue;
             };
-            let ins = inspector.clone();
-            let facts = tokio::task::spawn_blocking(move || ins.message(&bytes)).await?;
             let before = current.judge(&config, &envelope, &facts, &history, at, lang).verdict;
             let after = candidate.judge(&candidate_config, &envelope, &facts, &history, at, lang).verdict;
             replayed += 1;

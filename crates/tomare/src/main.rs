@@ -362,8 +362,8 @@ pub fn check_rules(config: &Config, source: Option<(&Path, &str)>) -> Result<()>
     let Err(e) = tomare_policy::Engine::new(config, load_rules_file(config)?) else { return Ok(()) };
     let in_config = source.and_then(|(p, text)| rule_line(text, &e.rule).map(|l| (p.to_path_buf(), l)));
     let in_file = || {
-        let file = config.policy.rules_file.as_ref()?;
-        let text = std::fs::read_to_string(file).ok()?;
+        let file = config.rules_path();
+        let text = std::fs::read_to_string(&file).ok()?;
         rule_line(&text, &e.rule).map(|l| (file.clone(), l))
     };
     match in_config.or_else(in_file) {
@@ -382,7 +382,11 @@ fn rule_line(text: &str, name: &str) -> Option<usize> {
 
 /// The rules of `[policy] rules_file`, if one is set, each error with its line.
 pub fn load_rules_file(config: &Config) -> Result<Vec<tomare_config::Rule>> {
-    let Some(path) = &config.policy.rules_file else { return Ok(Vec::new()) };
+    let path = &config.rules_path();
+    // The default file (data_dir/rules.toml) need not exist; a named one must.
+    if config.policy.rules_file.is_none() && !path.exists() {
+        return Ok(Vec::new());
+    }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Config::parse_rules(&text).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", path.display())).collect();

@@ -174,11 +174,14 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     // they are refused, the old ones kept.
     let pid_file = config.storage.data_dir.join("tomare.pid");
     std::fs::write(&pid_file, std::process::id().to_string()).context("writing the pid file")?;
-    {
-        let (reviewer, store, path, lang) = (reviewer.clone(), store.clone(), path.clone(), Lang::from_env());
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
+    // The rules and directory again, as SIGHUP, `tomare rules reload` and
+    // the web's rule editor ask: the new ones, or (refused) the old kept.
+    let reload: tomare_web::ReloadFn = {
+        let (reviewer, store, path) = (reviewer.clone(), store.clone(), path.clone());
+        Arc::new(move || {
+            let (reviewer, store, path) = (reviewer.clone(), store.clone(), path.clone());
+            Box::pin(async move {
+                let lang = Lang::from_env();
                 let fresh = async {
                     let config = crate::load_with_rules(path.as_deref())?;
                     let extra = crate::load_rules_file(&config)?;
@@ -189,9 +192,22 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
                         let n = rules.engine.rules().len();
                         reviewer.replace(rules);
                         tracing::info!("{}", t(lang, "serve.rules_reloaded", &[&n]));
+                        Ok(n)
                     }
-                    Err(e) => tracing::error!("{}", t(lang, "serve.rules_refused", &[&format!("{e:#}")])),
+                    Err(e) => {
+                        tracing::error!("{}", t(lang, "serve.rules_refused", &[&format!("{e:#}")]));
+                        Err(format!("{e:#}"))
+                    }
                 }
+            })
+        })
+    };
+    {
+        let reload = reload.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = reload().await;
             }
         });
     }
@@ -250,8 +266,17 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         slots: tomare_smtp::Slots::new(&config),
     };
     let smtp_task = tokio::spawn(smtp.run(smtp_listener, shutdown.clone(), GRACE));
-    let directory: tomare_web::DirectoryFn = Arc::new(move || web_reviewer.rules().directory.clone());
-    let web = tomare_web::App::new(&config, org_id, dyn_store, metrics, links, directory, web_archive);
+    let web = tomare_web::App::new(tomare_web::Parts {
+        config: config.clone(),
+        org: org_id,
+        store: dyn_store,
+        metrics,
+        links,
+        rules: Arc::new(move || web_reviewer.rules()),
+        archive: web_archive,
+        reload: Some(reload),
+        replayer: Some(Arc::new(tomare_review::Replayer::new(&config)?)),
+    });
     let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(web), shutdown));
 
     banner(lang, &config, tls.is_some());

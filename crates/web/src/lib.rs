@@ -11,6 +11,7 @@
 //!   API call goes through it.
 //! - `dashboard`: the admin's counts (by state, by rule, cancels) and CSV.
 //! - `mail`: archive search, a message's HTML made inert, its bytes.
+//! - `rules`: the admin's rule editor: check, dry run, save and reload.
 //! - `pages`: the HTML UI (askama templates in `templates/`).
 //! - `api`: the JSON API and its OpenAPI document.
 //!
@@ -24,6 +25,7 @@ pub mod dashboard;
 pub mod links;
 pub mod mail;
 pub mod pages;
+pub mod rules;
 pub mod session;
 
 use axum::Router;
@@ -41,8 +43,13 @@ use tomare_model::{Metrics, OrgId};
 use tomare_policy::Directory;
 use tomare_store::Store;
 
-/// The directory in effect now (reloaded with the rules).
-pub type DirectoryFn = Arc<dyn Fn() -> Arc<Directory> + Send + Sync>;
+/// The rules and directory in effect now (replaced whole on reload).
+pub type RulesFn = Arc<dyn Fn() -> Arc<tomare_review::Rules> + Send + Sync>;
+
+/// Reloads the rules and directory as SIGHUP does: the number of rules now,
+/// or why the new ones were refused (the old ones stay).
+pub type ReloadFn =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, String>> + Send>> + Send + Sync>;
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -54,9 +61,13 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub links: Arc<links::Links>,
-    directory: DirectoryFn,
+    rules: RulesFn,
     /// The archive (search, message bytes), unless `[archive] enabled = false`.
     pub archive: Option<Arc<tomare_archive::Archive>>,
+    /// Saving rules reloads them (None: the editor only checks).
+    pub reload: Option<ReloadFn>,
+    /// Dry runs read archived messages again.
+    pub replayer: Option<Arc<tomare_review::Replayer>>,
     pub throttle: accounts::Throttle,
     /// Cookies are `Secure` when the UI is reached over https.
     pub secure_cookies: bool,
@@ -74,31 +85,43 @@ const LOGIN_FAILURES_PER_ACCOUNT: u32 = 5;
 const LOGIN_FAILURES_PER_IP: u32 = 20;
 const LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
 
+/// What the web is made of; `serve` fills it in.
+pub struct Parts {
+    pub config: Config,
+    pub org: OrgId,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub links: Arc<links::Links>,
+    pub rules: RulesFn,
+    pub archive: Option<Arc<tomare_archive::Archive>>,
+    pub reload: Option<ReloadFn>,
+    pub replayer: Option<Arc<tomare_review::Replayer>>,
+}
+
 impl App {
-    pub fn new(
-        config: &Config,
-        org: OrgId,
-        store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
-        links: Arc<links::Links>,
-        directory: DirectoryFn,
-        archive: Option<Arc<tomare_archive::Archive>>,
-    ) -> App {
+    pub fn new(p: Parts) -> App {
         App(Arc::new(Inner {
-            secure_cookies: config.web.base_url().starts_with("https://"),
-            config: config.clone(),
-            org,
-            store,
-            metrics,
-            links,
-            directory,
-            archive,
+            secure_cookies: p.config.web.base_url().starts_with("https://"),
+            config: p.config,
+            org: p.org,
+            store: p.store,
+            metrics: p.metrics,
+            links: p.links,
+            rules: p.rules,
+            archive: p.archive,
+            reload: p.reload,
+            replayer: p.replayer,
             throttle: accounts::Throttle::new(LOGIN_FAILURES_PER_ACCOUNT, LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS),
         }))
     }
 
+    /// The rules and directory in effect now.
+    pub fn rules(&self) -> Arc<tomare_review::Rules> {
+        (self.rules)()
+    }
+
     pub fn directory(&self) -> Arc<Directory> {
-        (self.directory)()
+        self.rules().directory.clone()
     }
 
     /// Who `email` is, as the directory says now.
@@ -123,6 +146,7 @@ pub fn router(app: App) -> Router {
         .route("/queue", get(pages::queue))
         .route("/audit", get(pages::audit))
         .route("/dashboard", get(pages::dashboard))
+        .route("/rules", get(rules::page).post(rules::submit))
         .route("/dashboard.csv", get(pages::dashboard_csv))
         .route("/account", get(pages::account).post(pages::account_save))
         .route("/messages/act", post(pages::act))

@@ -38,7 +38,7 @@ impl Frame {
         Frame { lang, title: t(lang, title_key, &[]), nav: Vec::new(), csrf: String::new(), who: String::new() }
     }
 
-    fn signed(viewer: &Viewer, title_key: &str, here: &str) -> Frame {
+    pub fn signed(viewer: &Viewer, title_key: &str, here: &str) -> Frame {
         let lang = viewer.lang;
         let mut items = vec![("/tray", "ui.nav.tray"), ("/history", "ui.nav.history"), ("/search", "ui.nav.search")];
         if viewer.role() >= Role::Approver {
@@ -48,6 +48,7 @@ impl Frame {
             items.push(("/dashboard", "ui.nav.dashboard"));
             items.push(("/queue", "ui.nav.queue"));
             items.push(("/audit", "ui.nav.audit"));
+            items.push(("/rules", "ui.nav.rules"));
         }
         if viewer.sandbox {
             items.push(("/sandbox", "ui.nav.sandbox"));

@@ -83,17 +83,19 @@ pub async fn start() -> Server {
     for who in ["taro", "jiro", "boss", "other-boss", "root"] {
         store.put_user(org, &format!("{who}@example.com"), &hash).await.unwrap();
     }
-    let directory = Arc::new(tomare_policy::Directory::new(config.user.clone()));
+    let rules = Arc::new(tomare_review::Rules::new(&config, Vec::new(), Vec::new()).unwrap());
     let dyn_store: Arc<dyn Store> = store.clone();
-    let app = tomare_web::App::new(
-        &config,
+    let app = tomare_web::App::new(tomare_web::Parts {
+        config: config.clone(),
         org,
-        dyn_store,
-        Arc::new(Metrics::default()),
-        links.clone(),
-        Arc::new(move || directory.clone()),
-        None,
-    );
+        store: dyn_store,
+        metrics: Arc::new(Metrics::default()),
+        links: links.clone(),
+        rules: Arc::new(move || rules.clone()),
+        archive: None,
+        reload: None,
+        replayer: None,
+    });
     let router = tomare_web::router(app);
     let (_tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
