@@ -37,7 +37,7 @@ fn sign_in(g: &Gateway, email: &str, password: &str) -> (String, String) {
         .unwrap()
         .to_string();
     let cookie = format!("Cookie: {cookie}");
-    let (_, _, page) = g.request("GET", "/account", &[cookie.clone()], "");
+    let (_, _, page) = g.request("GET", "/account", std::slice::from_ref(&cookie), "");
     let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
     let csrf = page[at..at + page[at..].find('"').unwrap()].to_string();
     (cookie, csrf)
@@ -55,7 +55,7 @@ fn an_admin_checks_dry_runs_and_saves_rules_the_server_takes_at_once() {
     let id =
         queued_id(&smtp_send(&g.smtp, "taro@example.com", &["a@customer.test"], &message("見積の件", "q@x")).unwrap());
     assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "delivered"), "{}", g.log());
-    let page = || g.request("GET", "/rules", &[cookie.clone()], "").2;
+    let page = || g.request("GET", "/rules", std::slice::from_ref(&cookie), "").2;
     assert!(page().contains("data-rule=\"external-hold\""), "the built-in pack is shown");
 
     // Check: a broken file is refused with its line; nothing is written.
