@@ -11,6 +11,7 @@
 //!   API call goes through it.
 //! - `dashboard`: the admin's counts (by state, by rule, cancels) and CSV.
 //! - `mail`: archive search, a message's HTML made inert, its bytes.
+//! - `people`: everyone tomare knows, one list; the directory's CSV.
 //! - `rules`: the admin's rule editor: check, dry run, save and reload.
 //! - `pages`: the HTML UI (askama templates in `templates/`).
 //! - `api`: the JSON API and its OpenAPI document.
@@ -25,6 +26,7 @@ pub mod dashboard;
 pub mod links;
 pub mod mail;
 pub mod pages;
+pub mod people;
 pub mod rules;
 pub mod session;
 
@@ -145,6 +147,8 @@ pub fn router(app: App) -> Router {
         .route("/history", get(pages::history))
         .route("/queue", get(pages::queue))
         .route("/audit", get(pages::audit))
+        .route("/audit.csv", get(pages::audit_csv))
+        .route("/users", get(pages::users).post(pages::users_import))
         .route("/dashboard", get(pages::dashboard))
         .route("/rules", get(rules::page).post(rules::submit))
         .route("/dashboard.csv", get(pages::dashboard_csv))

@@ -49,6 +49,7 @@ impl Frame {
             items.push(("/queue", "ui.nav.queue"));
             items.push(("/audit", "ui.nav.audit"));
             items.push(("/rules", "ui.nav.rules"));
+            items.push(("/users", "ui.nav.users"));
         }
         if viewer.sandbox {
             items.push(("/sandbox", "ui.nav.sandbox"));
@@ -866,6 +867,86 @@ pub async fn dashboard_csv(State(app): State<App>, AdminOnly(v): AdminOnly, Quer
         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"tomare-dashboard-{days}d.csv\"")),
     ];
     (headers, d.csv()).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    f: Frame,
+    people: Vec<crate::people::PersonLine>,
+    csv: String,
+    note: String,
+    error: String,
+}
+
+async fn users_page(app: &App, v: &Viewer, status: StatusCode, csv: String, note: String, error: String) -> Response {
+    let Ok(people) = crate::people::people(&app.config, app.store.as_ref(), Some(app.org)).await else {
+        return unavailable(v.lang);
+    };
+    render(status, UsersPage { f: Frame::signed(v, "ui.users.title", "/users"), people, csv, note, error })
+}
+
+/// Everyone tomare knows (as `tomare user list`), and the directory's
+/// import (as `tomare users import`).
+pub async fn users(State(app): State<App>, AdminOnly(v): AdminOnly) -> Response {
+    users_page(&app, &v, StatusCode::OK, String::new(), String::new(), String::new()).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct ImportForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    csv: String,
+}
+
+impl HasCsrf for ImportForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+pub async fn users_import(State(app): State<App>, posted: Posted<ImportForm>) -> Response {
+    let (v, form) = (posted.viewer, posted.form);
+    if v.role() != Role::Admin {
+        return said(v.lang, StatusCode::FORBIDDEN, &t(v.lang, "ui.forbidden", &[]));
+    }
+    let entries = match crate::people::parse_directory_csv(&form.csv) {
+        Ok(e) => e,
+        Err(e) => return users_page(&app, &v, StatusCode::BAD_REQUEST, form.csv, String::new(), e).await,
+    };
+    if app.store.put_directory(app.org, &entries).await.is_err() {
+        return unavailable(v.lang);
+    }
+    access::audit(&app, &v, "users_import", "directory", &format!("{} people", entries.len())).await;
+    // The rules and the web read the new directory now.
+    if let Some(reload) = &app.reload {
+        let _ = reload().await;
+    }
+    let note = t(v.lang, "user.imported", &[&entries.len()]);
+    users_page(&app, &v, StatusCode::OK, String::new(), note, String::new()).await
+}
+
+/// The audit log as CSV (the same query as the page).
+pub async fn audit_csv(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Query<SearchQuery>) -> Response {
+    let Ok(rows) = app.store.audit_log(app.org, &q.q, 100_000).await else { return unavailable(v.lang) };
+    access::audit(&app, &v, "export", "audit", &format!("{} lines, csv", rows.len())).await;
+    let field = |s: &str| {
+        // A cell a spreadsheet would run as a formula is quoted as text.
+        let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+    };
+    let mut out = String::from("at,actor,via,action,target,detail,ip\n");
+    for e in rows {
+        let line = [tomare_model::rfc3339(e.at), e.actor, e.via, e.action, e.target, e.detail, e.ip];
+        out.push_str(&line.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+        (header::CONTENT_DISPOSITION, "attachment; filename=\"tomare-audit.csv\""),
+    ];
+    (headers, out).into_response()
 }
 
 #[derive(Template)]

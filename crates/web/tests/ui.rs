@@ -142,6 +142,9 @@ async fn who_may_see_and_do_what() {
         ("/queue", [403, 403, 403, 403, 200]),
         ("/dashboard", [403, 403, 403, 403, 200]),
         ("/dashboard.csv", [403, 403, 403, 403, 200]),
+        ("/users", [403, 403, 403, 403, 200]),
+        ("/audit.csv", [403, 403, 403, 403, 200]),
+        ("/rules", [403, 403, 403, 403, 200]),
         ("/search", [200, 200, 200, 200, 200]),
         ("/audit", [403, 403, 403, 403, 200]),
         ("/api/v1/approvals", [403, 403, 200, 200, 200]),
@@ -213,4 +216,35 @@ async fn who_may_see_and_do_what() {
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.json()["error"], "csrf");
     assert_eq!(s.state(&other).await, State::Held);
+}
+
+#[tokio::test]
+async fn an_admin_imports_people_and_exports_the_audit_log() {
+    let s = start().await;
+    let root = s.sign_in("root").await;
+    let page = s.req("GET", "/users", &[root.header()], "").await;
+    assert!(page.body.contains("data-person=\"taro@example.com\""), "{}", page.body);
+    // A sender may not import.
+    let taro = s.sign_in("taro").await;
+    let body = format!("csrf={}&csv=email%0Ax%40example.com", taro.csrf);
+    assert_eq!(s.req("POST", "/users", &[taro.header()], &body).await.status, 403);
+    // A bad file is refused and changes nothing; a good one replaces the import.
+    let body = format!("csrf={}&csv=name%0Ax", root.csrf);
+    let r = s.req("POST", "/users", &[root.header()], &body).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let csv = "email,name,supervisor%0Ahanako%40example.com,%E8%8A%B1%E5%AD%90,boss%40example.com";
+    let r = s.req("POST", "/users", &[root.header()], &format!("csrf={}&csv={csv}", root.csrf)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("data-person=\"hanako@example.com\"") && r.body.contains("花子"), "{}", r.body);
+    let dir = tomare_store::PeopleStore::directory(s.store.as_ref(), s.org).await.unwrap();
+    assert_eq!(dir.len(), 1);
+    assert_eq!(dir[0].supervisor.as_deref(), Some("boss@example.com"));
+    // The audit log as CSV: every sign-in and the import, a formula made text.
+    let r = s.req("GET", "/audit.csv", &[root.header()], "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.head.contains("content-type: text/csv"), "{}", r.head);
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(lines[0], "at,actor,via,action,target,detail,ip");
+    assert!(lines.iter().any(|l| l.contains(",users_import,directory,1 people,")), "{}", r.body);
+    assert!(lines.iter().filter(|l| l.contains(",login,")).count() >= 2, "{}", r.body);
 }
