@@ -542,6 +542,7 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("ui.history.empty", "No mail of yours has gone through tomare yet.", "まだ tomare を通ったメールはありません。"),
     ("ui.approvals.title", "Waiting for your approval", "承認待ちのメール"),
     ("ui.approvals.empty", "Nothing waits for your decision.", "承認待ちのメールはありません。"),
+    ("ui.approvals.decided", "Your decisions", "あなたの判断の履歴"),
     ("ui.queue.title", "Queue", "キュー"),
     ("ui.queue.all", "All", "すべて"),
     ("ui.queue.empty", "No messages in this state.", "この状態のメールはありません。"),

@@ -304,6 +304,9 @@ pub trait QueueStore: Send + Sync {
     /// The messages `scope` may see in one of `states` (any state when
     /// empty), newest first.
     async fn visible(&self, scope: &Scope, states: &[State], limit: i64) -> Result<Vec<MessageRow>>;
+    /// The messages `email` decided (approved or denied, by link, web or
+    /// API, for themselves or as an admin), newest first.
+    async fn decided_by(&self, org: OrgId, email: &str, limit: i64) -> Result<Vec<MessageId>>;
     /// Everyone asked to decide on a message (lower case).
     async fn asked(&self, id: &MessageId) -> Result<Vec<String>>;
 

@@ -220,21 +220,25 @@ pub fn queue(config: Config, command: QueueCommand) -> Result<ExitCode> {
             QueueCommand::Release { id } => {
                 let id = parse_id(lang, &id)?;
                 let result = store.release(&id, "cli").await?;
+                audit_cli(&config, store.as_ref(), "release", &id, result).await?;
                 report(lang, &id, result, "queue.released")?
             }
             QueueCommand::Approve { id } => {
                 let id = parse_id(lang, &id)?;
                 let result = store.approve(&id, "cli").await?;
+                audit_cli(&config, store.as_ref(), "approve", &id, result).await?;
                 report(lang, &id, result, "queue.approved")?
             }
             QueueCommand::Deny { id, reason } => {
                 let id = parse_id(lang, &id)?;
                 let result = store.deny(&id, "cli", &reason).await?;
+                audit_cli(&config, store.as_ref(), "deny", &id, result).await?;
                 report(lang, &id, result, "queue.denied")?
             }
             QueueCommand::Cancel { id } => {
                 let id = parse_id(lang, &id)?;
                 let result = store.cancel(&id, "cli").await?;
+                audit_cli(&config, store.as_ref(), "cancel", &id, result).await?;
                 if result == Transition::Done && !config.archive.enabled {
                     // Nothing else will read the spool copy (with the
                     // archive on, the archiver removes it once archived).
@@ -532,6 +536,16 @@ pub fn db(config: Config, command: DbCommand) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// What an admin did to a message at the shell, in the audit log (as the
+/// web's actions are).
+async fn audit_cli(config: &Config, store: &dyn Store, action: &str, id: &MessageId, result: Transition) -> Result<()> {
+    if result == Transition::Done {
+        let org = store.ensure_org(&config.org.name).await?;
+        tomare_web::access::record_cli(store, org, action, id.as_str()).await;
+    }
+    Ok(())
 }
 
 pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {

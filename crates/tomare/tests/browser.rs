@@ -493,6 +493,9 @@ fn an_admin_finds_mail_by_a_word_in_its_attachment_and_its_html_runs_nothing() {
     browser.script("document.querySelector('iframe.mail-html').scrollIntoView()");
     browser.screenshot("message-html-ja");
     assert!(browser.text().contains("plan.txt"));
+    // The attachment's text, its keyword marked.
+    assert_eq!(browser.text_of("pre.body mark"), "極秘", "{}", browser.text());
+    assert!(browser.text().contains("来期の極秘計画書です。"), "{}", browser.text());
 }
 
 /// The embedded default's whole journey: a sender sends, finds the held

@@ -146,6 +146,21 @@ fn release_now_and_cancel_during_hold() {
     assert!(wait_until(Duration::from_secs(5), || sink.notices("cancelled").len() == 1), "{}", g.log());
     assert_eq!(sink.notices("released").len(), 1);
     assert!(sink.notices("cancelled")[0].text().contains("cli"));
+    // The audit log has what the admin did at the shell.
+    let out = g.user(&["token", "admin@example.com"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (code, _, body) = g.request("GET", "/api/v1/audit?q=cli", &[format!("Authorization: Bearer {token}")], "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let did: Vec<(String, String)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["via"] == "cli")
+        .map(|e| (e["action"].as_str().unwrap().to_string(), e["target"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(did.contains(&("cancel".into(), b.clone())) && did.contains(&("release".into(), a.clone())), "{did:?}");
     let out = g.cli(&["queue", "release", &b]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cancelled"));

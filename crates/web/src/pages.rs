@@ -436,6 +436,9 @@ struct List {
     filter: Vec<(String, String, bool)>,
     /// Each recipient's delivery status (not for mail that still waits).
     statuses: bool,
+    /// A second list below (an approver's own decisions), with its title.
+    more: Vec<Card>,
+    more_title: String,
 }
 
 const LIST_LIMIT: i64 = 200;
@@ -468,7 +471,24 @@ async fn list_page(
         bulk,
         filter: Vec::new(),
         statuses: here == "/history",
+        more: Vec::new(),
+        more_title: String::new(),
     };
+    if here == "/approvals" {
+        // Below what waits: what this approver decided.
+        let mut decided = Vec::new();
+        let Ok(ids) = app.store.decided_by(app.org, v.email(), 50).await else { return unavailable(v.lang) };
+        for id in ids {
+            if let Ok(Some(seen)) = access::visible(app, v, &id).await {
+                decided.push(seen.message);
+            }
+        }
+        let Ok(more) = self::cards(app, v, &decided).await else { return unavailable(v.lang) };
+        return render(
+            StatusCode::OK,
+            List { more, more_title: t(v.lang, "ui.approvals.decided", &[]), statuses: true, ..page },
+        );
+    }
     render(StatusCode::OK, page)
 }
 
@@ -533,6 +553,8 @@ pub async fn queue(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Qu
         bulk: Vec::new(),
         filter,
         statuses: true,
+        more: Vec::new(),
+        more_title: String::new(),
     };
     render(StatusCode::OK, page)
 }
@@ -545,7 +567,9 @@ struct MessagePage {
     back: String,
     facts: Vec<(String, String)>,
     events: Vec<(When, String, String, String)>,
-    body: String,
+    /// The texts inspection read (the body, each attachment's), the
+    /// keywords found marked.
+    texts: Vec<(String, Vec<(String, bool)>)>,
     /// The body as HTML, shown in a sandboxed frame (its own address).
     html: bool,
     /// The archive has the message: it can be downloaded.
@@ -579,7 +603,33 @@ pub async fn message(State(app): State<App>, v: Viewer, Path(id): Path<String>) 
     }
     let events =
         seen.events.iter().map(|e| (When::at(e.at), e.kind.clone(), e.actor.clone(), e.detail.clone())).collect();
-    let body = reviewed.map(|r| r.facts.body_text).unwrap_or_default();
+    // The queue keeps facts without their texts: the texts come from the
+    // archived message, inspected again (as a dry run does).
+    let full = match (&app.archive, &app.replayer) {
+        (Some(archive), Some(replayer)) => {
+            replayer.received(archive, &app.store, id.as_str()).await.ok().map(|r| r.facts)
+        }
+        _ => None,
+    };
+    let facts_now = full.as_ref().or(reviewed.as_ref().map(|r| &r.facts));
+    let terms: Vec<String> = facts_now
+        .map(|f| {
+            f.detections
+                .iter()
+                .filter(|d| d.detector == "keyword" && !d.name.is_empty())
+                .map(|d| d.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut texts = Vec::new();
+    if let Some(f) = &full {
+        if !f.body_text.is_empty() {
+            texts.push((t(lang, "ui.body", &[]), highlight(&f.body_text, &terms)));
+        }
+        for a in f.attachments.iter().filter(|a| !a.text.is_empty()) {
+            texts.push((a.path.clone(), highlight(&a.text, &terms)));
+        }
+    }
     let raw = crate::mail::bytes(&app, id.as_str()).await;
     let html = raw.as_deref().and_then(crate::mail::safe_html).is_some();
     let page = MessagePage {
@@ -588,7 +638,7 @@ pub async fn message(State(app): State<App>, v: Viewer, Path(id): Path<String>) 
         back: format!("/messages/{id}"),
         facts,
         events,
-        body,
+        texts,
         html,
         archived: raw.is_some(),
     };
@@ -701,6 +751,35 @@ pub async fn search(State(app): State<App>, v: Viewer, Query(q): Query<ArchiveQu
     let searched = !query.is_empty();
     let page = SearchPage { f: Frame::signed(&v, "ui.search.title", "/search"), searched, q: query, hits, error };
     render(status, page)
+}
+
+/// Most of a text a page shows.
+const TEXT_SHOWN: usize = 20_000;
+
+/// `text` (at most [`TEXT_SHOWN`] characters) in pieces, those that are one
+/// of `terms` (ASCII case aside) marked.
+pub fn highlight(text: &str, terms: &[String]) -> Vec<(String, bool)> {
+    let text: String = text.chars().take(TEXT_SHOWN).collect();
+    let lower = text.to_ascii_lowercase();
+    let terms: Vec<String> = terms.iter().filter(|t| !t.is_empty()).map(|t| t.to_ascii_lowercase()).collect();
+    let mut out = Vec::new();
+    let (mut at, mut plain) = (0, 0);
+    while at < text.len() {
+        if let Some(term) = terms.iter().find(|t| lower[at..].starts_with(t.as_str())) {
+            if plain < at {
+                out.push((text[plain..at].to_string(), false));
+            }
+            out.push((text[at..at + term.len()].to_string(), true));
+            at += term.len();
+            plain = at;
+        } else {
+            at += text[at..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    if plain < text.len() {
+        out.push((text[plain..].to_string(), false));
+    }
+    out
 }
 
 /// A list's form: the CSRF token, the button pressed (`do` = `ACTION:ID`
@@ -1084,6 +1163,15 @@ mod tests {
         assert!(keys.len() > 60, "{keys:?}");
         let missing: Vec<&String> = keys.iter().filter(|k| !tomare_model::i18n::has(k)).collect();
         assert!(missing.is_empty(), "{missing:?}");
+    }
+
+    #[test]
+    fn keywords_are_marked_in_the_text() {
+        let parts = highlight("この資料は社外秘です。CONFIDENTIAL too", &["社外秘".into(), "confidential".into()]);
+        let marked: Vec<&str> = parts.iter().filter(|(_, m)| *m).map(|(s, _)| s.as_str()).collect();
+        assert_eq!(marked, ["社外秘", "CONFIDENTIAL"]);
+        assert_eq!(parts.iter().map(|(s, _)| s.as_str()).collect::<String>(), "この資料は社外秘です。CONFIDENTIAL too");
+        assert_eq!(highlight("abc", &[]), [("abc".to_string(), false)]);
     }
 
     #[test]

@@ -208,6 +208,21 @@ async fn who_may_see_and_do_what() {
     assert_eq!(denied.actor, "api:root@example.com (admin, for other-boss@example.com)", "{events:?}");
     let (_, events) = s.store.get(&taros_approval).await.unwrap().unwrap();
     assert!(events.iter().any(|e| e.actor == "api:boss@example.com"), "{events:?}");
+    // Each approver's own decisions, under what waits for them.
+    let page = |who: &'static str| {
+        let session = sessions[who].clone();
+        let s = &s;
+        async move { s.req("GET", "/approvals", &[session.header()], "").await.body }
+    };
+    let boss = page("boss").await;
+    assert!(
+        boss.contains("あなたの判断の履歴") && boss.contains(&format!("data-message-id=\"{taros_approval}\"")),
+        "{boss}"
+    );
+    let other = page("other-boss").await;
+    assert!(!other.contains(&format!("data-message-id=\"{taros_approval}\"")), "{other}");
+    let root = page("root").await;
+    assert!(root.contains(&format!("data-message-id=\"{jiros_approval}\"")), "the admin's decision: {root}");
 
     // The API's state changes need the token when signed in by cookie.
     let other = s.message(State::Held, "x").await;

@@ -714,6 +714,22 @@ impl QueueStore for SqliteStore {
         Ok(Stats { by_state, by_rule, held, cancels })
     }
 
+    async fn decided_by(&self, org: OrgId, email: &str, limit: i64) -> Result<Vec<MessageId>> {
+        let e = email.to_lowercase();
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT message_id FROM approvals WHERE org_id = ? AND decision IS NOT NULL AND \
+             (lower(decided_by) IN ('web:' || ?2, 'link:' || ?2, 'api:' || ?2) \
+              OR substr(lower(decided_by), 1, length(?2) + 6) IN ('web:' || ?2 || ' (', 'api:' || ?2 || ' (')) \
+             ORDER BY decided_at DESC LIMIT ?3",
+        )
+        .bind(org)
+        .bind(&e)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        ids.into_iter().map(parse_id).collect()
+    }
+
     async fn asked(&self, id: &MessageId) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT email FROM approval_asked WHERE message_id = ? ORDER BY email")
             .bind(id.as_str())
