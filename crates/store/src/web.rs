@@ -50,6 +50,8 @@ pub trait WebStore: Send + Sync {
     async fn create_token(&self, token_hash: &str, email: &str) -> Result<()>;
     /// The account of a token, noting its use.
     async fn token_owner(&self, token_hash: &str) -> Result<Option<String>>;
+    /// Marks a set-password invitation used: false when it was already.
+    async fn use_invite(&self, nonce: &str, email: &str, now: i64) -> Result<bool>;
     async fn audit(&self, org: OrgId, entry: &AuditEntry) -> Result<()>;
     /// Newest first; `query` (when not empty) is matched anywhere in the
     /// actor, action, target or detail.

@@ -276,6 +276,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         archive: web_archive,
         reload: Some(reload),
         replayer: Some(Arc::new(tomare_review::Replayer::new(&config)?)),
+        mail: Some(own_mail(pipeline.acceptor(), host.clone())),
     });
     let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(web), shutdown));
 
@@ -367,6 +368,24 @@ fn load_tls(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
         .with_single_cert(certs, key)
         .context("TLS certificate and key do not match")?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The web's invitations go out as tomare's notices do: null sender,
+/// queued through the acceptor, never through the rules.
+fn own_mail(acceptor: Acceptor, host: String) -> tomare_web::MailFn {
+    Arc::new(move |to: Address, data: Vec<u8>| {
+        let (acceptor, host) = (acceptor.clone(), host.clone());
+        Box::pin(async move {
+            let envelope = Envelope {
+                mail_from: Address::null(),
+                rcpt_to: vec![to],
+                helo: host,
+                client_ip: "127.0.0.1".into(),
+                auth_user: None,
+            };
+            acceptor.accept(envelope, data, true).await.map(|id| id.to_string()).map_err(|e| e.to_string())
+        })
+    })
 }
 
 struct Sink(Acceptor);

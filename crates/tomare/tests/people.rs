@@ -129,3 +129,60 @@ fn admin_token(g: &Gateway) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+#[test]
+fn a_person_without_a_password_is_invited_by_mail_and_sets_one_once() {
+    let sink = Sink::start();
+    let config = format!("{}[[user]]\nemail = \"jiro@example.com\"\n", relay_to(sink.port, ""));
+    let g = Gateway::start(&config);
+    let password = first_admin_password(&g, "admin@example.com");
+    // The admin signs in (form) and invites jiro from the people page.
+    let form = format!("email=admin%40example.com&password={password}");
+    let (code, head, _) =
+        g.request("POST", "/login", &["Content-Type: application/x-www-form-urlencoded".into()], &form);
+    assert_eq!(code, 303);
+    let cookie =
+        head.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).unwrap();
+    let cookie = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    let (_, _, page) = g.request("GET", "/users", std::slice::from_ref(&cookie), "");
+    assert!(page.contains("data-action=\"invite\""), "{page}");
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+    let post = |body: String| {
+        g.request(
+            "POST",
+            "/users/invite",
+            &[cookie.clone(), "Content-Type: application/x-www-form-urlencoded".into()],
+            &body,
+        )
+    };
+    assert_eq!(post(format!("csrf={csrf}&email=nobody%40example.com")).0, 404);
+    assert_eq!(post(format!("csrf={csrf}&email=admin%40example.com")).0, 409, "has a password already");
+    assert_eq!(post("email=jiro%40example.com".to_string()).0, 403, "no CSRF token");
+    assert_eq!(post(format!("csrf={csrf}&email=jiro%40example.com")).0, 200);
+
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.messages().iter().any(|m| m.rcpts == ["jiro@example.com"])),
+        "{}",
+        g.log()
+    );
+    let mail = sink.messages().into_iter().find(|m| m.rcpts == ["jiro@example.com"]).unwrap();
+    assert!(mail.mail_from.is_empty(), "from tomare itself");
+    let text = mail.text();
+    let start = text.find(&format!("http://{}/p/", g.web)).expect("the link");
+    let url = text[start..].split_whitespace().next().unwrap();
+    let path = &url[url.find("/p/").unwrap()..];
+
+    // Opening it changes nothing; a changed one is refused.
+    assert_eq!(g.request("GET", path, &[], "").0, 200);
+    assert_eq!(login(&g, "jiro@example.com", PASSWORD).0, 401);
+    let changed = format!("{path}x");
+    let form_headers = ["Content-Type: application/x-www-form-urlencoded".to_string()];
+    assert_eq!(g.request("POST", &changed, &form_headers, "new=a+long+enough+password").0, 400);
+    assert_eq!(g.request("POST", path, &form_headers, "new=short").0, 400);
+    assert_eq!(g.request("POST", path, &form_headers, "new=a+long+enough+password").0, 200);
+    assert_eq!(login(&g, "jiro@example.com", PASSWORD).0, 200, "signed in with the password set");
+    // Once only.
+    assert_eq!(g.request("POST", path, &form_headers, "new=another+long+password").0, 410);
+    assert_eq!(login(&g, "jiro@example.com", "another long password").0, 401);
+}

@@ -70,6 +70,7 @@ pub struct Inner {
     pub reload: Option<ReloadFn>,
     /// Dry runs read archived messages again.
     pub replayer: Option<Arc<tomare_review::Replayer>>,
+    pub mail: Option<MailFn>,
     pub throttle: accounts::Throttle,
     /// Cookies are `Secure` when the UI is reached over https.
     pub secure_cookies: bool,
@@ -87,6 +88,17 @@ const LOGIN_FAILURES_PER_ACCOUNT: u32 = 5;
 const LOGIN_FAILURES_PER_IP: u32 = 20;
 const LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
 
+/// Queues a mail of tomare's own (null sender, no rules), as notices are:
+/// its queue id, or why not.
+pub type MailFn = Arc<
+    dyn Fn(
+            tomare_model::Address,
+            Vec<u8>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// What the web is made of; `serve` fills it in.
 pub struct Parts {
     pub config: Config,
@@ -98,6 +110,8 @@ pub struct Parts {
     pub archive: Option<Arc<tomare_archive::Archive>>,
     pub reload: Option<ReloadFn>,
     pub replayer: Option<Arc<tomare_review::Replayer>>,
+    /// Sends invitations (None: the people page cannot invite).
+    pub mail: Option<MailFn>,
 }
 
 impl App {
@@ -113,6 +127,7 @@ impl App {
             archive: p.archive,
             reload: p.reload,
             replayer: p.replayer,
+            mail: p.mail,
             throttle: accounts::Throttle::new(LOGIN_FAILURES_PER_ACCOUNT, LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS),
         }))
     }
@@ -149,6 +164,8 @@ pub fn router(app: App) -> Router {
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
         .route("/users", get(pages::users).post(pages::users_import))
+        .route("/users/invite", post(people::invite))
+        .route("/p/{token}", get(people::invited).post(people::set_password))
         .route("/dashboard", get(pages::dashboard))
         .route("/rules", get(rules::page).post(rules::submit))
         .route("/dashboard.csv", get(pages::dashboard_csv))

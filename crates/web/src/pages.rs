@@ -38,6 +38,11 @@ impl Frame {
         Frame { lang, title: t(lang, title_key, &[]), nav: Vec::new(), csrf: String::new(), who: String::new() }
     }
 
+    /// A page for someone not signed in.
+    pub fn public(lang: Lang, title_key: &str) -> Frame {
+        Frame::new(lang, title_key)
+    }
+
     pub fn signed(viewer: &Viewer, title_key: &str, here: &str) -> Frame {
         let lang = viewer.lang;
         let mut items = vec![("/tray", "ui.nav.tray"), ("/history", "ui.nav.history"), ("/search", "ui.nav.search")];

@@ -5,6 +5,16 @@
 use tomare_config::Config;
 use tomare_store::Store;
 
+use crate::App;
+use crate::pages::{Frame, html, said};
+use crate::session::{HasCsrf, Posted, lang_of};
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use tomare_model::i18n::{Lang, t};
+use tomare_model::now_ms;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PeopleError {
     #[error("{0}")]
@@ -125,6 +135,158 @@ pub async fn people(
             }
         })
         .collect())
+}
+
+/// The invitation mail: in both languages (the person has chosen none yet).
+pub fn invite_mail(app: &App, to: &str, url: &str, now: i64) -> Vec<u8> {
+    use base64::Engine;
+    let org = app.config.org.name.replace(['<', '>', '"', '\r', '\n'], "");
+    let domain = app.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost");
+    let both = |key: &str, args: &[&dyn std::fmt::Display]| {
+        format!("{}\r\n{}", t(Lang::Ja, key, args), t(Lang::En, key, args))
+    };
+    let subject = format!("{} / {}", t(Lang::Ja, "invite.subject", &[&org]), t(Lang::En, "invite.subject", &[&org]));
+    let body = format!(
+        "{}\r\n\r\n  {url}\r\n\r\n{}\r\n",
+        both("invite.lead", &[&to]),
+        both(
+            "invite.expires",
+            &[&tomare_model::local_time(now + crate::links::INVITE_LIFETIME_MS, app.config.org.utc_offset_minutes())]
+        )
+    );
+    format!(
+        "From: {org} <MAILER-DAEMON@{domain}>\r\nTo: <{to}>\r\nSubject: =?UTF-8?B?{}?=\r\nDate: {}\r\n\
+         Message-ID: <invite.{now}@{domain}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}",
+        base64::engine::general_purpose::STANDARD.encode(subject),
+        tomare_model::rfc2822(now),
+    )
+    .into_bytes()
+}
+
+#[derive(serde::Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+}
+
+impl HasCsrf for InviteForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// An admin invites a person of the directory who has no password yet: a
+/// mail with a signed set-password link, valid 7 days, usable once.
+pub async fn invite(State(app): State<App>, posted: Posted<InviteForm>) -> Response {
+    let (v, form) = (posted.viewer, posted.form);
+    let lang = v.lang;
+    if v.role() != crate::accounts::Role::Admin {
+        return said(lang, StatusCode::FORBIDDEN, &t(lang, "ui.forbidden", &[]));
+    }
+    let email = form.email.trim().to_lowercase();
+    let Ok(people) = people(&app.config, app.store.as_ref(), Some(app.org)).await else {
+        return said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[]));
+    };
+    let Some(person) = people.iter().find(|p| p.email == email) else {
+        return said(lang, StatusCode::NOT_FOUND, &t(lang, "invite.unknown", &[&email]));
+    };
+    if person.can_sign_in {
+        return said(lang, StatusCode::CONFLICT, &t(lang, "invite.has_password", &[&email]));
+    }
+    let (Some(mail), Ok(to)) = (&app.mail, email.parse::<tomare_model::Address>()) else {
+        return said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[]));
+    };
+    let now = now_ms();
+    let url = app.links.invite(&email, now);
+    match mail(to, invite_mail(&app, &email, &url, now)).await {
+        Ok(id) => {
+            crate::access::audit(&app, &v, "invite", &email, &id).await;
+            said(lang, StatusCode::OK, &t(lang, "invite.sent", &[&email]))
+        }
+        Err(_) => said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[])),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "invited.html")]
+struct InvitedPage {
+    f: Frame,
+    email: String,
+    note: String,
+}
+
+fn invite_refused(lang: Lang, e: crate::links::LinkError) -> Response {
+    match e {
+        crate::links::LinkError::Invalid => said(lang, StatusCode::BAD_REQUEST, &t(lang, "link.invalid", &[])),
+        crate::links::LinkError::Expired => said(lang, StatusCode::GONE, &t(lang, "invite.expired", &[])),
+    }
+}
+
+fn invited_page(lang: Lang, status: StatusCode, email: String, note: String) -> Response {
+    let page = InvitedPage { f: Frame::public(lang, "invite.title"), email, note };
+    match page.render() {
+        Ok(body) => html(status, body),
+        Err(_) => html(StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+    }
+}
+
+/// GET: the set-password form (changes nothing).
+pub async fn invited(State(app): State<App>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+    let lang = lang_of(&headers, "");
+    match app.links.verify_invite(&token, now_ms()) {
+        Ok(i) => invited_page(lang, StatusCode::OK, i.email, String::new()),
+        Err(e) => invite_refused(lang, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    new: String,
+}
+
+/// POST: sets the password, once.
+pub async fn set_password(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    axum::Form(form): axum::Form<PasswordForm>,
+) -> Response {
+    let lang = lang_of(&headers, "");
+    let now = now_ms();
+    let invite = match app.links.verify_invite(&token, now) {
+        Ok(i) => i,
+        Err(e) => return invite_refused(lang, e),
+    };
+    if form.new.chars().count() < crate::accounts::MIN_PASSWORD_CHARS {
+        let note = t(lang, "ui.account.short", &[&crate::accounts::MIN_PASSWORD_CHARS]);
+        return invited_page(lang, StatusCode::BAD_REQUEST, invite.email, note);
+    }
+    let Ok(hash) = crate::accounts::hash_password(&form.new) else {
+        return said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[]));
+    };
+    match app.store.use_invite(&invite.nonce, &invite.email, now).await {
+        Ok(true) => {}
+        Ok(false) => return said(lang, StatusCode::GONE, &t(lang, "invite.used", &[])),
+        Err(_) => return said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[])),
+    }
+    if app.store.put_user(app.org, &invite.email, &hash).await.is_err() {
+        return said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[]));
+    }
+    let entry = tomare_store::AuditEntry {
+        at: now,
+        actor: invite.email.clone(),
+        via: "link".into(),
+        action: "passwd".into(),
+        target: invite.email.clone(),
+        detail: "invitation".into(),
+        ip: String::new(),
+    };
+    let _ = app.store.audit(app.org, &entry).await;
+    said(lang, StatusCode::OK, &t(lang, "invite.done", &[&invite.email]))
 }
 
 #[cfg(test)]

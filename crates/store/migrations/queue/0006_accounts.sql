@@ -49,3 +49,9 @@ CREATE INDEX audit_at ON audit(org_id, at);
 -- When the approvers were reminded (half of the time gone), once per
 -- approver in turn (an escalation starts a new turn).
 ALTER TABLE approvals ADD COLUMN reminded_at INTEGER;
+-- Set-password invitations already used (each link sets a password once).
+CREATE TABLE used_invites (
+    nonce TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    used_at INTEGER NOT NULL
+);

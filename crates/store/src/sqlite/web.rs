@@ -73,6 +73,18 @@ impl WebStore for SqliteStore {
             .await?)
     }
 
+    async fn use_invite(&self, nonce: &str, email: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO used_invites (nonce, email, used_at) VALUES (?, ?, ?) ON CONFLICT(nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(email.to_lowercase())
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn audit(&self, org: OrgId, e: &AuditEntry) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit (org_id, at, actor, via, action, target, detail, ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

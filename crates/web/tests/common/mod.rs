@@ -95,6 +95,7 @@ pub async fn start() -> Server {
         archive: None,
         reload: None,
         replayer: None,
+        mail: None,
     });
     let router = tomare_web::router(app);
     let (_tx, rx) = tokio::sync::watch::channel(false);
