@@ -92,6 +92,15 @@ pub struct Detection {
     pub count: usize,
 }
 
+impl Detection {
+    /// For people: what was found, where, how often, and the masked excerpt.
+    pub fn line(&self) -> String {
+        let what =
+            if self.name.is_empty() { self.detector.clone() } else { format!("{} {}", self.detector, self.name) };
+        format!("{what} ({}, ×{}): {}", self.location, self.count, self.excerpt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,15 @@ pub enum Lang {
 }
 
 impl Lang {
+    /// `ja` or `en` (a person's chosen language), else None.
+    pub fn from_code(code: &str) -> Option<Lang> {
+        match code {
+            "ja" => Some(Lang::Ja),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
     /// Japanese when `TOMARE_LANG`, `LC_ALL`, `LC_MESSAGES` or `LANG` (the
     /// first one set) starts with `ja`; English otherwise.
     pub fn from_env() -> Lang {
@@ -161,7 +170,12 @@ const TABLE: &[(&str, &str, &str)] = &[
         "Note: {} is also a [[user]] of the config file, whose role and supervisor take precedence.",
         "注意: {} は設定ファイルの [[user]] にもあり、そちらの権限と上長が優先されます。",
     ),
-    ("user.sessions_ended", "Signed out of {} web session(s).", "Web のセッション {} 件をログアウトしました。"),
+    (
+        "user.sessions_ended",
+        "Signed out: {} web session(s) and API token(s) ended.",
+        "ログアウトしました: Web のセッションと API トークン {} 件を無効にしました。",
+    ),
+    ("user.tokens_revoked", "{} API token(s) of {} removed.", "{1} の API トークン {0} 件を削除しました。"),
     ("user.yes", "yes", "可"),
     ("user.no", "no", "不可"),
     (
@@ -626,6 +640,11 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("ui.account.current", "Current password", "現在のパスワード"),
     ("ui.account.new", "New password (8 characters or more)", "新しいパスワード（8文字以上）"),
     ("ui.account.saved", "Saved.", "保存しました。"),
+    (
+        "ui.account.must_change",
+        "You signed in with a one-time password: choose a password of your own to go on.",
+        "ワンタイムパスワードでログインしました。続けるには、ご自身のパスワードを設定してください。",
+    ),
     (
         "ui.account.changed",
         "Password changed; your other sessions were signed out.",

@@ -21,7 +21,7 @@ pub use escape::{escape_controls, needs_escape};
 pub use facts::{Attachment, Detection, Facts};
 pub use health::Health;
 pub use id::MessageId;
-pub use links::{ActionLinks, LinkAction};
+pub use links::{ActionLinks, LinkAction, actor_account};
 pub use metrics::Metrics;
 pub use state::{RcptStatus, State};
 pub use time::{local_time, now_ms, parse_utc_offset, rfc2822, rfc3339};

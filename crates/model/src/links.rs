@@ -39,3 +39,30 @@ impl LinkAction {
 pub trait ActionLinks: Send + Sync {
     fn link(&self, id: &MessageId, action: LinkAction, person: &str, expires_at: i64) -> String;
 }
+
+/// The person an event's actor names, and how they acted: `web:taro@x`,
+/// `api:taro@x`, `link:taro@x`, with anything after a space a note (`web:
+/// root@x (admin, for boss@x)`). `cli`, `policy`, `timeout` name nobody.
+pub fn actor_account(actor: &str) -> Option<(&str, &str)> {
+    let (via, rest) = actor.split_once(':')?;
+    if !matches!(via, "web" | "api" | "link") {
+        return None;
+    }
+    let account = rest.split(' ').next().unwrap_or(rest);
+    (!account.is_empty()).then_some((account, via))
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::*;
+
+    #[test]
+    fn actors_name_their_person_and_way() {
+        assert_eq!(actor_account("web:taro@x"), Some(("taro@x", "web")));
+        assert_eq!(actor_account("web:root@x (admin, for boss@x)"), Some(("root@x", "web")));
+        assert_eq!(actor_account("link:boss@x"), Some(("boss@x", "link")));
+        assert_eq!(actor_account("cli"), None);
+        assert_eq!(actor_account("smtp:x"), None);
+        assert_eq!(actor_account("web:"), None);
+    }
+}

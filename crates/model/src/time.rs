@@ -30,6 +30,9 @@ fn split(ms: i64) -> (i64, u32, u32, i64, i64, i64, i64) {
 /// `"+09:00"`, `"-05:30"`, `"+0900"`, `"UTC"` or `"Z"` → minutes east of UTC.
 pub fn parse_utc_offset(s: &str) -> Option<i32> {
     let s = s.trim();
+    if !s.is_ascii() {
+        return None;
+    }
     if s.eq_ignore_ascii_case("utc") || s == "Z" {
         return Some(0);
     }
@@ -84,7 +87,7 @@ mod tests {
         assert_eq!(parse_utc_offset("-05:30"), Some(-330));
         assert_eq!(parse_utc_offset("+0900"), Some(540));
         assert_eq!(parse_utc_offset("UTC"), Some(0));
-        for bad in ["", "09:00", "+9:99", "+25:00", "JST", "+09:00:00", "+123"] {
+        for bad in ["", "09:00", "+9:99", "+25:00", "JST", "+09:00:00", "+123", "+1é1", "+９:00"] {
             assert_eq!(parse_utc_offset(bad), None, "{bad}");
         }
         // 2026-12-01T23:30:00Z is already the 2nd in Tokyo.

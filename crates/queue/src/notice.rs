@@ -82,9 +82,9 @@ fn fold(line: &str) -> String {
 
 /// Who did it, from an event's actor: `web:boss@x` → `boss@x (web)`.
 fn who(actor: &str) -> String {
-    match actor.split_once(':') {
-        Some((via @ ("web" | "api" | "link"), rest)) => format!("{rest} ({via})"),
-        _ => actor.to_string(),
+    match tomare_model::actor_account(actor) {
+        Some((account, via)) => format!("{account} ({via})"),
+        None => actor.to_string(),
     }
 }
 
@@ -185,6 +185,53 @@ impl SenderNotice<'_> {
     }
 }
 
+/// A header field's value as RFC 2047 encoded words (UTF-8, base64), each
+/// at most 75 characters, folded onto lines of their own: a subject of any
+/// length stays within SMTP's line limit.
+pub fn encoded_words(text: &str) -> String {
+    // 39 bytes of text are 52 characters of base64: 64 with the framing,
+    // 73 after "Subject: ".
+    let mut words = Vec::new();
+    let mut piece = String::new();
+    for c in one_line(text).chars() {
+        if piece.len() + c.len_utf8() > 39 {
+            words.push(format!("=?UTF-8?B?{}?=", B64.encode(&piece)));
+            piece.clear();
+        }
+        piece.push(c);
+    }
+    if !piece.is_empty() || words.is_empty() {
+        words.push(format!("=?UTF-8?B?{}?=", B64.encode(&piece)));
+    }
+    words.join("\r\n ")
+}
+
+/// The header block of a mail of tomare's own (a notice, an invitation),
+/// up to and including `MIME-Version`: from the org's MAILER-DAEMON, marked
+/// automatic so that nobody's autoresponder answers it.
+pub fn own_head(
+    org_name: &str,
+    postmaster_domain: &str,
+    to: &str,
+    subject: &str,
+    now: i64,
+    message_id: &str,
+) -> String {
+    format!(
+        "From: {org} <MAILER-DAEMON@{postmaster_domain}>\r\n\
+         To: <{to}>\r\n\
+         Subject: {subject}\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{message_id}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n",
+        org = one_line(org_name).replace(['<', '>', '"'], ""),
+        to = one_line(to),
+        subject = encoded_words(subject),
+        date = rfc2822(now),
+    )
+}
+
 /// The notice as a message (text and HTML), ready to queue.
 pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
     let headline = n.label(&format!("notice.{}.title", n.kind_key()));
@@ -236,17 +283,12 @@ pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
     }
 
     let boundary = format!("=_tomare_{}", MessageId::generate(n.now));
-    let mut out = String::new();
+    let message_id = format!("{}.{}.{}@{}", n.queue_id, n.kind.as_str(), n.now, n.reporting_mta);
+    let subject = format!("{headline}: {subject_line}");
+    let mut out = own_head(n.org_name, n.postmaster_domain, n.to, &subject, n.now, &message_id);
     let _ = write!(
         out,
-        "From: {org} <MAILER-DAEMON@{pm}>\r\n\
-         To: <{to}>\r\n\
-         Subject: =?UTF-8?B?{subject}?=\r\n\
-         Date: {date}\r\n\
-         Message-ID: <{qid}.{kind}.{stamp}@{mta}>\r\n\
-         Auto-Submitted: auto-replied\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\
+        "Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\
          \r\n\
          --{boundary}\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
@@ -259,15 +301,6 @@ pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
          \r\n\
          {html_lines}\
          --{boundary}--\r\n",
-        org = one_line(n.org_name).replace(['<', '>', '"'], ""),
-        pm = n.postmaster_domain,
-        to = one_line(n.to),
-        subject = B64.encode(format!("{headline}: {subject_line}")),
-        date = rfc2822(n.now),
-        qid = n.queue_id,
-        kind = n.kind.as_str(),
-        stamp = n.now,
-        mta = n.reporting_mta,
     );
     out.into_bytes()
 }
@@ -379,6 +412,21 @@ mod tests {
         let n = SenderNotice { kind: NoticeKind::Cancelled, reason: "cli", lang: Some(Lang::En), ..base() };
         let (_, plain, _) = parts(&notice(&n));
         assert!(plain.contains("cancelled by cli"), "{plain}");
+    }
+
+    #[test]
+    fn a_long_subject_is_folded_into_encoded_words() {
+        let long = "見積書".repeat(120);
+        let n = SenderNotice { subject: &long, ..base() };
+        let out = notice(&n);
+        let (subject, _, _) = parts(&out);
+        assert_eq!(subject, format!("保留中 / Held: {long}"), "reads back whole");
+        let raw = String::from_utf8(out).unwrap();
+        let head = &raw[..raw.find("\r\n\r\n").unwrap()];
+        let subject_lines: Vec<&str> =
+            head.lines().filter(|l| l.starts_with("Subject:") || l.starts_with(" =?")).collect();
+        assert!(subject_lines.len() > 10 && subject_lines.iter().all(|l| l.len() <= 76), "{head}");
+        assert_eq!(encoded_words(""), "=?UTF-8?B??=");
     }
 
     #[test]

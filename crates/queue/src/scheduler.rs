@@ -262,11 +262,7 @@ struct About {
 impl About {
     async fn read(ctx: &Ctx, n: &tomare_store::Notice, to: &str) -> About {
         use tomare_model::i18n::{Lang, t};
-        let lang = match ctx.store.user(to).await.ok().flatten().map(|u| u.lang) {
-            Some(l) if l == "ja" => Some(Lang::Ja),
-            Some(l) if l == "en" => Some(Lang::En),
-            _ => None,
-        };
+        let lang = ctx.store.user(to).await.ok().flatten().and_then(|u| Lang::from_code(&u.lang));
         let mut about = About { lang, ..About::default() };
         let internal = &ctx.config.org.internal_domains;
         if let Ok(Some((m, _))) = ctx.store.get(&n.id).await {
@@ -275,16 +271,7 @@ impl About {
         }
         if let Ok(Some(r)) = ctx.store.reviewed(&n.id).await {
             about.attachments = r.facts.attachments.iter().map(|a| a.name.clone()).filter(|a| !a.is_empty()).collect();
-            about.hits = r
-                .facts
-                .detections
-                .iter()
-                .map(|d| {
-                    let what =
-                        if d.name.is_empty() { d.detector.clone() } else { format!("{} {}", d.detector, d.name) };
-                    format!("{what} ({}): {}", d.location, d.excerpt)
-                })
-                .collect();
+            about.hits = r.facts.detections.iter().map(tomare_model::Detection::line).collect();
             if let Some(v) = &r.verdict {
                 about.reasons = v.rules.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>().join("; ");
                 // In the person's language, or both.

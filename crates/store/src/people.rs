@@ -55,6 +55,8 @@ pub struct UserRow {
     pub send_as: Vec<SendAs>,
     /// The web UI's language the person chose (`ja`, `en`), or empty.
     pub lang: String,
+    /// The password is a one-time one: the web asks for a new one first.
+    pub must_change: bool,
 }
 
 #[async_trait]
@@ -80,8 +82,12 @@ pub trait PeopleStore: Send + Sync {
 
     async fn directory(&self, org: OrgId) -> Result<Vec<DirectoryEntry>>;
 
-    /// Sets the argon2 hash for an SMTP AUTH user.
+    /// Sets the argon2 hash for an account (a password chosen: no longer
+    /// one to change).
     async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()>;
+
+    /// Marks an account's password as one-time (the web asks for a new one).
+    async fn set_must_change(&self, email: &str) -> Result<()>;
 
     /// Replaces the other senders a user may use after AUTH.
     async fn set_send_as(&self, email: &str, grants: &[SendAs]) -> Result<()>;

@@ -197,7 +197,16 @@ pub enum Transition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     Org(OrgId),
-    Person { org: OrgId, email: String, senders: Vec<String> },
+    Person {
+        org: OrgId,
+        email: String,
+        senders: Vec<String>,
+    },
+    /// Only the person's own: what they sent or authenticated for.
+    Own {
+        org: OrgId,
+        email: String,
+    },
 }
 
 /// What the admin's dashboard counts, for messages received since a time.

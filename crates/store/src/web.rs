@@ -37,17 +37,34 @@ pub struct AuditEntry {
     pub ip: String,
 }
 
+impl AuditEntry {
+    /// What `actor` did now through `via`, to `target`, from `ip`.
+    pub fn now(actor: &str, via: &str, action: &str, target: &str, detail: &str, ip: &str) -> AuditEntry {
+        AuditEntry {
+            at: tomare_model::now_ms(),
+            actor: actor.to_string(),
+            via: via.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            detail: detail.to_string(),
+            ip: ip.to_string(),
+        }
+    }
+}
+
 #[async_trait]
 pub trait WebStore: Send + Sync {
     async fn create_session(&self, session: &SessionRow) -> Result<()>;
     /// The session with this hash, unless it has expired by `now`.
     async fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRow>>;
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
-    /// Signs an account out everywhere (its password changed); sessions
-    /// past their expiry go too.
+    /// Signs an account out everywhere (its password changed): its
+    /// sessions and its API tokens; sessions past their expiry go too.
     async fn delete_sessions_of(&self, email: &str) -> Result<u64>;
     /// Keeps an API token (by its hash) for `email`.
     async fn create_token(&self, token_hash: &str, email: &str) -> Result<()>;
+    /// Removes every API token of an account: how many there were.
+    async fn revoke_tokens(&self, email: &str) -> Result<u64>;
     /// The account of a token, noting its use.
     async fn token_owner(&self, token_hash: &str) -> Result<Option<String>>;
     /// Marks a set-password invitation used: false when it was already.

@@ -595,7 +595,7 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
             }
             UserCommand::Passwd { email, password_stdin } => {
                 set_password(&config, store.as_ref(), lang, &email, &[], !password_stdin).await?;
-                let ended = store.delete_sessions_of(&email).await?;
+                let ended = store.delete_sessions_of(&email).await?; // sessions and API tokens
                 if ended > 0 {
                     say!("{}", t(lang, "user.sessions_ended", &[&ended]));
                 }
@@ -648,7 +648,13 @@ pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {
                     }
                 }
             }
-            UserCommand::Token { email } => {
+            UserCommand::Token { email, revoke: true } => {
+                let n = store.revoke_tokens(&email).await?;
+                let org = store.ensure_org(&config.org.name).await?;
+                tomare_web::access::record_cli(store.as_ref(), org, "token_revoke", &email).await;
+                say!("{}", t(lang, "user.tokens_revoked", &[&n, &email]));
+            }
+            UserCommand::Token { email, revoke: false } => {
                 if store.user(&email).await?.is_none() {
                     bail!(t(lang, "user.no_account", &[&escape_controls(&email)]));
                 }

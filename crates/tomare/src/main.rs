@@ -279,8 +279,14 @@ pub enum UserCommand {
         json: bool,
     },
     /// Make an API token for an account (printed once; send it as
-    /// `Authorization: Bearer TOKEN`).
-    Token { email: String },
+    /// `Authorization: Bearer TOKEN`). A new password removes the account's
+    /// tokens too.
+    Token {
+        email: String,
+        /// Remove every token of the account instead.
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 fn main() -> ExitCode {

@@ -21,34 +21,12 @@ fn form(pairs: &[(&str, &str)]) -> String {
     pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
 }
 
-/// Signs in through the form: the cookie header and the page's CSRF token.
-fn sign_in(g: &Gateway, email: &str, password: &str) -> (String, String) {
-    let (code, head, _) = g.request(
-        "POST",
-        "/login",
-        &["Content-Type: application/x-www-form-urlencoded".into()],
-        &form(&[("email", email), ("password", password)]),
-    );
-    assert_eq!(code, 303, "{head}");
-    let cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_string();
-    let cookie = format!("Cookie: {cookie}");
-    let (_, _, page) = g.request("GET", "/account", std::slice::from_ref(&cookie), "");
-    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
-    let csrf = page[at..at + page[at..].find('"').unwrap()].to_string();
-    (cookie, csrf)
-}
-
 #[test]
 fn an_admin_checks_dry_runs_and_saves_rules_the_server_takes_at_once() {
     let sink = Sink::start();
     let g = Gateway::start(&format!("{}[hold]\nexternal = \"0s\"\ninternal = \"0s\"\n", relay_to(sink.port, "")));
     let password = first_admin_password(&g, "admin@example.com");
-    let (cookie, csrf) = sign_in(&g, "admin@example.com", &password);
+    let (cookie, csrf) = web_session(&g, "admin@example.com", &password);
     let headers = [cookie.clone(), "Content-Type: application/x-www-form-urlencoded".to_string()];
 
     // A message, delivered and archived, for the dry run.
@@ -88,7 +66,7 @@ fn an_admin_checks_dry_runs_and_saves_rules_the_server_takes_at_once() {
     // A sender may not.
     let out = g.user(&["passwd", "taro@example.com", "--password-stdin"], "a long enough password");
     assert!(out.status.success());
-    let (taro, taro_csrf) = sign_in(&g, "taro@example.com", "a long enough password");
+    let (taro, taro_csrf) = web_session(&g, "taro@example.com", "a long enough password");
     let th = [taro.clone(), "Content-Type: application/x-www-form-urlencoded".to_string()];
     let (code, _, _) =
         g.request("POST", "/rules", &th, &form(&[("csrf", &taro_csrf), ("rules", rules), ("do", "save")]));

@@ -31,9 +31,21 @@ fn the_first_start_makes_an_admin_and_people_and_accounts_are_one_list() {
     let config = "[[user]]\nemail = \"taro@example.com\"\nsupervisor = \"boss@example.com\"\n";
     let mut g = Gateway::start(config);
     let password = first_admin_password(&g, "admin@example.com");
-    let (code, me_json, _) = login(&g, "admin@example.com", &password);
+    let (code, me_json, cookie) = login(&g, "admin@example.com", &password);
     assert_eq!(code, 200, "{me_json}");
     assert_eq!(me_json["role"], "admin");
+    // The one-time password opens only the page that replaces it.
+    let cookie = format!("Cookie: tomare_session={cookie}");
+    let (code, _, body) = g.request("GET", "/api/v1/messages", std::slice::from_ref(&cookie), "");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("password_change_required"), "{body}");
+    let (code, head, _) = g.request("GET", "/queue", std::slice::from_ref(&cookie), "");
+    assert_eq!(code, 303);
+    assert!(head.to_ascii_lowercase().contains("location: /account"), "{head}");
+    let (_, csrf) = web_session(&g, "admin@example.com", &password);
+    assert!(!csrf.is_empty());
+    assert_eq!(login(&g, "admin@example.com", &password).0, 401, "used once");
+    assert_eq!(login(&g, "admin@example.com", ADMIN_PASSWORD).0, 200);
     // Restarted: an admin exists, none is made again.
     g.terminate();
     g.spawn();
@@ -137,17 +149,10 @@ fn a_person_without_a_password_is_invited_by_mail_and_sets_one_once() {
     let g = Gateway::start(&config);
     let password = first_admin_password(&g, "admin@example.com");
     // The admin signs in (form) and invites jiro from the people page.
-    let form = format!("email=admin%40example.com&password={password}");
-    let (code, head, _) =
-        g.request("POST", "/login", &["Content-Type: application/x-www-form-urlencoded".into()], &form);
-    assert_eq!(code, 303);
-    let cookie =
-        head.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).unwrap();
-    let cookie = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    let (cookie, csrf) = web_session(&g, "admin@example.com", &password);
     let (_, _, page) = g.request("GET", "/users", std::slice::from_ref(&cookie), "");
     assert!(page.contains("data-action=\"invite\""), "{page}");
-    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
-    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+    let csrf = csrf.as_str();
     let post = |body: String| {
         g.request(
             "POST",

@@ -7,7 +7,7 @@
 use crate::App;
 use crate::accounts::Role;
 use crate::session::Viewer;
-use tomare_model::{LinkAction, MessageId, State, now_ms};
+use tomare_model::{LinkAction, MessageId, State};
 use tomare_store::{AuditEntry, MessageRow, Scope, Transition};
 
 /// Whose messages a viewer's lists show.
@@ -59,13 +59,13 @@ impl Seen {
         match action {
             // Stopping or hurrying a message is its sender's (or an admin's).
             LinkAction::Cancel | LinkAction::Release => admin || is_own(viewer, &self.message),
-            // Never one's own approval, unless an admin (who may act for
-            // an absent approver).
+            // Those asked decide (a supervisor only sees the rest of their
+            // reports' mail); never one's own approval, unless an admin (who
+            // may act for an absent approver).
             LinkAction::Approve | LinkAction::Deny => {
                 admin
                     || (!is_own(viewer, &self.message)
-                        && (self.asked.iter().any(|a| a.eq_ignore_ascii_case(viewer.email()))
-                            || is_report(viewer, &self.message)))
+                        && self.asked.iter().any(|a| a.eq_ignore_ascii_case(viewer.email())))
             }
         }
     }
@@ -105,17 +105,12 @@ pub async fn act(
     let mut actor = viewer.actor();
     let deciding = matches!(action, LinkAction::Approve | LinkAction::Deny);
     let asked_me = seen.asked.iter().any(|a| a.eq_ignore_ascii_case(viewer.email()));
-    if deciding && viewer.role() == Role::Admin && !asked_me && !is_report(viewer, &seen.message) {
+    if deciding && viewer.role() == Role::Admin && !asked_me {
         let others = if seen.asked.is_empty() { "-".to_string() } else { seen.asked.join(", ") };
         actor = format!("{actor} (admin, for {others})");
     }
-    let reason: String = reason.chars().filter(|c| !c.is_control() || *c == '\n').take(1000).collect();
-    let done = match action {
-        LinkAction::Cancel => app.store.cancel(id, &actor).await?,
-        LinkAction::Release => app.store.release(id, &actor).await?,
-        LinkAction::Approve => app.store.approve(id, &actor).await?,
-        LinkAction::Deny => app.store.deny(id, &actor, &reason).await?,
-    };
+    let reason = clean_reason(reason);
+    let done = perform(app.store.as_ref(), id, action, &actor, &reason).await?;
     let acted = match done {
         Transition::Done => Acted::Done,
         Transition::NotFound => Acted::NotFound,
@@ -130,35 +125,48 @@ pub async fn act(
     Ok(acted)
 }
 
+/// A comment as it is kept: one paragraph of text, at most 1000 characters.
+pub fn clean_reason(reason: &str) -> String {
+    reason.chars().filter(|c| !c.is_control() || *c == '\n').take(1000).collect()
+}
+
+/// The state change itself, by `actor`: what the pages, the API and the
+/// notice links all do once they have decided the caller may.
+pub async fn perform(
+    store: &dyn tomare_store::Store,
+    id: &MessageId,
+    action: LinkAction,
+    actor: &str,
+    reason: &str,
+) -> Result<Transition, tomare_store::StoreError> {
+    match action {
+        LinkAction::Cancel => store.cancel(id, actor).await,
+        LinkAction::Release => store.release(id, actor).await,
+        LinkAction::Approve => store.approve(id, actor).await,
+        LinkAction::Deny => store.deny(id, actor, reason).await,
+    }
+}
+
 /// One line in the audit log for what `viewer` did. A log that cannot be
 /// written is logged, not a reason to undo what was done.
 pub async fn audit(app: &App, viewer: &Viewer, action: &str, target: &str, detail: &str) {
-    let entry = AuditEntry {
-        at: now_ms(),
-        actor: viewer.email().to_string(),
-        via: viewer.via.as_str().to_string(),
-        action: action.to_string(),
-        target: target.to_string(),
-        detail: detail.to_string(),
-        ip: viewer.ip.clone(),
-    };
-    if let Err(e) = app.store.audit(app.org, &entry).await {
+    record(
+        app.store.as_ref(),
+        app.org,
+        &AuditEntry::now(viewer.email(), viewer.via.as_str(), action, target, detail, &viewer.ip),
+    )
+    .await;
+}
+
+/// Writes one line of the audit log. A log that cannot be written is
+/// logged, not a reason to undo what was done.
+pub async fn record(store: &dyn tomare_store::Store, org: tomare_model::OrgId, entry: &AuditEntry) {
+    if let Err(e) = store.audit(org, entry).await {
         tracing::error!(error = %e, "writing the audit log");
     }
 }
 
 /// One line in the audit log for what an admin did at the command line.
 pub async fn record_cli(store: &dyn tomare_store::Store, org: tomare_model::OrgId, action: &str, target: &str) {
-    let entry = AuditEntry {
-        at: now_ms(),
-        actor: "cli".into(),
-        via: "cli".into(),
-        action: action.to_string(),
-        target: target.to_string(),
-        detail: String::new(),
-        ip: String::new(),
-    };
-    if let Err(e) = store.audit(org, &entry).await {
-        tracing::error!(error = %e, "writing the audit log");
-    }
+    record(store, org, &AuditEntry::now("cli", "cli", action, target, "", "")).await;
 }

@@ -154,30 +154,35 @@ impl Throttle {
         [format!("a:{}", email.to_lowercase()), format!("i:{ip}")]
     }
 
-    /// When the account or address is locked at `now`: the milliseconds
-    /// until it is not.
-    pub fn locked(&self, email: &str, ip: &str, now: i64) -> Option<i64> {
+    /// An attempt to sign in as `email` from `ip` at `now`: counted at once
+    /// (before the password is checked, so parallel guesses count too), or
+    /// refused when the account or address is locked — then the
+    /// milliseconds until it is not.
+    pub fn attempt(&self, email: &str, ip: &str, now: i64) -> Option<i64> {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         f.retain(|_, (_, since)| now - *since < self.window_ms);
         let [account, addr] = Self::keys(email, ip);
         let over = |key: &str, limit: u32| {
             f.get(key).filter(|(n, _)| *n >= limit).map(|(_, since)| since + self.window_ms - now)
         };
-        over(&account, self.per_account).into_iter().chain(over(&addr, self.per_ip)).max()
-    }
-
-    pub fn failed(&self, email: &str, ip: &str, now: i64) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for key in Self::keys(email, ip) {
-            let e = f.entry(key).or_insert((0, now));
-            e.0 += 1;
+        if let Some(wait) = over(&account, self.per_account).into_iter().chain(over(&addr, self.per_ip)).max() {
+            return Some(wait);
         }
+        for key in [account, addr] {
+            f.entry(key).or_insert((0, now)).0 += 1;
+        }
+        None
     }
 
-    /// A good sign-in clears the account's count (not the address's).
-    pub fn succeeded(&self, email: &str) {
+    /// A good sign-in: the account's count is cleared, and this attempt no
+    /// longer counts against the address.
+    pub fn succeeded(&self, email: &str, ip: &str) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        f.remove(&format!("a:{}", email.to_lowercase()));
+        let [account, addr] = Self::keys(email, ip);
+        f.remove(&account);
+        if let Some(e) = f.get_mut(&addr) {
+            e.0 = e.0.saturating_sub(1);
+        }
     }
 }
 
@@ -201,6 +206,8 @@ pub async fn first_admin(
     };
     let password = random_secret(12);
     store.put_user(org, &email, &hash_password(&password)?).await?;
+    // One-time: the first sign-in asks for a password of the admin's own.
+    store.set_must_change(&email).await?;
     if Person::of(config, directory, &email).role != Role::Admin {
         let known = store.directory(org).await?.into_iter().find(|e| e.email == email);
         let entry = tomare_store::DirectoryEntry {
@@ -232,18 +239,22 @@ mod tests {
     fn the_throttle_locks_an_account_and_an_address_for_the_window() {
         let t = Throttle::new(3, 5, 1000);
         for _ in 0..3 {
-            assert_eq!(t.locked("a@x", "1.1.1.1", 0), None);
-            t.failed("A@x", "1.1.1.1", 0);
+            assert_eq!(t.attempt("A@x", "1.1.1.1", 0), None);
         }
-        assert_eq!(t.locked("a@x", "2.2.2.2", 100), Some(900), "the account, from anywhere");
-        assert_eq!(t.locked("b@x", "1.1.1.1", 100), None, "the address has room left");
-        t.failed("b@x", "1.1.1.1", 100);
-        t.failed("c@x", "1.1.1.1", 100);
-        assert!(t.locked("d@x", "1.1.1.1", 200).is_some(), "five from one address");
-        assert_eq!(t.locked("a@x", "2.2.2.2", 1000), None, "the window is over");
-        t.failed("e@x", "3.3.3.3", 0);
-        t.succeeded("e@x");
-        assert_eq!(t.locked("e@x", "3.3.3.3", 1), None);
+        assert_eq!(t.attempt("a@x", "2.2.2.2", 100), Some(900), "the account, from anywhere");
+        assert_eq!(t.attempt("b@x", "1.1.1.1", 100), None, "the address has room left");
+        assert_eq!(t.attempt("c@x", "1.1.1.1", 100), None);
+        assert!(t.attempt("d@x", "1.1.1.1", 200).is_some(), "five from one address");
+        assert_eq!(t.attempt("a@x", "2.2.2.2", 1000), None, "the window is over");
+        // A success clears the account and does not count for the address.
+        let t = Throttle::new(2, 2, 1000);
+        assert_eq!(t.attempt("e@x", "3.3.3.3", 0), None);
+        t.succeeded("e@x", "3.3.3.3");
+        assert_eq!(t.attempt("e@x", "3.3.3.3", 1), None);
+        t.succeeded("e@x", "3.3.3.3");
+        assert_eq!(t.attempt("f@x", "3.3.3.3", 2), None);
+        assert_eq!(t.attempt("f@x", "3.3.3.3", 3), None);
+        assert!(t.attempt("f@x", "3.3.3.3", 4).is_some(), "two failures lock");
     }
 
     #[test]

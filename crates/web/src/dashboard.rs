@@ -26,15 +26,6 @@ pub struct Dashboard {
     pub median_cancel_ms: Option<i64>,
 }
 
-/// The account an event's actor names (`web:taro@x` → `taro@x`), if any.
-fn actor_account(actor: &str) -> Option<&str> {
-    let (via, rest) = actor.split_once(':')?;
-    if !matches!(via, "web" | "api" | "link") {
-        return None;
-    }
-    Some(rest.split(' ').next().unwrap_or(rest))
-}
-
 pub fn summarize(stats: &Stats) -> Dashboard {
     let mut days = BTreeSet::new();
     let mut by_state = BTreeMap::new();
@@ -53,7 +44,7 @@ pub fn summarize(stats: &Stats) -> Dashboard {
     let mut by_sender: Vec<i64> = Vec::new();
     let mut others = 0;
     for (from, actor, ms) in &stats.cancels {
-        if actor_account(actor).is_some_and(|a| a.eq_ignore_ascii_case(from)) {
+        if tomare_model::actor_account(actor).is_some_and(|(a, _)| a.eq_ignore_ascii_case(from)) {
             by_sender.push(*ms);
         } else {
             others += 1;
@@ -115,9 +106,7 @@ impl Dashboard {
     /// period's `held`, `cancelled_by_sender`, `cancelled_by_others` and
     /// `median_cancel_seconds` (day and key empty).
     pub fn csv(&self) -> String {
-        let field = |s: &str| {
-            if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
-        };
+        let field = csv_cell;
         let mut out = String::from("kind,day,key,count\n");
         for ((day, state), n) in &self.by_state {
             out.push_str(&format!("state,{day},{state},{n}\n"));
@@ -132,6 +121,13 @@ impl Dashboard {
         out.push_str(&format!("median_cancel_seconds,,,{median}\n"));
         out
     }
+}
+
+/// One CSV cell: quoted when it must be, and a value a spreadsheet would
+/// run as a formula (`=`, `+`, `-`, `@`) kept as text.
+pub fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
 #[cfg(test)]

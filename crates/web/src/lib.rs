@@ -150,7 +150,7 @@ impl App {
 pub fn router(app: App) -> Router {
     let actions = Router::new()
         .route("/a/{action}/{token}", get(links::show).post(links::act))
-        .with_state(links::LinkApp { store: app.store.clone(), links: app.links.clone() });
+        .with_state(links::LinkApp { store: app.store.clone(), links: app.links.clone(), org: app.org });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))

@@ -126,9 +126,7 @@ pub const INVITE_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
 impl Links {
     /// A signed set-password link for `email`: `{public_url}/p/{token}`.
     pub fn invite(&self, email: &str, now: i64) -> String {
-        let mut nonce = [0u8; 16];
-        let _ = getrandom::fill(&mut nonce);
-        let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = crate::accounts::random_secret(16);
         // Its own first field: an invitation is never taken for an action link.
         let payload = format!("p1\n{}\n{}\n{nonce}", email.to_lowercase(), now + INVITE_LIFETIME_MS);
         let mut mac = self.mac();
@@ -179,6 +177,7 @@ impl ActionLinks for Links {
 pub(crate) struct LinkApp {
     pub store: Arc<dyn Store>,
     pub links: Arc<Links>,
+    pub org: tomare_model::OrgId,
 }
 
 /// The states an action applies from (as the store's transitions allow).
@@ -365,14 +364,8 @@ pub(crate) async fn act(
     }
     // Who acted, and how: the person the notice went to, through its link.
     let actor = format!("link:{}", claims.person);
-    let reason = form.map(|f| f.0.reason).unwrap_or_default();
-    let reason: String = reason.chars().filter(|c| !c.is_control() || *c == '\n').take(1000).collect();
-    let done = match claims.action {
-        LinkAction::Cancel => app.store.cancel(&claims.id, &actor).await,
-        LinkAction::Release => app.store.release(&claims.id, &actor).await,
-        LinkAction::Approve => app.store.approve(&claims.id, &actor).await,
-        LinkAction::Deny => app.store.deny(&claims.id, &actor, &reason).await,
-    };
+    let reason = crate::access::clean_reason(&form.map(|f| f.0.reason).unwrap_or_default());
+    let done = crate::access::perform(app.store.as_ref(), &claims.id, claims.action, &actor, &reason).await;
     let Ok(outcome) = done else { return error() };
     let used = UsedLink {
         nonce: claims.nonce.clone(),
@@ -389,6 +382,14 @@ pub(crate) async fn act(
         Err(_) => return error(),
     };
     tracing::info!(id = %claims.id, action = claims.action.as_str(), actor = %tomare_model::escape_controls(&actor), outcome = ?used.outcome, "notice link used");
+    let detail = match used.outcome {
+        Transition::Done => reason.clone(),
+        Transition::NotFound => "not found".into(),
+        Transition::Refused(s) => format!("refused: {}", s.as_str()),
+    };
+    let entry =
+        tomare_store::AuditEntry::now(&claims.person, "link", claims.action.as_str(), claims.id.as_str(), &detail, "");
+    crate::access::record(app.store.as_ref(), app.org, &entry).await;
     let status = match used.outcome {
         Transition::Done => StatusCode::OK,
         Transition::NotFound => StatusCode::NOT_FOUND,

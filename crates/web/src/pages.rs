@@ -138,7 +138,11 @@ pub fn url_encode(s: &str) -> String {
 
 /// Only a path of this site: never `//elsewhere` or `https://…`.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/tray" }
+    // Printable ASCII only: browsers drop tabs and line breaks from a
+    // Location, so `/\t/evil` would become `//evil`.
+    let printable = next.bytes().all(|b| (0x21..0x7f).contains(&b));
+    let path = next.starts_with('/') && !next[1..].starts_with(['/', '\\']);
+    if printable && path { next } else { "/tray" }
 }
 
 pub async fn home() -> Redirect {
@@ -192,7 +196,9 @@ pub enum SignIn {
 pub async fn sign_in(app: &App, email: &str, password: &str, ip: &str, via: &str) -> SignIn {
     let email = email.trim().to_lowercase();
     let now = now_ms();
-    if let Some(wait) = app.throttle.locked(&email, ip, now) {
+    // The attempt counts before the (slow) check, so guesses sent in
+    // parallel cannot all slip under the limit.
+    if let Some(wait) = app.throttle.attempt(&email, ip, now) {
         record(app, &email, via, "login_locked", ip).await;
         return SignIn::Locked((wait + 999) / 1000);
     }
@@ -201,11 +207,10 @@ pub async fn sign_in(app: &App, email: &str, password: &str, ip: &str, via: &str
         Err(_) => return SignIn::Unavailable,
     };
     if !check_password(account.map(|a| a.password_hash), password).await {
-        app.throttle.failed(&email, ip, now);
         record(app, &email, via, "login_failed", ip).await;
         return SignIn::Wrong;
     }
-    app.throttle.succeeded(&email);
+    app.throttle.succeeded(&email, ip);
     match crate::session::begin(app, &email, ip).await {
         Ok((row, cookie)) => {
             record(app, &email, via, "login", ip).await;
@@ -216,18 +221,8 @@ pub async fn sign_in(app: &App, email: &str, password: &str, ip: &str, via: &str
 }
 
 async fn record(app: &App, email: &str, via: &str, action: &str, ip: &str) {
-    let entry = tomare_store::AuditEntry {
-        at: now_ms(),
-        actor: email.to_string(),
-        via: via.to_string(),
-        action: action.to_string(),
-        target: email.to_string(),
-        detail: String::new(),
-        ip: ip.to_string(),
-    };
-    if let Err(e) = app.store.audit(app.org, &entry).await {
-        tracing::error!(error = %e, "writing the audit log");
-    }
+    access::record(app.store.as_ref(), app.org, &tomare_store::AuditEntry::now(email, via, action, email, "", ip))
+        .await;
 }
 
 pub async fn login(
@@ -376,15 +371,7 @@ fn card(app: &App, v: &Viewer, m: &MessageRow, reviewed: Option<&Reviewed>, seen
         if let Some(verdict) = &r.verdict {
             reasons = verdict.rules.iter().map(|f| f.reason.clone()).collect();
         }
-        hits = r
-            .facts
-            .detections
-            .iter()
-            .map(|d| {
-                let what = if d.name.is_empty() { d.detector.clone() } else { format!("{} {}", d.detector, d.name) };
-                format!("{what} ({}, ×{}): {}", d.location, d.count, d.excerpt)
-            })
-            .collect();
+        hits = r.facts.detections.iter().map(tomare_model::Detection::line).collect();
     }
     let mut buttons = Vec::new();
     let mut deciding = false;
@@ -457,11 +444,22 @@ async fn list_page(
     keep: impl Fn(&MessageRow) -> bool,
     empty: &str,
 ) -> Response {
-    let rows = match app.store.visible(&access::scope(app, v), states, LIST_LIMIT).await {
+    // The tray and the history are the viewer's own mail, whoever else's
+    // they may see.
+    let scope = if matches!(here, "/tray" | "/history") {
+        tomare_store::Scope::Own { org: app.org, email: v.email().to_string() }
+    } else {
+        access::scope(app, v)
+    };
+    let rows = match app.store.visible(&scope, states, LIST_LIMIT).await {
         Ok(rows) => rows.into_iter().filter(|m| keep(m)).collect::<Vec<_>>(),
         Err(_) => return unavailable(v.lang),
     };
-    let Ok(cards) = cards(app, v, &rows).await else { return unavailable(v.lang) };
+    let Ok(mut cards) = cards(app, v, &rows).await else { return unavailable(v.lang) };
+    if here == "/approvals" {
+        // What waits for this viewer's decision, not all they may see.
+        cards.retain(|c| c.deciding);
+    }
     let mut bulk = Vec::new();
     for action in ["release", "cancel"] {
         if cards.iter().any(|c| c.buttons.iter().any(|b| b.action == action)) {
@@ -488,7 +486,12 @@ async fn list_page(
                 decided.push(seen.message);
             }
         }
-        let Ok(more) = self::cards(app, v, &decided).await else { return unavailable(v.lang) };
+        let Ok(mut more) = self::cards(app, v, &decided).await else { return unavailable(v.lang) };
+        // A history: its cards carry no buttons (they are outside the form).
+        for c in &mut more {
+            c.buttons.clear();
+            c.deciding = false;
+        }
         return render(
             StatusCode::OK,
             List { more, more_title: t(v.lang, "ui.approvals.decided", &[]), statuses: true, ..page },
@@ -1015,11 +1018,7 @@ pub async fn users_import(State(app): State<App>, posted: Posted<ImportForm>) ->
 pub async fn audit_csv(State(app): State<App>, AdminOnly(v): AdminOnly, Query(q): Query<SearchQuery>) -> Response {
     let Ok(rows) = app.store.audit_log(app.org, &q.q, 100_000).await else { return unavailable(v.lang) };
     access::audit(&app, &v, "export", "audit", &format!("{} lines, csv", rows.len())).await;
-    let field = |s: &str| {
-        // A cell a spreadsheet would run as a formula is quoted as text.
-        let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
-        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
-    };
+    let field = crate::dashboard::csv_cell;
     let mut out = String::from("at,actor,via,action,target,detail,ip\n");
     for e in rows {
         let line = [tomare_model::rfc3339(e.at), e.actor, e.via, e.action, e.target, e.detail, e.ip];
@@ -1056,7 +1055,9 @@ async fn account_page(app: &App, v: &Viewer, status: StatusCode, note: String) -
 }
 
 pub async fn account(State(app): State<App>, v: Viewer) -> Response {
-    account_page(&app, &v, StatusCode::OK, String::new()).await
+    let must_change = app.store.user(v.email()).await.ok().flatten().is_some_and(|u| u.must_change);
+    let note = if must_change { t(v.lang, "ui.account.must_change", &[]) } else { String::new() };
+    account_page(&app, &v, StatusCode::OK, note).await
 }
 
 #[derive(serde::Deserialize)]
@@ -1081,7 +1082,7 @@ impl HasCsrf for AccountForm {
 pub async fn account_save(State(app): State<App>, headers: HeaderMap, posted: Posted<AccountForm>) -> Response {
     let (mut v, form) = (posted.viewer, posted.form);
     if let Some(lang) = &form.lang {
-        let lang = if matches!(lang.as_str(), "ja" | "en") { lang.as_str() } else { "" };
+        let lang = if Lang::from_code(lang).is_some() { lang.as_str() } else { "" };
         if app.store.set_lang(v.email(), lang).await.is_err() {
             return unavailable(v.lang);
         }

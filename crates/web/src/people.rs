@@ -139,29 +139,20 @@ pub async fn people(
 
 /// The invitation mail: in both languages (the person has chosen none yet).
 pub fn invite_mail(app: &App, to: &str, url: &str, now: i64) -> Vec<u8> {
-    use base64::Engine;
-    let org = app.config.org.name.replace(['<', '>', '"', '\r', '\n'], "");
+    let org = &app.config.org.name;
     let domain = app.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost");
     let both = |key: &str, args: &[&dyn std::fmt::Display]| {
         format!("{}\r\n{}", t(Lang::Ja, key, args), t(Lang::En, key, args))
     };
-    let subject = format!("{} / {}", t(Lang::Ja, "invite.subject", &[&org]), t(Lang::En, "invite.subject", &[&org]));
-    let body = format!(
-        "{}\r\n\r\n  {url}\r\n\r\n{}\r\n",
+    let subject = format!("{} / {}", t(Lang::Ja, "invite.subject", &[org]), t(Lang::En, "invite.subject", &[org]));
+    let until = tomare_model::local_time(now + crate::links::INVITE_LIFETIME_MS, app.config.org.utc_offset_minutes());
+    let mut mail = tomare_queue::notice::own_head(org, domain, to, &subject, now, &format!("invite.{now}@{domain}"));
+    mail.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n\r\n  {url}\r\n\r\n{}\r\n",
         both("invite.lead", &[&to]),
-        both(
-            "invite.expires",
-            &[&tomare_model::local_time(now + crate::links::INVITE_LIFETIME_MS, app.config.org.utc_offset_minutes())]
-        )
-    );
-    format!(
-        "From: {org} <MAILER-DAEMON@{domain}>\r\nTo: <{to}>\r\nSubject: =?UTF-8?B?{}?=\r\nDate: {}\r\n\
-         Message-ID: <invite.{now}@{domain}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}",
-        base64::engine::general_purpose::STANDARD.encode(subject),
-        tomare_model::rfc2822(now),
-    )
-    .into_bytes()
+        both("invite.expires", &[&until]),
+    ));
+    mail.into_bytes()
 }
 
 #[derive(serde::Deserialize)]
@@ -268,6 +259,13 @@ pub async fn set_password(
     let Ok(hash) = crate::accounts::hash_password(&form.new) else {
         return said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[]));
     };
+    // An invitation gives a password to someone who has none; it never
+    // replaces one (an older link, a password set meanwhile).
+    match app.store.user(&invite.email).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return said(lang, StatusCode::GONE, &t(lang, "invite.used", &[])),
+        Err(_) => return said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[])),
+    }
     match app.store.use_invite(&invite.nonce, &invite.email, now).await {
         Ok(true) => {}
         Ok(false) => return said(lang, StatusCode::GONE, &t(lang, "invite.used", &[])),
@@ -276,16 +274,8 @@ pub async fn set_password(
     if app.store.put_user(app.org, &invite.email, &hash).await.is_err() {
         return said(lang, StatusCode::SERVICE_UNAVAILABLE, &t(lang, "link.error", &[]));
     }
-    let entry = tomare_store::AuditEntry {
-        at: now,
-        actor: invite.email.clone(),
-        via: "link".into(),
-        action: "passwd".into(),
-        target: invite.email.clone(),
-        detail: "invitation".into(),
-        ip: String::new(),
-    };
-    let _ = app.store.audit(app.org, &entry).await;
+    let entry = tomare_store::AuditEntry::now(&invite.email, "link", "passwd", &invite.email, "invitation", "");
+    crate::access::record(app.store.as_ref(), app.org, &entry).await;
     said(lang, StatusCode::OK, &t(lang, "invite.done", &[&invite.email]))
 }
 

@@ -151,11 +151,16 @@ pub fn check(config: &Config, text: &str) -> Result<Vec<Rule>, Vec<String>> {
 /// one, never half of it.
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("toml.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    // A name of its own: two saves at once never write into one file.
+    let tmp = path.with_extension(format!("toml.{}.{}.tmp", std::process::id(), tomare_model::now_ms()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 pub async fn submit(State(app): State<App>, posted: Posted<RulesForm>) -> Response {

@@ -85,10 +85,8 @@ fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The language of a page: the person's choice, else the browser's.
 pub fn lang_of(headers: &HeaderMap, chosen: &str) -> Lang {
-    match chosen {
-        "ja" => return Lang::Ja,
-        "en" => return Lang::En,
-        _ => {}
+    if let Some(l) = Lang::from_code(chosen) {
+        return l;
     }
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
     // The first language named decides: "ja,en;q=0.8" is Japanese.
@@ -121,6 +119,8 @@ pub enum Refusal {
     Csrf { api: bool, lang: Lang },
     /// The database did not answer.
     Unavailable { api: bool },
+    /// Signed in with a one-time password: a new one first.
+    MustChange { api: bool },
 }
 
 impl IntoResponse for Refusal {
@@ -141,6 +141,8 @@ impl IntoResponse for Refusal {
             Refusal::Csrf { api: false, lang } => {
                 crate::pages::said(lang, StatusCode::FORBIDDEN, &t(lang, "ui.csrf", &[]))
             }
+            Refusal::MustChange { api: true } => api_error(StatusCode::FORBIDDEN, "password_change_required"),
+            Refusal::MustChange { api: false } => Redirect::to("/account").into_response(),
             Refusal::Unavailable { api: true } => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Refusal::Unavailable { api: false } => {
                 crate::pages::said(Lang::En, StatusCode::SERVICE_UNAVAILABLE, &t(Lang::En, "link.error", &[]))
@@ -189,6 +191,11 @@ impl FromRequestParts<App> for Viewer {
             Ok(None) => return Err(Refusal::SignIn { api, next: String::new() }),
             Err(_) => return Err(Refusal::Unavailable { api }),
         };
+        // A one-time password opens only the page that replaces it.
+        let path = parts.uri.path();
+        if account.must_change && cookie && !matches!(path, "/account" | "/logout" | "/api/v1/me" | "/api/v1/logout") {
+            return Err(Refusal::MustChange { api });
+        }
         let person = app.person(&email);
         let lang = lang_of(&parts.headers, &account.lang);
         let via = if api { Via::Api } else { Via::Web };

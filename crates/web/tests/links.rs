@@ -42,6 +42,11 @@ async fn a_link_shows_first_acts_once_on_post_and_says_so_after() {
     let (_, events) = s.store.get(&id).await.unwrap().unwrap();
     let cancelled = events.iter().find(|e| e.kind == "cancelled").expect("a cancelled event");
     assert_eq!(cancelled.actor, "link:taro@example.com");
+    let log = tomare_store::WebStore::audit_log(s.store.as_ref(), s.org, id.as_str(), 10).await.unwrap();
+    assert_eq!(
+        (log[0].actor.as_str(), log[0].via.as_str(), log[0].action.as_str()),
+        ("taro@example.com", "link", "cancel")
+    );
 
     // Used: both a second POST and a GET say what was done, and change nothing.
     for method in ["POST", "GET"] {

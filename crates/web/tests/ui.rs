@@ -196,6 +196,11 @@ async fn who_may_see_and_do_what() {
     assert_eq!(act("taro", taros_approval.to_string(), "approve").await, 403, "never one's own approval");
     assert_eq!(act("other-boss", taros_approval.to_string(), "approve").await, 404, "another approver's report");
     assert_eq!(act("boss", jiros_approval.to_string(), "approve").await, 404);
+    // Asked of someone else: the supervisor sees it, but does not decide it.
+    let legals = s.message_from("taro@example.com", State::AwaitingApproval, "legal", &["legal@example.com"]).await;
+    assert_eq!(get("boss", format!("/api/v1/messages/{legals}")).await, 200);
+    assert_eq!(act("boss", legals.to_string(), "approve").await, 403);
+    assert_eq!(s.state(&legals).await, State::AwaitingApproval);
     assert_eq!(s.state(&taros_approval).await, State::AwaitingApproval);
     assert_eq!(act("boss", taros_approval.to_string(), "approve").await, 200);
     assert_eq!(s.state(&taros_approval).await, State::Released);

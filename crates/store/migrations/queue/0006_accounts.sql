@@ -4,6 +4,8 @@
 ALTER TABLE directory ADD COLUMN source TEXT NOT NULL DEFAULT 'import';
 -- The language a person chose for the web UI ('' = their browser's).
 ALTER TABLE users ADD COLUMN lang TEXT NOT NULL DEFAULT '';
+-- A password only good for choosing another (the first start's admin).
+ALTER TABLE users ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0;
 -- Everyone asked to decide on a message (the approver, a group's members,
 -- the admins, a deputy after escalation): who may see and decide it.
 CREATE TABLE approval_asked (

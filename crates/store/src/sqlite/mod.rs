@@ -462,8 +462,7 @@ async fn transition(pool: &SqlitePool, id: &MessageId, actor: &str, m: Move<'_>)
 
 /// The event's actor (`web:taro@x`, `link:taro@x (…)`, `cli`) is `address`.
 fn actor_is(actor: &str, address: &str) -> bool {
-    let Some((via, rest)) = actor.split_once(':') else { return false };
-    matches!(via, "web" | "api" | "link") && rest.split(' ').next().is_some_and(|a| a.eq_ignore_ascii_case(address))
+    tomare_model::actor_account(actor).is_some_and(|(a, _)| a.eq_ignore_ascii_case(address))
 }
 
 const MESSAGE_COLUMNS: &str = "id, org_id, state, mail_from, subject, header_from, message_id_header, size, \

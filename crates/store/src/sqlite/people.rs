@@ -82,7 +82,7 @@ impl PeopleStore for SqliteStore {
     async fn put_user(&self, org: OrgId, email: &str, password_hash: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO users (email, org_id, password_hash, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT(email) DO UPDATE SET password_hash = excluded.password_hash",
+             ON CONFLICT(email) DO UPDATE SET password_hash = excluded.password_hash, must_change = 0",
         )
         .bind(email.to_ascii_lowercase())
         .bind(org)
@@ -110,7 +110,7 @@ impl PeopleStore for SqliteStore {
 
     async fn user(&self, email: &str) -> Result<Option<UserRow>> {
         let email = email.to_ascii_lowercase();
-        let row = sqlx::query("SELECT org_id, password_hash, lang FROM users WHERE email = ?")
+        let row = sqlx::query("SELECT org_id, password_hash, lang, must_change FROM users WHERE email = ?")
             .bind(&email)
             .fetch_optional(&self.reader)
             .await?;
@@ -122,11 +122,12 @@ impl PeopleStore for SqliteStore {
             password_hash: row.try_get(1)?,
             send_as,
             lang: row.try_get(2)?,
+            must_change: row.try_get(3)?,
         }))
     }
 
     async fn list_users(&self) -> Result<Vec<UserRow>> {
-        let rows = sqlx::query("SELECT org_id, email, password_hash, lang FROM users ORDER BY email")
+        let rows = sqlx::query("SELECT org_id, email, password_hash, lang, must_change FROM users ORDER BY email")
             .fetch_all(&self.reader)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -139,9 +140,18 @@ impl PeopleStore for SqliteStore {
                 password_hash: r.try_get(2)?,
                 send_as,
                 lang: r.try_get(3)?,
+                must_change: r.try_get(4)?,
             });
         }
         Ok(out)
+    }
+
+    async fn set_must_change(&self, email: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET must_change = 1 WHERE email = ?")
+            .bind(email.to_ascii_lowercase())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn set_lang(&self, email: &str, lang: &str) -> Result<()> {

@@ -632,7 +632,7 @@ impl QueueStore for SqliteStore {
     async fn visible(&self, scope: &Scope, states: &[State], limit: i64) -> Result<Vec<MessageRow>> {
         let mut wheres = vec!["org_id = ?".to_string()];
         let org = match scope {
-            Scope::Org(org) | Scope::Person { org, .. } => *org,
+            Scope::Org(org) | Scope::Person { org, .. } | Scope::Own { org, .. } => *org,
         };
         if !states.is_empty() {
             wheres.push(format!("state IN ({})", vec!["?"; states.len()].join(", ")));
@@ -642,6 +642,9 @@ impl QueueStore for SqliteStore {
             wheres.push(format!(
                 "(lower(mail_from) IN ({own}) OR lower(auth_user) = ? OR id IN (SELECT message_id FROM approval_asked WHERE email = ?))"
             ));
+        }
+        if let Scope::Own { .. } = scope {
+            wheres.push("(lower(mail_from) = ? OR lower(auth_user) = ?)".into());
         }
         let sql =
             format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE {} ORDER BY id DESC LIMIT ?", wheres.join(" AND "));
@@ -655,6 +658,10 @@ impl QueueStore for SqliteStore {
             for s in senders {
                 q = q.bind(s.to_lowercase());
             }
+            q = q.bind(email.clone()).bind(email);
+        }
+        if let Scope::Own { email, .. } = scope {
+            let email = email.to_lowercase();
             q = q.bind(email.clone()).bind(email);
         }
         let rows = q.bind(limit).fetch_all(&self.reader).await?;
@@ -717,7 +724,7 @@ impl QueueStore for SqliteStore {
     async fn decided_by(&self, org: OrgId, email: &str, limit: i64) -> Result<Vec<MessageId>> {
         let e = email.to_lowercase();
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT message_id FROM approvals WHERE org_id = ? AND decision IS NOT NULL AND \
+            "SELECT message_id FROM approvals WHERE org_id = ?1 AND decision IS NOT NULL AND \
              (lower(decided_by) IN ('web:' || ?2, 'link:' || ?2, 'api:' || ?2) \
               OR substr(lower(decided_by), 1, length(?2) + 6) IN ('web:' || ?2 || ' (', 'api:' || ?2 || ' (')) \
              ORDER BY decided_at DESC LIMIT ?3",

@@ -47,12 +47,16 @@ impl WebStore for SqliteStore {
     }
 
     async fn delete_sessions_of(&self, email: &str) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE email = ? OR expires_at <= ?")
-            .bind(email.to_lowercase())
+        let email = email.to_lowercase();
+        let mut tx = write_tx(&self.writer, false).await?;
+        let sessions = sqlx::query("DELETE FROM sessions WHERE email = ? OR expires_at <= ?")
+            .bind(&email)
             .bind(tomare_model::now_ms())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected())
+        let tokens = sqlx::query("DELETE FROM api_tokens WHERE email = ?").bind(&email).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(sessions.rows_affected() + tokens.rows_affected())
     }
 
     async fn create_token(&self, token_hash: &str, email: &str) -> Result<()> {
@@ -63,6 +67,14 @@ impl WebStore for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn revoke_tokens(&self, email: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE email = ?")
+            .bind(email.to_lowercase())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn token_owner(&self, token_hash: &str) -> Result<Option<String>> {

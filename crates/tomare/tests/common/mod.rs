@@ -258,6 +258,45 @@ pub fn first_admin_password(g: &Gateway, email: &str) -> String {
     found.unwrap_or_else(|| panic!("no admin made:\n{}", g.log()))
 }
 
+/// The first admin's password once chosen (the one-time one must be replaced).
+pub const ADMIN_PASSWORD: &str = "the admin's own password";
+
+/// The value of `Set-Cookie: NAME=…` in a response head.
+pub fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("set-cookie: "))
+        .filter_map(|l| l[12..].split(';').next())
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+/// The hidden CSRF field of a page.
+pub fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_string()
+}
+
+/// Signs in through the form: the `Cookie:` header and the CSRF token.
+/// Signed in with a one-time password (the first admin's), it chooses
+/// [`ADMIN_PASSWORD`] first, as the web asks.
+pub fn web_session(g: &Gateway, email: &str, password: &str) -> (String, String) {
+    let form = "Content-Type: application/x-www-form-urlencoded".to_string();
+    let enc = |s: &str| s.replace('%', "%25").replace('@', "%40").replace(' ', "+").replace('\'', "%27");
+    let body = format!("email={}&password={}", enc(email), enc(password));
+    let (code, head, _) = g.request("POST", "/login", std::slice::from_ref(&form), &body);
+    assert_eq!(code, 303, "{head}");
+    let mut cookie = format!("Cookie: tomare_session={}", set_cookie(&head, "tomare_session").unwrap());
+    let (_, _, page) = g.request("GET", "/account", std::slice::from_ref(&cookie), "");
+    let mut csrf = csrf_of(&page);
+    if page.contains("ワンタイム") || page.contains("one-time") {
+        let body = format!("csrf={csrf}&current={}&new={}", enc(password), enc(ADMIN_PASSWORD));
+        let (code, head, page) = g.request("POST", "/account", &[cookie.clone(), form], &body);
+        assert_eq!(code, 200, "{page}");
+        cookie = format!("Cookie: tomare_session={}", set_cookie(&head, "tomare_session").unwrap());
+        csrf = csrf_of(&page);
+    }
+    (cookie, csrf)
+}
+
 /// The one-time password printed for `email` in `log`.
 pub fn first_password(log: &str, email: &str) -> Option<String> {
     let line = log.lines().find(|l| l.contains(email) && (l.contains("one-time") || l.contains("ワンタイム")))?;
