@@ -358,9 +358,16 @@ fn a_sender_cancels_from_the_tray_an_approver_approves_and_an_admin_sees_all_on_
     );
     assert!(browser.fits(), "the tray fits a {WIDTH} px screen");
     browser.screenshot("tray-ja");
+    // htmx updates the list in place: the page (and this mark on it) stays.
+    browser.script("window.__stayed = 1");
     browser.click(&format!("{} button[data-action=\"cancel\"]", card(&held)));
     assert!(wait_until(Duration::from_secs(5), || g.state(&held) == "cancelled"), "{}", g.log());
     assert!(wait_until(Duration::from_secs(5), || !browser.text().contains("見積書の送付")), "{}", browser.text());
+    assert_eq!(
+        browser.script("return window.__stayed === 1"),
+        serde_json::json!(true),
+        "no reload: htmx swapped the list"
+    );
     assert!(browser.text().contains("見積書（再送）"), "the other one still waits");
     assert_eq!(g.state(&other), "held");
     browser.sign_out();

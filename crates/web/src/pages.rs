@@ -1116,11 +1116,15 @@ pub async fn account_save(State(app): State<App>, headers: HeaderMap, posted: Po
 
 const APP_JS: &str = include_str!("../static/app.js");
 const APP_CSS: &str = include_str!("../static/app.css");
+/// htmx 2.0.11 (0BSD, static/htmx.LICENSE), pinned and served from the
+/// binary: no CDN.
+const HTMX_JS: &str = include_str!("../static/htmx-2.0.11.min.js");
 
 pub async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "htmx.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=3600")], body).into_response()
