@@ -4,6 +4,25 @@
 
 use std::borrow::Cow;
 
+/// Text for HTML (an element's text or a quoted attribute): every value
+/// from mail goes through this where it is shown in a page or a mail.
+/// Control characters but the line feed become U+FFFD.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Control characters (C0, DEL, C1) and the Unicode line and bidi
 /// controls written as escapes: `\x1b`, `\r`, `\n`, `\t`, `\u{202e}`.
 /// A backslash itself is left as it is (the output is for reading, not for

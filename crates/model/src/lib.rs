@@ -17,7 +17,7 @@ mod time;
 mod verdict;
 
 pub use address::{Address, AddressError, SendAs};
-pub use escape::{escape_controls, needs_escape};
+pub use escape::{escape_controls, html_escape, needs_escape};
 pub use facts::{Attachment, Detection, Facts};
 pub use health::Health;
 pub use id::MessageId;

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use std::fmt::Write;
 use tomare_model::i18n::{Lang, t};
-use tomare_model::{LinkAction, MessageId, NoticeKind, rfc2822};
+use tomare_model::{LinkAction, MessageId, NoticeKind, html_escape, rfc2822};
 
 pub struct SenderNotice<'a> {
     pub reporting_mta: &'a str,
@@ -43,22 +43,6 @@ pub struct SenderNotice<'a> {
 
 fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Lines longer than SMTP allows (998 bytes) are broken, on a character.
@@ -253,7 +237,7 @@ pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
 
     let mut html = format!(
         "<!doctype html><html><body style=\"font-family:sans-serif;line-height:1.5\"><p>{}</p><table>",
-        html_escape(&lead).replace("\r\n", "<br>")
+        html_escape(&lead.replace("\r\n", "\n")).replace('\n', "<br>")
     );
     for (label, lines) in &facts {
         let lines: Vec<String> = lines.iter().map(|l| html_escape(l)).collect();

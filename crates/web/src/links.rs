@@ -78,21 +78,31 @@ impl Links {
     /// A token for `claims` (its nonce included).
     pub fn sign(&self, c: &Claims) -> String {
         let payload = format!("1\n{}\n{}\n{}\n{}\n{}", c.id, c.action.as_str(), c.person, c.expires_at, c.nonce);
+        self.seal(&payload)
+    }
+
+    /// `payload` and its HMAC, as a token: `b64(payload).b64(mac)`.
+    fn seal(&self, payload: &str) -> String {
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
         format!("{}.{}", B64.encode(payload), B64.encode(mac.finalize().into_bytes()))
     }
 
-    /// The claims of `token` reached through the `action` path, at `now`.
-    pub fn verify(&self, action: &str, token: &str, now: i64) -> Result<Claims, LinkError> {
+    /// The payload of a token we sealed, or Invalid. Constant time: the
+    /// comparison says nothing of how close a guess was.
+    fn open_token(&self, token: &str) -> Result<String, LinkError> {
         let (payload, sig) = token.split_once('.').ok_or(LinkError::Invalid)?;
         let payload = B64.decode(payload).map_err(|_| LinkError::Invalid)?;
         let sig = B64.decode(sig).map_err(|_| LinkError::Invalid)?;
         let mut mac = self.mac();
         mac.update(&payload);
-        // Constant time: the comparison says nothing of how close a guess was.
         mac.verify_slice(&sig).map_err(|_| LinkError::Invalid)?;
-        let payload = String::from_utf8(payload).map_err(|_| LinkError::Invalid)?;
+        String::from_utf8(payload).map_err(|_| LinkError::Invalid)
+    }
+
+    /// The claims of `token` reached through the `action` path, at `now`.
+    pub fn verify(&self, action: &str, token: &str, now: i64) -> Result<Claims, LinkError> {
+        let payload = self.open_token(token)?;
         let f: Vec<&str> = payload.split('\n').collect();
         let [version, id, act, person, expires, nonce] = f[..] else { return Err(LinkError::Invalid) };
         let claims = Claims {
@@ -129,19 +139,11 @@ impl Links {
         let nonce = crate::accounts::random_secret(16);
         // Its own first field: an invitation is never taken for an action link.
         let payload = format!("p1\n{}\n{}\n{nonce}", email.to_lowercase(), now + INVITE_LIFETIME_MS);
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        format!("{}/p/{}.{}", self.base_url, B64.encode(&payload), B64.encode(mac.finalize().into_bytes()))
+        format!("{}/p/{}", self.base_url, self.seal(&payload))
     }
 
     pub fn verify_invite(&self, token: &str, now: i64) -> Result<Invite, LinkError> {
-        let (payload, sig) = token.split_once('.').ok_or(LinkError::Invalid)?;
-        let payload = B64.decode(payload).map_err(|_| LinkError::Invalid)?;
-        let sig = B64.decode(sig).map_err(|_| LinkError::Invalid)?;
-        let mut mac = self.mac();
-        mac.update(&payload);
-        mac.verify_slice(&sig).map_err(|_| LinkError::Invalid)?;
-        let payload = String::from_utf8(payload).map_err(|_| LinkError::Invalid)?;
+        let payload = self.open_token(token)?;
         let f: Vec<&str> = payload.split('\n').collect();
         let ["p1", email, expires, nonce] = f[..] else { return Err(LinkError::Invalid) };
         let invite = Invite {
@@ -193,22 +195,7 @@ fn lang_of(headers: &HeaderMap) -> Lang {
     crate::session::lang_of(headers, "")
 }
 
-/// Text for HTML: every value from mail goes through this.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use tomare_model::html_escape;
 
 fn page(lang: Lang, status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
