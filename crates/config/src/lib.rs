@@ -31,6 +31,8 @@ pub struct Config {
     pub detect: Detect,
     pub policy: Policy,
     pub archive: Archive,
+    pub protect: Protect,
+    pub dkim: Dkim,
     /// Rules of this organisation, after the built-in pack.
     pub rule: Vec<Rule>,
     /// The directory: who supervises whom, who is in which group.
@@ -355,6 +357,122 @@ impl Org {
     }
 }
 
+/// How attachments are protected when a rule (or `external_attachments`)
+/// says so: a download link under `[web] public_url`, or an AES-256 zip
+/// whose password follows in a mail of its own.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Protect {
+    /// Protect every attachment of mail to outside: `off`, `link` or `zip`
+    /// (the built-in pack gets a rule that does it).
+    pub external_attachments: ProtectSetting,
+    /// Recipients in these domains (or their subdomains) get the zip
+    /// whenever protection applies, whatever mode the rule named.
+    pub zip_domains: Vec<String>,
+    /// How long a download link works (at most `link_max_expiry`).
+    pub link_expiry: Duration,
+    /// The longest expiry a link may be given.
+    pub link_max_expiry: Duration,
+    /// Downloads allowed per file.
+    pub link_max_downloads: u32,
+    /// What opening a link asks for: `none`, `password` or `code` (a
+    /// one-time code mailed to the recipient's own address).
+    pub link_access: LinkAccess,
+    /// Who gets the password of a zip (or of a `password` link):
+    /// `recipients` (in a mail of its own) or `sender` (to pass on).
+    pub password_to: PasswordTo,
+    /// The password mail follows the delivered message after this.
+    pub zip_password_delay: Duration,
+}
+
+impl Default for Protect {
+    fn default() -> Self {
+        Protect {
+            external_attachments: ProtectSetting::Off,
+            zip_domains: Vec::new(),
+            link_expiry: Duration::secs(7 * 86_400),
+            link_max_expiry: Duration::secs(30 * 86_400),
+            link_max_downloads: 5,
+            link_access: LinkAccess::Code,
+            password_to: PasswordTo::Recipients,
+            zip_password_delay: Duration::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtectSetting {
+    #[default]
+    Off,
+    Link,
+    Zip,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkAccess {
+    None,
+    Password,
+    #[default]
+    Code,
+}
+
+impl LinkAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkAccess::None => "none",
+            LinkAccess::Password => "password",
+            LinkAccess::Code => "code",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LinkAccess> {
+        [LinkAccess::None, LinkAccess::Password, LinkAccess::Code].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordTo {
+    #[default]
+    Recipients,
+    Sender,
+}
+
+/// DKIM signing of what tomare changes: the sender's domain's key signs
+/// every message tomare modified (and the mail it writes itself).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dkim {
+    pub domain: Option<String>,
+    pub selector: Option<String>,
+    /// Relative to the data directory when not absolute.
+    pub key_file: Option<PathBuf>,
+    /// More domains, each with the same three keys.
+    pub keys: Vec<DkimKey>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
+}
+
+impl Dkim {
+    /// Every configured key: the top-level one first.
+    pub fn all(&self) -> Vec<DkimKey> {
+        let mut out = Vec::new();
+        if let (Some(domain), Some(selector), Some(key_file)) = (&self.domain, &self.selector, &self.key_file) {
+            out.push(DkimKey { domain: domain.clone(), selector: selector.clone(), key_file: key_file.clone() });
+        }
+        out.extend(self.keys.iter().cloned());
+        out
+    }
+}
+
 /// Which notices tomare sends besides those the rules ask for.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -568,6 +686,17 @@ impl Config {
         }
         if self.delivery.mode == DeliveryMode::Relay && self.delivery.relay.host.is_empty() {
             return fail("[delivery.relay] host is required when mode = \"relay\"");
+        }
+        let p = &self.protect;
+        if p.link_max_downloads == 0 {
+            return fail("[protect] link_max_downloads must be at least 1");
+        }
+        if p.link_expiry.0.is_zero() || p.link_expiry.0 > p.link_max_expiry.0 {
+            return fail("[protect] link_expiry must be longer than 0 and at most link_max_expiry");
+        }
+        let d = &self.dkim;
+        if [d.domain.is_some(), d.selector.is_some(), d.key_file.is_some()].iter().filter(|x| **x).count() % 3 != 0 {
+            return fail("[dkim] domain, selector and key_file go together");
         }
         if self.delivery.relay.username.is_some() != self.delivery.relay.password.is_some() {
             return fail("[delivery.relay] username and password go together");

@@ -198,6 +198,10 @@ pub enum Action {
     AddHeader(Header),
     /// `sender` or `admin`.
     Notify(String),
+    /// `link` (the files are downloaded from a link instead) or `zip` (an
+    /// AES-256 zip, its password in a mail of its own), for the recipients
+    /// outside the org. `[protect] zip_domains` get the zip either way.
+    ProtectAttachments(String),
 }
 
 /// A rules file given by `[policy] rules_file`: only `[[rule]]` tables.

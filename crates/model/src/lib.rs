@@ -25,7 +25,7 @@ pub use links::{ActionLinks, LinkAction, actor_account};
 pub use metrics::Metrics;
 pub use state::{RcptStatus, State};
 pub use time::{local_time, now_ms, parse_utc_offset, rfc2822, rfc3339};
-pub use verdict::{ApprovalPlan, Fired, NoticeKind, OnTimeout, Outcome, Verdict};
+pub use verdict::{ApprovalPlan, Fired, NoticeKind, OnTimeout, Outcome, ProtectMode, Verdict};
 
 use serde::{Deserialize, Serialize};
 

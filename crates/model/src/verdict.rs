@@ -52,6 +52,30 @@ impl OnTimeout {
     }
 }
 
+/// How attachments leave for the recipients outside the org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtectMode {
+    /// Packed into an AES-256 zip; the password follows in its own mail.
+    Zip,
+    /// Removed; a download link (recallable) replaces them. Stronger than
+    /// a zip: a link can be revoked after the mail went out.
+    Link,
+}
+
+impl ProtectMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtectMode::Zip => "zip",
+            ProtectMode::Link => "link",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProtectMode> {
+        [ProtectMode::Zip, ProtectMode::Link].into_iter().find(|m| m.as_str() == s)
+    }
+}
+
 /// A rule that fired.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fired {
@@ -98,6 +122,10 @@ pub struct Verdict {
     pub add_headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<String>,
+    /// Attachments protected for outside recipients (a link wins over a
+    /// zip when rules disagree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<ProtectMode>,
 }
 
 impl Verdict {

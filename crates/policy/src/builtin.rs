@@ -10,6 +10,18 @@ pub fn builtin_toml(config: &Config) -> String {
     let external = fmt_duration(config.hold.external.0);
     let internal = fmt_duration(config.hold.internal.0);
     let threshold = config.policy.visible_recipients_threshold + 1;
+    // `[protect] external_attachments`: a rule of the pack, so it shows in
+    // `rules builtin` and a dry run like any other.
+    let protect = match config.protect.external_attachments {
+        tomare_config::ProtectSetting::Off => String::new(),
+        mode => format!(
+            "\n[[rule]]\nname = \"protect-external-attachments\"\n\
+             description = \"Attachments sent outside the company are protected ([protect] external_attachments).\"\n\
+             when = {{ all = [ {{ external_recipients = {{ min = 1 }} }}, {{ attachment_count = {{ min = 1 }} }} ] }}\n\
+             then = [{{ protect_attachments = \"{}\" }}]\n",
+            if mode == tomare_config::ProtectSetting::Zip { "zip" } else { "link" }
+        ),
+    };
     let keywords: String = config.detect.keywords.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
     format!(
         r#"# Built-in rules (tomare). Each fires on its own; the strictest outcome wins.
@@ -67,7 +79,7 @@ name = "first-contact-with-attachments"
 description = "First message ever to this recipient domain, and it carries attachments."
 when = {{ all = [ {{ first_contact = true }}, {{ attachment_count = {{ min = 1 }} }} ] }}
 then = [{{ hold = "15m" }}]
-
+{protect}
 [[rule]]
 name = "external-hold"
 description = "Mail to outside the company waits a moment, so that it can still be cancelled."

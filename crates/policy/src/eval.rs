@@ -141,6 +141,9 @@ impl Engine {
                     Action::ConvertToBcc(mode) if mode != "undisclosed" && mode != "sender" => {
                         return Err(RuleError::new(rule, "convert_to_bcc is \"undisclosed\" or \"sender\""));
                     }
+                    Action::ProtectAttachments(mode) if tomare_model::ProtectMode::parse(mode).is_none() => {
+                        return Err(RuleError::new(rule, "protect_attachments is \"link\" or \"zip\""));
+                    }
                     Action::Notify(who) if who != "sender" && who != "admin" => {
                         return Err(RuleError::new(rule, "notify is \"sender\" or \"admin\""));
                     }
@@ -198,6 +201,7 @@ impl Engine {
             add_recipients: Vec::new(),
             add_headers: Vec::new(),
             notify: Vec::new(),
+            protect: None,
         };
         for rule in &self.rules {
             let Some(evidence) = self.eval(&rule.when, &msg, ctx) else { continue };
@@ -236,6 +240,13 @@ impl Engine {
         }
         if !verdict.add_headers.is_empty() {
             verdict.transforms.push("add_header".into());
+        }
+        // Only attachments sent outside are protected.
+        if msg.external.is_empty() || !facts.attachments.iter().any(|a| !a.path.contains('/')) {
+            verdict.protect = None;
+        }
+        if let Some(mode) = verdict.protect {
+            verdict.transforms.push(format!("protect_attachments:{}", mode.as_str()));
         }
         verdict
     }
@@ -316,6 +327,9 @@ impl Engine {
                 if !v.notify.contains(who) {
                     v.notify.push(who.clone());
                 }
+            }
+            Action::ProtectAttachments(mode) => {
+                v.protect = v.protect.max(tomare_model::ProtectMode::parse(mode));
             }
         }
     }

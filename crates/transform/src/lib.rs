@@ -2,7 +2,13 @@
 //! addresses moved out of sight (Bcc conversion) and headers added. Only the
 //! header block changes; the body bytes are kept as they are.
 //!
+//! Attachments are taken out and parts put in their place for protection
+//! (`protect`).
+//!
 //! Pure: bytes in, bytes out.
+
+pub mod protect;
+pub mod zip;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
