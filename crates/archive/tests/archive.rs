@@ -327,6 +327,7 @@ async fn queue_message(e: &Env, spool: &MemSpool, raw: &str, rcpts: &[&str], sta
             approval: None,
             add_recipients: Vec::new(),
             rewritten: false,
+            protection: None,
             notify: Vec::new(),
         }])
         .await

@@ -31,4 +31,16 @@ pub use memory::MessageMemory;
 pub use pipeline::{Pipeline, PipelineBuilder, Stage, Stopped};
 pub use review::{ForReview, Review, Ruling};
 pub use scheduler::{Queue, Transport};
-pub use spool::Spool;
+pub use spool::{Copy, Spool, copy_for};
+
+/// Queues a mail of tomare's own (null sender, no rules), as notices are:
+/// its queue id, or why not. Made by the server over its acceptor; the web
+/// (invitations, codes) and the password mails use it.
+pub type MailFn = std::sync::Arc<
+    dyn Fn(
+            tomare_model::Address,
+            Vec<u8>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
+        + Send
+        + Sync,
+>;

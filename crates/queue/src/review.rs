@@ -31,7 +31,7 @@ fn inline(data: &[u8]) -> bool {
 /// Implemented by the binary over the inspect and policy stages; CPU-bound
 /// and synchronous, so it runs on blocking threads for big messages.
 pub trait Review: Send + Sync {
-    fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling);
+    fn review(&self, id: &MessageId, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling);
 
     /// The hook after each review: the message's bytes and everything
     /// inspection found (texts included), for a stage after the queue (the
@@ -65,6 +65,11 @@ pub struct Ruling {
     pub verdict: Option<Verdict>,
     /// The message as it is to be delivered, when the rules rewrote it.
     pub rewritten: Option<Vec<u8>>,
+    /// Protected copies for the recipients outside (a download link or a
+    /// zip instead of the files).
+    pub copies: Vec<(crate::spool::Copy, Vec<u8>)>,
+    /// The link's and the passwords' rows, stored with the decision.
+    pub protection: Option<tomare_store::NewProtection>,
     /// Envelope recipients the rules added (a supervisor in Bcc).
     pub add_recipients: Vec<Address>,
     /// Who is to be told (`notify` actions): addresses.
@@ -86,6 +91,8 @@ impl Ruling {
             reasons: String::new(),
             verdict: None,
             rewritten: None,
+            copies: Vec::new(),
+            protection: None,
             add_recipients: Vec::new(),
             notify: Vec::new(),
             ask: Vec::new(),
@@ -184,16 +191,16 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 // A small mail without a PDF takes about a tenth of a
                 // millisecond: cheaper here than a trip to a blocking thread.
                 let r = reviewer.review.clone();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.review(&item.envelope, &data, item.is_dsn)))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.review(&item.id, &item.envelope, &data, item.is_dsn)))
                     .map_err(|_| failed(&reviewer.config, &item, "the inspector failed"))
             } else {
-                let (review, data, envelope, is_dsn) =
-                    (reviewer.review.clone(), data.clone(), item.envelope.clone(), item.is_dsn);
+                let (review, data, envelope, is_dsn, id) =
+                    (reviewer.review.clone(), data.clone(), item.envelope.clone(), item.is_dsn, item.id.clone());
                 // The budget goes with the job: past the time limit it may
                 // still be reading, and still holds the bytes.
                 let held = big_permit.take();
                 let job = tokio::task::spawn_blocking(move || {
-                    let result = review.review(&envelope, &data, is_dsn);
+                    let result = review.review(&id, &envelope, &data, is_dsn);
                     drop(held);
                     result
                 });
@@ -237,9 +244,19 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 State::Held | State::Released => State::Released,
                 other => other,
             };
-            if let Some(bytes) = &ruling.rewritten {
-                let (spool, id, bytes) = (reviewer.spool.clone(), item.id.clone(), bytes.clone());
-                let written = tokio::task::spawn_blocking(move || spool.write_out(&id, &bytes)).await;
+            if ruling.rewritten.is_some() || !ruling.copies.is_empty() {
+                let (spool, id) = (reviewer.spool.clone(), item.id.clone());
+                let (plain, copies) = (ruling.rewritten.clone(), ruling.copies.clone());
+                let written = tokio::task::spawn_blocking(move || {
+                    if let Some(bytes) = &plain {
+                        spool.write_out(&id, bytes)?;
+                    }
+                    for (copy, bytes) in &copies {
+                        spool.write_copy(&id, *copy, bytes)?;
+                    }
+                    std::io::Result::Ok(())
+                })
+                .await;
                 if !matches!(written, Ok(Ok(()))) {
                     // Still `received`: reviewed again after a restart.
                     tracing::error!(id = %item.id, "could not write the rewritten message");
@@ -277,7 +294,8 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 release_at,
                 approval: ruling.approval,
                 add_recipients: ruling.add_recipients,
-                rewritten: ruling.rewritten.is_some(),
+                rewritten: ruling.rewritten.is_some() || !ruling.copies.is_empty(),
+                protection: ruling.protection,
                 notify,
             };
             let _ = decided_tx.send(decision).await;

@@ -395,26 +395,48 @@ async fn dispatcher(
 }
 
 async fn deliver(ctx: &Ctx, message: &Claimed) -> Vec<RcptOutcome> {
+    // Protected attachments: recipients outside get a copy of their own
+    // (a link or a zip instead of the files), each sent on its own.
+    let (link, zip) = if message.is_dsn { (false, false) } else { ctx.spool.copies(&message.id) };
+    if !link && !zip {
+        return deliver_copy(ctx, message, crate::spool::Copy::Plain, &message.recipients).await;
+    }
+    let mut groups: Vec<(crate::spool::Copy, Vec<Address>)> = Vec::new();
+    for r in &message.recipients {
+        let copy = crate::spool::copy_for(&ctx.config, r, link, zip);
+        match groups.iter_mut().find(|(c, _)| *c == copy) {
+            Some((_, list)) => list.push(r.clone()),
+            None => groups.push((copy, vec![r.clone()])),
+        }
+    }
+    let mut outcomes = Vec::with_capacity(message.recipients.len());
+    for (copy, rcpts) in groups {
+        outcomes.extend(deliver_copy(ctx, message, copy, &rcpts).await);
+    }
+    outcomes
+}
+
+async fn deliver_copy(ctx: &Ctx, message: &Claimed, copy: crate::spool::Copy, rcpts: &[Address]) -> Vec<RcptOutcome> {
     // A small file comes from the page cache in microseconds: not worth a
     // trip to a blocking thread. A big one is sent from its file, a piece
     // at a time, so a slow next hop holds no memory (and no budget).
-    let read = if message.size <= INLINE_READ {
+    let read = if copy == crate::spool::Copy::Plain && message.size <= INLINE_READ {
         ctx.spool.read_for_delivery(&message.id).map(Payload::Bytes)
     } else {
-        let path = ctx.spool.path_for_delivery(&message.id);
+        let path = ctx.spool.path_of_copy(&message.id, copy);
         std::fs::metadata(&path).map(|m| Payload::File { path, len: m.len() })
     };
     let data = match read {
         Ok(data) => data,
         Err(e) => {
-            return all(message, OutcomeClass::Temporary, &format!("spool file unreadable: {e}"));
+            let reply = format!("spool file unreadable: {e}");
+            return rcpts
+                .iter()
+                .map(|r| RcptOutcome { address: r.clone(), class: OutcomeClass::Temporary, reply: reply.clone() })
+                .collect();
         }
     };
-    ctx.transport.send(&message.id, &message.mail_from, &message.recipients, &data).await
-}
-
-fn all(message: &Claimed, class: OutcomeClass, reply: &str) -> Vec<RcptOutcome> {
-    message.recipients.iter().map(|r| RcptOutcome { address: r.clone(), class, reply: reply.to_string() }).collect()
+    ctx.transport.send(&message.id, &message.mail_from, rcpts, &data).await
 }
 
 /// Turns one attempt's outcomes into the recorded report: which recipients

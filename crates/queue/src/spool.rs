@@ -151,6 +151,40 @@ impl Spool {
         self.dir.join(format!("{id}.out.eml"))
     }
 
+    /// A copy of the message for some of its recipients: `Plain` is the
+    /// rewritten copy ([`Spool::out_path`]).
+    pub fn copy_path(&self, id: &MessageId, copy: Copy) -> PathBuf {
+        match copy {
+            Copy::Plain => self.out_path(id),
+            Copy::Link => self.dir.join(format!("{id}.link.eml")),
+            Copy::Zip => self.dir.join(format!("{id}.zip.eml")),
+        }
+    }
+
+    /// Which protected copies a message has: (link, zip).
+    pub fn copies(&self, id: &MessageId) -> (bool, bool) {
+        (self.copy_path(id, Copy::Link).exists(), self.copy_path(id, Copy::Zip).exists())
+    }
+
+    /// The file `copy` is sent from: that copy, else the rewritten one,
+    /// else the message as received.
+    pub fn path_of_copy(&self, id: &MessageId, copy: Copy) -> PathBuf {
+        let p = self.copy_path(id, copy);
+        if copy != Copy::Plain && p.exists() { p } else { self.path_for_delivery(id) }
+    }
+
+    /// Writes a copy (synced).
+    pub fn write_copy(&self, id: &MessageId, copy: Copy, data: &[u8]) -> io::Result<()> {
+        let mut file =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(self.copy_path(id, copy))?;
+        file.write_all(data)?;
+        file.sync_data()
+    }
+
+    fn extra_paths(&self, id: &MessageId) -> [PathBuf; 3] {
+        [self.out_path(id), self.copy_path(id, Copy::Link), self.copy_path(id, Copy::Zip)]
+    }
+
     pub fn read(&self, id: &MessageId) -> io::Result<Vec<u8>> {
         fs::read(self.path(id))
     }
@@ -188,7 +222,8 @@ impl Spool {
     /// Unlinks a message's files without recycling them: for a file some
     /// handle may still write to (a transfer cut off mid-write).
     pub fn discard(&self, id: &MessageId) {
-        for path in [self.path(id), self.out_path(id)] {
+        let _ = fs::remove_file(self.path(id));
+        for path in self.extra_paths(id) {
             let _ = fs::remove_file(path);
         }
     }
@@ -197,11 +232,8 @@ impl Spool {
     /// files nothing holds open any more.
     pub fn remove(&self, id: &MessageId) {
         let original = self.path(id);
-        if self.recycle(&original) {
-            let _ = fs::remove_file(self.out_path(id));
-            return;
-        }
-        for path in [original, self.out_path(id)] {
+        let recycled = self.recycle(&original);
+        for path in self.extra_paths(id).into_iter().chain((!recycled).then_some(original)) {
             if let Err(e) = fs::remove_file(&path)
                 && e.kind() != io::ErrorKind::NotFound
             {
@@ -220,8 +252,9 @@ impl Spool {
             }
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            // ID.eml, and ID.out.eml (the rewritten copy) beside it.
-            let stem = name.strip_suffix(".out.eml").or_else(|| name.strip_suffix(".eml"));
+            // ID.eml, and ID.out.eml (the rewritten copy), ID.link.eml and
+            // ID.zip.eml (the protected copies) beside it.
+            let stem = [".out.eml", ".link.eml", ".zip.eml", ".eml"].iter().find_map(|s| name.strip_suffix(s));
             let live_file = stem.and_then(MessageId::parse).is_some_and(|id| live.contains(&id));
             if !live_file {
                 fs::remove_file(entry.path())?;
@@ -229,6 +262,33 @@ impl Spool {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Which copy of a message a recipient gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Copy {
+    /// As the rules rewrote it (or as received).
+    Plain,
+    /// Its files replaced by a download link.
+    Link,
+    /// Its files packed into an AES-256 zip.
+    Zip,
+}
+
+/// The copy `rcpt` gets of a message with a link copy (`link`) and a zip
+/// copy (`zip`): inside the org the plain one; outside the zip for
+/// `[protect] zip_domains` (and for everyone when there is no link copy),
+/// else the link.
+pub fn copy_for(config: &tomare_config::Config, rcpt: &tomare_model::Address, link: bool, zip: bool) -> Copy {
+    if rcpt.is_internal(&config.org.internal_domains) {
+        Copy::Plain
+    } else if zip && (!link || tomare_model::is_internal_domain(rcpt.domain(), &config.protect.zip_domains)) {
+        Copy::Zip
+    } else if link {
+        Copy::Link
+    } else {
+        Copy::Plain
     }
 }
 

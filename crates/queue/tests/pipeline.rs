@@ -16,7 +16,7 @@ struct Seen(Mutex<Vec<(MessageId, Vec<u8>)>>);
 struct NoRules(Config, Arc<Seen>);
 
 impl Review for NoRules {
-    fn review(&self, envelope: &Envelope, _data: &[u8], is_dsn: bool) -> (Facts, Ruling) {
+    fn review(&self, _id: &MessageId, envelope: &Envelope, _data: &[u8], is_dsn: bool) -> (Facts, Ruling) {
         (Facts::default(), Ruling::default_hold(&self.0, envelope, is_dsn))
     }
 

@@ -12,7 +12,7 @@
 use std::sync::{Arc, RwLock};
 use tomare_config::{Config, DirectoryUser, Rule};
 use tomare_model::i18n::Lang;
-use tomare_model::{Envelope, Facts, MessageId, OrgId, State};
+use tomare_model::{Envelope, Facts, MessageId, OrgId, ProtectMode, State};
 use tomare_policy::{Context, Directory, Engine, History, Outcome, RuleError, Verdict, lookalike};
 use tomare_queue::{Review, Ruling};
 use tomare_store::{ApprovalRequest, DirectoryEntry, Store};
@@ -193,6 +193,8 @@ pub struct Reviewer {
     history: Arc<RwLock<History>>,
     config: Config,
     lang: Lang,
+    /// Protects attachments when a verdict says so.
+    protector: Option<Arc<tomare_protect::Protector>>,
 }
 
 impl Reviewer {
@@ -201,8 +203,10 @@ impl Reviewer {
         rules: Rules,
         history: Arc<RwLock<History>>,
         handoffs: Option<Arc<tomare_archive::ops::Handoffs>>,
+        protector: Option<Arc<tomare_protect::Protector>>,
     ) -> Result<Reviewer, ReviewError> {
         Ok(Reviewer {
+            protector,
             inspector: tomare_inspect::Inspector::new(config).map_err(ReviewError::Detectors)?,
             handoffs,
             rules: RwLock::new(Arc::new(rules)),
@@ -225,7 +229,7 @@ impl Reviewer {
 }
 
 impl Review for Reviewer {
-    fn review(&self, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling) {
+    fn review(&self, id: &MessageId, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling) {
         let facts = self.inspector.message(data);
         if is_dsn {
             // Our own DSNs and notices go to our own senders: no rules.
@@ -236,7 +240,12 @@ impl Review for Reviewer {
             let history = self.history.read().unwrap_or_else(|p| p.into_inner());
             rules.judge(&self.config, envelope, &facts, &history, tomare_model::now_ms(), self.lang)
         };
-        let ruling = ruling(&judgement, envelope, data, &self.config);
+        let mut ruling = ruling(&judgement, envelope, data, &self.config);
+        if let Some(mode) = judgement.verdict.protect
+            && ruling.state != State::Rejected
+        {
+            self.protect(id, envelope, data, mode, &mut ruling);
+        }
         if matches!(ruling.state, State::Held | State::AwaitingApproval) {
             // What this stage holds counts at once for the next message —
             // but never a domain that itself looks like one already known
@@ -259,6 +268,43 @@ impl Review for Reviewer {
     fn reviewed(&self, id: &MessageId, data: &Arc<Vec<u8>>, facts: Facts) {
         if let Some(handoffs) = &self.handoffs {
             handoffs.put(id.clone(), data, facts);
+        }
+    }
+}
+
+impl Reviewer {
+    /// The protected copies of a message whose verdict asks for them. When
+    /// they cannot be made (no vault, a full disk), the files must not go
+    /// out as they are: a person decides (the admins; a deadline rejects).
+    fn protect(&self, id: &MessageId, envelope: &Envelope, data: &[u8], mode: ProtectMode, ruling: &mut Ruling) {
+        let base = ruling.rewritten.as_deref().unwrap_or(data);
+        let result = match &self.protector {
+            Some(p) => p.protect(id, envelope, &ruling.add_recipients, base, mode, tomare_model::now_ms()),
+            None => Err(std::io::Error::other("no vault for protected files")),
+        };
+        match result {
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                if let Some(bytes) = done.link {
+                    ruling.copies.push((tomare_queue::Copy::Link, bytes));
+                }
+                if let Some(bytes) = done.zip {
+                    ruling.copies.push((tomare_queue::Copy::Zip, bytes));
+                }
+                ruling.protection = Some(done.record);
+            }
+            Err(e) => {
+                tracing::error!(%id, error = %e, "could not protect the attachments");
+                ruling.state = State::AwaitingApproval;
+                ruling.approval = Some(ApprovalRequest {
+                    approver: String::new(),
+                    deputy: None,
+                    on_timeout: tomare_model::OnTimeout::Reject,
+                    timeout_ms: 4 * 3600 * 1000,
+                });
+                ruling.ask = self.config.org.admins.clone();
+                ruling.reasons = format!("{}; protection failed: {e}", ruling.reasons);
+            }
         }
     }
 }
@@ -303,6 +349,8 @@ fn ruling(j: &Judgement, envelope: &Envelope, data: &[u8], config: &Config) -> R
         reasons: reasons.join("; "),
         verdict: Some(v.clone()),
         rewritten: rewrite(v, envelope, data, &config.org.internal_domains),
+        copies: Vec::new(),
+        protection: None,
         add_recipients: v.add_recipients.clone(),
         notify: v
             .notify

@@ -10,6 +10,7 @@
 mod archive;
 mod migrate;
 mod people;
+mod protect;
 mod queue;
 mod sqlite;
 mod web;
@@ -17,6 +18,7 @@ mod web;
 pub use archive::*;
 pub use migrate::{Database, MigrationStatus};
 pub use people::*;
+pub use protect::*;
 pub use queue::*;
 
 pub use sqlite::SqliteStore;
@@ -37,8 +39,9 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The whole store, by concern: the queue ([`QueueStore`]), people
-/// ([`PeopleStore`]), the archive ([`ArchiveStore`]) and the web's sessions
-/// and audit log ([`WebStore`]). A backend implements the four; `dyn Store`
-/// is what the stages hold.
-pub trait Store: QueueStore + PeopleStore + ArchiveStore + WebStore {}
-impl<T: QueueStore + PeopleStore + ArchiveStore + WebStore> Store for T {}
+/// ([`PeopleStore`]), the archive ([`ArchiveStore`]), the web's sessions
+/// and audit log ([`WebStore`]) and protected attachments
+/// ([`ProtectStore`]). A backend implements the five; `dyn Store` is what
+/// the stages hold.
+pub trait Store: QueueStore + PeopleStore + ArchiveStore + WebStore + ProtectStore {}
+impl<T: QueueStore + PeopleStore + ArchiveStore + WebStore + ProtectStore> Store for T {}

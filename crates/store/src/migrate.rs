@@ -115,6 +115,12 @@ const QUEUE: &[Migration] = &[
         step: Step::Sql(include_str!("../migrations/queue/0006_accounts.sql")),
         present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'sessions'",
     },
+    Migration {
+        version: 7,
+        name: "protect",
+        step: Step::Sql(include_str!("../migrations/queue/0007_protect.sql")),
+        present: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'protect_links'",
+    },
 ];
 
 const ARCHIVE: &[Migration] = &[Migration {

@@ -111,6 +111,10 @@ pub struct Decision {
     /// The rules rewrote the message (the rewritten copy is in the spool).
     pub rewritten: bool,
 
+    /// A download link and a password mail to follow, when attachments are
+    /// protected.
+    pub protection: Option<crate::NewProtection>,
+
     /// Notices to send: (kind, recipient address).
     pub notify: Vec<(NoticeKind, String)>,
 }

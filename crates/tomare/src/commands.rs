@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use tomare_config::{Config, EXAMPLE};
 use tomare_model::i18n::{Lang, t};
 use tomare_model::{MessageId, State, escape_controls, is_internal_domain, rfc3339};
-use tomare_store::{MessageRow, Store, Transition};
+use tomare_store::{MessageRow, ProtectStore, Store, Transition};
 use tomare_store::{PeopleStore, QueueStore, WebStore};
 
 pub fn config(command: ConfigCommand) -> Result<ExitCode> {
@@ -546,6 +546,61 @@ async fn audit_cli(config: &Config, store: &dyn Store, action: &str, id: &Messag
         tomare_web::access::record_cli(store, org, action, id.as_str()).await;
     }
     Ok(())
+}
+
+pub fn protect(config: Config, command: crate::ProtectCommand) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    runtime()?.block_on(async move {
+        let store = crate::serve::open_existing_store(&config).await?;
+        let code = match command {
+            crate::ProtectCommand::Show { id, json } => {
+                let id = parse_id(lang, &id)?;
+                let Some(link) = store.link_of(&id).await? else {
+                    eprintln!("{}", t(lang, "protect.cli.none", &[&id]));
+                    store.close().await;
+                    return Ok(ExitCode::from(1));
+                };
+                let downloads = store.downloads(&id).await?;
+                let status = link.status(tomare_model::now_ms());
+                if json {
+                    let mut v = serde_json::to_value(&link)?;
+                    v["status"] = json!(status);
+                    v["downloads"] = serde_json::to_value(&downloads)?;
+                    say!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    say!("{}  {}  {}", id, t(lang, &format!("protect.status.{status}"), &[]), link.access);
+                    for f in &link.files {
+                        say!("  [{}] {}  {} B  {}/{}", f.idx, escape_controls(&f.name), f.size, f.downloads, link.max_downloads);
+                    }
+                    for d in &downloads {
+                        say!(
+                            "  {}  [{}]  {}  {}  {}",
+                            tomare_model::rfc3339(d.at),
+                            d.idx,
+                            escape_controls(&d.who),
+                            d.ip,
+                            escape_controls(&d.user_agent)
+                        );
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            crate::ProtectCommand::Revoke { id } => {
+                let id = parse_id(lang, &id)?;
+                if store.revoke_link(&id, "cli", tomare_model::now_ms()).await? {
+                    let org = store.ensure_org(&config.org.name).await?;
+                    tomare_web::access::record_cli(store.as_ref(), org, "revoke_link", id.as_str()).await;
+                    say!("{}", t(lang, "protect.cli.revoked", &[&id]));
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("{}", t(lang, "protect.cli.none", &[&id]));
+                    ExitCode::from(1)
+                }
+            }
+        };
+        store.close().await;
+        Ok(code)
+    })
 }
 
 pub fn user(config: Config, command: UserCommand) -> Result<ExitCode> {

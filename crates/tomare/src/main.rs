@@ -90,6 +90,13 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Protected attachments: a message's download link, and revoking it.
+    Protect {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ProtectCommand,
+    },
     /// Users: SMTP AUTH passwords and the directory (supervisors, groups).
     #[command(alias = "users")]
     User {
@@ -104,6 +111,23 @@ enum Command {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+pub enum ProtectCommand {
+    /// A message's download link: its state, files and every download.
+    Show {
+        /// The message's queue id.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a message's download link: its files stop downloading at
+    /// once, even after the mail went out.
+    Revoke {
+        /// The message's queue id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -325,6 +349,7 @@ fn main() -> ExitCode {
         Command::Archive { config, command } => load(config.as_deref()).and_then(|c| archive_cmd::archive(c, command)),
         Command::Db { config, command } => load(config.as_deref()).and_then(|c| commands::db(c, command)),
         Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
+        Command::Protect { config, command } => load(config.as_deref()).and_then(|c| commands::protect(c, command)),
     };
     match result {
         Ok(code) => code,

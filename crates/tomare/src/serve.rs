@@ -169,7 +169,11 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let probe = Rules::load_for(&config, Vec::new(), store.as_ref(), org_id).await?;
     let first_admin = tomare_web::accounts::first_admin(&config, store.as_ref(), org_id, &probe.directory).await?;
     let rules = Rules::load_for(&config, crate::load_rules_file(&config)?, store.as_ref(), org_id).await?;
-    let reviewer = Arc::new(Reviewer::new(&config, rules, history.clone(), handoffs.clone())?);
+    // Protected attachments: their files encrypted under protect.key.
+    let vault = Arc::new(tomare_protect::Vault::open(&config.storage.data_dir).context("opening the vault (protect.key)")?);
+    let protector = Arc::new(tomare_protect::Protector::new(&config, vault));
+    let reviewer =
+        Arc::new(Reviewer::new(&config, rules, history.clone(), handoffs.clone(), Some(protector.clone()))?);
     // SIGHUP (or `tomare rules reload`): new rules and directory, or, when
     // they are refused, the old ones kept.
     let pid_file = config.storage.data_dir.join("tomare.pid");
@@ -277,7 +281,18 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         reload: Some(reload),
         replayer: Some(Arc::new(tomare_review::Replayer::new(&config)?)),
         mail: Some(own_mail(pipeline.acceptor(), host.clone())),
+        protector: Some(protector.clone()),
     });
+    // Password mails follow delivered messages; files of links that ended go.
+    {
+        let (store, mail) = (store.clone(), own_mail(pipeline.acceptor(), host.clone()));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                protector.sweep(store.as_ref(), &mail).await;
+            }
+        });
+    }
     let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(web), shutdown));
 
     banner(lang, &config, tls.is_some());
@@ -372,7 +387,7 @@ fn load_tls(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
 
 /// The web's invitations go out as tomare's notices do: null sender,
 /// queued through the acceptor, never through the rules.
-fn own_mail(acceptor: Acceptor, host: String) -> tomare_web::MailFn {
+fn own_mail(acceptor: Acceptor, host: String) -> tomare_queue::MailFn {
     Arc::new(move |to: Address, data: Vec<u8>| {
         let (acceptor, host) = (acceptor.clone(), host.clone());
         Box::pin(async move {

@@ -27,6 +27,8 @@ pub fn routes() -> axum::Router<App> {
         .route("/api/v1/messages", get(messages))
         .route("/api/v1/messages/{id}", get(message))
         .route("/api/v1/messages/{id}/{action}", post(act))
+        .route("/api/v1/messages/{id}/link", get(link))
+        .route("/api/v1/messages/{id}/link/revoke", post(revoke_link))
         .route("/api/v1/approvals", get(approvals))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/archive/search", get(archive_search))
@@ -292,6 +294,74 @@ async fn act(
             (StatusCode::CONFLICT, Json(serde_json::json!({ "error": "not_applicable", "state": s.as_str() })))
                 .into_response()
         }
+        Err(_) => unavailable(),
+    }
+}
+
+#[derive(Serialize)]
+struct Download {
+    at: String,
+    file: u32,
+    name: String,
+    who: String,
+    ip: String,
+    user_agent: String,
+}
+
+#[derive(Serialize)]
+struct LinkInfo {
+    #[serde(flatten)]
+    link: tomare_store::LinkRow,
+    /// `active`, `revoked`, `expired` or `pending` (not delivered yet).
+    status: &'static str,
+    downloads: Vec<Download>,
+}
+
+/// A message's download link: its state, files (with their download
+/// counts) and every download.
+async fn link(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
+    let Some(id) = MessageId::parse(&id) else { return error(StatusCode::NOT_FOUND, "not_found") };
+    match access::visible(&app, &v, &id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found"),
+        Err(_) => return unavailable(),
+    }
+    let Some((link, downloads)) = crate::download::of_message(&app, &id).await else {
+        return error(StatusCode::NOT_FOUND, "no_link");
+    };
+    let name_of = |idx: u32| link.files.iter().find(|f| f.idx == idx).map(|f| f.name.clone()).unwrap_or_default();
+    let downloads = downloads
+        .iter()
+        .map(|d| Download {
+            at: tomare_model::rfc3339(d.at),
+            file: d.idx,
+            name: name_of(d.idx),
+            who: d.who.clone(),
+            ip: d.ip.clone(),
+            user_agent: d.user_agent.clone(),
+        })
+        .collect();
+    let status = link.status(tomare_model::now_ms());
+    Json(LinkInfo { link, status, downloads }).into_response()
+}
+
+/// Revokes a message's download link (its sender, or an admin).
+async fn revoke_link(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
+    let Some(id) = MessageId::parse(&id) else { return error(StatusCode::NOT_FOUND, "not_found") };
+    let seen = match access::visible(&app, &v, &id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found"),
+        Err(_) => return unavailable(),
+    };
+    if !(v.role() == crate::accounts::Role::Admin || access::is_own(&v, &seen.message)) {
+        return error(StatusCode::FORBIDDEN, "forbidden");
+    }
+    match app.store.revoke_link(&id, &v.actor(), tomare_model::now_ms()).await {
+        Ok(true) => {
+            access::audit(&app, &v, "revoke_link", id.as_str(), "").await;
+            Json(serde_json::json!({ "id": id.as_str(), "status": "revoked" })).into_response()
+        }
+        Ok(false) => error(StatusCode::CONFLICT, "no_link"),
         Err(_) => unavailable(),
     }
 }

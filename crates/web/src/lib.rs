@@ -10,6 +10,7 @@
 //! - `access`: what a viewer may see and do to a message; every page and
 //!   API call goes through it.
 //! - `dashboard`: the admin's counts (by state, by rule, cancels) and CSV.
+//! - `download`: the pages behind a protected attachment's download link.
 //! - `mail`: archive search, a message's HTML made inert, its bytes.
 //! - `people`: everyone tomare knows, one list; the directory's CSV.
 //! - `rules`: the admin's rule editor: check, dry run, save and reload.
@@ -23,6 +24,7 @@ pub mod access;
 pub mod accounts;
 pub mod api;
 pub mod dashboard;
+pub mod download;
 pub mod links;
 pub mod mail;
 pub mod pages;
@@ -71,6 +73,8 @@ pub struct Inner {
     /// Dry runs read archived messages again.
     pub replayer: Option<Arc<tomare_review::Replayer>>,
     pub mail: Option<MailFn>,
+    /// Protected attachments' vault (None: download links do not open).
+    pub protector: Option<Arc<tomare_protect::Protector>>,
     pub throttle: accounts::Throttle,
     /// Cookies are `Secure` when the UI is reached over https.
     pub secure_cookies: bool,
@@ -88,16 +92,7 @@ const LOGIN_FAILURES_PER_ACCOUNT: u32 = 5;
 const LOGIN_FAILURES_PER_IP: u32 = 20;
 const LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
 
-/// Queues a mail of tomare's own (null sender, no rules), as notices are:
-/// its queue id, or why not.
-pub type MailFn = Arc<
-    dyn Fn(
-            tomare_model::Address,
-            Vec<u8>,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
-        + Send
-        + Sync,
->;
+pub use tomare_queue::MailFn;
 
 /// What the web is made of; `serve` fills it in.
 pub struct Parts {
@@ -110,8 +105,9 @@ pub struct Parts {
     pub archive: Option<Arc<tomare_archive::Archive>>,
     pub reload: Option<ReloadFn>,
     pub replayer: Option<Arc<tomare_review::Replayer>>,
-    /// Sends invitations (None: the people page cannot invite).
+    /// Sends invitations and download codes (None: it cannot).
     pub mail: Option<MailFn>,
+    pub protector: Option<Arc<tomare_protect::Protector>>,
 }
 
 impl App {
@@ -128,6 +124,7 @@ impl App {
             reload: p.reload,
             replayer: p.replayer,
             mail: p.mail,
+            protector: p.protector,
             throttle: accounts::Throttle::new(LOGIN_FAILURES_PER_ACCOUNT, LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS),
         }))
     }
@@ -174,6 +171,11 @@ pub fn router(app: App) -> Router {
         .route("/messages/{id}", get(pages::message))
         .route("/messages/{id}/html", get(pages::message_html))
         .route("/messages/{id}/eml", get(pages::message_eml))
+        .route("/messages/{id}/revoke", post(pages::revoke))
+        .route("/d/{token}", get(download::show))
+        .route("/d/{token}/code", post(download::ask_code))
+        .route("/d/{token}/open", post(download::open))
+        .route("/d/{token}/f/{idx}", get(download::file))
         .route("/search", get(pages::search))
         .route("/sandbox", get(pages::sandbox))
         .route("/sandbox/{id}", get(pages::sandbox_one))

@@ -158,6 +158,25 @@ impl Links {
     }
 }
 
+/// How long a download page remembers a proved code or password.
+pub const DOWNLOAD_PASS_MS: i64 = 3600 * 1000;
+
+impl Links {
+    /// A pass for the download link `token_hash`, proved by `who` (the
+    /// address a code went to, or `password`), for the cookie of its page.
+    pub fn download_pass(&self, token_hash: &str, who: &str, now: i64) -> String {
+        self.seal(&format!("d1\n{token_hash}\n{}\n{}", who.to_lowercase(), now + DOWNLOAD_PASS_MS))
+    }
+
+    /// Who a pass proved, if it is ours, for this link and still good.
+    pub fn verify_download_pass(&self, pass: &str, token_hash: &str, now: i64) -> Option<String> {
+        let payload = self.open_token(pass).ok()?;
+        let f: Vec<&str> = payload.split('\n').collect();
+        let ["d1", hash, who, until] = f[..] else { return None };
+        (hash == token_hash && until.parse::<i64>().ok()? > now).then(|| who.to_string())
+    }
+}
+
 impl ActionLinks for Links {
     fn link(&self, id: &MessageId, action: LinkAction, person: &str, expires_at: i64) -> String {
         let mut nonce = [0u8; 16];
@@ -197,7 +216,7 @@ fn lang_of(headers: &HeaderMap) -> Lang {
 
 pub use tomare_model::html_escape;
 
-fn page(lang: Lang, status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(lang: Lang, status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"{l}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

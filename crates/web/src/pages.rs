@@ -582,6 +582,70 @@ struct MessagePage {
     html: bool,
     /// The archive has the message: it can be downloaded.
     archived: bool,
+    /// Its download link, when its attachments were protected.
+    link: Option<LinkView>,
+}
+
+/// A message's download link as its page shows it.
+struct LinkView {
+    status: String,
+    /// `active`, `revoked`, `expired` or `pending`.
+    state: &'static str,
+    until: When,
+    access: String,
+    /// (name, size, downloads, allowed)
+    files: Vec<(String, String, u32, u32)>,
+    /// (when, file, who, address, user agent)
+    downloads: Vec<(When, String, String, String, String)>,
+    may_revoke: bool,
+}
+
+async fn link_view(app: &App, v: &Viewer, seen: &access::Seen) -> Option<LinkView> {
+    let (link, downloads) = crate::download::of_message(app, &seen.message.id).await?;
+    let state = link.status(now_ms());
+    let name_of = |idx: u32| link.files.iter().find(|f| f.idx == idx).map(|f| f.name.clone()).unwrap_or_default();
+    Some(LinkView {
+        status: t(v.lang, &format!("protect.status.{state}"), &[]),
+        state,
+        until: When::at(link.expires_at),
+        access: link.access.clone(),
+        files: link
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), size_text(f.size), f.downloads, link.max_downloads))
+            .collect(),
+        downloads: downloads
+            .iter()
+            .map(|d| (When::at(d.at), name_of(d.idx), d.who.clone(), d.ip.clone(), d.user_agent.clone()))
+            .collect(),
+        may_revoke: link.revoked_at.is_none()
+            && link.purged_at.is_none()
+            && (v.role() == Role::Admin || access::is_own(v, &seen.message)),
+    })
+}
+
+/// Revokes a message's download link (its sender, or an admin): the files
+/// stop downloading at once, even after the mail went out.
+pub async fn revoke(State(app): State<App>, Path(id): Path<String>, posted: Posted<CsrfOnly>) -> Response {
+    let v = &posted.viewer;
+    let lang = v.lang;
+    let Some(id) = MessageId::parse(&id) else { return said(lang, StatusCode::NOT_FOUND, &t(lang, "link.not_found", &[])) };
+    let seen = match access::visible(&app, v, &id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return said(lang, StatusCode::NOT_FOUND, &t(lang, "link.not_found", &[])),
+        Err(_) => return unavailable(lang),
+    };
+    if !(v.role() == Role::Admin || access::is_own(v, &seen.message)) {
+        return said(lang, StatusCode::FORBIDDEN, &t(lang, "ui.forbidden", &[]));
+    }
+    match app.store.revoke_link(&id, &v.actor(), now_ms()).await {
+        Ok(true) => {
+            access::audit(&app, v, "revoke_link", id.as_str(), "").await;
+            Redirect::to(&format!("/messages/{id}")).into_response()
+        }
+        Ok(false) => said(lang, StatusCode::CONFLICT, &t(lang, "protect.cli.none", &[&id])),
+        Err(_) => unavailable(lang),
+    }
 }
 
 pub async fn message(State(app): State<App>, v: Viewer, Path(id): Path<String>) -> Response {
@@ -640,7 +704,9 @@ pub async fn message(State(app): State<App>, v: Viewer, Path(id): Path<String>) 
     }
     let raw = crate::mail::bytes(&app, id.as_str()).await;
     let html = raw.as_deref().and_then(crate::mail::safe_html).is_some();
+    let link = link_view(&app, &v, &seen).await;
     let page = MessagePage {
+        link,
         f: Frame::signed(&v, "ui.message.title", ""),
         c,
         back: format!("/messages/{id}"),

@@ -6,6 +6,7 @@
 
 mod archive;
 mod people;
+mod protect;
 mod queue;
 mod web;
 
@@ -824,6 +825,7 @@ mod tests {
             approval: None,
             add_recipients: Vec::new(),
             rewritten: false,
+            protection: None,
             notify: Vec::new(),
         }
     }

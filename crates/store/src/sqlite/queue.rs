@@ -82,6 +82,9 @@ impl QueueStore for SqliteStore {
                     .bind(a.timeout_ms)
                     .bind(d.release_at);
                 }
+                if let Some(p) = &d.protection {
+                    super::protect::push_protection(&mut s, &d.id, org, p, now);
+                }
                 if d.state == State::Rejected {
                     push_notice(&mut s, &d.id, org, NoticeKind::Rejected, &d.reasons, "", now);
                 }

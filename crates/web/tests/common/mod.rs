@@ -149,6 +149,7 @@ impl Server {
                 }),
                 add_recipients: Vec::new(),
                 rewritten: false,
+                protection: None,
                 notify: asked.iter().map(|a| (NoticeKind::ApprovalRequest, a.to_string())).collect(),
             };
             self.store.decide(&[d]).await.unwrap();

@@ -1,0 +1,58 @@
+//! The mails protection sends of its own: the password that follows a zip
+//! (or a password link), and the one-time code that opens a link. Both are
+//! in Japanese and English (a recipient outside has chosen no language),
+//! from the org's MAILER-DAEMON like every notice.
+
+use tomare_config::Config;
+use tomare_model::i18n::{Lang, t};
+
+fn both(key: &str, args: &[&dyn std::fmt::Display]) -> String {
+    format!("{}\r\n{}", t(Lang::Ja, key, args), t(Lang::En, key, args))
+}
+
+fn head(config: &Config, to: &str, subject: &str, now: i64, tag: &str) -> String {
+    let domain = config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost");
+    let mut nonce = [0u8; 6];
+    let _ = getrandom::fill(&mut nonce);
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let mut out =
+        tomare_queue::notice::own_head(&config.org.name, domain, to, subject, now, &format!("{tag}.{nonce}@{domain}"));
+    out.push_str("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    out
+}
+
+/// The password mail: `kind` is `zip` or `link`; to the sender (`to_sender`)
+/// it asks them to pass it on.
+pub fn password_mail(
+    config: &Config,
+    to: &str,
+    kind: &str,
+    password: &str,
+    subject: &str,
+    sender: &str,
+    to_sender: bool,
+    now: i64,
+) -> Vec<u8> {
+    let subject = tomare_model::escape_controls(subject);
+    let title = format!(
+        "{} / {}",
+        t(Lang::Ja, "protect.password.subject", &[&subject]),
+        t(Lang::En, "protect.password.subject", &[&subject])
+    );
+    let lead = if to_sender {
+        both("protect.password.lead.sender", &[&subject])
+    } else {
+        both(&format!("protect.password.lead.{kind}"), &[&subject, &sender])
+    };
+    let mut out = head(config, to, &title, now, "password");
+    out.push_str(&format!("{lead}\r\n\r\n    {password}\r\n"));
+    out.into_bytes()
+}
+
+/// The one-time code mail.
+pub fn code_mail(config: &Config, to: &str, code: &str, sender: &str, now: i64) -> Vec<u8> {
+    let title = format!("{} / {}", t(Lang::Ja, "protect.code.subject", &[]), t(Lang::En, "protect.code.subject", &[]));
+    let mut out = head(config, to, &title, now, "code");
+    out.push_str(&format!("{}\r\n\r\n    {code}\r\n", both("protect.code.lead", &[&sender])));
+    out.into_bytes()
+}
