@@ -566,7 +566,7 @@ pub fn protect(config: Config, command: crate::ProtectCommand) -> Result<ExitCod
                     let mut v = serde_json::to_value(&link)?;
                     v["status"] = json!(status);
                     v["downloads"] = serde_json::to_value(&downloads)?;
-                    say!("{}", serde_json::to_string_pretty(&v)?);
+                    println!("{}", crate::show::json(&v)?);
                 } else {
                     say!("{}  {}  {}", id, t(lang, &format!("protect.status.{status}"), &[]), link.access);
                     for f in &link.files {
