@@ -752,6 +752,24 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("protect.status.revoked", "revoked", "無効化済み"),
     ("protect.status.expired", "expired", "期限切れ"),
     ("protect.status.pending", "not sent yet", "未送信"),
+    (
+        "check.dkim_breaks",
+        "the upstream signature ({}) will not verify after {}",
+        "{1} により送信元の署名（{0}）は検証できなくなります",
+    ),
+    ("check.dkim_resigns", "tomare signs the changed message for {} (selector {})", "tomare が変更後のメールを {}（セレクタ {}）で署名し直します"),
+    (
+        "check.dkim_unsigned",
+        "no [dkim] key for the sender's domain: the changed message goes out unsigned (DMARC may fail)",
+        "送信者のドメインの [dkim] 鍵がありません: 変更後のメールは署名なしで送られます（DMARC が失敗するおそれ）",
+    ),
+    ("dkim.bad_name", "The domain and selector are letters, digits, dots and hyphens.", "ドメインとセレクタには英数字・ドット・ハイフンだけを使えます。"),
+    (
+        "dkim.written",
+        "Key written to {} (keep it secret; 0600). Publish this DNS record, then set [dkim] domain, selector and key_file:",
+        "鍵を {} に書き出しました（秘密にしてください。0600）。次の DNS レコードを公開し、[dkim] の domain・selector・key_file を設定してください:",
+    ),
+    ("dkim.no_key", "[dkim] key for {}: {}", "[dkim] {} の鍵: {}"),
     ("protect.cli.revoked", "Link of {} revoked.", "{} のリンクを無効にしました。"),
     ("protect.cli.none", "No link to revoke for {} (none, or revoked already).", "{} に無効にできるリンクはありません（無いか、無効化済み）。"),
 ];

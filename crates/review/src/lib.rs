@@ -195,6 +195,23 @@ pub struct Reviewer {
     lang: Lang,
     /// Protects attachments when a verdict says so.
     protector: Option<Arc<tomare_protect::Protector>>,
+    /// `[dkim]` keys: what tomare changes or writes is signed again.
+    signers: Arc<tomare_transform::dkim::Signers>,
+}
+
+/// The `[dkim]` keys, read from their files (relative to the data
+/// directory): a key that does not read stops the server at start.
+pub fn load_signers(config: &Config) -> Result<tomare_transform::dkim::Signers, String> {
+    let mut keys = Vec::new();
+    for k in config.dkim.all() {
+        let path = if k.key_file.is_absolute() { k.key_file.clone() } else { config.storage.data_dir.join(&k.key_file) };
+        let pem = std::fs::read(&path).map_err(|e| format!("[dkim] {}: {e}", path.display()))?;
+        keys.push(
+            tomare_transform::dkim::Signer::from_pem(&k.domain, &k.selector, &pem)
+                .map_err(|e| format!("[dkim] {}: {e}", path.display()))?,
+        );
+    }
+    Ok(tomare_transform::dkim::Signers::new(keys))
 }
 
 impl Reviewer {
@@ -207,6 +224,7 @@ impl Reviewer {
     ) -> Result<Reviewer, ReviewError> {
         Ok(Reviewer {
             protector,
+            signers: Arc::new(load_signers(config).map_err(ReviewError::Detectors)?),
             inspector: tomare_inspect::Inspector::new(config).map_err(ReviewError::Detectors)?,
             handoffs,
             rules: RwLock::new(Arc::new(rules)),
@@ -232,8 +250,11 @@ impl Review for Reviewer {
     fn review(&self, id: &MessageId, envelope: &Envelope, data: &[u8], is_dsn: bool) -> (Facts, Ruling) {
         let facts = self.inspector.message(data);
         if is_dsn {
-            // Our own DSNs and notices go to our own senders: no rules.
-            return (facts, Ruling::default_hold(&self.config, envelope, true));
+            // Our own DSNs and notices go to our own senders: no rules;
+            // signed, as everything tomare writes.
+            let mut ruling = Ruling::default_hold(&self.config, envelope, true);
+            ruling.rewritten = self.signers.sign(data, tomare_model::now_ms() / 1000);
+            return (facts, ruling);
         }
         let rules = self.rules();
         let judgement = {
@@ -246,6 +267,7 @@ impl Review for Reviewer {
         {
             self.protect(id, envelope, data, mode, &mut ruling);
         }
+        self.sign(&mut ruling);
         if matches!(ruling.state, State::Held | State::AwaitingApproval) {
             // What this stage holds counts at once for the next message —
             // but never a domain that itself looks like one already known
@@ -273,6 +295,25 @@ impl Review for Reviewer {
 }
 
 impl Reviewer {
+    /// Every copy tomare changed, signed for the sender's domain (when a
+    /// key fits); a message left as it is keeps its own signature.
+    fn sign(&self, ruling: &mut Ruling) {
+        if self.signers.is_empty() {
+            return;
+        }
+        let now = tomare_model::now_ms() / 1000;
+        if let Some(bytes) = &ruling.rewritten
+            && let Some(signed) = self.signers.sign(bytes, now)
+        {
+            ruling.rewritten = Some(signed);
+        }
+        for (_, bytes) in ruling.copies.iter_mut() {
+            if let Some(signed) = self.signers.sign(bytes, now) {
+                *bytes = signed;
+            }
+        }
+    }
+
     /// The protected copies of a message whose verdict asks for them. When
     /// they cannot be made (no vault, a full disk), the files must not go
     /// out as they are: a person decides (the admins; a deadline rejects).
@@ -306,6 +347,28 @@ impl Reviewer {
                 ruling.reasons = format!("{}; protection failed: {e}", ruling.reasons);
             }
         }
+    }
+}
+
+/// What a verdict does to a message's DKIM signatures: which of its
+/// transforms change the bytes (and so break a signature made upstream),
+/// and whether tomare signs the changed copies again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DkimReport {
+    /// The `d=` of the signatures already on the message.
+    pub upstream: Vec<String>,
+    /// The transforms that change the delivered bytes.
+    pub breaking: Vec<String>,
+    /// The key that signs the changed copies: (domain, selector).
+    pub resigned_by: Option<(String, String)>,
+}
+
+pub fn dkim_report(signers: &tomare_transform::dkim::Signers, raw: &[u8], verdict: &Verdict) -> DkimReport {
+    DkimReport {
+        upstream: tomare_transform::dkim::signatures(raw),
+        // Added recipients change the envelope only.
+        breaking: verdict.transforms.iter().filter(|t| *t != "add_recipient").cloned().collect(),
+        resigned_by: signers.for_message(raw).map(|s| (s.domain.clone(), s.selector.clone())),
     }
 }
 

@@ -395,8 +395,12 @@ pub fn check(
     })?;
     let judgement = rules.judge(&config, &envelope, &facts, &history, tomare_model::now_ms(), lang);
     let verdict = judgement.verdict;
+    let signers = tomare_review::load_signers(&config).map_err(anyhow::Error::msg)?;
+    let dkim = tomare_review::dkim_report(&signers, &bytes, &verdict);
     if json {
-        println!("{}", crate::show::json(&verdict)?);
+        let mut v = serde_json::to_value(&verdict)?;
+        v["dkim"] = serde_json::to_value(&dkim)?;
+        println!("{}", crate::show::json(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = t(lang, &format!("outcome.{}", verdict.outcome.as_str()), &[]);
@@ -422,6 +426,16 @@ pub fn check(
     }
     if !verdict.transforms.is_empty() {
         say!("{}: {}", t(lang, "check.transforms", &[]), verdict.transforms.join(", "));
+    }
+    if !dkim.breaking.is_empty() {
+        let breaking = dkim.breaking.join(", ");
+        if !dkim.upstream.is_empty() {
+            say!("DKIM: {}", t(lang, "check.dkim_breaks", &[&dkim.upstream.join(", "), &breaking]));
+        }
+        match &dkim.resigned_by {
+            Some((d, s)) => say!("DKIM: {}", t(lang, "check.dkim_resigns", &[d, s])),
+            None => say!("DKIM: {}", t(lang, "check.dkim_unsigned", &[])),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -546,6 +560,53 @@ async fn audit_cli(config: &Config, store: &dyn Store, action: &str, id: &Messag
         tomare_web::access::record_cli(store, org, action, id.as_str()).await;
     }
     Ok(())
+}
+
+/// `tomare dkim keygen`: the key file (PKCS#8 PEM, 0600, never over an
+/// existing file) and the TXT record to publish, its value cut into the
+/// 255-byte strings DNS allows.
+pub fn dkim(command: crate::DkimCommand) -> Result<ExitCode> {
+    let lang = Lang::from_env();
+    let crate::DkimCommand::Keygen { domain, selector, out, algorithm } = command;
+    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !ok(&domain) || !ok(&selector) {
+        bail!(t(lang, "dkim.bad_name", &[]));
+    }
+    let (pem, k, public) = match algorithm {
+        crate::DkimAlgorithm::Ed25519 => {
+            let (pem, public) = tomare_transform::dkim::ed25519_keygen().map_err(anyhow::Error::msg)?;
+            (pem, "ed25519", public)
+        }
+        crate::DkimAlgorithm::Rsa => {
+            use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
+            let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)?.to_string();
+            let spki = rsa::RsaPublicKey::from(&key).to_public_key_der()?;
+            use base64::Engine;
+            (pem, "rsa", base64::engine::general_purpose::STANDARD.encode(spki.as_bytes()))
+        }
+    };
+    // Checked the way serve will read it.
+    tomare_transform::dkim::Signer::from_pem(&domain, &selector, pem.as_bytes()).map_err(anyhow::Error::msg)?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    f.write_all(pem.as_bytes())?;
+    f.sync_all()?;
+    let value = format!("v=DKIM1; k={k}; p={public}");
+    let strings: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    eprintln!("{}", t(lang, "dkim.written", &[&out.display()]));
+    println!("{selector}._domainkey.{domain}. IN TXT {}", strings.join(" "));
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn protect(config: Config, command: crate::ProtectCommand) -> Result<ExitCode> {

@@ -97,6 +97,11 @@ enum Command {
         #[command(subcommand)]
         command: ProtectCommand,
     },
+    /// DKIM: make the key that signs what tomare changes.
+    Dkim {
+        #[command(subcommand)]
+        command: DkimCommand,
+    },
     /// Users: SMTP AUTH passwords and the directory (supervisors, groups).
     #[command(alias = "users")]
     User {
@@ -111,6 +116,30 @@ enum Command {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+pub enum DkimCommand {
+    /// Make a signing key (PEM, 0600) and print its DNS TXT record.
+    Keygen {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        selector: String,
+        /// The key file to write (never over an existing one).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = DkimAlgorithm::Rsa)]
+        algorithm: DkimAlgorithm,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DkimAlgorithm {
+    /// RSA-2048 (rsa-sha256): what every verifier knows.
+    Rsa,
+    /// Ed25519 (RFC 8463): short; not every verifier knows it yet.
+    Ed25519,
 }
 
 #[derive(Subcommand)]
@@ -349,6 +378,7 @@ fn main() -> ExitCode {
         Command::Archive { config, command } => load(config.as_deref()).and_then(|c| archive_cmd::archive(c, command)),
         Command::Db { config, command } => load(config.as_deref()).and_then(|c| commands::db(c, command)),
         Command::User { config, command } => load(config.as_deref()).and_then(|c| commands::user(c, command)),
+        Command::Dkim { command } => commands::dkim(command),
         Command::Protect { config, command } => load(config.as_deref()).and_then(|c| commands::protect(c, command)),
     };
     match result {
