@@ -16,6 +16,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
+# Protected attachments: the zip is opened with 7-Zip as a recipient would.
+command -v 7z >/dev/null || need+=(p7zip-full)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing: ${need[*]} (install them, or run as root to let this script do it)" >&2
@@ -26,6 +28,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Independent checks from Python: dkimpy verifies tomare's DKIM signatures
+# (PyNaCl for Ed25519), pyzipper opens the AES zip.
+if ! python3 -c "import dkim, nacl, pyzipper" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl pyzipper 2>&1 | grep -v "^WARNING" || true
 fi
 
 log=$(mktemp)

@@ -675,7 +675,11 @@ const TABLE: &[(&str, &str, &str)] = &[
         "このメールの添付ファイルは、下のリンクからダウンロードしてください。",
     ),
     ("protect.link.url", "Download: {}", "ダウンロード: {}"),
-    ("protect.link.until", "Available until {} (at most {} downloads per file).", "有効期限: {}（1ファイルにつき {} 回まで）"),
+    (
+        "protect.link.until",
+        "Available until {} (at most {} downloads per file).",
+        "有効期限: {}（1ファイルにつき {} 回まで）",
+    ),
     (
         "protect.link.access.code",
         "Opening it sends a one-time code to the address this mail was sent to.",
@@ -739,7 +743,11 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("protect.page.revoked", "The sender withdrew these files.", "送信者がこのファイルの公開を取り消しました。"),
     ("protect.page.expired", "This link has expired.", "このリンクは有効期限が切れています。"),
     ("protect.page.pending", "These files are not available yet.", "このファイルはまだ公開されていません。"),
-    ("protect.page.exhausted", "This file cannot be downloaded any more.", "このファイルはこれ以上ダウンロードできません。"),
+    (
+        "protect.page.exhausted",
+        "This file cannot be downloaded any more.",
+        "このファイルはこれ以上ダウンロードできません。",
+    ),
     ("protect.page.unknown", "This link is not valid.", "このリンクは無効です。"),
     ("protect.ui.title", "Download link", "ダウンロードリンク"),
     ("protect.ui.state", "State", "状態"),
@@ -757,13 +765,21 @@ const TABLE: &[(&str, &str, &str)] = &[
         "the upstream signature ({}) will not verify after {}",
         "{1} により送信元の署名（{0}）は検証できなくなります",
     ),
-    ("check.dkim_resigns", "tomare signs the changed message for {} (selector {})", "tomare が変更後のメールを {}（セレクタ {}）で署名し直します"),
+    (
+        "check.dkim_resigns",
+        "tomare signs the changed message for {} (selector {})",
+        "tomare が変更後のメールを {}（セレクタ {}）で署名し直します",
+    ),
     (
         "check.dkim_unsigned",
         "no [dkim] key for the sender's domain: the changed message goes out unsigned (DMARC may fail)",
         "送信者のドメインの [dkim] 鍵がありません: 変更後のメールは署名なしで送られます（DMARC が失敗するおそれ）",
     ),
-    ("dkim.bad_name", "The domain and selector are letters, digits, dots and hyphens.", "ドメインとセレクタには英数字・ドット・ハイフンだけを使えます。"),
+    (
+        "dkim.bad_name",
+        "The domain and selector are letters, digits, dots and hyphens.",
+        "ドメインとセレクタには英数字・ドット・ハイフンだけを使えます。",
+    ),
     (
         "dkim.written",
         "Key written to {} (keep it secret; 0600). Publish this DNS record, then set [dkim] domain, selector and key_file:",
@@ -771,7 +787,11 @@ const TABLE: &[(&str, &str, &str)] = &[
     ),
     ("dkim.no_key", "[dkim] key for {}: {}", "[dkim] {} の鍵: {}"),
     ("protect.cli.revoked", "Link of {} revoked.", "{} のリンクを無効にしました。"),
-    ("protect.cli.none", "No link to revoke for {} (none, or revoked already).", "{} に無効にできるリンクはありません（無いか、無効化済み）。"),
+    (
+        "protect.cli.none",
+        "No link to revoke for {} (none, or revoked already).",
+        "{} に無効にできるリンクはありません（無いか、無効化済み）。",
+    ),
 ];
 
 /// The table has this key (in both languages).

@@ -379,3 +379,58 @@ then = [{ hold = "3m" }]
     assert_eq!(fired(&v), ["late"]);
     assert!(v.rules[0].reason.contains("22:13"), "{}", v.rules[0].reason);
 }
+
+#[test]
+fn rules_choose_protection_per_recipient_domain_and_only_for_files_sent_outside() {
+    let mut config = Config::default();
+    config.rule = Config::parse_rules(
+        r#"
+[[rule]]
+name = "partner-gets-zip"
+when = { recipient_domain = ["partner.com"] }
+then = [{ protect_attachments = "zip" }]
+
+[[rule]]
+name = "confidential-files-by-link"
+when = { attachment = { detected = ["keyword"] } }
+then = [{ protect_attachments = "link" }]
+"#,
+    )
+    .unwrap();
+    let w = world_with(config);
+    let with_file = |name: &str, text: &str| {
+        format!(
+            "From: taro@example.co.jp\r\nTo: x@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/plain; name={name}\r\n\
+             Content-Disposition: attachment; filename={name}\r\n\r\n{text}\r\n--b--\r\n"
+        )
+    };
+    let plain = with_file("a.txt", "nothing special");
+    let v = w.verdict(&["p@partner.com"], &plain);
+    assert_eq!(v.protect, Some(tomare_model::ProtectMode::Zip));
+    assert!(v.transforms.contains(&"protect_attachments:zip".to_string()), "{:?}", v.transforms);
+    // Only when a detector fires, for the others.
+    assert_eq!(w.verdict(&["c@customer.co.jp"], &plain).protect, None);
+    let secret = with_file("b.txt", "社外秘の資料");
+    assert_eq!(w.verdict(&["c@customer.co.jp"], &secret).protect, Some(tomare_model::ProtectMode::Link));
+    // Both fired: the link (recallable) wins for the message; which
+    // recipients still get a zip is [protect] zip_domains' to say.
+    assert_eq!(
+        w.verdict(&["p@partner.com", "c@customer.co.jp"], &secret).protect,
+        Some(tomare_model::ProtectMode::Link)
+    );
+    // Inside only, or no files: nothing to protect.
+    assert_eq!(w.verdict(&["j@example.co.jp"], &secret).protect, None);
+    let no_file = "From: taro@example.co.jp\r\nTo: p@partner.com\r\nSubject: s\r\n\r\nhi\r\n";
+    assert_eq!(w.verdict(&["p@partner.com"], no_file).protect, None);
+    assert!(
+        Engine::new(
+            &Config::default(),
+            Config::parse_rules(
+                "[[rule]]\nname = \"x\"\nwhen = { all_internal = false }\nthen = [{ protect_attachments = \"pgp\" }]\n"
+            )
+            .unwrap()
+        )
+        .is_err()
+    );
+}

@@ -186,9 +186,14 @@ impl Protector {
             let key = if p.password_to == PasswordTo::Sender { "protect.zip.lead_sender" } else { "protect.zip.lead" };
             let mut text = String::new();
             for lang in [Lang::Ja, Lang::En] {
-                text.push_str(&format!("{}\r\n{}\r\n{listing}\r\n", t(lang, key, &[&name]), t(lang, "protect.files", &[])));
+                text.push_str(&format!(
+                    "{}\r\n{}\r\n{listing}\r\n",
+                    t(lang, key, &[&name]),
+                    t(lang, "protect.files", &[])
+                ));
             }
-            out.zip = replace_attachments(base, &[text_part("plain", &text), file_part(&name, "application/zip", &packed)]);
+            out.zip =
+                replace_attachments(base, &[text_part("plain", &text), file_part(&name, "application/zip", &packed)]);
             out.record.secrets.push(self.secret("zip", &password, &sender, &to_zip));
         }
         Ok(Some(out))
@@ -199,7 +204,11 @@ impl Protector {
             PasswordTo::Recipients => recipients.to_vec(),
             PasswordTo::Sender => vec![sender.to_string()],
         };
-        NewSecret { kind: kind.into(), sealed: self.vault.seal(&format!("secret/{kind}"), password.as_bytes()), send_to }
+        NewSecret {
+            kind: kind.into(),
+            sealed: self.vault.seal(&format!("secret/{kind}"), password.as_bytes()),
+            send_to,
+        }
     }
 
     /// The password of a due secret, unsealed.
@@ -301,7 +310,10 @@ mod tests {
         let p = Protector::new(&c, Arc::new(Vault::open(dir.path()).unwrap()));
         let envelope = Envelope {
             mail_from: "t@example.com".parse().unwrap(),
-            rcpt_to: ["a@customer.test", "b@partner.test", "c@example.com"].iter().map(|a| a.parse().unwrap()).collect(),
+            rcpt_to: ["a@customer.test", "b@partner.test", "c@example.com"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect(),
             helo: String::new(),
             client_ip: String::new(),
             auth_user: None,

@@ -15,8 +15,14 @@ fn head(config: &Config, to: &str, subject: &str, now: i64, tag: &str) -> String
     let mut nonce = [0u8; 6];
     let _ = getrandom::fill(&mut nonce);
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let mut out =
-        tomare_queue::notice::own_head(&config.org.name, domain, to, subject, now, &format!("protect.{tag}.{nonce}@{domain}"));
+    let mut out = tomare_queue::notice::own_head(
+        &config.org.name,
+        domain,
+        to,
+        subject,
+        now,
+        &format!("protect.{tag}.{nonce}@{domain}"),
+    );
     out.push_str("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
     out
 }

@@ -191,8 +191,10 @@ pub(crate) async fn run(reviewer: Arc<Reviewer>, mut rx: mpsc::Receiver<ForRevie
                 // A small mail without a PDF takes about a tenth of a
                 // millisecond: cheaper here than a trip to a blocking thread.
                 let r = reviewer.review.clone();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.review(&item.id, &item.envelope, &data, item.is_dsn)))
-                    .map_err(|_| failed(&reviewer.config, &item, "the inspector failed"))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    r.review(&item.id, &item.envelope, &data, item.is_dsn)
+                }))
+                .map_err(|_| failed(&reviewer.config, &item, "the inspector failed"))
             } else {
                 let (review, data, envelope, is_dsn, id) =
                     (reviewer.review.clone(), data.clone(), item.envelope.clone(), item.is_dsn, item.id.clone());

@@ -204,7 +204,8 @@ pub struct Reviewer {
 pub fn load_signers(config: &Config) -> Result<tomare_transform::dkim::Signers, String> {
     let mut keys = Vec::new();
     for k in config.dkim.all() {
-        let path = if k.key_file.is_absolute() { k.key_file.clone() } else { config.storage.data_dir.join(&k.key_file) };
+        let path =
+            if k.key_file.is_absolute() { k.key_file.clone() } else { config.storage.data_dir.join(&k.key_file) };
         let pem = std::fs::read(&path).map_err(|e| format!("[dkim] {}: {e}", path.display()))?;
         keys.push(
             tomare_transform::dkim::Signer::from_pem(&k.domain, &k.selector, &pem)

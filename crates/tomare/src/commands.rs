@@ -599,11 +599,8 @@ pub fn dkim(command: crate::DkimCommand) -> Result<ExitCode> {
     f.write_all(pem.as_bytes())?;
     f.sync_all()?;
     let value = format!("v=DKIM1; k={k}; p={public}");
-    let strings: Vec<String> = value
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
+    let strings: Vec<String> =
+        value.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
     eprintln!("{}", t(lang, "dkim.written", &[&out.display()]));
     println!("{selector}._domainkey.{domain}. IN TXT {}", strings.join(" "));
     Ok(ExitCode::SUCCESS)
@@ -631,7 +628,14 @@ pub fn protect(config: Config, command: crate::ProtectCommand) -> Result<ExitCod
                 } else {
                     say!("{}  {}  {}", id, t(lang, &format!("protect.status.{status}"), &[]), link.access);
                     for f in &link.files {
-                        say!("  [{}] {}  {} B  {}/{}", f.idx, escape_controls(&f.name), f.size, f.downloads, link.max_downloads);
+                        say!(
+                            "  [{}] {}  {} B  {}/{}",
+                            f.idx,
+                            escape_controls(&f.name),
+                            f.size,
+                            f.downloads,
+                            link.max_downloads
+                        );
                     }
                     for d in &downloads {
                         say!(

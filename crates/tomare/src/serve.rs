@@ -170,10 +170,10 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let first_admin = tomare_web::accounts::first_admin(&config, store.as_ref(), org_id, &probe.directory).await?;
     let rules = Rules::load_for(&config, crate::load_rules_file(&config)?, store.as_ref(), org_id).await?;
     // Protected attachments: their files encrypted under protect.key.
-    let vault = Arc::new(tomare_protect::Vault::open(&config.storage.data_dir).context("opening the vault (protect.key)")?);
+    let vault =
+        Arc::new(tomare_protect::Vault::open(&config.storage.data_dir).context("opening the vault (protect.key)")?);
     let protector = Arc::new(tomare_protect::Protector::new(&config, vault));
-    let reviewer =
-        Arc::new(Reviewer::new(&config, rules, history.clone(), handoffs.clone(), Some(protector.clone()))?);
+    let reviewer = Arc::new(Reviewer::new(&config, rules, history.clone(), handoffs.clone(), Some(protector.clone()))?);
     // SIGHUP (or `tomare rules reload`): new rules and directory, or, when
     // they are refused, the old ones kept.
     let pid_file = config.storage.data_dir.join("tomare.pid");

@@ -582,3 +582,112 @@ fn on_the_embedded_default_a_sender_cancels_from_the_notice_in_the_sandbox() {
         .count();
     assert_eq!(mail_to_partner, 0, "nothing delivered to the partner");
 }
+
+#[test]
+fn a_recipient_downloads_with_a_mailed_code_and_the_sender_revokes_the_link_on_a_phone() {
+    let sink = Sink::start();
+    let config =
+        format!("{}[hold]\nexternal = \"0s\"\n[protect]\nexternal_attachments = \"link\"\n", relay_to(sink.port, ""));
+    let g = Gateway::start(&config);
+    let out = g.user(&["passwd", "taro@example.com", "--password-stdin"], "a long enough password");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = "単価表\r\n1行目,100\r\n";
+    let data = format!(
+        "From: Taro <taro@example.com>\r\nTo: <partner@customer.test>\r\nSubject: =?UTF-8?B?{}?=\r\n\
+         Message-ID: <dl@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nご確認ください。\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8; name=price.txt\r\nContent-Disposition: attachment; filename=price.txt\r\n\r\n\
+         {file}\r\n--b--\r\n",
+        base64::engine::general_purpose::STANDARD.encode("単価表の送付")
+    );
+    let id = queued_id(&smtp_send(&g.smtp, "taro@example.com", &["partner@customer.test"], &data).unwrap());
+    // The first mail with a file to this domain is held: the sender sends it now.
+    assert!(wait_until(Duration::from_secs(10), || g.state(&id) == "held"), "{}", g.state(&id));
+    assert!(g.cli(&["queue", "release", &id]).status.success());
+    let mut delivered = None;
+    assert!(wait_until(Duration::from_secs(20), || {
+        delivered = sink.mail().into_iter().find(|m| m.rcpts == ["partner@customer.test"]);
+        delivered.is_some()
+    }));
+    let parsed = mail_parser::MessageParser::default().parse(&delivered.unwrap().data).unwrap().into_owned();
+    let notice = (0..parsed.text_body.len()).filter_map(|i| parsed.body_text(i)).collect::<Vec<_>>().join("\n");
+    let base = format!("http://{}", g.web);
+    let at = notice.find(&format!("{base}/d/")).expect("a link");
+    let url: String = notice[at..].chars().take_while(|c| !c.is_whitespace()).collect();
+
+    // The recipient opens it, asks for a code, types it in and downloads.
+    let browser = Browser::start();
+    browser.open(&url);
+    let page = browser.text();
+    assert!(page.contains("taro@example.com からのファイル") && page.contains("price.txt"), "{page}");
+    assert!(page.contains("単価表の送付") && page.contains("残り 5 回"), "{page}");
+    assert!(browser.fits(), "the page fits a {WIDTH} px screen");
+    browser.screenshot("download-ask-ja");
+    browser.type_into("form[action$='/code'] input[name=email]", "partner@customer.test");
+    browser.click("form[action$='/code'] button[type=submit]");
+    assert!(
+        wait_until(Duration::from_secs(10), || browser.text().contains("確認コードを送りました")),
+        "{}",
+        browser.text()
+    );
+    let mut code = String::new();
+    assert!(wait_until(Duration::from_secs(20), || {
+        if let Some(m) = sink.notices("code").into_iter().find(|m| m.rcpts == ["partner@customer.test"]) {
+            code = m.text().lines().filter(|l| l.starts_with("    ")).map(|l| l.trim().to_string()).last().unwrap();
+        }
+        !code.is_empty()
+    }));
+    browser.type_into("form[action$='/open'] input[name=email]", "partner@customer.test");
+    browser.type_into("form[action$='/open'] input[name=code]", &code);
+    browser.click("form[action$='/open'] button[type=submit]");
+    assert!(wait_until(Duration::from_secs(10), || browser.text().contains("ダウンロード")), "{}", browser.text());
+    let _ = browser.element("a.download[data-file='0']");
+    browser.screenshot("download-open-ja");
+    // Chromium saves it: the file as it was attached.
+    let downloads = tempfile::tempdir().unwrap();
+    browser.session_call(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({ "cmd": "Browser.setDownloadBehavior",
+                     "params": { "behavior": "allow", "downloadPath": downloads.path().to_str().unwrap() } })),
+    );
+    browser.click("a.download[data-file='0']");
+    let saved = downloads.path().join("price.txt");
+    assert!(
+        wait_until(Duration::from_secs(20), || saved.exists()),
+        "downloaded: {:?}",
+        std::fs::read_dir(downloads.path()).unwrap().collect::<Vec<_>>()
+    );
+    assert_eq!(std::fs::read(&saved).unwrap(), file.as_bytes(), "the identical file");
+
+    // The sender sees the download and revokes the link from the message page.
+    let sender = Browser::start();
+    sender.sign_in(&base, "taro@example.com", "a long enough password");
+    sender.open(&format!("{base}/history"));
+    assert!(
+        wait_until(Duration::from_secs(5), || sender.text_of("[data-link-state]").contains("公開中")),
+        "the history shows the link: {}",
+        sender.text()
+    );
+    sender.open(&format!("{base}/messages/{id}"));
+    let section = sender.text_of("section.protect-link");
+    assert!(
+        section.contains("partner@customer.test") && section.contains("price.txt"),
+        "the download logged: {section}"
+    );
+    assert!(section.contains("HeadlessChrome"), "with its user agent: {section}");
+    sender.click("button[data-action=revoke]");
+    assert!(
+        wait_until(Duration::from_secs(10), || sender.text_of("section.protect-link .link-state") == "無効化済み"),
+        "{}",
+        sender.text()
+    );
+    assert!(sender.fits());
+    sender.screenshot("download-revoked-sender-ja");
+
+    // From then on the link refuses, even with the code already proved.
+    browser.open(&url);
+    assert!(browser.text().contains("取り消しました"), "{}", browser.text());
+    assert!(browser.script("return document.querySelectorAll('a.download').length").as_u64() == Some(0));
+    browser.screenshot("download-revoked-ja");
+}

@@ -15,7 +15,10 @@ use std::time::Duration;
 /// A small PDF (one page of text, its cross-reference table right) with a
 /// binary comment, and a CSV.
 fn files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    vec![("見積書.pdf", "application/pdf", pdf("Quotation 2026")), ("list.csv", "text/csv", "名前,金額\r\n山田,100\r\n".as_bytes().to_vec())]
+    vec![
+        ("見積書.pdf", "application/pdf", pdf("Quotation 2026")),
+        ("list.csv", "text/csv", "名前,金額\r\n山田,100\r\n".as_bytes().to_vec()),
+    ]
 }
 
 fn pdf(text: &str) -> Vec<u8> {
@@ -214,7 +217,10 @@ fn a_link_replaces_the_files_and_opens_only_for_the_recipient_within_its_limits(
     let (code, _, body) =
         raw(&g, "POST", &format!("{path}/open"), &[FORM.into()], &format!("email=hanako%40customer.test&code={wrong}"));
     assert_eq!(code, 200);
-    assert!(String::from_utf8_lossy(&body).contains("一致しません") || String::from_utf8_lossy(&body).contains("did not match"));
+    assert!(
+        String::from_utf8_lossy(&body).contains("一致しません")
+            || String::from_utf8_lossy(&body).contains("did not match")
+    );
     let (code, head, _) = raw(
         &g,
         "POST",
@@ -299,7 +305,8 @@ fn a_link_replaces_the_files_and_opens_only_for_the_recipient_within_its_limits(
     assert!(wait_until(Duration::from_secs(10), export), "archived");
     let bytes = std::fs::read(&mbox).unwrap();
     // After the mbox's own "From " line.
-    let archived = MessageParser::default().parse(&bytes[bytes.iter().position(|b| *b == b'\n').unwrap() + 1..]).unwrap();
+    let archived =
+        MessageParser::default().parse(&bytes[bytes.iter().position(|b| *b == b'\n').unwrap() + 1..]).unwrap();
     let names: Vec<_> = archived.attachments().filter_map(|a| a.attachment_name().map(String::from)).collect();
     assert_eq!(names, ["見積書.pdf", "list.csv"]);
 }
@@ -341,7 +348,11 @@ fn zips_for_partners_and_password_links_send_their_passwords_after_the_mail() {
         relay_to(sink.port, "")
     );
     let g = Gateway::start(&config);
-    send_now(&g, &["hanako@customer.test", "ken@partner.test"], &mail_with_files("hanako@customer.test, ken@partner.test"));
+    send_now(
+        &g,
+        &["hanako@customer.test", "ken@partner.test"],
+        &mail_with_files("hanako@customer.test, ken@partner.test"),
+    );
     let zipped = delivered_to(&sink, "ken@partner.test");
     let parsed = MessageParser::default().parse(&zipped.data).unwrap();
     let att: Vec<_> = parsed.attachments().collect();
@@ -375,20 +386,12 @@ fn zips_for_partners_and_password_links_send_their_passwords_after_the_mail() {
     for (name, _, data) in files() {
         assert_eq!(sha(&std::fs::read(dir.join(name)).unwrap()), sha(&data), "{name}");
     }
-    let out = std::process::Command::new("7z")
-        .args(["t", "-pwrong"])
-        .arg(&zip_path)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("7z").args(["t", "-pwrong"]).arg(&zip_path).output().unwrap();
     assert!(!out.status.success(), "a wrong password opens nothing");
     let script = "import pyzipper,sys,hashlib\nz=pyzipper.AESZipFile(sys.argv[1])\nz.setpassword(sys.argv[2].encode())\n\
                   [print(n, hashlib.sha256(z.read(n)).hexdigest(), z.getinfo(n).flag_bits & 1) for n in z.namelist()]\n";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&zip_path)
-        .arg(&zip_password)
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new("python3").args(["-c", script]).arg(&zip_path).arg(&zip_password).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listing = String::from_utf8_lossy(&out.stdout);
     for (name, _, data) in files() {

@@ -119,8 +119,7 @@ impl Signer {
             Key::Ed25519(k) => k.sign(&Sha256::digest(&signed_data)).as_ref().to_vec(),
         };
         let b = B64.encode(signature);
-        let folded: Vec<&str> =
-            b.as_bytes().chunks(72).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+        let folded: Vec<&str> = b.as_bytes().chunks(72).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
         let mut out = Vec::with_capacity(raw.len() + 600);
         out.extend_from_slice(field.as_bytes());
         out.extend_from_slice(folded.join("\r\n\t ").as_bytes());
@@ -264,7 +263,9 @@ mod tests {
         assert!(out.ends_with(raw), "the message follows as it was");
         assert_eq!(signatures(&out), ["example.com"]);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.com; s=tomare1;"));
+        assert!(
+            text.starts_with("DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.com; s=tomare1;")
+        );
         assert!(text.contains("h=from:to:subject;"), "{text}");
         assert!(s.sign(b"To: b@x.test\r\n\r\nx\r\n", 0).is_err(), "nothing to sign without From");
         assert!(Signer::from_pem("x", "y", b"not a key").is_err());

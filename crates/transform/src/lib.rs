@@ -7,9 +7,9 @@
 //!
 //! Pure: bytes in, bytes out.
 
+pub mod dkim;
 pub mod protect;
 pub mod zip;
-pub mod dkim;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

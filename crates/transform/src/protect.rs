@@ -268,7 +268,8 @@ mod tests {
         assert_eq!(parsed.subject(), Some("見積"));
         assert_eq!(parsed.body_text(0).as_deref(), Some("Hello body"));
         assert!(parsed.body_html(0).unwrap().contains("<p>Hello body</p>"));
-        let texts: Vec<String> = (0..parsed.text_body.len()).filter_map(|i| parsed.body_text(i).map(|t| t.into_owned())).collect();
+        let texts: Vec<String> =
+            (0..parsed.text_body.len()).filter_map(|i| parsed.body_text(i).map(|t| t.into_owned())).collect();
         assert!(texts.iter().any(|t| t.contains("ダウンロード: https://x/d/1")), "{texts:?}");
         let text = String::from_utf8_lossy(&out);
         // The alternative part is copied byte for byte; other headers kept.
@@ -296,8 +297,9 @@ mod tests {
     #[test]
     fn an_added_file_reads_back_with_its_japanese_name() {
         let raw = with_files();
-        let out = replace_attachments(raw.as_bytes(), &[file_part("添付ファイル.zip", "application/zip", b"PK\x05\x06")])
-            .unwrap();
+        let out =
+            replace_attachments(raw.as_bytes(), &[file_part("添付ファイル.zip", "application/zip", b"PK\x05\x06")])
+                .unwrap();
         let parsed = MessageParser::default().parse(&out).unwrap();
         let att: Vec<_> = parsed.attachments().collect();
         assert_eq!(att.len(), 1);

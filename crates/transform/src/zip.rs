@@ -94,7 +94,9 @@ mod tests {
     #[test]
     fn entries_need_the_password_and_keep_their_japanese_names() {
         let files = vec![
-            File { name: "見積書.pdf".into(), content_type: "application/pdf".into(), data: b"%PDF-1.4 x".repeat(50) },
+            File {
+                name: "見積書.pdf".into(), content_type: "application/pdf".into(), data: b"%PDF-1.4 x".repeat(50)
+            },
             File { name: "list.csv".into(), content_type: "text/csv".into(), data: b"a,b\n".to_vec() },
             File { name: "list.csv".into(), content_type: "text/csv".into(), data: b"c,d\n".to_vec() },
         ];

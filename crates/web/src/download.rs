@@ -80,7 +80,7 @@ async fn render(app: &App, lang: Lang, token: &str, link: &LinkRow, who: Option<
     let until = tomare_model::local_time(link.expires_at, app.config.org.utc_offset_minutes());
     let mut body = format!(
         "<dl><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd></dl>",
-        html_escape(&t(lang, "ui.envelope_from", &[])),
+        html_escape(&t(lang, "ui.role.sender", &[])),
         html_escape(&link.sender),
         html_escape(&t(lang, "protect.page.subject", &[])),
         html_escape(&subject),
@@ -104,7 +104,7 @@ async fn render(app: &App, lang: Lang, token: &str, link: &LinkRow, who: Option<
             String::new()
         };
         body.push_str(&format!(
-            "<li><strong>{}</strong> ({}) <small>{}</small>{button}</li>",
+            "<li><strong>{}</strong> ({})<br><small>{}</small>{button}</li>",
             html_escape(&f.name),
             size(f.size),
             html_escape(&t(lang, "protect.page.left", &[&left, &link.max_downloads])),
@@ -291,7 +291,8 @@ pub async fn file(State(app): State<App>, parts: Parts, Path((token, idx)): Path
     };
     tracing::info!(id = %link.message_id, idx, "protected file downloaded");
     let name = tomare_transform::protect::clean_name(&meta.name);
-    let ascii: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
     let encoded: String = name
         .bytes()
         .map(|b| match b {

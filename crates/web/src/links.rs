@@ -224,6 +224,9 @@ pub(crate) fn page(lang: Lang, status: StatusCode, title: &str, body: &str) -> R
          body{{font-family:system-ui,sans-serif;max-width:36rem;margin:1rem auto;padding:0 1rem;line-height:1.5}}\
          dt{{font-weight:600}}dd{{margin:0 0 .5rem 0;overflow-wrap:anywhere}}\
          button{{font-size:1.1rem;padding:.6rem 1.2rem;width:100%}}textarea{{width:100%;box-sizing:border-box}}\
+         input{{font-size:1.1rem;width:100%;box-sizing:border-box;padding:.4rem}}ul.files{{padding:0;list-style:none}}\
+         ul.files li{{margin:.6rem 0;overflow-wrap:anywhere}}a.download{{display:block;text-align:center;margin-top:.3rem;\
+         padding:.6rem;border:1px solid #1a5fb4;border-radius:.3rem;text-decoration:none}}.note{{background:#f4f4f4;padding:.5rem}}\
          </style></head><body><h1>{title}</h1>{body}</body></html>",
         l = if lang == Lang::Ja { "ja" } else { "en" },
         title = html_escape(title),

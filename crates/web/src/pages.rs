@@ -327,6 +327,9 @@ pub struct Card {
     pub buttons: Vec<Button>,
     /// Approve/deny here: a comment box goes with the buttons.
     pub deciding: bool,
+    /// Its download link, when its files were protected: (state, the
+    /// state in words, downloads so far).
+    pub link: Option<(&'static str, String, u32)>,
 }
 
 fn size_text(n: u64) -> String {
@@ -402,6 +405,7 @@ fn card(app: &App, v: &Viewer, m: &MessageRow, reviewed: Option<&Reviewed>, seen
         hits,
         buttons,
         deciding,
+        link: None,
     }
 }
 
@@ -411,7 +415,13 @@ async fn cards(app: &App, v: &Viewer, rows: &[MessageRow]) -> Result<Vec<Card>, 
     for m in rows {
         let reviewed = app.store.reviewed(&m.id).await?;
         let seen = access::visible(app, v, &m.id).await?;
-        out.push(card(app, v, m, reviewed.as_ref(), seen.as_ref()));
+        let mut c = card(app, v, m, reviewed.as_ref(), seen.as_ref());
+        if let Some(link) = app.store.link_of(&m.id).await? {
+            let state = link.status(now_ms());
+            let downloads = link.files.iter().map(|f| f.downloads).sum();
+            c.link = Some((state, t(v.lang, &format!("protect.status.{state}"), &[]), downloads));
+        }
+        out.push(c);
     }
     Ok(out)
 }
@@ -629,7 +639,9 @@ async fn link_view(app: &App, v: &Viewer, seen: &access::Seen) -> Option<LinkVie
 pub async fn revoke(State(app): State<App>, Path(id): Path<String>, posted: Posted<CsrfOnly>) -> Response {
     let v = &posted.viewer;
     let lang = v.lang;
-    let Some(id) = MessageId::parse(&id) else { return said(lang, StatusCode::NOT_FOUND, &t(lang, "link.not_found", &[])) };
+    let Some(id) = MessageId::parse(&id) else {
+        return said(lang, StatusCode::NOT_FOUND, &t(lang, "link.not_found", &[]));
+    };
     let seen = match access::visible(&app, v, &id).await {
         Ok(Some(s)) => s,
         Ok(None) => return said(lang, StatusCode::NOT_FOUND, &t(lang, "link.not_found", &[])),

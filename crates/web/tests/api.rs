@@ -190,7 +190,27 @@ async fn every_documented_call_answers_as_the_document_says() {
     let r = s.req("GET", "/api/v1/me", &boss, "").await;
     assert_eq!(r.status, 401);
 
+    // A message's download link: its state and files; revoked once, by its
+    // sender or an admin.
+    let r = s.req("GET", &format!("/api/v1/messages/{approval}/link"), &root, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    conforms(&doc, "/api/v1/messages/{id}/link", "get", r.status, &r.body);
+    let link = r.json();
+    assert_eq!((link["status"].as_str(), link["files"][0]["name"].as_str()), (Some("pending"), Some("見積書.pdf")));
+    let r = s.req("GET", &format!("/api/v1/messages/{held}/link"), &root, "").await;
+    assert_eq!(r.status, 404);
+    conforms(&doc, "/api/v1/messages/{id}/link", "get", r.status, &r.body);
+    let revoke = format!("/api/v1/messages/{approval}/link/revoke");
+    let r = s.req("POST", &revoke, &root, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    conforms(&doc, "/api/v1/messages/{id}/link/revoke", "post", r.status, &r.body);
+    let r = s.req("POST", &revoke, &root, "").await;
+    assert_eq!(r.status, 409);
+    conforms(&doc, "/api/v1/messages/{id}/link/revoke", "post", r.status, &r.body);
+    let r = s.req("GET", &format!("/api/v1/messages/{approval}/link"), &root, "").await;
+    assert_eq!(r.json()["status"], "revoked");
+
     // Every documented path was exercised above.
     let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
-    assert_eq!(paths.len(), 9, "{paths:?}");
+    assert_eq!(paths.len(), 11, "{paths:?}");
 }

@@ -96,6 +96,7 @@ pub async fn start() -> Server {
         reload: None,
         replayer: None,
         mail: None,
+        protector: None,
     });
     let router = tomare_web::router(app);
     let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -149,7 +150,27 @@ impl Server {
                 }),
                 add_recipients: Vec::new(),
                 rewritten: false,
-                protection: None,
+                // Its file behind a download link (not sent yet).
+                protection: Some(tomare_store::NewProtection {
+                    link: Some(tomare_store::NewLink {
+                        token_hash: format!("{:064}", now),
+                        sender: from.to_string(),
+                        recipients: vec!["partner@customer.test".into()],
+                        access: "code".into(),
+                        password_hash: None,
+                        expires_at: now + 86_400_000,
+                        max_downloads: 5,
+                        files: vec![tomare_store::ProtectedFile {
+                            idx: 0,
+                            name: "見積書.pdf".into(),
+                            content_type: "application/pdf".into(),
+                            size: 1234,
+                            sha256: "0".repeat(64),
+                            downloads: 0,
+                        }],
+                    }),
+                    secrets: Vec::new(),
+                }),
                 notify: asked.iter().map(|a| (NoticeKind::ApprovalRequest, a.to_string())).collect(),
             };
             self.store.decide(&[d]).await.unwrap();
