@@ -382,8 +382,7 @@ then = [{ hold = "3m" }]
 
 #[test]
 fn rules_choose_protection_per_recipient_domain_and_only_for_files_sent_outside() {
-    let mut config = Config::default();
-    config.rule = Config::parse_rules(
+    let rules = Config::parse_rules(
         r#"
 [[rule]]
 name = "partner-gets-zip"
@@ -397,7 +396,7 @@ then = [{ protect_attachments = "link" }]
 "#,
     )
     .unwrap();
-    let w = world_with(config);
+    let w = world_with(Config { rule: rules, ..Config::default() });
     let with_file = |name: &str, text: &str| {
         format!(
             "From: taro@example.co.jp\r\nTo: x@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\

@@ -242,16 +242,15 @@ impl Protector {
                     let mut all = true;
                     for to in &secret.send_to {
                         let Ok(address) = to.parse::<Address>() else { continue };
-                        let data = mails::password_mail(
-                            &self.config,
+                        let m = mails::PasswordMail {
                             to,
-                            &secret.kind,
-                            &password,
-                            &subject,
-                            &sender,
+                            kind: &secret.kind,
+                            password: &password,
+                            subject: &subject,
+                            sender: &sender,
                             to_sender,
-                            now,
-                        );
+                        };
+                        let data = mails::password_mail(&self.config, &m, now);
                         if let Err(e) = mail(address, data).await {
                             tracing::error!(id = %secret.message_id, error = %e, "could not queue the password mail");
                             all = false;

@@ -27,18 +27,22 @@ fn head(config: &Config, to: &str, subject: &str, now: i64, tag: &str) -> String
     out
 }
 
-/// The password mail: `kind` is `zip` or `link`; to the sender (`to_sender`)
-/// it asks them to pass it on.
-pub fn password_mail(
-    config: &Config,
-    to: &str,
-    kind: &str,
-    password: &str,
-    subject: &str,
-    sender: &str,
-    to_sender: bool,
-    now: i64,
-) -> Vec<u8> {
+/// A password to send, and what it opens.
+pub struct PasswordMail<'a> {
+    pub to: &'a str,
+    /// `zip` or `link`.
+    pub kind: &'a str,
+    pub password: &'a str,
+    /// The protected message's subject and sender.
+    pub subject: &'a str,
+    pub sender: &'a str,
+    /// To the sender, who passes it on.
+    pub to_sender: bool,
+}
+
+/// The password mail.
+pub fn password_mail(config: &Config, m: &PasswordMail<'_>, now: i64) -> Vec<u8> {
+    let PasswordMail { to, kind, password, subject, sender, to_sender } = *m;
     let subject = tomare_model::escape_controls(subject);
     let title = format!(
         "{} / {}",

@@ -633,7 +633,8 @@ fn a_recipient_downloads_with_a_mailed_code_and_the_sender_revokes_the_link_on_a
     let mut code = String::new();
     assert!(wait_until(Duration::from_secs(20), || {
         if let Some(m) = sink.notices("code").into_iter().find(|m| m.rcpts == ["partner@customer.test"]) {
-            code = m.text().lines().filter(|l| l.starts_with("    ")).map(|l| l.trim().to_string()).last().unwrap();
+            code =
+                m.text().lines().filter(|l| l.starts_with("    ")).map(|l| l.trim().to_string()).next_back().unwrap();
         }
         !code.is_empty()
     }));
