@@ -85,6 +85,21 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("serve.delivery_relay", "  Delivery: relay via {}:{}", "  配送: リレー {}:{} 経由"),
     ("serve.delivery_mx", "  Delivery: direct to each domain's MX", "  配送: 宛先ドメインの MX へ直接"),
     ("serve.hold", "  Hold: {} for mail to outside, {} for internal-only mail", "  保留: 社外宛て {}、社内のみ {}"),
+    (
+        "serve.protect",
+        "  Attachments to outside: {} ([protect] external_attachments; rules may ask too)",
+        "  社外宛ての添付ファイル保護: {}（[protect] external_attachments。ルールでも指定できます）",
+    ),
+    (
+        "serve.dkim",
+        "  DKIM: signing what tomare changes for {}",
+        "  DKIM: tomare が変更したメールを {} として署名します",
+    ),
+    (
+        "serve.no_dkim",
+        "  DKIM: no [dkim] key (changed mail goes out unsigned)",
+        "  DKIM: [dkim] の鍵がありません（変更したメールは署名なしで送られます）",
+    ),
     ("serve.first_message", "Send a first test message:", "最初のテストメールを送るには:"),
     ("serve.see_it", "Then see it:", "送ったメールを見るには:"),
     (
@@ -785,7 +800,6 @@ const TABLE: &[(&str, &str, &str)] = &[
         "Key written to {} (keep it secret; 0600). Publish this DNS record, then set [dkim] domain, selector and key_file:",
         "鍵を {} に書き出しました（秘密にしてください。0600）。次の DNS レコードを公開し、[dkim] の domain・selector・key_file を設定してください:",
     ),
-    ("dkim.no_key", "[dkim] key for {}: {}", "[dkim] {} の鍵: {}"),
     ("protect.cli.revoked", "Link of {} revoked.", "{} のリンクを無効にしました。"),
     (
         "protect.cli.none",

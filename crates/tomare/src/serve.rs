@@ -283,16 +283,21 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         mail: Some(own_mail(pipeline.acceptor(), host.clone())),
         protector: Some(protector.clone()),
     });
-    // Password mails follow delivered messages; files of links that ended go.
-    {
+    // Password mails follow delivered messages; files of links that ended
+    // go. Stops with SMTP: its acceptor must not keep the queue open.
+    let sweeper = {
         let (store, mail) = (store.clone(), own_mail(pipeline.acceptor(), host.clone()));
+        let mut down = shutdown.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = down.wait_for(|d| *d) => break,
+                }
                 protector.sweep(store.as_ref(), &mail).await;
             }
-        });
-    }
+        })
+    };
     let web_task = tokio::spawn(tomare_web::serve(web_listener, tomare_web::router(web), shutdown));
 
     banner(lang, &config, tls.is_some());
@@ -303,6 +308,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     println!("{}", t(lang, "serve.stopping", &[]));
     let _ = shutdown_tx.send(true);
     let _ = smtp_task.await;
+    let _ = sweeper.await;
     // SMTP has handed over its last message: the queue's stages stop, then
     // the archiver.
     let stopped = pipeline.shutdown(GRACE).await;
@@ -340,6 +346,18 @@ fn banner(lang: Lang, config: &Config, tls: bool) {
     }
     let hold = |d: &tomare_config::Duration| format!("{}s", d.0.as_secs());
     println!("{}", t(lang, "serve.hold", &[&hold(&config.hold.external), &hold(&config.hold.internal)]));
+    let protect = match config.protect.external_attachments {
+        tomare_config::ProtectSetting::Off => "off",
+        tomare_config::ProtectSetting::Link => "link",
+        tomare_config::ProtectSetting::Zip => "zip",
+    };
+    println!("{}", t(lang, "serve.protect", &[&protect]));
+    let keys: Vec<String> = config.dkim.all().iter().map(|k| format!("{} ({})", k.domain, k.selector)).collect();
+    if keys.is_empty() {
+        println!("{}", t(lang, "serve.no_dkim", &[]));
+    } else {
+        println!("{}", t(lang, "serve.dkim", &[&keys.join(", ")]));
+    }
     if config == &Config::default() {
         let domain = config.org.internal_domains.first().cloned().unwrap_or_default();
         println!();

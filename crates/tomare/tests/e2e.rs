@@ -1033,14 +1033,14 @@ fn db_status_and_migrate_on_a_database_made_before_migrations_were_recorded() {
         String::from_utf8(out.stdout).unwrap()
     };
     let before: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
-    assert_eq!(before.as_array().unwrap().len(), 7, "{before}");
+    assert_eq!(before.as_array().unwrap().len(), 8, "{before}");
     assert!(before.as_array().unwrap().iter().all(|m| m["applied_at"].is_null()), "status applies nothing: {before}");
-    assert!(status(false).contains("0 applied, 7 pending."));
+    assert!(status(false).contains("0 applied, 8 pending."));
     // Other commands do not migrate behind a running server's back.
     let out = tomare().args(["queue", "list", "--config"]).arg(&config).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tomare db migrate"), "{err}");
-    assert!(status(false).contains("0 applied, 7 pending."), "queue list changed nothing");
+    assert!(status(false).contains("0 applied, 8 pending."), "queue list changed nothing");
 
     let out = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
@@ -1052,14 +1052,15 @@ fn db_status_and_migrate_on_a_database_made_before_migrations_were_recorded() {
         "0004 send_as",
         "0005 used_links",
         "0006 accounts",
+        "0007 protect",
     ] {
         assert!(said.contains(&format!("tomare.db: applied migration {line}")), "{said}");
     }
     assert!(said.contains("archive.db: applied migration 0001 initial"), "{said}");
     let after: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
     let adopted: Vec<bool> = after.as_array().unwrap().iter().map(|m| m["adopted"] == true).collect();
-    assert_eq!(adopted, [true, true, false, false, false, false, false], "{after}");
-    assert!(status(false).contains("7 applied, 0 pending."));
+    assert_eq!(adopted, [true, true, false, false, false, false, false, false], "{after}");
+    assert!(status(false).contains("8 applied, 0 pending."));
     let again = tomare().args(["db", "migrate", "--config"]).arg(&config).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
     // And the data directory works: a user with a send-as grant is stored.

@@ -716,6 +716,7 @@ mod tests {
                 (Database::Queue, 4, false),
                 (Database::Queue, 5, false),
                 (Database::Queue, 6, false),
+                (Database::Queue, 7, false),
                 (Database::Archive, 1, false),
             ],
             "what was there is adopted, the rest run"
@@ -748,7 +749,7 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         assert!(store.migrations_applied().is_empty());
         let all = store.migrations().await.unwrap();
-        assert_eq!(all.len(), 7);
+        assert_eq!(all.len(), 8);
         assert!(all.iter().all(|m| m.applied_at.is_some()), "{all:?}");
         store.close().await;
 
@@ -789,7 +790,7 @@ mod tests {
             .filter(|m| m.database == Database::Queue)
             .map(|m| (m.version, m.adopted))
             .collect();
-        assert_eq!(queue, [(2, true), (3, true), (4, true), (5, false), (6, false)]);
+        assert_eq!(queue, [(2, true), (3, true), (4, true), (5, false), (6, false), (7, false)]);
         store.close().await;
 
         let other = tempfile::tempdir().unwrap();
@@ -797,7 +798,7 @@ mod tests {
         let (a, b) = tokio::join!(SqliteStore::open(&fresh), SqliteStore::open(&fresh));
         let (a, b) = (a.unwrap(), b.unwrap());
         let ran = a.migrations_applied().len() + b.migrations_applied().len();
-        assert_eq!(ran, 7, "each step once between the two");
+        assert_eq!(ran, 8, "each step once between the two");
         assert!(a.migrations().await.unwrap().iter().all(|m| m.applied_at.is_some()));
     }
 
@@ -805,7 +806,7 @@ mod tests {
     async fn a_new_database_runs_every_migration_once() {
         let (_dir, store) = open().await;
         let applied = store.migrations_applied();
-        assert_eq!(applied.len(), 7);
+        assert_eq!(applied.len(), 8);
         assert!(applied.iter().all(|m| !m.adopted), "{applied:?}");
     }
 
