@@ -292,6 +292,11 @@ impl Walk<'_> {
             Ok(text) => Extracted { text, ..Extracted::default() },
             Err(e) => Extracted { error: Some(e), ..Extracted::default() },
         };
+        // A document's text, and its embedded files as members.
+        let package_of = |r: Result<office::Package, String>| match r {
+            Ok(p) => Extracted { text: p.text, children: p.embedded, ..Extracted::default() },
+            Err(e) => Extracted { error: Some(e), ..Extracted::default() },
+        };
         match kind {
             Kind::Text => match budget.charge(0) {
                 Err(e) => Extracted { error: Some(e), ..Extracted::default() },
@@ -306,15 +311,15 @@ impl Walk<'_> {
             Kind::Rtf => text_of(Ok(rtf::to_text(bytes))),
             Kind::Pdf => match pdf::extract(bytes, budget) {
                 Ok(p) if p.encrypted => Extracted { encrypted: true, ..Extracted::default() },
-                Ok(p) => Extracted { text: p.text, ..Extracted::default() },
+                Ok(p) => Extracted { text: p.text, children: p.embedded, ..Extracted::default() },
                 Err(e) => Extracted { error: Some(e), ..Extracted::default() },
             },
-            Kind::Docx => text_of(office::docx(bytes, budget)),
-            Kind::Pptx => text_of(office::pptx(bytes, budget)),
-            Kind::Odt | Kind::Odp => text_of(office::odf(bytes, budget)),
+            Kind::Docx => package_of(office::docx(bytes, budget)),
+            Kind::Pptx => package_of(office::pptx(bytes, budget)),
+            Kind::Odt | Kind::Odp => package_of(office::odf(bytes, budget)),
             Kind::Xlsx | Kind::Xls | Kind::Ods => match office::spreadsheet(bytes, budget) {
                 Err(e) if office::is_password_error(&e) => Extracted { encrypted: true, ..Extracted::default() },
-                r => text_of(r),
+                r => package_of(r),
             },
             Kind::EncryptedOffice => Extracted { encrypted: true, ..Extracted::default() },
             Kind::Zip => match archive::zip_members(bytes, self.inspector.max_entries, budget) {

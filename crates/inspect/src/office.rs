@@ -1,18 +1,53 @@
 //! Office documents: OOXML (docx, pptx) and OpenDocument text from their XML
 //! parts; spreadsheets (xlsx, xls, ods) through calamine; compound files
 //! (legacy and encrypted Office) by their streams.
+//!
+//! Everything a recipient can see counts, not only the body: comments and
+//! threaded comments, tracked insertions and deletions, headers, footers,
+//! foot- and endnotes, text boxes and shapes, charts, alt text, document
+//! properties (core, app, custom), defined names; embedded files
+//! (`*/embeddings/*`, OLE packages) come back as members, inspected like
+//! attachments of their own.
 
 use crate::Budget;
 use calamine::Reader as _;
 use quick_xml::events::Event;
 use std::io::{Cursor, Read};
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Dialect {
-    /// Text only inside `t` elements (w:t, a:t); `p` ends a paragraph.
+    /// Text only inside `t` elements (w:t, a:t; w:delText, a tracked
+    /// deletion; `text`, a threaded comment's; `v`, a chart's cached
+    /// label); `p` ends a paragraph. Alt text (`descr`, `title` of a
+    /// picture or shape) counts too.
     Ooxml,
     /// Text anywhere in the body; `p`/`h` end a paragraph.
     Odf,
+    /// Every element's text, one per line, and the `name` of defined names
+    /// (document properties, a workbook's names).
+    Values,
+}
+
+/// Elements whose text is a document's text (OOXML).
+const TEXT_ELEMENTS: &[&str] = &["t", "delText", "text", "v"];
+
+/// Attributes that carry text a reader sees (alt text, a defined name).
+fn attribute_text(e: &quick_xml::events::BytesStart, out: &mut String) {
+    let local = e.local_name();
+    let wanted: &[&str] = match local.as_ref() {
+        "docPr" | "cNvPr" => &["descr", "title"],
+        "definedName" => &["name"],
+        _ => return,
+    };
+    for a in e.attributes().flatten() {
+        if wanted.contains(&a.key.local_name().as_ref())
+            && let Ok(v) = a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            && !v.trim().is_empty()
+        {
+            out.push_str(&v);
+            out.push('\n');
+        }
+    }
 }
 
 /// Text of one XML part.
@@ -27,28 +62,41 @@ fn xml_text(xml: &[u8], dialect: Dialect, budget: &Budget) -> Result<String, Str
             return Err("time budget exceeded".into());
         }
         let event = reader.read_event().map_err(|e| format!("XML: {e}"))?;
+        let everywhere = matches!(dialect, Dialect::Odf | Dialect::Values);
         match event {
-            Event::Start(e) => match e.local_name().as_ref() {
-                "t" => in_t += 1,
-                "tab" => out.push('\t'),
-                "br" | "cr" | "line-break" => out.push('\n'),
-                _ => {}
-            },
-            Event::Empty(e) => match e.local_name().as_ref() {
-                "tab" => out.push('\t'),
-                "br" | "cr" | "line-break" => out.push('\n'),
-                "s" if matches!(dialect, Dialect::Odf) => out.push(' '),
-                _ => {}
-            },
+            Event::Start(e) => {
+                attribute_text(&e, &mut out);
+                match e.local_name().as_ref() {
+                    t if TEXT_ELEMENTS.contains(&t) => in_t += 1,
+                    "tab" => out.push('\t'),
+                    "br" | "cr" | "line-break" => out.push('\n'),
+                    _ => {}
+                }
+            }
+            Event::Empty(e) => {
+                attribute_text(&e, &mut out);
+                match e.local_name().as_ref() {
+                    "tab" => out.push('\t'),
+                    "br" | "cr" | "line-break" => out.push('\n'),
+                    "s" if dialect == Dialect::Odf => out.push(' '),
+                    _ => {}
+                }
+            }
             Event::End(e) => match e.local_name().as_ref() {
-                "t" => in_t = in_t.saturating_sub(1),
+                t if TEXT_ELEMENTS.contains(&t) => {
+                    in_t = in_t.saturating_sub(1);
+                    if dialect == Dialect::Ooxml && (t == "text" || t == "v") && !out.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
                 "p" | "h" if !out.ends_with('\n') => out.push('\n'),
                 "tc" | "table-cell" => out.push('\t'),
+                _ if dialect == Dialect::Values && !out.ends_with('\n') && !out.is_empty() => out.push('\n'),
                 _ => {}
             },
-            Event::Text(t) if in_t > 0 || matches!(dialect, Dialect::Odf) => out.push_str(&t.xml10_content()),
-            Event::CData(t) if in_t > 0 => out.push_str(t.as_ref()),
-            Event::GeneralRef(r) if in_t > 0 || matches!(dialect, Dialect::Odf) => {
+            Event::Text(t) if in_t > 0 || everywhere => out.push_str(&t.xml10_content()),
+            Event::CData(t) if in_t > 0 || everywhere => out.push_str(t.as_ref()),
+            Event::GeneralRef(r) if in_t > 0 || everywhere => {
                 if let Ok(Some(c)) = r.resolve_char_ref() {
                     out.push(c);
                 } else {
@@ -87,51 +135,200 @@ fn natural_key(name: &str) -> (String, u64) {
     (name.trim_end_matches(|c: char| !c.is_ascii_digit()).trim_end_matches(|c: char| c.is_ascii_digit()).to_string(), n)
 }
 
-fn parts_text(
+/// What a package holds: the text of its wanted parts (in order) and the
+/// files embedded in it.
+pub struct Package {
+    pub text: String,
+    pub embedded: Vec<crate::archive::Member>,
+}
+
+/// Parts of every OOXML package a reader sees besides its body: document
+/// properties, charts, drawings (shapes, alt text).
+fn common_part(n: &str) -> Option<Dialect> {
+    if n.starts_with("docProps/") && n.ends_with(".xml") && n != "docProps/thumbnail.xml" {
+        return Some(Dialect::Values);
+    }
+    let dir = n.split('/').nth(1).unwrap_or("");
+    (matches!(dir, "charts" | "drawings" | "diagrams") && n.ends_with(".xml") && !n.contains("/_rels/"))
+        .then_some(Dialect::Ooxml)
+}
+
+/// An embedded file of a package (`word/embeddings/x.xlsx`, an OLE
+/// package `oleObject1.bin`), under its package-relative name.
+fn is_embedding(n: &str) -> bool {
+    n.split('/').nth(1) == Some("embeddings") && !n.ends_with('/')
+}
+
+fn package(
     bytes: &[u8],
-    wanted: impl Fn(&str) -> bool,
-    dialect: Dialect,
+    wanted: impl Fn(&str) -> Option<Dialect>,
     budget: &Budget,
-) -> Result<String, String> {
+) -> Result<Package, String> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("zip: {e}"))?;
-    let mut names: Vec<String> =
-        archive.file_names().filter_map(Result::ok).map(|n| n.into_owned()).filter(|n| wanted(n)).collect();
-    names.sort_by_key(|n| natural_key(n));
+    let all: Vec<String> = archive.file_names().filter_map(Result::ok).map(|n| n.into_owned()).collect();
+    let mut names: Vec<(String, Dialect)> = all.iter().filter_map(|n| wanted(n).map(|d| (n.clone(), d))).collect();
+    names.sort_by_key(|(n, _)| natural_key(n));
     let mut out = String::new();
-    for name in names {
+    for (name, dialect) in names {
         let xml = member(&mut archive, &name, budget)?;
         out.push_str(&xml_text(&xml, dialect, budget)?);
         if !out.ends_with('\n') {
             out.push('\n');
         }
     }
-    Ok(out)
+    let mut embedded = Vec::new();
+    for name in all.iter().filter(|n| is_embedding(n)) {
+        let data = member(&mut archive, name, budget)?;
+        let short = name.split_once('/').map(|(_, rest)| rest).unwrap_or(name).to_string();
+        embedded.extend(ole_package(&short, data));
+    }
+    Ok(Package { text: out, embedded })
 }
 
-pub fn docx(bytes: &[u8], budget: &Budget) -> Result<String, String> {
+/// An OLE package (a compound file with an `\x01Ole10Native` stream) is
+/// the file inside it; anything else is itself.
+fn ole_package(name: &str, data: Vec<u8>) -> Vec<crate::archive::Member> {
+    let plain = |name: &str, data| crate::archive::Member { name: name.to_string(), data, encrypted: false, error: None };
+    if !data.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        return vec![plain(name, data)];
+    }
+    let Ok(mut cfb) = cfb::CompoundFile::open(Cursor::new(&data)) else { return vec![plain(name, data)] };
+    let mut native = Vec::new();
+    let read = cfb.open_stream("/\u{1}Ole10Native").and_then(|mut s| s.read_to_end(&mut native));
+    if read.is_err() {
+        return vec![plain(name, data)];
+    }
+    match ole10_native(&native) {
+        Some((file, inner)) => vec![plain(&format!("{name}/{file}"), inner)],
+        None => vec![crate::archive::Member {
+            name: name.to_string(),
+            data: Vec::new(),
+            encrypted: false,
+            error: Some("an OLE package that does not read".into()),
+        }],
+    }
+}
+
+/// The file name and bytes of an Ole10Native stream: total size, flags,
+/// label, original path, two reserved words, the temporary path, then the
+/// data's size and the data.
+fn ole10_native(s: &[u8]) -> Option<(String, Vec<u8>)> {
+    let mut at = 6; // u32 size, u16 flags
+    let cstr = |at: &mut usize| -> Option<String> {
+        let end = s.get(*at..)?.iter().position(|b| *b == 0)? + *at;
+        let text = String::from_utf8_lossy(&s[*at..end]).into_owned();
+        *at = end + 1;
+        Some(text)
+    };
+    let label = cstr(&mut at)?;
+    let _path = cstr(&mut at)?;
+    at += 8; // u32 reserved, u32 length of the temporary path
+    let _temp = cstr(&mut at)?;
+    let len = u32::from_le_bytes(s.get(at..at + 4)?.try_into().ok()?) as usize;
+    let data = s.get(at + 4..at + 4 + len)?.to_vec();
+    let name = label.rsplit(['\\', '/']).next().unwrap_or("").to_string();
+    Some((if name.is_empty() { "package.bin".into() } else { name }, data))
+}
+
+pub fn docx(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
     let wanted = |n: &str| {
-        n == "word/document.xml"
+        let body = n == "word/document.xml"
             || (n.starts_with("word/")
                 && n.ends_with(".xml")
-                && ["header", "footer", "footnotes", "endnotes", "comments"].iter().any(|p| n[5..].starts_with(p)))
+                && ["header", "footer", "footnotes", "endnotes", "comments"].iter().any(|p| n[5..].starts_with(p)));
+        if body { Some(Dialect::Ooxml) } else { common_part(n) }
     };
-    parts_text(bytes, wanted, Dialect::Ooxml, budget)
+    package(bytes, wanted, budget)
 }
 
-pub fn pptx(bytes: &[u8], budget: &Budget) -> Result<String, String> {
+pub fn pptx(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
     let wanted = |n: &str| {
-        (n.starts_with("ppt/slides/slide") || n.starts_with("ppt/notesSlides/notesSlide")) && n.ends_with(".xml")
+        let body = (n.starts_with("ppt/slides/slide")
+            || n.starts_with("ppt/notesSlides/notesSlide")
+            || n.starts_with("ppt/comments/"))
+            && n.ends_with(".xml");
+        if body { Some(Dialect::Ooxml) } else { common_part(n) }
     };
-    parts_text(bytes, wanted, Dialect::Ooxml, budget)
+    package(bytes, wanted, budget)
 }
 
-/// odt, odp: the body and the styles (headers and footers live there).
-pub fn odf(bytes: &[u8], budget: &Budget) -> Result<String, String> {
-    parts_text(bytes, |n| n == "content.xml" || n == "styles.xml", Dialect::Odf, budget)
+/// The parts of an xlsx besides its cells: comments (old and threaded),
+/// shapes and charts, defined names, properties.
+fn xlsx_extra(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
+    let wanted = |n: &str| {
+        if n == "xl/workbook.xml" {
+            // Only its defined names' names (attributes); their formulas below.
+            return Some(Dialect::Ooxml);
+        }
+        let body = (n.starts_with("xl/comments") || n.starts_with("xl/threadedComments/")) && n.ends_with(".xml");
+        if body { Some(Dialect::Ooxml) } else { common_part(n) }
+    };
+    let mut p = package(bytes, wanted, budget)?;
+    // Defined names' formulas (what they point at) are values too.
+    if let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes))
+        && let Ok(xml) = member(&mut archive, "xl/workbook.xml", budget)
+    {
+        p.text.push_str(&defined_names(&xml));
+    }
+    Ok(p)
 }
 
-/// xlsx, xls, ods: every sheet's name and cells, tab-separated rows.
-pub fn spreadsheet(bytes: &[u8], budget: &Budget) -> Result<String, String> {
+/// `name: formula` of each defined name of a workbook.
+fn defined_names(xml: &[u8]) -> String {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut out = String::new();
+    let mut inside = false;
+    while let Ok(event) = reader.read_event() {
+        match event {
+            Event::Start(e) if e.local_name().as_ref() == "definedName" => inside = true,
+            Event::End(e) if e.local_name().as_ref() == "definedName" => {
+                inside = false;
+                out.push('\n');
+            }
+            Event::Text(t) if inside => out.push_str(&t.xml10_content()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// odt, odp: the body and the styles (headers and footers live there), the
+/// properties (meta.xml), and embedded objects' own content.
+pub fn odf(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
+    let wanted = |n: &str| match n {
+        "content.xml" | "styles.xml" => Some(Dialect::Odf),
+        "meta.xml" => Some(Dialect::Values),
+        n if n.ends_with("/content.xml") && !n.starts_with("META-INF") => Some(Dialect::Odf),
+        _ => None,
+    };
+    package(bytes, wanted, budget)
+}
+
+/// xlsx, xls, ods: every sheet's name and cells (hidden sheets, rows and
+/// columns too), tab-separated rows; for an xlsx also its comments, shapes,
+/// charts, defined names, properties and embedded files.
+pub fn spreadsheet(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
+    let cells = spreadsheet_cells(bytes, budget)?;
+    if !bytes.starts_with(b"PK") {
+        return Ok(Package { text: cells, embedded: Vec::new() });
+    }
+    let mut extra = if crate::sniff::sniff(bytes) == crate::sniff::Kind::Ods {
+        // The cells are read already: the properties and embedded objects.
+        let wanted = |n: &str| match n {
+            "meta.xml" => Some(Dialect::Values),
+            n if n.ends_with("/content.xml") && !n.starts_with("META-INF") => Some(Dialect::Odf),
+            _ => None,
+        };
+        package(bytes, wanted, budget)?
+    } else {
+        xlsx_extra(bytes, budget)?
+    };
+    extra.text.insert_str(0, &cells);
+    Ok(extra)
+}
+
+fn spreadsheet_cells(bytes: &[u8], budget: &Budget) -> Result<String, String> {
     let mut book = calamine::open_workbook_auto_from_rs(Cursor::new(bytes)).map_err(|e| format!("spreadsheet: {e}"))?;
     let mut out = String::new();
     for name in book.sheet_names() {

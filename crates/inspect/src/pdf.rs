@@ -16,6 +16,9 @@ pub struct PdfText {
     pub text: String,
     /// A user password is needed to read it.
     pub encrypted: bool,
+    /// Files embedded in it (the EmbeddedFiles tree, file attachment
+    /// annotations), inspected as attachments of their own.
+    pub embedded: Vec<crate::archive::Member>,
 }
 
 /// Per-stream decompression limit: a bomb stops here, not in our memory.
@@ -34,7 +37,7 @@ pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
     // even resolve), so the raw bytes are asked too.
     let mentions_encrypt = bytes.windows(8).any(|w| w == b"/Encrypt");
     if (doc.is_encrypted() || mentions_encrypt) && !doc.was_encrypted() {
-        return Ok(PdfText { text: String::new(), encrypted: true });
+        return Ok(PdfText { text: String::new(), encrypted: true, embedded: Vec::new() });
     }
     if doc.get_pages().is_empty() {
         return Err("PDF: no readable pages".into());
@@ -57,7 +60,249 @@ pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
         }
         out.push('\u{c}');
     }
-    Ok(PdfText { text: out, encrypted: false })
+    // Beyond the pages: what a viewer shows in its panels.
+    let mut extra = Extra { doc: &doc, out: String::new(), embedded: Vec::new(), budget, seen: Default::default() };
+    extra.all()?;
+    out.push_str(&extra.out);
+    Ok(PdfText { text: out, encrypted: false, embedded: extra.embedded })
+}
+
+/// A PDF text string: UTF-16BE after its BOM, UTF-8 after its BOM, else
+/// PDFDocEncoding (Latin-1 for the characters that matter here).
+fn text_string(bytes: &[u8]) -> String {
+    if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        return utf16(rest);
+    }
+    if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        return String::from_utf8_lossy(rest).into_owned();
+    }
+    bytes.iter().map(|b| *b as char).collect()
+}
+
+/// Annotations, form fields (AcroForm and XFA), the information dictionary,
+/// XMP metadata, bookmarks, and embedded files.
+struct Extra<'a> {
+    doc: &'a Document,
+    out: String,
+    embedded: Vec<crate::archive::Member>,
+    budget: &'a Budget,
+    /// Objects already walked: a loop in a tree ends here.
+    seen: std::collections::HashSet<ObjectId>,
+}
+
+/// How many nodes of a tree (fields, outlines, name trees) are walked.
+const MAX_NODES: usize = 10_000;
+
+impl Extra<'_> {
+    fn all(&mut self) -> Result<(), String> {
+        let doc = self.doc;
+        for (_, page_id) in doc.get_pages() {
+            if let Ok(page) = doc.get_dictionary(page_id)
+                && let Ok(annots) = page.get(b"Annots").map(|o| deref(doc, o))
+                && let Ok(list) = annots.as_array()
+            {
+                for a in list.iter().take(MAX_NODES) {
+                    if let Ok(d) = deref(doc, a).as_dict() {
+                        self.annotation(d)?;
+                    }
+                }
+            }
+        }
+        if let Some(info) = sub_dict(doc, &doc.trailer, b"Info") {
+            for key in [&b"Title"[..], b"Author", b"Subject", b"Keywords", b"Creator", b"Producer"] {
+                self.string_of(info, key);
+            }
+        }
+        let Ok(catalog) = doc.catalog() else { return Ok(()) };
+        if let Ok(meta) = catalog.get(b"Metadata").map(|o| deref(doc, o))
+            && let Ok(stream) = meta.as_stream()
+        {
+            let xml = self.stream_bytes(stream)?;
+            self.xml_values(&xml);
+        }
+        if let Some(form) = sub_dict(doc, catalog, b"AcroForm") {
+            if let Ok(fields) = form.get(b"Fields").map(|o| deref(doc, o)).and_then(|o| o.as_array()) {
+                let mut left = MAX_NODES;
+                for f in fields.clone() {
+                    self.field(&f, &mut left, 0)?;
+                }
+            }
+            // XFA: one stream, or [name stream name stream …].
+            if let Ok(xfa) = form.get(b"XFA").map(|o| deref(doc, o)) {
+                let streams: Vec<&Object> = match xfa.as_array() {
+                    Ok(a) => a.iter().skip(1).step_by(2).collect(),
+                    Err(_) => vec![xfa],
+                };
+                for s in streams {
+                    if let Ok(stream) = deref(doc, s).as_stream() {
+                        let xml = self.stream_bytes(stream)?;
+                        self.xml_values(&xml);
+                    }
+                }
+            }
+        }
+        if let Some(outlines) = sub_dict(doc, catalog, b"Outlines") {
+            let mut left = MAX_NODES;
+            self.outline(outlines.get(b"First").ok().cloned(), &mut left);
+        }
+        if let Some(names) = sub_dict(doc, catalog, b"Names")
+            && let Some(tree) = sub_dict(doc, names, b"EmbeddedFiles")
+        {
+            let mut left = MAX_NODES;
+            self.name_tree(tree, &mut left, 0)?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, text: &str) {
+        let text = text.trim();
+        if !text.is_empty() {
+            self.out.push_str(text);
+            self.out.push('\n');
+        }
+    }
+
+    fn string_of(&mut self, d: &Dictionary, key: &[u8]) {
+        if let Ok(v) = d.get(key).map(|o| deref(self.doc, o))
+            && let Ok(s) = v.as_str()
+        {
+            let text = text_string(s);
+            self.push(&text);
+        } else if let Ok(v) = d.get(key).map(|o| deref(self.doc, o))
+            && let Ok(n) = v.as_name()
+        {
+            let text = String::from_utf8_lossy(n).into_owned();
+            self.push(&text);
+        }
+    }
+
+    fn stream_bytes(&self, stream: &lopdf::Stream) -> Result<Vec<u8>, String> {
+        let limit = MAX_STREAM.min(self.budget.remaining_bytes() as usize);
+        let data = stream
+            .decompressed_content_with_limit(limit)
+            .or_else(|_| if stream.filters().map(|f| f.is_empty()).unwrap_or(true) { Ok(stream.content.clone()) } else { Err(()) })
+            .map_err(|_| "PDF: a stream that does not decompress".to_string())?;
+        self.budget.charge(data.len() as u64)?;
+        Ok(data)
+    }
+
+    /// The text of an XML packet (XMP, XFA datasets): every element's text.
+    fn xml_values(&mut self, xml: &[u8]) {
+        let mut reader = quick_xml::Reader::from_reader(xml);
+        while let Ok(event) = reader.read_event() {
+            match event {
+                quick_xml::events::Event::Text(t) => {
+                    let text = t.xml10_content().into_owned();
+                    self.push(&text);
+                }
+                quick_xml::events::Event::Eof => break,
+                _ => {}
+            }
+        }
+    }
+
+    /// Text, free text, stamps, popups, widgets…: their contents, author
+    /// and rich text; a file attachment's file.
+    fn annotation(&mut self, a: &Dictionary) -> Result<(), String> {
+        for key in [&b"Contents"[..], b"T", b"RC", b"Subj"] {
+            self.string_of(a, key);
+        }
+        if a.get(b"Subtype").and_then(|s| s.as_name()).is_ok_and(|n| n == b"FileAttachment")
+            && let Some(fs) = sub_dict(self.doc, a, b"FS")
+        {
+            let fs = fs.clone();
+            self.file_spec(&fs)?;
+        }
+        Ok(())
+    }
+
+    fn field(&mut self, f: &Object, left: &mut usize, depth: usize) -> Result<(), String> {
+        if *left == 0 || depth > 32 {
+            return Ok(());
+        }
+        *left -= 1;
+        if let Ok(id) = f.as_reference()
+            && !self.seen.insert(id)
+        {
+            return Ok(());
+        }
+        let Ok(d) = deref(self.doc, f).as_dict() else { return Ok(()) };
+        for key in [&b"T"[..], b"TU", b"V"] {
+            self.string_of(d, key);
+        }
+        if let Ok(kids) = d.get(b"Kids").map(|o| deref(self.doc, o)).and_then(|o| o.as_array()) {
+            for k in kids.clone() {
+                self.field(&k, left, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn outline(&mut self, mut next: Option<Object>, left: &mut usize) {
+        while let Some(item) = next.take() {
+            if *left == 0 {
+                return;
+            }
+            *left -= 1;
+            if let Ok(id) = item.as_reference()
+                && !self.seen.insert(id)
+            {
+                return;
+            }
+            let Ok(d) = deref(self.doc, &item).as_dict() else { return };
+            let d = d.clone();
+            self.string_of(&d, b"Title");
+            self.outline(d.get(b"First").ok().cloned(), left);
+            next = d.get(b"Next").ok().cloned();
+        }
+    }
+
+    fn name_tree(&mut self, node: &Dictionary, left: &mut usize, depth: usize) -> Result<(), String> {
+        if *left == 0 || depth > 32 {
+            return Ok(());
+        }
+        *left -= 1;
+        if let Ok(names) = node.get(b"Names").map(|o| deref(self.doc, o)).and_then(|o| o.as_array()) {
+            for spec in names.clone().iter().skip(1).step_by(2) {
+                if let Ok(fs) = deref(self.doc, spec).as_dict() {
+                    let fs = fs.clone();
+                    self.file_spec(&fs)?;
+                }
+            }
+        }
+        if let Ok(kids) = node.get(b"Kids").map(|o| deref(self.doc, o)).and_then(|o| o.as_array()) {
+            for k in kids.clone() {
+                if let Ok(id) = k.as_reference()
+                    && !self.seen.insert(id)
+                {
+                    continue;
+                }
+                if let Ok(d) = deref(self.doc, &k).as_dict() {
+                    let d = d.clone();
+                    self.name_tree(&d, left, depth + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An embedded file (`/EF /F`), under its own name.
+    fn file_spec(&mut self, fs: &Dictionary) -> Result<(), String> {
+        let name = [&b"UF"[..], b"F"]
+            .iter()
+            .find_map(|k| fs.get(k).ok().map(|o| deref(self.doc, o)).and_then(|o| o.as_str().ok()).map(text_string))
+            .unwrap_or_else(|| "embedded".into());
+        let name = name.rsplit(['/', '\\']).next().unwrap_or("embedded").to_string();
+        self.push(&name);
+        let Some(ef) = sub_dict(self.doc, fs, b"EF") else { return Ok(()) };
+        let Ok(stream) = ef.get(b"F").map(|o| deref(self.doc, o)).and_then(|o| o.as_stream()) else { return Ok(()) };
+        let member = match self.stream_bytes(stream) {
+            Ok(data) => crate::archive::Member { name, data, encrypted: false, error: None },
+            Err(e) => crate::archive::Member { name, data: Vec::new(), encrypted: false, error: Some(e) },
+        };
+        self.embedded.push(member);
+        Ok(())
+    }
 }
 
 /// The page's resources, nearest first: a key the page sets hides the same

@@ -655,3 +655,225 @@ fn text_parts_without_a_true_charset_are_decoded_like_bare_files() {
     assert!(f.body_text.contains("社外秘"), "{:?}", f.body_text);
     assert!(has_detection(&f, "keyword", "body"));
 }
+
+// ---- hidden places (issue 13) ------------------------------------------
+
+/// A zip with `entries` plus `extra` (the hidden place).
+fn package_with(entries: &[(&str, &[u8])], extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let all: Vec<(&str, &[u8])> = entries.iter().chain(extra).copied().collect();
+    zip(&all)
+}
+
+const W: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main""#;
+
+fn docx_with(body: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let doc = format!(r#"<?xml version="1.0" encoding="UTF-8"?><w:document {W}><w:body>{body}</w:body></w:document>"#);
+    package_with(
+        &[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", doc.as_bytes())],
+        extra,
+    )
+}
+
+fn xlsx_with(extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let base = xlsx("Sheet1", &["普通のセル"]);
+    let mut archive = zip::ZipArchive::new(Cursor::new(base)).unwrap();
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut data).unwrap();
+        entries.push((f.name().unwrap().into_owned(), data));
+    }
+    let borrowed: Vec<(&str, &[u8])> = entries.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    package_with(&borrowed, extra)
+}
+
+/// An OLE package (compound file with an Ole10Native stream) holding `file`.
+fn ole_package(file_name: &str, data: &[u8]) -> Vec<u8> {
+    let mut native = Vec::new();
+    native.extend_from_slice(&0u32.to_le_bytes());
+    native.extend_from_slice(&2u16.to_le_bytes());
+    for s in [file_name, &format!("C:\\tmp\\{file_name}")] {
+        native.extend_from_slice(s.as_bytes());
+        native.push(0);
+    }
+    native.extend_from_slice(&[0, 0, 3, 0]);
+    let temp = format!("C:\\temp\\{file_name}\0");
+    native.extend_from_slice(&(temp.len() as u32).to_le_bytes());
+    native.extend_from_slice(temp.as_bytes());
+    native.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    native.extend_from_slice(data);
+    let total = (native.len() - 4) as u32;
+    native[..4].copy_from_slice(&total.to_le_bytes());
+    let mut cfb = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+    cfb.create_stream("/\u{1}Ole10Native").unwrap().write_all(&native).unwrap();
+    cfb.flush().unwrap();
+    cfb.into_inner().into_inner()
+}
+
+#[test]
+fn a_keyword_only_in_a_hidden_place_of_an_office_file_is_found() {
+    let i = inspector();
+    let kw = "社外秘";
+    let core = format!(
+        r#"<cp:coreProperties xmlns:cp="c" xmlns:dc="d"><dc:title>{kw}の資料</dc:title><cp:lastModifiedBy>山田</cp:lastModifiedBy></cp:coreProperties>"#
+    );
+    let custom = format!(r#"<Properties xmlns:vt="v"><property name="区分"><vt:lpwstr>{kw}</vt:lpwstr></property></Properties>"#);
+    let app = format!(r#"<Properties><Company>{kw}商事</Company><Manager>部長</Manager></Properties>"#);
+    let chart = format!(r#"<c:chartSpace xmlns:c="c" xmlns:a="a"><c:chart><c:title><c:tx><c:rich><a:p><a:r><a:t>{kw}売上</a:t></a:r></a:p></c:rich></c:tx></c:title></c:chart></c:chartSpace>"#);
+    let chart_label = format!(r#"<c:chartSpace xmlns:c="c"><c:ser><c:cat><c:strRef><c:strCache><c:pt idx="0"><c:v>{kw}部門</c:v></c:pt></c:strCache></c:strRef></c:cat></c:ser></c:chartSpace>"#);
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("tracked deletion", "a.docx", docx_with(&format!("<w:p><w:del><w:r><w:delText>{kw}</w:delText></w:r></w:del><w:r><w:t>本文</w:t></w:r></w:p>"), &[])),
+        ("tracked insertion", "a.docx", docx_with(&format!("<w:p><w:ins><w:r><w:t>{kw}</w:t></w:r></w:ins></w:p>"), &[])),
+        ("text box", "a.docx", docx_with(&format!("<w:p><w:r><w:pict><w:txbxContent><w:p><w:r><w:t>{kw}</w:t></w:r></w:p></w:txbxContent></w:pict></w:r></w:p>"), &[])),
+        ("alt text", "a.docx", docx_with(&format!(r#"<w:p><w:r><w:drawing><wp:inline xmlns:wp="wp"><wp:docPr id="1" name="図 1" descr="{kw}の図"/></wp:inline></w:drawing></w:r></w:p>"#), &[])),
+        ("title property", "a.docx", docx_with("<w:p><w:r><w:t>本文</w:t></w:r></w:p>", &[("docProps/core.xml", core.as_bytes())])),
+        ("custom property", "a.docx", docx_with("<w:p/>", &[("docProps/custom.xml", custom.as_bytes())])),
+        ("company property", "a.docx", docx_with("<w:p/>", &[("docProps/app.xml", app.as_bytes())])),
+        ("chart title", "a.docx", docx_with("<w:p/>", &[("word/charts/chart1.xml", chart.as_bytes())])),
+        ("chart label", "a.xlsx", xlsx_with(&[("xl/charts/chart1.xml", chart_label.as_bytes())])),
+        ("cell comment", "a.xlsx", xlsx_with(&[("xl/comments1.xml", format!(r#"<comments><commentList><comment ref="A1"><text><r><t>{kw}</t></r></text></comment></commentList></comments>"#).as_bytes())])),
+        ("threaded comment", "a.xlsx", xlsx_with(&[("xl/threadedComments/threadedComment1.xml", format!(r#"<ThreadedComments><threadedComment ref="A1"><text>{kw}です</text></threadedComment></ThreadedComments>"#).as_bytes())])),
+        ("shape text", "a.xlsx", xlsx_with(&[("xl/drawings/drawing1.xml", format!(r#"<xdr:wsDr xmlns:xdr="x" xmlns:a="a"><xdr:sp><xdr:txBody><a:p><a:r><a:t>{kw}</a:t></a:r></a:p></xdr:txBody></xdr:sp></xdr:wsDr>"#).as_bytes())])),
+        ("slide comment", "a.pptx", package_with(&[("[Content_Types].xml", b"<Types/>"), ("ppt/slides/slide1.xml", b"<p:sld xmlns:p=\"p\"/>")], &[("ppt/comments/comment1.xml", format!(r#"<p:cmLst xmlns:p="p"><p:cm><p:text>{kw}</p:text></p:cm></p:cmLst>"#).as_bytes())])),
+        ("odt properties", "a.odt", package_with(&[("mimetype", b"application/vnd.oasis.opendocument.text"), ("content.xml", b"<office:document-content xmlns:office=\"o\"/>")], &[("meta.xml", format!(r#"<office:document-meta xmlns:office="o" xmlns:dc="d"><office:meta><dc:title>{kw}</dc:title></office:meta></office:document-meta>"#).as_bytes())])),
+    ];
+    for (place, name, bytes) in cases {
+        let f = i.file(name, &bytes);
+        assert!(f.complete, "{place}: {:?}", f.incomplete_reasons);
+        assert!(has_detection(&f, "keyword", name), "{place}: {:?} / {:?}", f.detections, f.attachments);
+    }
+}
+
+#[test]
+fn embedded_files_are_inspected_as_attachments_of_their_own() {
+    let i = inspector();
+    let inner = xlsx("内訳", &["社外秘の内訳"]);
+    let doc = docx_with("<w:p><w:r><w:t>報告書</w:t></w:r></w:p>", &[("word/embeddings/Microsoft_Excel_Worksheet.xlsx", &inner)]);
+    let f = i.file("report.docx", &doc);
+    let paths: Vec<&str> = f.attachments.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(paths, ["report.docx", "report.docx/embeddings/Microsoft_Excel_Worksheet.xlsx"]);
+    assert!(has_detection(&f, "keyword", "report.docx/embeddings/Microsoft_Excel_Worksheet.xlsx"), "{:?}", f.detections);
+    assert!(f.complete);
+    // An OLE package: the file inside it.
+    let ole = ole_package("memo.txt", "関係者外秘のメモ".as_bytes());
+    let doc = docx_with("<w:p/>", &[("word/embeddings/oleObject1.bin", &ole)]);
+    let f = i.file("report.docx", &doc);
+    assert!(has_detection(&f, "keyword", "report.docx/embeddings/oleObject1.bin/memo.txt"), "{:?}", f.attachments);
+    // Embedded in an embedded file: the depth limit holds.
+    let shallow = with_limits(|c| c.inspect.max_depth = 1);
+    let nested = docx_with("<w:p/>", &[("word/embeddings/inner.docx", &doc)]);
+    let f = shallow.file("outer.docx", &nested);
+    assert!(!f.complete, "too deep is incomplete: {:?}", f.attachments);
+}
+
+/// A one-page PDF (page text "本文なし" in Helvetica: nothing to find) with
+/// what `f` adds to its page and its catalog.
+type Keys = Vec<(&'static str, Object)>;
+fn pdf_with(f: impl FnOnce(&mut Document) -> (Keys, Keys, Keys)) -> Vec<u8> {
+    let mut doc = Document::with_version("1.7");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+    let (page_keys, catalog_keys, info_keys) = f(&mut doc);
+    let content_id = doc.add_object(Stream::new(dictionary! {}, b"BT /F1 12 Tf 72 700 Td (plain page) Tj ET".to_vec()));
+    let mut page = dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content_id,
+        "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
+        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+    };
+    for (k, v) in page_keys {
+        page.set(k, v);
+    }
+    let page_id = doc.add_object(page);
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
+    );
+    let mut catalog = dictionary! { "Type" => "Catalog", "Pages" => pages_id };
+    for (k, v) in catalog_keys {
+        catalog.set(k, v);
+    }
+    let catalog = doc.add_object(catalog);
+    doc.trailer.set("Root", catalog);
+    if !info_keys.is_empty() {
+        let mut info = lopdf::Dictionary::new();
+        for (k, v) in info_keys {
+            info.set(k, v);
+        }
+        let info = doc.add_object(info);
+        doc.trailer.set("Info", info);
+    }
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+/// A PDF text string in UTF-16BE with its BOM.
+fn pdf_text(s: &str) -> Object {
+    let mut b = vec![0xFE, 0xFF];
+    for u in s.encode_utf16() {
+        b.extend_from_slice(&u.to_be_bytes());
+    }
+    Object::String(b, lopdf::StringFormat::Hexadecimal)
+}
+
+#[test]
+fn a_keyword_only_beyond_a_pdfs_page_text_is_found() {
+    let i = inspector();
+    let kw = "社外秘";
+    let none = Vec::new;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("text annotation", pdf_with(|_| (vec![("Annots", vec![Object::Dictionary(dictionary! { "Type" => "Annot", "Subtype" => "Text", "Contents" => pdf_text(&format!("{kw}です")) })].into())], none(), none()))),
+        ("free text", pdf_with(|_| (vec![("Annots", vec![Object::Dictionary(dictionary! { "Subtype" => "FreeText", "Contents" => pdf_text(kw) })].into())], none(), none()))),
+        ("stamp", pdf_with(|_| (vec![("Annots", vec![Object::Dictionary(dictionary! { "Subtype" => "Stamp", "Contents" => pdf_text(kw), "Name" => "Confidential" })].into())], none(), none()))),
+        ("form field value", pdf_with(|d| {
+            let kid = d.add_object(dictionary! { "T" => Object::string_literal("memo"), "V" => pdf_text(&format!("{kw}の値")) });
+            let parent = d.add_object(dictionary! { "T" => Object::string_literal("group"), "Kids" => vec![kid.into()] });
+            (none(), vec![("AcroForm", Object::Dictionary(dictionary! { "Fields" => vec![parent.into()] }))], none())
+        })),
+        ("XFA data", pdf_with(|d| {
+            let xfa = d.add_object(Stream::new(dictionary! {}, format!("<xfa:datasets><data><memo>{kw}</memo></data></xfa:datasets>").into_bytes()));
+            (none(), vec![("AcroForm", Object::Dictionary(dictionary! { "Fields" => Vec::<Object>::new(), "XFA" => vec![Object::string_literal("datasets"), xfa.into()] }))], none())
+        })),
+        ("information dictionary", pdf_with(|_| (none(), none(), vec![("Title", pdf_text(&format!("{kw}資料"))), ("Author", Object::string_literal("Yamada"))]))),
+        ("XMP metadata", pdf_with(|d| {
+            let xmp = d.add_object(Stream::new(dictionary! { "Type" => "Metadata", "Subtype" => "XML" }, format!(r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="r"><rdf:Description><dc:subject xmlns:dc="d">{kw}</dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>"#).into_bytes()));
+            (none(), vec![("Metadata", xmp.into())], none())
+        })),
+        ("bookmark", pdf_with(|d| {
+            let outlines = d.new_object_id();
+            let second = d.add_object(dictionary! { "Title" => pdf_text(&format!("第2章 {kw}")), "Parent" => outlines });
+            let first = d.add_object(dictionary! { "Title" => pdf_text("第1章"), "Parent" => outlines, "Next" => second });
+            d.objects.insert(outlines, Object::Dictionary(dictionary! { "Type" => "Outlines", "First" => first, "Last" => second }));
+            (none(), vec![("Outlines", outlines.into())], none())
+        })),
+    ];
+    for (place, bytes) in cases {
+        let f = i.file("a.pdf", &bytes);
+        assert!(f.complete, "{place}: {:?}", f.incomplete_reasons);
+        assert!(has_detection(&f, "keyword", "a.pdf"), "{place}: {:?}", f.attachments[0].text);
+    }
+}
+
+#[test]
+fn files_embedded_in_a_pdf_are_inspected_as_attachments() {
+    let i = inspector();
+    let bytes = pdf_with(|d| {
+        let data = d.add_object(Stream::new(dictionary! { "Type" => "EmbeddedFile" }, "名前,番号\n社外秘の一覧,1\n".as_bytes().to_vec()));
+        let spec = d.add_object(dictionary! { "Type" => "Filespec", "F" => Object::string_literal("list.csv"), "UF" => pdf_text("一覧.csv"), "EF" => dictionary! { "F" => data } });
+        let att_data = d.add_object(Stream::new(dictionary! { "Type" => "EmbeddedFile" }, "関係者外秘のメモ".as_bytes().to_vec()));
+        let att_spec = dictionary! { "Type" => "Filespec", "F" => Object::string_literal("memo.txt"), "EF" => dictionary! { "F" => att_data } };
+        (
+            vec![("Annots", vec![Object::Dictionary(dictionary! { "Subtype" => "FileAttachment", "FS" => att_spec })].into())],
+            vec![("Names", Object::Dictionary(dictionary! { "EmbeddedFiles" => dictionary! { "Names" => vec![pdf_text("一覧.csv"), spec.into()] } }))],
+            Vec::new(),
+        )
+    });
+    let f = i.file("a.pdf", &bytes);
+    let paths: Vec<&str> = f.attachments.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(paths, ["a.pdf", "a.pdf/memo.txt", "a.pdf/一覧.csv"], "{:?}", f.attachments);
+    assert!(has_detection(&f, "keyword", "a.pdf/一覧.csv") && has_detection(&f, "keyword", "a.pdf/memo.txt"));
+    assert!(f.complete);
+}
