@@ -506,6 +506,15 @@ pub struct Inspect {
     pub time_budget: Duration,
     /// Extracted text kept per message (for detectors, storage and search).
     pub max_text: ByteSize,
+    /// Text in images (and scanned PDF pages) read by the `tesseract`
+    /// program: `auto` (when it is installed with Japanese and English) or
+    /// `off`. Without it an image that may carry text is not inspected, and
+    /// the inspection says so.
+    pub ocr: OcrMode,
+    /// Images larger than this many pixels are not read (incomplete).
+    pub ocr_max_pixels: u64,
+    /// Scanned pages read per PDF; more make the inspection incomplete.
+    pub ocr_max_pages: usize,
 }
 
 impl Default for Inspect {
@@ -516,8 +525,19 @@ impl Default for Inspect {
             max_entries: 1000,
             time_budget: Duration::secs(20),
             max_text: ByteSize(20 * 1000 * 1000),
+            ocr: OcrMode::Auto,
+            ocr_max_pixels: 40_000_000,
+            ocr_max_pages: 20,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OcrMode {
+    #[default]
+    Auto,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

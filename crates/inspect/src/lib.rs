@@ -14,6 +14,7 @@ pub mod detect;
 pub mod html;
 mod mime;
 mod office;
+pub mod ocr;
 pub mod pdf;
 mod rtf;
 pub mod sniff;
@@ -35,6 +36,10 @@ pub struct Inspector {
     max_entries: usize,
     time_budget: Duration,
     max_text: u64,
+    /// tesseract, or why pictures are not read.
+    ocr: Result<ocr::Tesseract, String>,
+    ocr_max_pixels: u64,
+    ocr_max_pages: usize,
 }
 
 /// What one inspection may still spend: bytes decompressed and time.
@@ -54,6 +59,10 @@ impl Budget {
 
     pub fn out_of_time(&self) -> bool {
         Instant::now() >= self.deadline
+    }
+
+    pub fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 
     pub fn remaining_bytes(&self) -> u64 {
@@ -82,7 +91,19 @@ impl Inspector {
             max_entries: i.max_entries,
             time_budget: i.time_budget.0,
             max_text: i.max_text.0,
+            ocr: match i.ocr {
+                tomare_config::OcrMode::Auto => ocr::find(),
+                tomare_config::OcrMode::Off => Err("OCR is off ([inspect] ocr = \"off\")".into()),
+            },
+            ocr_max_pixels: i.ocr_max_pixels,
+            ocr_max_pages: i.ocr_max_pages,
         })
+    }
+
+    /// Whether pictures are read (tesseract's version), or why not: what
+    /// `serve` says at start.
+    pub fn ocr_status(&self) -> Result<String, String> {
+        self.ocr.as_ref().map(|t| t.version.clone()).map_err(Clone::clone)
     }
 
     /// Facts about a whole message.
@@ -157,6 +178,8 @@ struct Walk<'a> {
 #[derive(Default)]
 struct Extracted {
     text: String,
+    /// Read by OCR.
+    ocr: bool,
     encrypted: bool,
     error: Option<String>,
     children: Vec<archive::Member>,
@@ -226,6 +249,7 @@ impl Walk<'_> {
         let text = self.keep_text(path, extracted.text);
         let a = &mut self.attachments[index];
         a.text = text;
+        a.ocr = extracted.ocr;
         a.encrypted = extracted.encrypted;
         a.error = extracted.error.clone();
         if extracted.encrypted {
@@ -286,6 +310,64 @@ impl Walk<'_> {
         }
     }
 
+    /// A picture's text, by OCR; a picture that may carry text and is not
+    /// read is incomplete, never a silent pass.
+    fn picture(&self, bytes: &[u8]) -> Extracted {
+        let size = ocr::image_size(bytes);
+        if !ocr::may_carry_text(size) {
+            return Extracted::default();
+        }
+        if let Some((w, h)) = size
+            && w as u64 * h as u64 > self.inspector.ocr_max_pixels
+        {
+            return Extracted {
+                error: Some(format!("not inspected: a {w}×{h} picture is beyond [inspect] ocr_max_pixels")),
+                ..Extracted::default()
+            };
+        }
+        match &self.inspector.ocr {
+            Err(why) => Extracted { error: Some(format!("not inspected: no OCR ({why})")), ..Extracted::default() },
+            Ok(t) => match t.read(bytes, &self.budget) {
+                Ok(text) => Extracted { text, ocr: true, ..Extracted::default() },
+                Err(e) => Extracted { error: Some(e), ocr: true, ..Extracted::default() },
+            },
+        }
+    }
+
+    /// The pages of a PDF that are pictures (scanned), read by OCR.
+    fn scanned_pages(&self, pages: Vec<pdf::Scanned>, e: &mut Extracted) {
+        if pages.is_empty() {
+            return;
+        }
+        let max = self.inspector.ocr_max_pages;
+        let mut problems = Vec::new();
+        for (n, page) in pages.iter().enumerate() {
+            if n >= max {
+                problems.push(format!("{} more scanned pages not read ([inspect] ocr_max_pages)", pages.len() - max));
+                break;
+            }
+            let image = match &page.image {
+                Ok(image) => image,
+                Err(why) => {
+                    problems.push(format!("scanned page {}: {why}", page.number));
+                    continue;
+                }
+            };
+            let read = self.picture(image);
+            e.ocr |= read.ocr;
+            if !read.text.is_empty() {
+                e.text.push_str(&read.text);
+                e.text.push('\n');
+            }
+            if let Some(why) = read.error {
+                problems.push(format!("scanned page {}: {why}", page.number));
+            }
+        }
+        if !problems.is_empty() {
+            e.partial = Some(problems.join("; "));
+        }
+    }
+
     fn extract(&mut self, kind: Kind, bytes: &[u8]) -> Extracted {
         let budget = &self.budget;
         let text_of = |r: Result<String, String>| match r {
@@ -311,7 +393,11 @@ impl Walk<'_> {
             Kind::Rtf => text_of(Ok(rtf::to_text(bytes))),
             Kind::Pdf => match pdf::extract(bytes, budget) {
                 Ok(p) if p.encrypted => Extracted { encrypted: true, ..Extracted::default() },
-                Ok(p) => Extracted { text: p.text, children: p.embedded, ..Extracted::default() },
+                Ok(p) => {
+                    let mut e = Extracted { text: p.text, children: p.embedded, ..Extracted::default() };
+                    self.scanned_pages(p.scanned, &mut e);
+                    e
+                }
                 Err(e) => Extracted { error: Some(e), ..Extracted::default() },
             },
             Kind::Docx => package_of(office::docx(bytes, budget)),
@@ -345,8 +431,7 @@ impl Walk<'_> {
                 error: Some(format!("legacy {} format: text not extracted", kind.name())),
                 ..Extracted::default()
             },
-            // Pictures carry no text we read (no OCR): nothing is missed.
-            Kind::Image => Extracted::default(),
+            Kind::Image => self.picture(bytes),
             Kind::Binary => {
                 Extracted { error: Some("unknown binary format: not inspectable".into()), ..Extracted::default() }
             }

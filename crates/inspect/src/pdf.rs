@@ -19,6 +19,15 @@ pub struct PdfText {
     /// Files embedded in it (the EmbeddedFiles tree, file attachment
     /// annotations), inspected as attachments of their own.
     pub embedded: Vec<crate::archive::Member>,
+    /// Pages without a text layer that show a picture (scanned): for OCR.
+    pub scanned: Vec<Scanned>,
+}
+
+/// A page that is a picture: the picture as a file tesseract reads (JPEG
+/// as it is, raw samples as PNM), or why it cannot be.
+pub struct Scanned {
+    pub number: u32,
+    pub image: Result<Vec<u8>, String>,
 }
 
 /// Per-stream decompression limit: a bomb stops here, not in our memory.
@@ -37,14 +46,16 @@ pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
     // even resolve), so the raw bytes are asked too.
     let mentions_encrypt = bytes.windows(8).any(|w| w == b"/Encrypt");
     if (doc.is_encrypted() || mentions_encrypt) && !doc.was_encrypted() {
-        return Ok(PdfText { text: String::new(), encrypted: true, embedded: Vec::new() });
+        return Ok(PdfText { text: String::new(), encrypted: true, embedded: Vec::new(), scanned: Vec::new() });
     }
     if doc.get_pages().is_empty() {
         return Err("PDF: no readable pages".into());
     }
     let mut out = String::new();
     let mut fonts: HashMap<ObjectId, Font> = HashMap::new();
-    for (_, page_id) in doc.get_pages() {
+    let mut scanned = Vec::new();
+    for (number, page_id) in doc.get_pages() {
+        let before = out.len();
         if budget.out_of_time() {
             return Err("time budget exceeded".into());
         }
@@ -55,6 +66,11 @@ pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
         let resources = page_resources(&doc, page_id);
         let mut page = Page { doc: &doc, fonts: &mut fonts, out: &mut out, budget, pending_space: false };
         page.run(&content, &resources, 0)?;
+        if out[before..].trim().is_empty()
+            && let Some(image) = page_picture(&doc, &resources, budget)
+        {
+            scanned.push(Scanned { number, image });
+        }
         if !out.ends_with('\n') {
             out.push('\n');
         }
@@ -64,7 +80,64 @@ pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
     let mut extra = Extra { doc: &doc, out: String::new(), embedded: Vec::new(), budget, seen: Default::default() };
     extra.all()?;
     out.push_str(&extra.out);
-    Ok(PdfText { text: out, encrypted: false, embedded: extra.embedded })
+    Ok(PdfText { text: out, encrypted: false, embedded: extra.embedded, scanned })
+}
+
+/// The largest picture a page shows (its image XObjects), as a file for
+/// OCR; None when it shows none.
+fn page_picture(doc: &Document, resources: &Dictionary, budget: &Budget) -> Option<Result<Vec<u8>, String>> {
+    let xobjects = sub_dict(doc, resources, b"XObject")?;
+    let int = |d: &Dictionary, k: &[u8]| d.get(k).ok().map(|o| deref(doc, o)).and_then(|o| o.as_i64().ok());
+    let best = xobjects
+        .iter()
+        .filter_map(|(_, o)| deref(doc, o).as_stream().ok())
+        .filter(|s| s.dict.get(b"Subtype").and_then(|t| t.as_name()).is_ok_and(|n| n == b"Image"))
+        .max_by_key(|s| int(&s.dict, b"Width").unwrap_or(0) * int(&s.dict, b"Height").unwrap_or(0))?;
+    let filters: Vec<Vec<u8>> = best.filters().map(|f| f.iter().map(|x| x.to_vec()).collect()).unwrap_or_default();
+    let (w, h) = (int(&best.dict, b"Width").unwrap_or(0), int(&best.dict, b"Height").unwrap_or(0));
+    if w <= 0 || h <= 0 || w > 100_000 || h > 100_000 {
+        return Some(Err("a scanned page whose picture has no size".into()));
+    }
+    let last = filters.last().map(|f| f.as_slice());
+    Some(match last {
+        Some(b"DCTDecode") if filters.len() == 1 => Ok(best.content.clone()),
+        Some(b"JPXDecode" | b"JBIG2Decode" | b"CCITTFaxDecode") | Some(b"DCTDecode") => {
+            Err(format!("a scanned page in {} is not read", String::from_utf8_lossy(last.unwrap_or_default())))
+        }
+        _ => {
+            let bits = int(&best.dict, b"BitsPerComponent").unwrap_or(8);
+            let space = best.dict.get(b"ColorSpace").ok().map(|o| deref(doc, o));
+            let components = match space.and_then(|s| s.as_name().ok()) {
+                Some(b"DeviceGray") => Some(1),
+                Some(b"DeviceRGB") => Some(3),
+                _ => space
+                    .and_then(|s| s.as_array().ok())
+                    .and_then(|a| a.get(1))
+                    .and_then(|icc| deref(doc, icc).as_stream().ok())
+                    .and_then(|icc| int(&icc.dict, b"N"))
+                    .filter(|n| *n == 1 || *n == 3)
+                    .map(|n| n as u8),
+            };
+            match (bits, components) {
+                (8, Some(c)) => {
+                    let limit = MAX_STREAM.min(budget.remaining_bytes() as usize);
+                    let samples = if filters.is_empty() {
+                        Ok(best.content.clone())
+                    } else {
+                        best.decompressed_content_with_limit(limit).map_err(|e| e.to_string())
+                    };
+                    samples
+                        .map_err(|e| format!("a scanned page's picture does not decompress: {e}"))
+                        .and_then(|data| {
+                            budget.charge(data.len() as u64)?;
+                            crate::ocr::pnm(w as u32, h as u32, c, &data)
+                                .ok_or_else(|| "a scanned page's picture is cut short".to_string())
+                        })
+                }
+                _ => Err("a scanned page in a colour format that is not read".into()),
+            }
+        }
+    })
 }
 
 /// A PDF text string: UTF-16BE after its BOM, UTF-8 after its BOM, else

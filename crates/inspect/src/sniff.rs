@@ -182,7 +182,8 @@ pub fn sniff(bytes: &[u8]) -> Kind {
         return Kind::Rtf;
     }
     let images: [&[u8]; 7] = [b"\x89PNG", b"\xFF\xD8\xFF", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*"];
-    if images.iter().any(|m| bytes.starts_with(m)) {
+    let webp = bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP");
+    if images.iter().any(|m| bytes.starts_with(m)) || webp {
         return Kind::Image;
     }
     let text = String::from_utf8_lossy(&head[..head.len().min(512)]).to_ascii_lowercase();

@@ -877,3 +877,111 @@ fn files_embedded_in_a_pdf_are_inspected_as_attachments() {
     assert!(has_detection(&f, "keyword", "a.pdf/一覧.csv") && has_detection(&f, "keyword", "a.pdf/memo.txt"));
     assert!(f.complete);
 }
+
+// ---- text in pictures (OCR with the real tesseract) ---------------------
+
+/// `text` drawn black on white with a CJK font (Pillow), as `format`
+/// (PNG, JPEG, GIF, BMP, TIFF, WEBP; `RAW` gives 8-bit grey samples and the
+/// size as "W H\n" first).
+fn rendered(text: &str, format: &str) -> Vec<u8> {
+    let script = r#"
+import sys, io
+from PIL import Image, ImageDraw, ImageFont
+text, fmt = sys.argv[1], sys.argv[2]
+font = ImageFont.truetype("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 48)
+img = Image.new("L", (1200, 200), 255)
+ImageDraw.Draw(img).text((40, 60), text, font=font, fill=0)
+out = io.BytesIO()
+if fmt == "RAW":
+    out.write(b"%d %d\n" % img.size + img.tobytes())
+else:
+    (img if fmt != "JPEG" else img.convert("RGB")).save(out, fmt)
+sys.stdout.buffer.write(out.getvalue())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, text, format])
+        .output()
+        .expect("python3 with Pillow (scripts/test.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn text_in_pictures_is_read_by_ocr_and_unread_pictures_are_incomplete() {
+    let i = inspector();
+    assert!(i.ocr_status().is_ok(), "tesseract with jpn and eng is installed: {:?}", i.ocr_status());
+    for format in ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"] {
+        let name = format!("screenshot.{}", format.to_lowercase());
+        let f = i.file(&name, &rendered("社外秘 顧客一覧", format));
+        assert!(f.complete, "{format}: {:?}", f.incomplete_reasons);
+        assert!(f.attachments[0].ocr, "{format}: read by OCR");
+        assert!(has_detection(&f, "keyword", &name), "{format}: {:?}", f.attachments[0].text);
+    }
+    // As JSON, the attachment says the text came from OCR.
+    let f = i.file("screenshot.png", &rendered("CONFIDENTIAL", "PNG"));
+    let json = serde_json::to_value(&f).unwrap();
+    assert_eq!(json["attachments"][0]["ocr"], true);
+    // Without OCR a picture is a fact, not a pass.
+    let off = with_limits(|c| c.inspect.ocr = tomare_config::OcrMode::Off);
+    let f = off.file("screenshot.png", &rendered("社外秘", "PNG"));
+    assert!(!f.complete);
+    assert!(f.incomplete_reasons[0].contains("not inspected: no OCR"), "{:?}", f.incomplete_reasons);
+    // A tracking pixel carries no text; a giant picture is not read.
+    let pixel = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+    assert!(off.file("p.gif", pixel).complete);
+    let small = with_limits(|c| c.inspect.ocr_max_pixels = 1000);
+    let f = small.file("screenshot.png", &rendered("x", "PNG"));
+    assert!(!f.complete && f.incomplete_reasons[0].contains("ocr_max_pixels"), "{:?}", f.incomplete_reasons);
+}
+
+#[test]
+fn a_scanned_pdf_page_is_read_by_ocr() {
+    let i = inspector();
+    let jpeg = rendered("関係者外秘 見積書", "JPEG");
+    let (w, h) = (1200, 200);
+    let scan = |image: Stream| {
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let image_id = doc.add_object(image);
+        let content_id = doc.add_object(Stream::new(dictionary! {}, format!("q {w} 0 0 {h} 0 0 cm /Im1 Do Q").into_bytes()));
+        let page_id = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im1" => image_id } },
+            "MediaBox" => vec![0.into(), 0.into(), w.into(), h.into()],
+        });
+        doc.objects.insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }));
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    };
+    let as_jpeg = scan(Stream::new(
+        dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => w, "Height" => h,
+                      "ColorSpace" => "DeviceRGB", "BitsPerComponent" => 8, "Filter" => "DCTDecode" },
+        jpeg,
+    ));
+    let raw = rendered("関係者外秘 見積書", "RAW");
+    let samples = raw[raw.iter().position(|b| *b == b'\n').unwrap() + 1..].to_vec();
+    let mut flate = Stream::new(
+        dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => w, "Height" => h,
+                      "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 },
+        samples,
+    );
+    flate.compress().unwrap();
+    let as_flate = scan(flate);
+    for (kind, pdf) in [("JPEG", as_jpeg), ("Flate", as_flate)] {
+        let f = i.file("scan.pdf", &pdf);
+        assert!(f.complete, "{kind}: {:?}", f.incomplete_reasons);
+        assert!(f.attachments[0].ocr, "{kind}");
+        assert!(has_detection(&f, "keyword", "scan.pdf"), "{kind}: {:?}", f.attachments[0].text);
+    }
+    // Without OCR, the scanned page is named in the reasons.
+    let off = with_limits(|c| c.inspect.ocr = tomare_config::OcrMode::Off);
+    let f = off.file("scan.pdf", &scan(Stream::new(
+        dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => w, "Height" => h,
+                      "ColorSpace" => "DeviceRGB", "BitsPerComponent" => 8, "Filter" => "DCTDecode" },
+        rendered("x", "JPEG"),
+    )));
+    assert!(!f.complete && f.incomplete_reasons.iter().any(|r| r.contains("scanned page 1") && r.contains("no OCR")), "{:?}", f.incomplete_reasons);
+}

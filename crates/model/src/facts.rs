@@ -54,6 +54,9 @@ pub struct Attachment {
     pub text_chars: Option<u64>,
     /// Why the text could not be read (fully), if it could not.
     pub error: Option<String>,
+    /// The text was read by OCR (an image, a scanned PDF page).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ocr: bool,
 }
 
 impl Facts {
