@@ -18,6 +18,9 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 # Protected attachments: the zip is opened with 7-Zip as a recipient would.
 command -v 7z >/dev/null || need+=(p7zip-full)
+# Text in pictures: the real tesseract, with Japanese.
+command -v tesseract >/dev/null || need+=(tesseract-ocr)
+[ -f /usr/share/tesseract-ocr/5/tessdata/jpn.traineddata ] || need+=(tesseract-ocr-jpn)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing: ${need[*]} (install them, or run as root to let this script do it)" >&2
@@ -31,9 +34,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Independent checks from Python: dkimpy verifies tomare's DKIM signatures
-# (PyNaCl for Ed25519), pyzipper opens the AES zip.
-if ! python3 -c "import dkim, nacl, pyzipper" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl pyzipper 2>&1 | grep -v "^WARNING" || true
+# (PyNaCl for Ed25519), pyzipper opens the AES zip, Pillow draws the
+# pictures OCR reads.
+if ! python3 -c "import dkim, nacl, pyzipper, PIL" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl pyzipper pillow 2>&1 | grep -v "^WARNING" || true
 fi
 
 log=$(mktemp)

@@ -426,10 +426,6 @@ impl LinkAccess {
             LinkAccess::Code => "code",
         }
     }
-
-    pub fn parse(s: &str) -> Option<LinkAccess> {
-        [LinkAccess::None, LinkAccess::Password, LinkAccess::Code].into_iter().find(|a| a.as_str() == s)
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

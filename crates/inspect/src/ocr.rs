@@ -107,9 +107,7 @@ impl Tesseract {
 /// a space between two CJK characters goes; form feeds and runs of blank
 /// lines go too.
 pub fn tidy(text: &str) -> String {
-    let cjk = |c: char| {
-        matches!(c as u32, 0x3000..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xFF00..=0xFFEF)
-    };
+    let cjk = |c: char| matches!(c as u32, 0x3000..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xFF00..=0xFFEF);
     let chars: Vec<char> = text.chars().filter(|c| *c != '\u{c}').collect();
     let mut out = String::with_capacity(text.len());
     for (i, &c) in chars.iter().enumerate() {

@@ -159,11 +159,7 @@ fn is_embedding(n: &str) -> bool {
     n.split('/').nth(1) == Some("embeddings") && !n.ends_with('/')
 }
 
-fn package(
-    bytes: &[u8],
-    wanted: impl Fn(&str) -> Option<Dialect>,
-    budget: &Budget,
-) -> Result<Package, String> {
+fn package(bytes: &[u8], wanted: impl Fn(&str) -> Option<Dialect>, budget: &Budget) -> Result<Package, String> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("zip: {e}"))?;
     let all: Vec<String> = archive.file_names().filter_map(Result::ok).map(|n| n.into_owned()).collect();
     let mut names: Vec<(String, Dialect)> = all.iter().filter_map(|n| wanted(n).map(|d| (n.clone(), d))).collect();
@@ -188,7 +184,8 @@ fn package(
 /// An OLE package (a compound file with an `\x01Ole10Native` stream) is
 /// the file inside it; anything else is itself.
 fn ole_package(name: &str, data: Vec<u8>) -> Vec<crate::archive::Member> {
-    let plain = |name: &str, data| crate::archive::Member { name: name.to_string(), data, encrypted: false, error: None };
+    let plain =
+        |name: &str, data| crate::archive::Member { name: name.to_string(), data, encrypted: false, error: None };
     if !data.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
         return vec![plain(name, data)];
     }

@@ -126,13 +126,11 @@ fn page_picture(doc: &Document, resources: &Dictionary, budget: &Budget) -> Opti
                     } else {
                         best.decompressed_content_with_limit(limit).map_err(|e| e.to_string())
                     };
-                    samples
-                        .map_err(|e| format!("a scanned page's picture does not decompress: {e}"))
-                        .and_then(|data| {
-                            budget.charge(data.len() as u64)?;
-                            crate::ocr::pnm(w as u32, h as u32, c, &data)
-                                .ok_or_else(|| "a scanned page's picture is cut short".to_string())
-                        })
+                    samples.map_err(|e| format!("a scanned page's picture does not decompress: {e}")).and_then(|data| {
+                        budget.charge(data.len() as u64)?;
+                        crate::ocr::pnm(w as u32, h as u32, c, &data)
+                            .ok_or_else(|| "a scanned page's picture is cut short".to_string())
+                    })
                 }
                 _ => Err("a scanned page in a colour format that is not read".into()),
             }
@@ -253,7 +251,13 @@ impl Extra<'_> {
         let limit = MAX_STREAM.min(self.budget.remaining_bytes() as usize);
         let data = stream
             .decompressed_content_with_limit(limit)
-            .or_else(|_| if stream.filters().map(|f| f.is_empty()).unwrap_or(true) { Ok(stream.content.clone()) } else { Err(()) })
+            .or_else(|_| {
+                if stream.filters().map(|f| f.is_empty()).unwrap_or(true) {
+                    Ok(stream.content.clone())
+                } else {
+                    Err(())
+                }
+            })
             .map_err(|_| "PDF: a stream that does not decompress".to_string())?;
         self.budget.charge(data.len() as u64)?;
         Ok(data)

@@ -668,10 +668,7 @@ const W: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2
 
 fn docx_with(body: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
     let doc = format!(r#"<?xml version="1.0" encoding="UTF-8"?><w:document {W}><w:body>{body}</w:body></w:document>"#);
-    package_with(
-        &[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", doc.as_bytes())],
-        extra,
-    )
+    package_with(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", doc.as_bytes())], extra)
 }
 
 fn xlsx_with(extra: &[(&str, &[u8])]) -> Vec<u8> {
@@ -718,10 +715,16 @@ fn a_keyword_only_in_a_hidden_place_of_an_office_file_is_found() {
     let core = format!(
         r#"<cp:coreProperties xmlns:cp="c" xmlns:dc="d"><dc:title>{kw}の資料</dc:title><cp:lastModifiedBy>山田</cp:lastModifiedBy></cp:coreProperties>"#
     );
-    let custom = format!(r#"<Properties xmlns:vt="v"><property name="区分"><vt:lpwstr>{kw}</vt:lpwstr></property></Properties>"#);
+    let custom = format!(
+        r#"<Properties xmlns:vt="v"><property name="区分"><vt:lpwstr>{kw}</vt:lpwstr></property></Properties>"#
+    );
     let app = format!(r#"<Properties><Company>{kw}商事</Company><Manager>部長</Manager></Properties>"#);
-    let chart = format!(r#"<c:chartSpace xmlns:c="c" xmlns:a="a"><c:chart><c:title><c:tx><c:rich><a:p><a:r><a:t>{kw}売上</a:t></a:r></a:p></c:rich></c:tx></c:title></c:chart></c:chartSpace>"#);
-    let chart_label = format!(r#"<c:chartSpace xmlns:c="c"><c:ser><c:cat><c:strRef><c:strCache><c:pt idx="0"><c:v>{kw}部門</c:v></c:pt></c:strCache></c:strRef></c:cat></c:ser></c:chartSpace>"#);
+    let chart = format!(
+        r#"<c:chartSpace xmlns:c="c" xmlns:a="a"><c:chart><c:title><c:tx><c:rich><a:p><a:r><a:t>{kw}売上</a:t></a:r></a:p></c:rich></c:tx></c:title></c:chart></c:chartSpace>"#
+    );
+    let chart_label = format!(
+        r#"<c:chartSpace xmlns:c="c"><c:ser><c:cat><c:strRef><c:strCache><c:pt idx="0"><c:v>{kw}部門</c:v></c:pt></c:strCache></c:strRef></c:cat></c:ser></c:chartSpace>"#
+    );
     let cases: Vec<(&str, &str, Vec<u8>)> = vec![
         ("tracked deletion", "a.docx", docx_with(&format!("<w:p><w:del><w:r><w:delText>{kw}</w:delText></w:r></w:del><w:r><w:t>本文</w:t></w:r></w:p>"), &[])),
         ("tracked insertion", "a.docx", docx_with(&format!("<w:p><w:ins><w:r><w:t>{kw}</w:t></w:r></w:ins></w:p>"), &[])),
@@ -749,11 +752,18 @@ fn a_keyword_only_in_a_hidden_place_of_an_office_file_is_found() {
 fn embedded_files_are_inspected_as_attachments_of_their_own() {
     let i = inspector();
     let inner = xlsx("内訳", &["社外秘の内訳"]);
-    let doc = docx_with("<w:p><w:r><w:t>報告書</w:t></w:r></w:p>", &[("word/embeddings/Microsoft_Excel_Worksheet.xlsx", &inner)]);
+    let doc = docx_with(
+        "<w:p><w:r><w:t>報告書</w:t></w:r></w:p>",
+        &[("word/embeddings/Microsoft_Excel_Worksheet.xlsx", &inner)],
+    );
     let f = i.file("report.docx", &doc);
     let paths: Vec<&str> = f.attachments.iter().map(|a| a.path.as_str()).collect();
     assert_eq!(paths, ["report.docx", "report.docx/embeddings/Microsoft_Excel_Worksheet.xlsx"]);
-    assert!(has_detection(&f, "keyword", "report.docx/embeddings/Microsoft_Excel_Worksheet.xlsx"), "{:?}", f.detections);
+    assert!(
+        has_detection(&f, "keyword", "report.docx/embeddings/Microsoft_Excel_Worksheet.xlsx"),
+        "{:?}",
+        f.detections
+    );
     assert!(f.complete);
     // An OLE package: the file inside it.
     let ole = ole_package("memo.txt", "関係者外秘のメモ".as_bytes());
@@ -825,30 +835,108 @@ fn a_keyword_only_beyond_a_pdfs_page_text_is_found() {
     let kw = "社外秘";
     let none = Vec::new;
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("text annotation", pdf_with(|_| (vec![("Annots", vec![Object::Dictionary(dictionary! { "Type" => "Annot", "Subtype" => "Text", "Contents" => pdf_text(&format!("{kw}です")) })].into())], none(), none()))),
-        ("free text", pdf_with(|_| (vec![("Annots", vec![Object::Dictionary(dictionary! { "Subtype" => "FreeText", "Contents" => pdf_text(kw) })].into())], none(), none()))),
-        ("stamp", pdf_with(|_| (vec![("Annots", vec![Object::Dictionary(dictionary! { "Subtype" => "Stamp", "Contents" => pdf_text(kw), "Name" => "Confidential" })].into())], none(), none()))),
-        ("form field value", pdf_with(|d| {
-            let kid = d.add_object(dictionary! { "T" => Object::string_literal("memo"), "V" => pdf_text(&format!("{kw}の値")) });
-            let parent = d.add_object(dictionary! { "T" => Object::string_literal("group"), "Kids" => vec![kid.into()] });
-            (none(), vec![("AcroForm", Object::Dictionary(dictionary! { "Fields" => vec![parent.into()] }))], none())
-        })),
-        ("XFA data", pdf_with(|d| {
-            let xfa = d.add_object(Stream::new(dictionary! {}, format!("<xfa:datasets><data><memo>{kw}</memo></data></xfa:datasets>").into_bytes()));
-            (none(), vec![("AcroForm", Object::Dictionary(dictionary! { "Fields" => Vec::<Object>::new(), "XFA" => vec![Object::string_literal("datasets"), xfa.into()] }))], none())
-        })),
-        ("information dictionary", pdf_with(|_| (none(), none(), vec![("Title", pdf_text(&format!("{kw}資料"))), ("Author", Object::string_literal("Yamada"))]))),
-        ("XMP metadata", pdf_with(|d| {
-            let xmp = d.add_object(Stream::new(dictionary! { "Type" => "Metadata", "Subtype" => "XML" }, format!(r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="r"><rdf:Description><dc:subject xmlns:dc="d">{kw}</dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>"#).into_bytes()));
-            (none(), vec![("Metadata", xmp.into())], none())
-        })),
-        ("bookmark", pdf_with(|d| {
-            let outlines = d.new_object_id();
-            let second = d.add_object(dictionary! { "Title" => pdf_text(&format!("第2章 {kw}")), "Parent" => outlines });
-            let first = d.add_object(dictionary! { "Title" => pdf_text("第1章"), "Parent" => outlines, "Next" => second });
-            d.objects.insert(outlines, Object::Dictionary(dictionary! { "Type" => "Outlines", "First" => first, "Last" => second }));
-            (none(), vec![("Outlines", outlines.into())], none())
-        })),
+        (
+            "text annotation",
+            pdf_with(|_| {
+                (vec![("Annots", vec![Object::Dictionary(dictionary! { "Type" => "Annot", "Subtype" => "Text", "Contents" => pdf_text(&format!("{kw}です")) })].into())], none(), none())
+            }),
+        ),
+        (
+            "free text",
+            pdf_with(|_| {
+                (
+                    vec![(
+                        "Annots",
+                        vec![Object::Dictionary(dictionary! { "Subtype" => "FreeText", "Contents" => pdf_text(kw) })]
+                            .into(),
+                    )],
+                    none(),
+                    none(),
+                )
+            }),
+        ),
+        (
+            "stamp",
+            pdf_with(|_| {
+                (
+                    vec![(
+                        "Annots",
+                        vec![Object::Dictionary(
+                            dictionary! { "Subtype" => "Stamp", "Contents" => pdf_text(kw), "Name" => "Confidential" },
+                        )]
+                        .into(),
+                    )],
+                    none(),
+                    none(),
+                )
+            }),
+        ),
+        (
+            "form field value",
+            pdf_with(|d| {
+                let kid = d.add_object(
+                    dictionary! { "T" => Object::string_literal("memo"), "V" => pdf_text(&format!("{kw}の値")) },
+                );
+                let parent =
+                    d.add_object(dictionary! { "T" => Object::string_literal("group"), "Kids" => vec![kid.into()] });
+                (
+                    none(),
+                    vec![("AcroForm", Object::Dictionary(dictionary! { "Fields" => vec![parent.into()] }))],
+                    none(),
+                )
+            }),
+        ),
+        (
+            "XFA data",
+            pdf_with(|d| {
+                let xfa = d.add_object(Stream::new(
+                    dictionary! {},
+                    format!("<xfa:datasets><data><memo>{kw}</memo></data></xfa:datasets>").into_bytes(),
+                ));
+                (
+                    none(),
+                    vec![(
+                        "AcroForm",
+                        Object::Dictionary(
+                            dictionary! { "Fields" => Vec::<Object>::new(), "XFA" => vec![Object::string_literal("datasets"), xfa.into()] },
+                        ),
+                    )],
+                    none(),
+                )
+            }),
+        ),
+        (
+            "information dictionary",
+            pdf_with(|_| {
+                (
+                    none(),
+                    none(),
+                    vec![("Title", pdf_text(&format!("{kw}資料"))), ("Author", Object::string_literal("Yamada"))],
+                )
+            }),
+        ),
+        (
+            "XMP metadata",
+            pdf_with(|d| {
+                let xmp = d.add_object(Stream::new(dictionary! { "Type" => "Metadata", "Subtype" => "XML" }, format!(r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="r"><rdf:Description><dc:subject xmlns:dc="d">{kw}</dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>"#).into_bytes()));
+                (none(), vec![("Metadata", xmp.into())], none())
+            }),
+        ),
+        (
+            "bookmark",
+            pdf_with(|d| {
+                let outlines = d.new_object_id();
+                let second =
+                    d.add_object(dictionary! { "Title" => pdf_text(&format!("第2章 {kw}")), "Parent" => outlines });
+                let first =
+                    d.add_object(dictionary! { "Title" => pdf_text("第1章"), "Parent" => outlines, "Next" => second });
+                d.objects.insert(
+                    outlines,
+                    Object::Dictionary(dictionary! { "Type" => "Outlines", "First" => first, "Last" => second }),
+                );
+                (none(), vec![("Outlines", outlines.into())], none())
+            }),
+        ),
     ];
     for (place, bytes) in cases {
         let f = i.file("a.pdf", &bytes);
@@ -861,13 +949,25 @@ fn a_keyword_only_beyond_a_pdfs_page_text_is_found() {
 fn files_embedded_in_a_pdf_are_inspected_as_attachments() {
     let i = inspector();
     let bytes = pdf_with(|d| {
-        let data = d.add_object(Stream::new(dictionary! { "Type" => "EmbeddedFile" }, "名前,番号\n社外秘の一覧,1\n".as_bytes().to_vec()));
+        let data = d.add_object(Stream::new(
+            dictionary! { "Type" => "EmbeddedFile" },
+            "名前,番号\n社外秘の一覧,1\n".as_bytes().to_vec(),
+        ));
         let spec = d.add_object(dictionary! { "Type" => "Filespec", "F" => Object::string_literal("list.csv"), "UF" => pdf_text("一覧.csv"), "EF" => dictionary! { "F" => data } });
-        let att_data = d.add_object(Stream::new(dictionary! { "Type" => "EmbeddedFile" }, "関係者外秘のメモ".as_bytes().to_vec()));
+        let att_data =
+            d.add_object(Stream::new(dictionary! { "Type" => "EmbeddedFile" }, "関係者外秘のメモ".as_bytes().to_vec()));
         let att_spec = dictionary! { "Type" => "Filespec", "F" => Object::string_literal("memo.txt"), "EF" => dictionary! { "F" => att_data } };
         (
-            vec![("Annots", vec![Object::Dictionary(dictionary! { "Subtype" => "FileAttachment", "FS" => att_spec })].into())],
-            vec![("Names", Object::Dictionary(dictionary! { "EmbeddedFiles" => dictionary! { "Names" => vec![pdf_text("一覧.csv"), spec.into()] } }))],
+            vec![(
+                "Annots",
+                vec![Object::Dictionary(dictionary! { "Subtype" => "FileAttachment", "FS" => att_spec })].into(),
+            )],
+            vec![(
+                "Names",
+                Object::Dictionary(
+                    dictionary! { "EmbeddedFiles" => dictionary! { "Names" => vec![pdf_text("一覧.csv"), spec.into()] } },
+                ),
+            )],
             Vec::new(),
         )
     });
@@ -943,13 +1043,17 @@ fn a_scanned_pdf_page_is_read_by_ocr() {
         let mut doc = Document::with_version("1.5");
         let pages_id = doc.new_object_id();
         let image_id = doc.add_object(image);
-        let content_id = doc.add_object(Stream::new(dictionary! {}, format!("q {w} 0 0 {h} 0 0 cm /Im1 Do Q").into_bytes()));
+        let content_id =
+            doc.add_object(Stream::new(dictionary! {}, format!("q {w} 0 0 {h} 0 0 cm /Im1 Do Q").into_bytes()));
         let page_id = doc.add_object(dictionary! {
             "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
             "Resources" => dictionary! { "XObject" => dictionary! { "Im1" => image_id } },
             "MediaBox" => vec![0.into(), 0.into(), w.into(), h.into()],
         });
-        doc.objects.insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }));
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
+        );
         let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
         doc.trailer.set("Root", catalog);
         let mut out = Vec::new();
@@ -958,14 +1062,14 @@ fn a_scanned_pdf_page_is_read_by_ocr() {
     };
     let as_jpeg = scan(Stream::new(
         dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => w, "Height" => h,
-                      "ColorSpace" => "DeviceRGB", "BitsPerComponent" => 8, "Filter" => "DCTDecode" },
+        "ColorSpace" => "DeviceRGB", "BitsPerComponent" => 8, "Filter" => "DCTDecode" },
         jpeg,
     ));
     let raw = rendered("関係者外秘 見積書", "RAW");
     let samples = raw[raw.iter().position(|b| *b == b'\n').unwrap() + 1..].to_vec();
     let mut flate = Stream::new(
         dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => w, "Height" => h,
-                      "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 },
+        "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 },
         samples,
     );
     flate.compress().unwrap();
@@ -978,10 +1082,17 @@ fn a_scanned_pdf_page_is_read_by_ocr() {
     }
     // Without OCR, the scanned page is named in the reasons.
     let off = with_limits(|c| c.inspect.ocr = tomare_config::OcrMode::Off);
-    let f = off.file("scan.pdf", &scan(Stream::new(
-        dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => w, "Height" => h,
-                      "ColorSpace" => "DeviceRGB", "BitsPerComponent" => 8, "Filter" => "DCTDecode" },
-        rendered("x", "JPEG"),
-    )));
-    assert!(!f.complete && f.incomplete_reasons.iter().any(|r| r.contains("scanned page 1") && r.contains("no OCR")), "{:?}", f.incomplete_reasons);
+    let f = off.file(
+        "scan.pdf",
+        &scan(Stream::new(
+            dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => w, "Height" => h,
+            "ColorSpace" => "DeviceRGB", "BitsPerComponent" => 8, "Filter" => "DCTDecode" },
+            rendered("x", "JPEG"),
+        )),
+    );
+    assert!(
+        !f.complete && f.incomplete_reasons.iter().any(|r| r.contains("scanned page 1") && r.contains("no OCR")),
+        "{:?}",
+        f.incomplete_reasons
+    );
 }

@@ -130,3 +130,12 @@ pub enum OutcomeClass {
     /// 5xx: give up and tell the sender.
     Permanent,
 }
+
+/// A size as people read it: `12 B`, `3 KB`, `1.5 MB` (powers of 1000).
+pub fn size_text(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0} KB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}

@@ -20,7 +20,7 @@ use tomare_config::{Config, LinkAccess, PasswordTo};
 use tomare_model::i18n::{Lang, t};
 use tomare_model::{Address, Envelope, MessageId, ProtectMode};
 use tomare_store::{NewLink, NewProtection, NewSecret, ProtectedFile};
-use tomare_transform::protect::{File, attachments, file_part, replace_attachments, text_part};
+use tomare_transform::protect::{attachments, file_part, replace_attachments, text_part};
 pub use vault::Vault;
 
 pub use tomare_queue::Copy;
@@ -38,11 +38,12 @@ pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A download link's token: 32 random bytes, URL-safe.
-fn token() -> String {
+/// A download link's token: 32 random bytes, URL-safe; none without the
+/// system's randomness.
+fn token() -> std::io::Result<String> {
     let mut b = [0u8; 32];
-    let _ = getrandom::fill(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(format!("no randomness for a link: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
 }
 
 /// How a link's password is kept: generated, high in entropy, so a salted
@@ -56,25 +57,17 @@ pub fn code_hash(id: &MessageId, email: &str, code: &str) -> String {
     sha256_hex(format!("{id}:{}:{code}", email.to_lowercase()).as_bytes())
 }
 
-/// A six-digit one-time code.
-pub fn new_code() -> String {
+/// A six-digit one-time code; none without the system's randomness.
+pub fn new_code() -> Option<String> {
     let mut b = [0u8; 4];
-    let _ = getrandom::fill(&mut b);
-    format!("{:06}", u32::from_le_bytes(b) % 1_000_000)
+    getrandom::fill(&mut b).ok()?;
+    Some(format!("{:06}", u32::from_le_bytes(b) % 1_000_000))
 }
 
 /// Which copy `rcpt` gets when a message is protected with `mode`: the
 /// one rule the scheduler applies too ([`tomare_queue::copy_for`]).
 pub fn copy_for(config: &Config, mode: ProtectMode, rcpt: &Address) -> Copy {
     tomare_queue::copy_for(config, rcpt, mode == ProtectMode::Link, true)
-}
-
-fn size(n: usize) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }
 
 pub struct Protector {
@@ -125,15 +118,18 @@ impl Protector {
         let p = &self.config.protect;
         let mut out = Protected::default();
         let offset = self.config.org.utc_offset_minutes();
-        let listing: String = files.iter().map(|f| format!("  {} ({})\r\n", f.name, size(f.data.len()))).collect();
+        let listing: String = files
+            .iter()
+            .map(|f| format!("  {} ({})\r\n", f.name, tomare_model::size_text(f.data.len() as u64)))
+            .collect();
         if !to_link.is_empty() {
-            let token = token();
+            let token = token()?;
             let token_hash = sha256_hex(token.as_bytes());
             let expires_at = now + p.link_expiry.0.as_millis() as i64;
             let until = tomare_model::local_time(expires_at, offset);
             let mut password = None;
             if p.link_access == LinkAccess::Password {
-                password = Some(tomare_transform::zip::password());
+                password = Some(tomare_transform::zip::password().map_err(std::io::Error::other)?);
             }
             let mut text = String::new();
             for lang in [Lang::Ja, Lang::En] {
@@ -151,7 +147,11 @@ impl Protector {
                     t(lang, "protect.link.until", &[&until, &p.link_max_downloads]),
                 ));
             }
-            out.link = replace_attachments(base, &[text_part("plain", &text)]);
+            // Without a copy the files would go out as they are: no link then.
+            out.link = Some(
+                replace_attachments(base, &[text_part("plain", &text)])
+                    .ok_or_else(|| std::io::Error::other("the message could not be rebuilt without its files"))?,
+            );
             let slices: Vec<&[u8]> = files.iter().map(|f| f.data.as_slice()).collect();
             self.vault.put(id, &slices)?;
             if let Some(pw) = &password {
@@ -180,7 +180,7 @@ impl Protector {
             });
         }
         if !to_zip.is_empty() {
-            let password = tomare_transform::zip::password();
+            let password = tomare_transform::zip::password().map_err(std::io::Error::other)?;
             let packed = tomare_transform::zip::pack(&files, &password).map_err(std::io::Error::other)?;
             let name = tomare_transform::zip::archive_name(&files);
             let key = if p.password_to == PasswordTo::Sender { "protect.zip.lead_sender" } else { "protect.zip.lead" };
@@ -239,7 +239,7 @@ impl Protector {
                         _ => (String::new(), String::new()),
                     };
                     let to_sender = self.config.protect.password_to == PasswordTo::Sender;
-                    let mut all = true;
+                    let mut failed = Vec::new();
                     for to in &secret.send_to {
                         let Ok(address) = to.parse::<Address>() else { continue };
                         let m = mails::PasswordMail {
@@ -253,19 +253,30 @@ impl Protector {
                         let data = mails::password_mail(&self.config, &m, now);
                         if let Err(e) = mail(address, data).await {
                             tracing::error!(id = %secret.message_id, error = %e, "could not queue the password mail");
-                            all = false;
+                            failed.push(to.clone());
                         }
                     }
-                    if all {
+                    if failed.is_empty() {
                         sent += 1;
                         tracing::info!(id = %secret.message_id, kind = %secret.kind, "password mail queued");
                         let _ = store.secret_sent(&secret.message_id, &secret.kind, now).await;
+                    } else {
+                        // Those it reached are not sent it again.
+                        let _ = store.secret_left(&secret.message_id, &secret.kind, &failed).await;
                     }
                 }
             }
             Err(e) => tracing::error!(error = %e, "reading the password mails due failed"),
         }
         let mut purged = 0;
+        // Files whose link is gone (retention took the message) go too;
+        // not those of a message still in review (its link comes with its
+        // decision, moments after its files).
+        for id in self.vault.older_than(std::time::Duration::from_secs(3600)) {
+            if matches!(store.link_of(&id).await, Ok(None)) && self.vault.remove(&id).is_ok() {
+                purged += 1;
+            }
+        }
         if let Ok(ids) = store.links_to_purge(now).await {
             for id in ids {
                 match self.vault.remove(&id) {
@@ -279,12 +290,6 @@ impl Protector {
         }
         (sent, purged)
     }
-}
-
-/// The files of `raw` as [`attachments`] reads them (for callers that
-/// check what a link serves against what was sent).
-pub fn files_of(raw: &[u8]) -> Vec<File> {
-    attachments(raw)
 }
 
 #[cfg(test)]

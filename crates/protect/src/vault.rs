@@ -105,9 +105,15 @@ impl Vault {
         }
     }
 
-    /// Whether a message's files are still here.
-    pub fn holds(&self, id: &MessageId) -> bool {
-        self.dir.join(id.as_str()).exists()
+    /// The messages whose files were put here longer than `age` ago (a
+    /// message still in review has files before its link is recorded).
+    pub fn older_than(&self, age: std::time::Duration) -> Vec<MessageId> {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter(|e| e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|d| d >= age)))
+            .filter_map(|e| MessageId::parse(&e.file_name().to_string_lossy()))
+            .collect()
     }
 }
 
@@ -121,6 +127,8 @@ mod tests {
         let vault = Vault::open(dir.path()).unwrap();
         let id = MessageId::generate(1);
         vault.put(&id, &["secret plan 社外秘".as_bytes(), b"second"]).unwrap();
+        assert_eq!(vault.older_than(std::time::Duration::ZERO), std::slice::from_ref(&id));
+        assert!(vault.older_than(std::time::Duration::from_secs(3600)).is_empty(), "just put");
         let on_disk = fs::read(dir.path().join("protect").join(id.as_str()).join("0")).unwrap();
         assert!(!on_disk.windows(6).any(|w| w == b"secret"), "stored encrypted");
         assert_eq!(vault.get(&id, 0).unwrap(), "secret plan 社外秘".as_bytes());
@@ -133,6 +141,7 @@ mod tests {
         let again = Vault::open(dir.path()).unwrap();
         assert_eq!(again.get(&id, 1).unwrap(), b"second");
         again.remove(&id).unwrap();
-        assert!(again.get(&id, 0).is_err() && !again.holds(&id));
+        assert!(again.get(&id, 0).is_err());
+        assert!(again.older_than(std::time::Duration::ZERO).is_empty());
     }
 }

@@ -27,6 +27,8 @@ pub enum ReviewError {
     Detectors(String),
     #[error("archive: {0}")]
     Archive(String),
+    #[error("{0}")]
+    Dkim(String),
 }
 
 /// The rule engine and the directory it reads; replaced whole on reload.
@@ -225,7 +227,7 @@ impl Reviewer {
     ) -> Result<Reviewer, ReviewError> {
         Ok(Reviewer {
             protector,
-            signers: Arc::new(load_signers(config).map_err(ReviewError::Detectors)?),
+            signers: Arc::new(load_signers(config).map_err(ReviewError::Dkim)?),
             inspector: tomare_inspect::Inspector::new(config).map_err(ReviewError::Detectors)?,
             handoffs,
             rules: RwLock::new(Arc::new(rules)),
@@ -254,7 +256,7 @@ impl Review for Reviewer {
             // Our own DSNs and notices go to our own senders: no rules;
             // signed, as everything tomare writes.
             let mut ruling = Ruling::default_hold(&self.config, envelope, true);
-            ruling.rewritten = self.signers.sign(data, tomare_model::now_ms() / 1000);
+            ruling.rewritten = self.signed(id, data);
             return (facts, ruling);
         }
         let rules = self.rules();
@@ -268,7 +270,7 @@ impl Review for Reviewer {
         {
             self.protect(id, envelope, data, mode, &mut ruling);
         }
-        self.sign(&mut ruling);
+        self.sign(id, &mut ruling);
         if matches!(ruling.state, State::Held | State::AwaitingApproval) {
             // What this stage holds counts at once for the next message —
             // but never a domain that itself looks like one already known
@@ -298,19 +300,28 @@ impl Review for Reviewer {
 impl Reviewer {
     /// Every copy tomare changed, signed for the sender's domain (when a
     /// key fits); a message left as it is keeps its own signature.
-    fn sign(&self, ruling: &mut Ruling) {
+    fn sign(&self, id: &MessageId, ruling: &mut Ruling) {
         if self.signers.is_empty() {
             return;
         }
-        let now = tomare_model::now_ms() / 1000;
-        if let Some(bytes) = &ruling.rewritten
-            && let Some(signed) = self.signers.sign(bytes, now)
-        {
+        if let Some(signed) = ruling.rewritten.as_deref().and_then(|b| self.signed(id, b)) {
             ruling.rewritten = Some(signed);
         }
         for (_, bytes) in ruling.copies.iter_mut() {
-            if let Some(signed) = self.signers.sign(bytes, now) {
+            if let Some(signed) = self.signed(id, bytes) {
                 *bytes = signed;
+            }
+        }
+    }
+
+    /// `bytes` signed for their From domain, when a key fits; a failure is
+    /// logged and the bytes go as they are.
+    fn signed(&self, id: &MessageId, bytes: &[u8]) -> Option<Vec<u8>> {
+        match self.signers.sign(bytes, tomare_model::now_ms() / 1000) {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::error!(%id, error = %e, "DKIM signing failed; sent unsigned");
+                None
             }
         }
     }
@@ -345,7 +356,8 @@ impl Reviewer {
                     timeout_ms: 4 * 3600 * 1000,
                 });
                 ruling.ask = self.config.org.admins.clone();
-                ruling.reasons = format!("{}; protection failed: {e}", ruling.reasons);
+                ruling.reasons =
+                    format!("{}; protection failed ({e}): approving sends the attachments unprotected", ruling.reasons);
             }
         }
     }

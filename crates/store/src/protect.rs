@@ -29,7 +29,8 @@ pub struct NewLink {
     pub recipients: Vec<String>,
     /// `none`, `password` or `code`.
     pub access: String,
-    /// argon2 hash, when `access` is `password`.
+    /// The password's salted SHA-256 (`tomare_protect::password_hash`:
+    /// it is generated, not chosen), when `access` is `password`.
     pub password_hash: Option<String>,
     pub expires_at: i64,
     pub max_downloads: u32,
@@ -143,13 +144,16 @@ pub trait ProtectStore: Send + Sync {
     /// Whether `code_hash` is the live code of `email`; a right code is
     /// used up, and after 5 wrong tries the code is gone.
     async fn use_code(&self, id: &MessageId, email: &str, code_hash: &str, now: i64) -> Result<bool>;
-    /// Password mails whose message was delivered: the first call after
-    /// delivery sets their time (`now + delay_ms`); those whose time has
-    /// come are returned. Those of messages that will never go out are
-    /// dropped.
+    /// Password mails whose copy was delivered (to one of the addresses the
+    /// password goes to; to anyone, when it goes to the sender): the first
+    /// call after that sets their time (`now + delay_ms`); those whose
+    /// time has come are returned. Those of messages that will never go
+    /// out are dropped.
     async fn due_secrets(&self, now: i64, delay_ms: i64) -> Result<Vec<DueSecret>>;
     /// The password mail went: its sealed password is erased.
     async fn secret_sent(&self, id: &MessageId, kind: &str, now: i64) -> Result<()>;
+    /// The password mail reached some: only `left` are still to be sent it.
+    async fn secret_left(&self, id: &MessageId, kind: &str, left: &[String]) -> Result<()>;
     /// Links whose files should go at `now`: expired, revoked, or of a
     /// message that was never delivered (cancelled, rejected, denied).
     async fn links_to_purge(&self, now: i64) -> Result<Vec<MessageId>>;

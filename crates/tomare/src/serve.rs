@@ -352,6 +352,11 @@ fn banner(lang: Lang, config: &Config, tls: bool) {
         tomare_config::ProtectSetting::Zip => "zip",
     };
     println!("{}", t(lang, "serve.protect", &[&protect]));
+    match tomare_inspect::Inspector::new(config).map(|i| i.ocr_status()) {
+        Ok(Ok(version)) => println!("{}", t(lang, "serve.ocr_on", &[&version, &tomare_inspect::ocr::LANGUAGES])),
+        Ok(Err(why)) => println!("{}", t(lang, "serve.ocr_off", &[&why])),
+        Err(_) => {}
+    }
     let keys: Vec<String> = config.dkim.all().iter().map(|k| format!("{} ({})", k.domain, k.selector)).collect();
     if keys.is_empty() {
         println!("{}", t(lang, "serve.no_dkim", &[]));

@@ -4,16 +4,16 @@
 //! the build through rustls); the canonicalization is here, checked against
 //! an independent verifier (dkimpy) by the end-to-end tests.
 //!
-//! Written here rather than with mail-auth: the versions that build on this
-//! toolchain (before 0.14) compute relaxed body hashes that other verifiers
-//! reject for bodies ending in blank-looking lines, and pull in a second DNS
-//! resolver only to sign.
+//! Written here rather than with mail-auth: 0.15, the first without the
+//! relaxed body-hash bug (bodies ending in lines of only white space), needs
+//! a newer rustc (through mail-parser 1.x); the versions that build here have
+//! the bug and pull in a second DNS resolver only to sign.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::signature::{Ed25519KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
 /// The header fields signed when present (From always).
@@ -92,7 +92,7 @@ impl Signer {
         for name in SIGNED {
             if let Some((_, field)) = fields.iter().rev().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 names.push(*name);
-                signed_data.extend_from_slice(relaxed_header(field).as_bytes());
+                signed_data.extend_from_slice(&relaxed_header(field));
                 signed_data.extend_from_slice(b"\r\n");
             }
         }
@@ -108,7 +108,7 @@ impl Signer {
             names.join(":"),
         );
         let field = format!("DKIM-Signature:{value}");
-        signed_data.extend_from_slice(relaxed_header(field.as_bytes()).as_bytes());
+        signed_data.extend_from_slice(&relaxed_header(field.as_bytes()));
         let signature = match &self.key {
             Key::Rsa(k) => {
                 let mut sig = vec![0u8; k.public().modulus_len()];
@@ -143,27 +143,30 @@ fn split(raw: &[u8]) -> (&[u8], &[u8]) {
 
 /// A header field in relaxed form, without its line end: the name in lower
 /// case, unfolded, runs of white space as one space, none around the colon
-/// or at the end.
-fn relaxed_header(field: &[u8]) -> String {
-    let text = String::from_utf8_lossy(field);
-    let (name, value) = text.split_once(':').unwrap_or((&text, ""));
-    let mut v = String::with_capacity(value.len());
+/// or at the end. On bytes: an 8-bit header (raw Shift_JIS) is signed as it
+/// goes out.
+fn relaxed_header(field: &[u8]) -> Vec<u8> {
+    let colon = field.iter().position(|b| *b == b':').unwrap_or(field.len());
+    let name = field[..colon].trim_ascii().to_ascii_lowercase();
+    let value = field.get(colon + 1..).unwrap_or_default();
+    let mut out = name;
+    out.push(b':');
+    let start = out.len();
     let mut space = false;
-    for c in value.chars() {
-        if c == '\r' || c == '\n' {
-            continue;
+    for &b in value {
+        match b {
+            b'\r' | b'\n' => continue,
+            b' ' | b'\t' => space = true,
+            _ => {
+                if space && out.len() > start {
+                    out.push(b' ');
+                }
+                space = false;
+                out.push(b);
+            }
         }
-        if c == ' ' || c == '\t' {
-            space = true;
-            continue;
-        }
-        if space && !v.is_empty() {
-            v.push(' ');
-        }
-        space = false;
-        v.push(c);
     }
-    format!("{}:{v}", name.trim().to_ascii_lowercase())
+    out
 }
 
 /// The body in relaxed form: white space at line ends gone, runs of it as
@@ -219,11 +222,6 @@ pub fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Whether `pem` parses as a PKCS#8 key (for `dkim keygen`'s own check).
-pub fn is_pkcs8(pem: &[u8]) -> bool {
-    PrivatePkcs8KeyDer::from_pem_slice(pem).is_ok()
-}
-
 /// The `d=` of each DKIM signature already on a message (made upstream).
 pub fn signatures(raw: &[u8]) -> Vec<String> {
     let (head, _) = split(raw);
@@ -231,7 +229,7 @@ pub fn signatures(raw: &[u8]) -> Vec<String> {
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("DKIM-Signature"))
         .filter_map(|(_, f)| {
-            let text = relaxed_header(f);
+            let text = String::from_utf8_lossy(&relaxed_header(f)).into_owned();
             text.split(';').find_map(|tag| tag.trim().strip_prefix("d=").map(|d| d.trim().to_ascii_lowercase()))
         })
         .collect()
@@ -240,12 +238,18 @@ pub fn signatures(raw: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::PrivatePkcs8KeyDer;
 
     #[test]
     fn relaxed_forms_follow_the_rfc_examples() {
         // RFC 6376 3.4.5.
-        assert_eq!(relaxed_header(b"A: X\r\n"), "a:X");
-        assert_eq!(relaxed_header(b"B : Y\t\r\n\tZ  \r\n"), "b:Y Z");
+        assert_eq!(relaxed_header(b"A: X\r\n"), b"a:X");
+        assert_eq!(relaxed_header(b"B : Y\t\r\n\tZ  \r\n"), b"b:Y Z");
+        assert_eq!(
+            relaxed_header(b"Subject: \x8c\xa9\x90\xcf\r\n"),
+            b"subject:\x8c\xa9\x90\xcf",
+            "8-bit bytes as they are"
+        );
         assert_eq!(relaxed_body(b" C \r\nD \t E\r\n\r\n\r\n"), b" C\r\nD E\r\n");
         assert_eq!(relaxed_body(b""), b"");
         assert_eq!(relaxed_body(b"x\r\n   \r\n\t\r\n"), b"x\r\n", "lines of only white space at the end go");
@@ -255,7 +259,7 @@ mod tests {
     #[test]
     fn a_signed_message_carries_one_signature_of_its_domain() {
         let (pem, public) = ed25519_keygen().unwrap();
-        assert!(is_pkcs8(pem.as_bytes()));
+        assert!(PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).is_ok());
         assert_eq!(B64.decode(&public).unwrap().len(), 32);
         let s = Signer::from_pem("Example.com", "tomare1", pem.as_bytes()).unwrap();
         let raw = b"From: a@example.com\r\nTo: b@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
@@ -297,10 +301,12 @@ impl Signers {
             .max_by_key(|s| s.domain.len())
     }
 
-    /// `raw` signed for its From domain; None when no key fits (or signing
-    /// failed: the message then goes as it is, and the log says so).
-    pub fn sign(&self, raw: &[u8], now_s: i64) -> Option<Vec<u8>> {
-        let signer = self.for_message(raw)?;
-        signer.sign(raw, now_s).ok()
+    /// `raw` signed for its From domain; None when no key fits; an error
+    /// when signing failed (the caller says so and sends it as it is).
+    pub fn sign(&self, raw: &[u8], now_s: i64) -> Result<Option<Vec<u8>>, String> {
+        match self.for_message(raw) {
+            Some(signer) => signer.sign(raw, now_s).map(Some),
+            None => Ok(None),
+        }
     }
 }

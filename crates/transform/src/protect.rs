@@ -20,10 +20,44 @@ pub struct File {
 }
 
 /// The parts that are files: every attachment mail-parser sees (named
-/// parts, non-text leaves, attached messages) that is not a body.
+/// parts, non-text leaves, attached messages) that is not a body, and not
+/// a picture the HTML shows inline (a `cid:` part of a multipart/related
+/// that is not marked as an attachment: a signature's logo stays).
 fn file_parts(m: &mail_parser::Message) -> HashSet<MessagePartId> {
     let bodies: HashSet<MessagePartId> = m.text_body.iter().chain(&m.html_body).copied().collect();
-    m.attachments.iter().copied().filter(|id| !bodies.contains(id)).collect()
+    let mut inline = HashSet::new();
+    for part in &m.parts {
+        let related = part.content_type().is_some_and(|c| {
+            c.ctype().eq_ignore_ascii_case("multipart")
+                && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("related"))
+        });
+        if let (true, Some(children)) = (related, part.sub_parts()) {
+            for c in children.iter().skip(1) {
+                let Some(child) = m.part(*c) else { continue };
+                let attached =
+                    child.content_disposition().is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
+                if child.content_id().is_some() && !attached {
+                    inline.insert(*c);
+                }
+            }
+        }
+    }
+    m.attachments.iter().copied().filter(|id| !bodies.contains(id) && !inline.contains(id)).collect()
+}
+
+/// A multipart's Content-Type field with a new boundary, every other
+/// parameter (`type`, `start`, `protocol`…) kept.
+fn with_boundary(field: &[u8], boundary: &str, eol: &str) -> String {
+    let text = String::from_utf8_lossy(field);
+    let value = text.split_once(':').map(|(_, v)| v).unwrap_or("");
+    let unfolded: String = value.replace(['\r', '\n'], " ");
+    let params: Vec<String> = unfolded
+        .split(';')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("boundary"))
+        .collect();
+    let kept = params.join("; ");
+    format!("Content-Type: {kept}; boundary=\"{boundary}\"{eol}")
 }
 
 /// The message's files, in order; empty when it has none.
@@ -150,12 +184,16 @@ fn rebuilt(
     };
     match &part.body {
         PartType::Multipart(children) if holds_file(part) => {
-            let subtype = part.content_type().and_then(|c| c.subtype()).unwrap_or("mixed").to_ascii_lowercase();
-            let subtype: String = subtype.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
             let b = boundary();
             let mut out = Vec::new();
             own_head(&mut out, true);
-            out.extend_from_slice(format!("Content-Type: multipart/{subtype}; boundary=\"{b}\"{eol}{eol}").as_bytes());
+            let original = crate::fields(raw.get(start..body).unwrap_or_default())
+                .into_iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                .map(|(_, f)| f)
+                .unwrap_or_else(|| b"Content-Type: multipart/mixed".to_vec());
+            out.extend_from_slice(with_boundary(&original, &b, eol).as_bytes());
+            out.extend_from_slice(eol.as_bytes());
             let mut any = false;
             for c in children {
                 if let Some(bytes) = rebuilt(m, raw, *c, files, eol, boundary, false) {
@@ -197,13 +235,7 @@ pub fn file_part(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
     } else {
         format!("=?UTF-8?B?{}?=", B64.encode(name.as_bytes()))
     };
-    let extended: String = name
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let extended = rfc5987(&name);
     let mut out = format!(
         "Content-Type: {content_type}; name=\"{quoted}\"\r\nContent-Transfer-Encoding: base64\r\n\
          Content-Disposition: attachment; filename*=UTF-8''{extended}\r\n\r\n"
@@ -224,9 +256,25 @@ fn wrap_base64(data: &[u8]) -> String {
 }
 
 fn hex_nonce() -> String {
+    // A boundary need not be secret, only unlikely to occur: without the
+    // system's randomness the clock serves.
     let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
+    if getrandom::fill(&mut b).is_err() {
+        b = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64)
+            .to_le_bytes();
+    }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A file name as RFC 5987 `filename*` writes it (UTF-8, percent-encoded):
+/// what a part's Content-Disposition and a download's response both use.
+pub fn rfc5987(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -292,6 +340,27 @@ mod tests {
         let parsed = MessageParser::default().parse(&out).unwrap();
         assert_eq!(parsed.attachments().count(), 0);
         assert_eq!(parsed.body_text(0).as_deref(), Some("notice"));
+    }
+
+    #[test]
+    fn an_inline_logo_stays_and_a_related_multipart_keeps_its_parameters() {
+        let raw = "From: t@example.com\r\nTo: a@x.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n\
+            --m\r\nContent-Type: multipart/related; type=\"text/html\"; boundary=\"r\"\r\n\r\n\
+            --r\r\nContent-Type: text/html\r\n\r\n<img src=\"cid:logo\">\r\n\
+            --r\r\nContent-Type: image/png\r\nContent-ID: <logo>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n\
+            --r\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-ID: <a>\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-1.4\r\n--r--\r\n--m--\r\n";
+        let files = attachments(raw.as_bytes());
+        assert_eq!(files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["a.pdf"], "the logo is not a file");
+        let out = String::from_utf8(replace_attachments(raw.as_bytes(), &[text_part("plain", "n")]).unwrap()).unwrap();
+        assert!(out.contains("iVBORw0KGgo=") && !out.contains("%PDF"), "{out}");
+        assert!(out.contains("Content-Type: multipart/related; type=\"text/html\"; boundary=\"=_tomare_"), "{out}");
+        let parsed = MessageParser::default().parse(out.as_bytes()).unwrap();
+        assert!(parsed.body_html(0).unwrap().contains("cid:logo"));
+        // Only inline logos: nothing to replace.
+        let logo_only = raw
+            .replace("Content-Disposition: attachment; filename=a.pdf", "")
+            .replace("application/pdf; name=a.pdf", "image/gif");
+        assert!(attachments(logo_only.as_bytes()).is_empty(), "{:?}", attachments(logo_only.as_bytes()));
     }
 
     #[test]

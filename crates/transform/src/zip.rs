@@ -68,13 +68,14 @@ pub fn archive_name(files: &[File]) -> String {
 }
 
 /// A password for one message's zip: 16 characters from an alphabet
-/// without look-alikes (no 0/O, 1/l/I), about 90 bits.
-pub fn password() -> String {
+/// without look-alikes (no 0/O, 1/l/I), about 90 bits; an error when the
+/// system has no randomness to give.
+pub fn password() -> Result<String, String> {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut out = String::with_capacity(16);
     while out.len() < 16 {
         let mut b = [0u8; 32];
-        let _ = getrandom::fill(&mut b);
+        getrandom::fill(&mut b).map_err(|e| format!("no randomness for a password: {e}"))?;
         // Rejection sampling: no bias towards the first letters.
         for x in b {
             let limit = 256 - 256 % ALPHABET.len();
@@ -83,7 +84,7 @@ pub fn password() -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -100,9 +101,9 @@ mod tests {
             File { name: "list.csv".into(), content_type: "text/csv".into(), data: b"a,b\n".to_vec() },
             File { name: "list.csv".into(), content_type: "text/csv".into(), data: b"c,d\n".to_vec() },
         ];
-        let pw = password();
+        let pw = password().unwrap();
         assert_eq!(pw.len(), 16);
-        assert_ne!(pw, password());
+        assert_ne!(pw, password().unwrap());
         let bytes = pack(&files, &pw).unwrap();
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes.clone())).unwrap();
         let names: Vec<String> = archive.file_names().map(|n| n.unwrap().into_owned()).collect();

@@ -54,14 +54,6 @@ fn proved(app: &App, headers: &HeaderMap, link: &LinkRow, token: &str) -> Option
     app.links.verify_download_pass(pass, &tomare_protect::sha256_hex(token.as_bytes()), now_ms())
 }
 
-fn size(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 fn form(action: &str, fields: &str, button: &str) -> String {
     format!(
         "<form method=\"post\" action=\"{}\">{fields}<p><button type=\"submit\">{}</button></p></form>",
@@ -106,7 +98,7 @@ async fn render(app: &App, lang: Lang, token: &str, link: &LinkRow, who: Option<
         body.push_str(&format!(
             "<li><strong>{}</strong> ({})<br><small>{}</small>{button}</li>",
             html_escape(&f.name),
-            size(f.size),
+            tomare_model::size_text(f.size),
             html_escape(&t(lang, "protect.page.left", &[&left, &link.max_downloads])),
         ));
     }
@@ -178,8 +170,8 @@ pub async fn ask_code(
         && link.access == "code"
         && link.recipients.iter().any(|r| r.eq_ignore_ascii_case(&email))
         && let (Some(mail), Ok(address)) = (&app.mail, email.parse::<tomare_model::Address>())
+        && let Some(code) = tomare_protect::new_code()
     {
-        let code = tomare_protect::new_code();
         let hash = tomare_protect::code_hash(&link.message_id, &email, &code);
         if app.store.save_code(&link.message_id, &email, &hash, now + CODE_MS).await.is_ok() {
             let data = tomare_protect::mails::code_mail(&app.config, &email, &code, &link.sender, now);
@@ -250,6 +242,10 @@ pub async fn open(State(app): State<App>, parts: Parts, Path(token): Path<String
 /// A file: counted, logged, decrypted, checked against the hash taken when
 /// it was sent, and sent as an attachment (never shown in the browser).
 pub async fn file(State(app): State<App>, parts: Parts, Path((token, idx)): Path<(String, u32)>) -> Response {
+    // A HEAD (a link checker, a preview) takes no download.
+    if parts.method == axum::http::Method::HEAD {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
     let headers = &parts.headers;
     let lang = lang(headers);
     let link = match find(&app, lang, &token).await {
@@ -293,13 +289,7 @@ pub async fn file(State(app): State<App>, parts: Parts, Path((token, idx)): Path
     let name = tomare_transform::protect::clean_name(&meta.name);
     let ascii: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
-    let encoded: String = name
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = tomare_transform::protect::rfc5987(&name);
     let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
     let mut r = (StatusCode::OK, data).into_response();
     let h = r.headers_mut();

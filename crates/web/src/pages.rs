@@ -332,13 +332,7 @@ pub struct Card {
     pub link: Option<(&'static str, String, u32)>,
 }
 
-fn size_text(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{:.0} KB", n as f64 / 1e3),
-        n => format!("{n} B"),
-    }
-}
+use tomare_model::size_text;
 
 fn card(app: &App, v: &Viewer, m: &MessageRow, reviewed: Option<&Reviewed>, seen: Option<&access::Seen>) -> Card {
     let lang = v.lang;

@@ -305,6 +305,31 @@ pub(crate) async fn legal_holds(reader: &SqlitePool) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar("SELECT message_id FROM legal_holds ORDER BY message_id").fetch_all(reader).await?)
 }
 
+/// Every row of a message in the queue database, children first (the
+/// protected files' rows reference it; the vault's files go with the
+/// protector's sweep, which finds them without a link).
+pub(crate) async fn delete_message_rows(tx: &mut sqlx::SqliteConnection, id: &str) -> Result<()> {
+    for table in [
+        "recipients",
+        "events",
+        "facts",
+        "approvals",
+        "notices",
+        "protect_downloads",
+        "protect_codes",
+        "protect_secrets",
+        "protect_files",
+        "protect_links",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE message_id = ?")))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM messages WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    Ok(())
+}
+
 /// Retention in `archive.db`, then the purged messages' rows leave the
 /// queue database.
 pub(crate) async fn purge(
@@ -317,13 +342,7 @@ pub(crate) async fn purge(
     let purged = purge_archive(writer, org, before, limit).await?;
     let mut tx = write_tx(queue, false).await?;
     for id in &purged.message_ids {
-        for table in ["recipients", "events", "facts", "approvals", "notices"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE message_id = ?")))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM messages WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        delete_message_rows(&mut tx, id).await?;
     }
     tx.commit().await?;
     Ok(purged)

@@ -831,6 +831,94 @@ mod tests {
         }
     }
 
+    /// A protected message's link, files, downloads, codes and passwords
+    /// work through the store, and all of its rows go when retention
+    /// removes it (they reference it: nothing may be left to block that).
+    #[tokio::test]
+    async fn a_protected_message_keeps_its_limits_and_leaves_no_row_behind() {
+        let (_dir, store) = open().await;
+        let org = store.ensure_org("Example").await.unwrap();
+        let m = message(org, State::Received, 0, &["a@customer.test", "b@partner.test"]);
+        store.insert_messages(std::slice::from_ref(&m)).await.unwrap();
+        let mut d = decided(&m.id, State::Released, &[]);
+        d.protection = Some(NewProtection {
+            link: Some(NewLink {
+                token_hash: "t".repeat(64),
+                sender: "s@example.com".into(),
+                recipients: vec!["a@customer.test".into()],
+                access: "code".into(),
+                password_hash: None,
+                expires_at: tomare_model::now_ms() + 60_000,
+                max_downloads: 1,
+                files: vec![ProtectedFile {
+                    idx: 0,
+                    name: "a.pdf".into(),
+                    content_type: "application/pdf".into(),
+                    size: 3,
+                    sha256: "0".repeat(64),
+                    downloads: 0,
+                }],
+            }),
+            secrets: vec![NewSecret {
+                kind: "zip".into(),
+                sealed: vec![1, 2, 3],
+                send_to: vec!["b@partner.test".into()],
+            }],
+        });
+        store.decide(&[d]).await.unwrap();
+        let now = tomare_model::now_ms();
+        let dl = DownloadRow {
+            at: now,
+            idx: 0,
+            ip: "1.2.3.4".into(),
+            user_agent: "ua".into(),
+            who: "a@customer.test".into(),
+        };
+        assert_eq!(store.take_download(&m.id, &dl, now).await.unwrap(), Take::Closed, "not delivered yet");
+        let link = store.link_by_token(&"t".repeat(64)).await.unwrap().unwrap();
+        assert_eq!((link.status(now), link.files.len()), ("pending", 1));
+        // Delivered to the link's recipient only: the link opens, once per
+        // file; the partner's password is not due (its copy is not there).
+        sqlx::query("UPDATE messages SET state = 'deferred' WHERE id = ?")
+            .bind(m.id.as_str())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE recipients SET status = 'delivered' WHERE message_id = ? AND address = 'a@customer.test'")
+            .bind(m.id.as_str())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(store.take_download(&m.id, &dl, now).await.unwrap(), Take::Ok);
+        assert_eq!(store.take_download(&m.id, &dl, now).await.unwrap(), Take::Exhausted);
+        assert!(store.due_secrets(now, 0).await.unwrap().is_empty(), "b's copy is not delivered");
+        sqlx::query("UPDATE recipients SET status = 'delivered' WHERE message_id = ?")
+            .bind(m.id.as_str())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let due = store.due_secrets(now, 0).await.unwrap();
+        assert_eq!((due.len(), due[0].send_to.as_slice()), (1, &["b@partner.test".to_string()][..]));
+        store.secret_left(&m.id, "zip", &["c@partner.test".into()]).await.unwrap();
+        assert_eq!(store.due_secrets(now, 0).await.unwrap()[0].send_to, ["c@partner.test"]);
+        store.secret_sent(&m.id, "zip", now).await.unwrap();
+        assert!(store.due_secrets(now, 0).await.unwrap().is_empty());
+        // A code: right once, wrong never.
+        store.save_code(&m.id, "A@customer.test", "h1", now + 60_000).await.unwrap();
+        assert!(!store.use_code(&m.id, "a@customer.test", "h2", now).await.unwrap());
+        assert!(store.use_code(&m.id, "a@customer.test", "h1", now).await.unwrap());
+        assert!(!store.use_code(&m.id, "a@customer.test", "h1", now).await.unwrap(), "used up");
+        assert!(store.revoke_link(&m.id, "cli", now).await.unwrap());
+        assert_eq!(store.take_download(&m.id, &dl, now).await.unwrap(), Take::Closed);
+        assert_eq!(store.links_to_purge(now).await.unwrap(), std::slice::from_ref(&m.id));
+        // Retention: every row of it goes, in one transaction.
+        let mut tx = write_tx(&store.writer, false).await.unwrap();
+        archive::delete_message_rows(&mut tx, m.id.as_str()).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(store.get(&m.id).await.unwrap().is_none());
+        assert!(store.link_of(&m.id).await.unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn approvers_are_reminded_once_when_half_the_time_is_gone() {
         let (_dir, store) = open().await;

@@ -222,8 +222,11 @@ impl ProtectStore for SqliteStore {
         let mut tx = write_tx(&self.writer, false).await?;
         // Delivered (to someone at least): the password follows after the delay.
         sqlx::query(
-            "UPDATE protect_secrets SET due_at = ? WHERE due_at IS NULL AND sent_at IS NULL AND message_id IN \
-             (SELECT message_id FROM recipients WHERE message_id = protect_secrets.message_id AND status = 'delivered')",
+            "UPDATE protect_secrets SET due_at = ? WHERE due_at IS NULL AND sent_at IS NULL AND EXISTS \
+             (SELECT 1 FROM recipients r WHERE r.message_id = protect_secrets.message_id AND r.status = 'delivered' \
+              AND (lower(r.address) IN (SELECT lower(value) FROM json_each(protect_secrets.send_to)) \
+                   OR NOT EXISTS (SELECT 1 FROM recipients o WHERE o.message_id = protect_secrets.message_id \
+                       AND lower(o.address) IN (SELECT lower(value) FROM json_each(protect_secrets.send_to)))))",
         )
         .bind(now + delay_ms)
         .execute(&mut *tx)
@@ -263,6 +266,16 @@ impl ProtectStore for SqliteStore {
     async fn secret_sent(&self, id: &MessageId, kind: &str, now: i64) -> Result<()> {
         sqlx::query("UPDATE protect_secrets SET sealed = NULL, sent_at = ? WHERE message_id = ? AND kind = ?")
             .bind(now)
+            .bind(id.as_str())
+            .bind(kind)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn secret_left(&self, id: &MessageId, kind: &str, left: &[String]) -> Result<()> {
+        sqlx::query("UPDATE protect_secrets SET send_to = ? WHERE message_id = ? AND kind = ?")
+            .bind(serde_json::to_string(left).unwrap_or_else(|_| "[]".into()))
             .bind(id.as_str())
             .bind(kind)
             .execute(&self.writer)
