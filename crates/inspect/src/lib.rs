@@ -12,6 +12,7 @@
 mod archive;
 pub mod detect;
 pub mod html;
+mod legacy;
 mod mime;
 pub mod ocr;
 mod office;
@@ -427,10 +428,22 @@ impl Walk<'_> {
                 error: Some(format!("{} archives are not inspectable", kind.name())),
                 ..Extracted::default()
             },
-            Kind::Doc | Kind::Ppt | Kind::Cfb => Extracted {
-                error: Some(format!("legacy {} format: text not extracted", kind.name())),
-                ..Extracted::default()
-            },
+            Kind::Doc | Kind::Ppt | Kind::Msg => {
+                let read = match kind {
+                    Kind::Doc => legacy::doc(bytes, budget),
+                    Kind::Ppt => legacy::ppt(bytes, budget),
+                    _ => legacy::msg(bytes, budget),
+                };
+                match read {
+                    Ok(l) => {
+                        Extracted { text: l.text, encrypted: l.encrypted, children: l.members, ..Extracted::default() }
+                    }
+                    Err(e) => Extracted { error: Some(e), ..Extracted::default() },
+                }
+            }
+            Kind::Cfb => {
+                Extracted { error: Some("an unknown compound file: text not extracted".into()), ..Extracted::default() }
+            }
             Kind::Image => self.picture(bytes),
             Kind::Binary => {
                 Extracted { error: Some("unknown binary format: not inspectable".into()), ..Extracted::default() }

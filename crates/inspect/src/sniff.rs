@@ -19,6 +19,8 @@ pub enum Kind {
     Doc,
     Ppt,
     /// Another compound file.
+    /// An Outlook item (.msg).
+    Msg,
     Cfb,
     Gzip,
     Tar,
@@ -47,6 +49,7 @@ impl Kind {
             Kind::Xls => "xls",
             Kind::Doc => "doc",
             Kind::Ppt => "ppt",
+            Kind::Msg => "msg",
             Kind::Cfb => "cfb",
             Kind::Gzip => "gzip",
             Kind::Tar => "tar",
@@ -73,6 +76,7 @@ impl Kind {
             Kind::Odp => "application/vnd.oasis.opendocument.presentation",
             Kind::Zip => "application/zip",
             Kind::EncryptedOffice | Kind::Cfb => "application/x-ole-storage",
+            Kind::Msg => "application/vnd.ms-outlook",
             Kind::Xls => "application/vnd.ms-excel",
             Kind::Doc => "application/msword",
             Kind::Ppt => "application/vnd.ms-powerpoint",
@@ -105,6 +109,7 @@ impl Kind {
             Kind::Xls => &["xls"],
             Kind::Doc => &["doc"],
             Kind::Ppt => &["ppt"],
+            Kind::Msg => &["msg"],
             Kind::Cfb => &["msg", "doc", "xls", "ppt"],
             Kind::Gzip => &["gz", "tgz"],
             Kind::Tar => &["tar"],
@@ -129,7 +134,7 @@ impl Kind {
     }
 }
 
-const ALL: [Kind; 23] = [
+const ALL: [Kind; 24] = [
     Kind::Pdf,
     Kind::Docx,
     Kind::Xlsx,
@@ -142,6 +147,7 @@ const ALL: [Kind; 23] = [
     Kind::Xls,
     Kind::Doc,
     Kind::Ppt,
+    Kind::Msg,
     Kind::Cfb,
     Kind::Gzip,
     Kind::Tar,
@@ -272,6 +278,8 @@ fn cfb_kind(bytes: &[u8]) -> Kind {
         Kind::Doc
     } else if has("PowerPoint Document") {
         Kind::Ppt
+    } else if has("__properties_version1.0") || root.iter().any(|r| r.starts_with("__substg1.0_")) {
+        Kind::Msg
     } else {
         Kind::Cfb
     }

@@ -1096,3 +1096,108 @@ fn a_scanned_pdf_page_is_read_by_ocr() {
         f.incomplete_reasons
     );
 }
+
+// ---- legacy formats ----------------------------------------------------------
+
+fn utf16le(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+}
+
+fn compound(streams: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut f = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+    for (path, data) in streams {
+        if let Some((dir, _)) = path.rsplit_once('/')
+            && !dir.is_empty()
+            && !f.exists(dir)
+        {
+            f.create_storage_all(dir).unwrap();
+        }
+        f.create_stream(path).unwrap().write_all(data).unwrap();
+    }
+    f.flush().unwrap();
+    f.into_inner().into_inner()
+}
+
+/// A Word 97 document whose text is two pieces: `unicode` (UTF-16) and
+/// `ansi` (8-bit, "compressed"), through a real FIB and piece table.
+fn legacy_doc(unicode: &str, ansi: &str, encrypted: bool) -> Vec<u8> {
+    let mut word = vec![0u8; 1024];
+    word[0..2].copy_from_slice(&0xA5ECu16.to_le_bytes());
+    word[0x0A..0x0C].copy_from_slice(&(if encrypted { 0x0100u16 } else { 0 }).to_le_bytes());
+    word[32..34].copy_from_slice(&14u16.to_le_bytes());
+    word[62..64].copy_from_slice(&22u16.to_le_bytes());
+    word[152..154].copy_from_slice(&93u16.to_le_bytes());
+    let u = utf16le(unicode);
+    let a_at = 1024 + u.len();
+    word.extend_from_slice(&u);
+    word.extend_from_slice(ansi.as_bytes());
+    let (n1, n2) = (unicode.encode_utf16().count() as u32, ansi.len() as u32);
+    let mut plc = Vec::new();
+    for cp in [0, n1, n1 + n2] {
+        plc.extend_from_slice(&cp.to_le_bytes());
+    }
+    for fc in [1024u32, (a_at as u32 * 2) | 0x4000_0000] {
+        plc.extend_from_slice(&[0, 0]);
+        plc.extend_from_slice(&fc.to_le_bytes());
+        plc.extend_from_slice(&[0, 0]);
+    }
+    let mut clx = vec![0x02];
+    clx.extend_from_slice(&(plc.len() as u32).to_le_bytes());
+    clx.extend_from_slice(&plc);
+    let at = 154 + 33 * 8;
+    word[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
+    word[at + 4..at + 8].copy_from_slice(&(clx.len() as u32).to_le_bytes());
+    compound(&[("/WordDocument", word), ("/0Table", clx)])
+}
+
+fn record(ver_instance: u16, kind: u16, body: &[u8]) -> Vec<u8> {
+    let mut r = ver_instance.to_le_bytes().to_vec();
+    r.extend_from_slice(&kind.to_le_bytes());
+    r.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    r.extend_from_slice(body);
+    r
+}
+
+#[test]
+fn legacy_word_powerpoint_and_outlook_files_are_read() {
+    let i = inspector();
+    // Word 97: both kinds of piece; a field's instruction is not text.
+    let doc = legacy_doc("見積書\r社外秘\u{7}", "Draft \u{13} HYPERLINK x \u{14}plan\u{15} v2", false);
+    let f = i.file("old.doc", &doc);
+    assert_eq!(f.attachments[0].detected_type, "doc");
+    assert!(f.complete, "{:?}", f.incomplete_reasons);
+    assert!(has_detection(&f, "keyword", "old.doc"), "{:?}", f.attachments[0].text);
+    assert!(f.attachments[0].text.contains("Draft plan v2") && !f.attachments[0].text.contains("HYPERLINK"));
+    let f = i.file("locked.doc", &legacy_doc("x", "y", true));
+    assert!(f.attachments[0].encrypted && !f.complete);
+    // PowerPoint 97: text atoms inside containers.
+    let mut inner = record(0, 0x0FA0, &utf16le("関係者外秘の企画"));
+    inner.extend(record(0, 0x0FA8, b"Quarterly plan"));
+    let ppt = compound(&[("/PowerPoint Document", record(0x000F, 0x03E8, &inner)), ("/Current User", vec![0; 8])]);
+    let f = i.file("old.ppt", &ppt);
+    assert_eq!(f.attachments[0].detected_type, "ppt");
+    assert!(
+        has_detection(&f, "keyword", "old.ppt") && f.attachments[0].text.contains("Quarterly plan"),
+        "{:?}",
+        f.attachments[0]
+    );
+    // Outlook: subject, body, and its attachment as one of its own.
+    let msg = compound(&[
+        ("/__properties_version1.0", vec![0; 32]),
+        ("/__substg1.0_0037001F", utf16le("お見積もり")),
+        ("/__substg1.0_1000001F", utf16le("添付をご確認ください。")),
+        ("/__attach_version1.0_#00000000/__substg1.0_3707001F", utf16le("memo.txt")),
+        ("/__attach_version1.0_#00000000/__substg1.0_37010102", "社外秘のメモ".as_bytes().to_vec()),
+    ]);
+    let f = i.file("fwd.msg", &msg);
+    let paths: Vec<&str> = f.attachments.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(paths, ["fwd.msg", "fwd.msg/memo.txt"]);
+    assert!(f.attachments[0].text.contains("お見積もり") && f.attachments[0].text.contains("添付をご確認"));
+    assert!(has_detection(&f, "keyword", "fwd.msg/memo.txt"), "{:?}", f.detections);
+    assert!(f.complete, "{:?}", f.incomplete_reasons);
+    // Cut files are facts, not crashes.
+    for bytes in [&doc[..doc.len() / 2], &ppt[..ppt.len() - 100], &msg[..600]] {
+        let f = i.file("cut.doc", bytes);
+        assert!(!f.complete || f.attachments[0].error.is_none());
+    }
+}

@@ -388,7 +388,9 @@ fn a_sender_cancels_from_the_tray_an_approver_approves_and_an_admin_sees_all_on_
     assert!(wait_until(Duration::from_secs(10), || g.state(&waiting) == "delivered"), "{}", g.log());
     assert!(sink.messages().iter().any(|m| m.text().contains("contract.txt")), "the approved mail went out");
     assert!(!sink.mail().iter().any(|m| m.text().contains("price.txt")), "the cancelled one did not");
-    // The sender heard of each hold, and that the boss approved.
+    // The sender heard of each hold, and that the boss approved (the
+    // notice is a mail of its own: it may come a moment after).
+    assert!(wait_until(Duration::from_secs(10), || !sink.notices("approved").is_empty()), "{}", g.log());
     let approved = sink.notices("approved");
     assert_eq!(approved.len(), 1, "approved by someone else: the sender is told");
     assert!(approved[0].text().contains("boss@example.com (web)"), "{}", approved[0].text());
