@@ -165,3 +165,54 @@ mod tests {
         assert_eq!(m[0].data, b"hello");
     }
 }
+
+/// A 7z archive's files (LZMA/LZMA2 and the other methods the reader
+/// knows), under the same entry, byte and time limits as a zip. An
+/// AES-encrypted one (data or names) is reported encrypted: `Ok(None)`.
+pub fn sevenz_members(
+    bytes: &[u8],
+    max_entries: usize,
+    budget: &Budget,
+) -> Result<Option<(Vec<Member>, Option<String>)>, String> {
+    use sevenz_rust2::{ArchiveReader, EntryDecision, Error, Password};
+    // The decoder's dictionaries, bounded (kB): a header that asks for more is refused.
+    const MEMORY_KB: usize = 256 * 1024;
+    let encrypted = |e: &Error| {
+        matches!(e, Error::PasswordRequired | Error::MaybeBadPassword(_))
+            || matches!(e, Error::UnsupportedCompressionMethod(m) if m.to_ascii_lowercase().contains("aes"))
+    };
+    let mut reader = match ArchiveReader::new_with_memory_limit(Cursor::new(bytes), Password::empty(), MEMORY_KB) {
+        Ok(r) => r,
+        Err(e) if encrypted(&e) => return Ok(None),
+        Err(e) => return Err(format!("7z: {e}")),
+    };
+    let mut members = Vec::new();
+    let mut incomplete = None;
+    let result = reader.for_each_entries_with_decision(|entry, data| {
+        if entry.is_directory || !entry.has_stream {
+            return Ok(EntryDecision::Continue);
+        }
+        if members.len() >= max_entries {
+            incomplete = Some(format!("more than {max_entries} entries; the rest not read"));
+            return Ok(EntryDecision::Stop);
+        }
+        if budget.out_of_time() {
+            incomplete = Some("time budget exceeded".into());
+            return Ok(EntryDecision::Stop);
+        }
+        let limit = budget.remaining_bytes();
+        let mut out = Vec::new();
+        data.take(limit + 1).read_to_end(&mut out).map_err(|e| Error::Io(e, "7z entry".into()))?;
+        if budget.charge(out.len() as u64).is_err() {
+            incomplete = Some("decompressed size limit reached".into());
+            return Ok(EntryDecision::Stop);
+        }
+        members.push(Member { name: entry.name.clone(), data: out, encrypted: false, error: None });
+        Ok(EntryDecision::Continue)
+    });
+    match result {
+        Ok(()) => Ok(Some((members, incomplete))),
+        Err(e) if encrypted(&e) => Ok(None),
+        Err(e) => Err(format!("7z: {e}")),
+    }
+}

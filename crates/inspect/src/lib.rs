@@ -424,8 +424,13 @@ impl Walk<'_> {
                 Ok((children, partial)) => Extracted { children, partial, ..Extracted::default() },
                 Err(e) => Extracted { error: Some(e), ..Extracted::default() },
             },
-            Kind::SevenZip | Kind::Rar => Extracted {
-                error: Some(format!("{} archives are not inspectable", kind.name())),
+            Kind::SevenZip => match archive::sevenz_members(bytes, self.inspector.max_entries, budget) {
+                Ok(Some((children, partial))) => Extracted { children, partial, ..Extracted::default() },
+                Ok(None) => Extracted { encrypted: true, ..Extracted::default() },
+                Err(e) => Extracted { error: Some(e), ..Extracted::default() },
+            },
+            Kind::Rar => Extracted {
+                error: Some("RAR archives are not inspectable (no free reader)".into()),
                 ..Extracted::default()
             },
             Kind::Doc | Kind::Ppt | Kind::Msg => {

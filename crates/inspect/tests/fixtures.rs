@@ -277,9 +277,13 @@ fn protected_office_and_uninspectable_archives() {
     assert!(!f.attachments[0].type_mismatch, "an encrypted xlsx keeps its name");
     assert!(!f.complete);
 
-    for (name, bytes) in [("a.7z", &b"7z\xBC\xAF\x27\x1C\x00\x04rest"[..]), ("a.rar", b"Rar!\x1A\x07\x01\x00rest")] {
+    // A broken 7z is incomplete (a fact); RAR has no free reader.
+    for (name, bytes, why) in [
+        ("a.7z", &b"7z\xBC\xAF\x27\x1C\x00\x04rest"[..], "7z"),
+        ("a.rar", b"Rar!\x1A\x07\x01\x00rest", "not inspectable"),
+    ] {
         let f = i.file(name, bytes);
-        assert!(!f.complete && f.incomplete_reasons[0].contains("not inspectable"), "{name}: {f:?}");
+        assert!(!f.complete && f.incomplete_reasons[0].contains(why), "{name}: {f:?}");
     }
 }
 
@@ -531,6 +535,48 @@ fn mutated_documents_never_crash_the_inspector() {
         ("a.xlsx", xlsx("一覧", &["a", "b"])),
         ("a.zip", zip(&[("x.txt", "社外秘".as_bytes()), ("y.docx", &docx(&["y"]))])),
         ("a.rtf", br"{\rtf1\ansi\ansicpg932 \'8e\'d0\par}".to_vec()),
+        // The readers of hidden places and legacy formats.
+        (
+            "b.docx",
+            docx_with(
+                "<w:p><w:del><w:r><w:delText>x</w:delText></w:r></w:del></w:p>",
+                &[("word/embeddings/o.bin", &ole_package("m.txt", b"memo"))],
+            ),
+        ),
+        (
+            "b.xlsx",
+            xlsx_with(&[(
+                "xl/comments1.xml",
+                b"<comments><commentList><comment><text><t>c</t></text></comment></commentList></comments>",
+            )]),
+        ),
+        (
+            "b.pdf",
+            pdf_with(|d| {
+                let data = d.add_object(Stream::new(dictionary! {}, b"embedded".to_vec()));
+                let outline = d.new_object_id();
+                d.objects.insert(
+                    outline,
+                    Object::Dictionary(dictionary! { "Title" => Object::string_literal("t"), "Next" => outline }),
+                );
+                (
+                vec![("Annots", vec![Object::Dictionary(dictionary! { "Subtype" => "FileAttachment", "Contents" => Object::string_literal("c"), "FS" => dictionary! { "F" => Object::string_literal("e.txt"), "EF" => dictionary! { "F" => data } } })].into())],
+                vec![("Outlines", Object::Dictionary(dictionary! { "First" => outline }))],
+                vec![("Title", Object::string_literal("t"))],
+            )
+            }),
+        ),
+        ("a.doc", legacy_doc("本文", "text", false)),
+        ("a.ppt", compound(&[("/PowerPoint Document", record(0x000F, 0x03E8, &record(0, 0x0FA0, &utf16le("本文"))))])),
+        (
+            "a.msg",
+            compound(&[
+                ("/__properties_version1.0", vec![0; 32]),
+                ("/__substg1.0_1000001F", utf16le("本文")),
+                ("/__attach_version1.0_#00000000/__substg1.0_37010102", b"att".to_vec()),
+            ]),
+        ),
+        ("a.7z", sevenz(&[("x.txt", "社外秘".as_bytes())], &[])),
     ];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for round in 0..120 {
@@ -1200,4 +1246,44 @@ fn legacy_word_powerpoint_and_outlook_files_are_read() {
         let f = i.file("cut.doc", bytes);
         assert!(!f.complete || f.attachments[0].error.is_none());
     }
+}
+
+/// A 7z made by the real 7-Zip (p7zip-full) from `files`, with `args`.
+fn sevenz(files: &[(&str, &[u8])], args: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let out = std::process::Command::new("7z")
+        .arg("a")
+        .args(args)
+        .arg("-bd")
+        .arg(dir.path().join("a.7z"))
+        .args(files.iter().map(|(n, _)| dir.path().join(n)))
+        .output()
+        .expect("7z (p7zip-full; scripts/test.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::read(dir.path().join("a.7z")).unwrap()
+}
+
+#[test]
+fn seven_zip_archives_are_opened_and_encrypted_ones_reported() {
+    let i = inspector();
+    let doc = docx(&["関係者外秘の報告"]);
+    let plain = sevenz(&[("メモ.txt", "社外秘のメモ".as_bytes()), ("report.docx", &doc)], &[]);
+    let f = i.file("資料.7z", &plain);
+    let mut paths: Vec<&str> = f.attachments.iter().map(|a| a.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["資料.7z", "資料.7z/report.docx", "資料.7z/メモ.txt"]);
+    assert!(has_detection(&f, "keyword", "資料.7z/メモ.txt") && has_detection(&f, "keyword", "資料.7z/report.docx"));
+    assert!(f.complete, "{:?}", f.incomplete_reasons);
+    for args in [&["-psecret"][..], &["-psecret", "-mhe=on"]] {
+        let f = i.file("locked.7z", &sevenz(&[("x.txt", b"secret")], args));
+        assert!(f.attachments[0].encrypted && !f.complete, "{args:?}: {:?}", f.incomplete_reasons);
+    }
+    // The byte limit holds for 7z as for zip.
+    let big = vec![b'a'; 5_000_000];
+    let small = with_limits(|c| c.inspect.max_decompressed = ByteSize(1_000_000));
+    let f = small.file("big.7z", &sevenz(&[("a.txt", &big)], &[]));
+    assert!(!f.complete, "{:?}", f.incomplete_reasons);
 }
