@@ -22,6 +22,9 @@ fn entry_name(raw: &[u8]) -> String {
     }
 }
 
+/// An archive's members, and why not all of them were read (if not).
+pub type Members = (Vec<Member>, Option<String>);
+
 pub fn zip_members(bytes: &[u8], max_entries: usize, budget: &Budget) -> Result<(Vec<Member>, Option<String>), String> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("zip: {e}"))?;
     let mut members = Vec::new();
@@ -137,43 +140,10 @@ pub fn tar_members(bytes: &[u8], max_entries: usize) -> Result<(Vec<Member>, Opt
     Ok((members, None))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cp932_names() {
-        let (raw, _, _) = SHIFT_JIS.encode("見積書.xlsx");
-        assert_eq!(entry_name(&raw), "見積書.xlsx");
-        assert_eq!(entry_name("請求書.pdf".as_bytes()), "請求書.pdf");
-    }
-
-    #[test]
-    fn tar_with_ustar_prefix() {
-        let mut tar = vec![0u8; 512];
-        tar[..9].copy_from_slice(b"notes.txt");
-        tar[124..135].copy_from_slice(b"00000000005");
-        tar[156] = b'0';
-        tar[257..262].copy_from_slice(b"ustar");
-        tar[345..348].copy_from_slice(b"dir");
-        tar.extend_from_slice(b"hello");
-        tar.resize(512 * 2, 0);
-        tar.resize(512 * 4, 0);
-        let (m, incomplete) = tar_members(&tar, 10).unwrap();
-        assert!(incomplete.is_none());
-        assert_eq!(m[0].name, "dir/notes.txt");
-        assert_eq!(m[0].data, b"hello");
-    }
-}
-
 /// A 7z archive's files (LZMA/LZMA2 and the other methods the reader
 /// knows), under the same entry, byte and time limits as a zip. An
 /// AES-encrypted one (data or names) is reported encrypted: `Ok(None)`.
-pub fn sevenz_members(
-    bytes: &[u8],
-    max_entries: usize,
-    budget: &Budget,
-) -> Result<Option<(Vec<Member>, Option<String>)>, String> {
+pub fn sevenz_members(bytes: &[u8], max_entries: usize, budget: &Budget) -> Result<Option<Members>, String> {
     use sevenz_rust2::{ArchiveReader, EntryDecision, Error, Password};
     // The decoder's dictionaries, bounded (kB): a header that asks for more is refused.
     const MEMORY_KB: usize = 256 * 1024;
@@ -214,5 +184,34 @@ pub fn sevenz_members(
         Ok(()) => Ok(Some((members, incomplete))),
         Err(e) if encrypted(&e) => Ok(None),
         Err(e) => Err(format!("7z: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cp932_names() {
+        let (raw, _, _) = SHIFT_JIS.encode("見積書.xlsx");
+        assert_eq!(entry_name(&raw), "見積書.xlsx");
+        assert_eq!(entry_name("請求書.pdf".as_bytes()), "請求書.pdf");
+    }
+
+    #[test]
+    fn tar_with_ustar_prefix() {
+        let mut tar = vec![0u8; 512];
+        tar[..9].copy_from_slice(b"notes.txt");
+        tar[124..135].copy_from_slice(b"00000000005");
+        tar[156] = b'0';
+        tar[257..262].copy_from_slice(b"ustar");
+        tar[345..348].copy_from_slice(b"dir");
+        tar.extend_from_slice(b"hello");
+        tar.resize(512 * 2, 0);
+        tar.resize(512 * 4, 0);
+        let (m, incomplete) = tar_members(&tar, 10).unwrap();
+        assert!(incomplete.is_none());
+        assert_eq!(m[0].name, "dir/notes.txt");
+        assert_eq!(m[0].data, b"hello");
     }
 }
