@@ -41,6 +41,15 @@ for n in range(60):
         pdf = os.path.join(out, base + ".pdf")
         img.convert("RGB").save(pdf, "PDF", resolution=dpi)
         entry["file"] = pdf
+        # tesseract by hand reads the very JPEG the PDF holds (like for like).
+        data = open(pdf, "rb").read()
+        at = data.index(b"/DCTDecode")
+        start = data.index(b"stream", at) + len(b"stream")
+        start += 2 if data[start:start + 2] == b"\r\n" else 1
+        end = data.index(b"endstream", start)
+        jpg = os.path.join(out, base + ".jpg")
+        open(jpg, "wb").write(data[start:end].rstrip(b"\r\n"))
+        entry["image"] = jpg
     manifest.append(entry)
 json.dump(manifest, open(os.path.join(out, "manifest.json"), "w"), ensure_ascii=False, indent=1)
 print(len(manifest))

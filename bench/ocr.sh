@@ -6,7 +6,8 @@
 #   tomare:    the inspector over every file in one process, as serve runs
 #              it (crates/inspect/examples/ocr_read.rs: the PDF's page found,
 #              its JPEG handed to tesseract, the text tidied and scanned)
-#   tesseract: tesseract IMAGE stdout -l jpn+eng   (the source picture)
+#   tesseract: tesseract IMAGE stdout -l jpn+eng   (the same picture: the PNG,
+#              or the JPEG the PDF holds)
 #
 # Reports planted-phrase recall (white space ignored on both sides) and
 # seconds for each, and the ratio. Both run one picture at a time with

@@ -49,23 +49,14 @@ fn cp1252(b: &[u8]) -> String {
 }
 
 /// Word's text with its control characters made plain: paragraph and cell
-/// marks become line ends and tabs; field instructions (between 0x13 and
-/// 0x14) are dropped, their results kept.
+/// marks become line ends and tabs; the field marks (0x13, 0x14, 0x15)
+/// become spaces — a field's instruction is kept as text too, so nothing
+/// can hide behind an unterminated one.
 fn word_plain(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut in_instruction = Vec::new();
     for c in text.chars() {
         match c {
-            '\u{13}' => in_instruction.push(true),
-            '\u{14}' => {
-                if let Some(last) = in_instruction.last_mut() {
-                    *last = false;
-                }
-            }
-            '\u{15}' => {
-                in_instruction.pop();
-            }
-            _ if in_instruction.last() == Some(&true) => {}
+            '\u{13}' | '\u{14}' | '\u{15}' => out.push(' '),
             '\r' | '\u{b}' | '\u{c}' => out.push('\n'),
             '\u{7}' => out.push('\t'),
             c if c.is_control() && c != '\t' && c != '\n' => {}
@@ -81,6 +72,11 @@ pub fn doc(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
     let word = stream(&mut file, "/WordDocument", budget)?;
     if u16_at(&word, 0) != Some(0xA5EC) {
         return Err("legacy doc: not a Word document stream".into());
+    }
+    // Word 97 and later (nFib 0x00C1 on); Word 6 and 95 keep their text
+    // another way.
+    if u16_at(&word, 2).is_some_and(|n| n < 0x00C1) {
+        return Err("legacy doc: Word 95 or older: text not extracted".into());
     }
     let flags = u16_at(&word, 0x0A).ok_or("legacy doc: a cut FIB")?;
     if flags & 0x0100 != 0 {
@@ -121,6 +117,8 @@ pub fn doc(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
         let fc = u32_at(plc, pcd + 2).ok_or("legacy doc: a cut PCD")?;
         let compressed = fc & 0x4000_0000 != 0;
         let fc = (fc & 0x3FFF_FFFF) as usize;
+        // Pieces may overlap (or all point at one range): each is paid for.
+        budget.charge(chars as u64 * if compressed { 1 } else { 2 })?;
         let piece = if compressed {
             word.get(fc / 2..fc / 2 + chars).map(cp1252)
         } else {
@@ -151,7 +149,9 @@ pub fn ppt(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
             i = body;
             continue;
         }
-        let Some(content) = data.get(body..body.saturating_add(len)) else { break };
+        let Some(content) = data.get(body..body.saturating_add(len)) else {
+            return Err("legacy ppt: a record runs past the end of its stream".into());
+        };
         match kind {
             // TextCharsAtom, CString: UTF-16LE.
             0x0FA0 | 0x0FBA => text.push_str(&utf16le(content)),
@@ -169,13 +169,17 @@ pub fn ppt(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
 
 /// A property stream of a .msg: `__substg1.0_XXXX001F` (UTF-16LE) or
 /// `…001E` (8-bit), when there is one.
-fn msg_string(file: &mut Cfb<'_>, dir: &str, tag: &str, budget: &Budget) -> Option<String> {
-    if let Ok(b) = stream(file, &format!("{dir}/__substg1.0_{tag}001F"), budget) {
-        return Some(utf16le(&b).trim_end_matches('\0').to_string());
+fn msg_string(file: &mut Cfb<'_>, dir: &str, tag: &str, budget: &Budget) -> Result<Option<String>, String> {
+    for (suffix, unicode) in [("001F", true), ("001E", false)] {
+        let path = format!("{dir}/__substg1.0_{tag}{suffix}");
+        if !file.exists(&path) {
+            continue;
+        }
+        let b = stream(file, &path, budget)?;
+        let text = if unicode { utf16le(&b) } else { crate::text::decode(&b) };
+        return Ok(Some(text.trim_end_matches('\0').to_string()));
     }
-    stream(file, &format!("{dir}/__substg1.0_{tag}001E"), budget)
-        .ok()
-        .map(|b| crate::text::decode(&b).trim_end_matches('\0').to_string())
+    Ok(None)
 }
 
 /// An Outlook item: its subject, sender and recipients, plain body (or
@@ -184,7 +188,7 @@ pub fn msg(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
     let mut file = open(bytes)?;
     let mut text = String::new();
     for tag in ["0037", "0C1A", "0C1F", "0E04", "0E03"] {
-        if let Some(s) = msg_string(&mut file, "", tag, budget) {
+        if let Some(s) = msg_string(&mut file, "", tag, budget)? {
             text.push_str(&s);
             text.push('\n');
         }
@@ -192,27 +196,34 @@ pub fn msg(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
     let entries: Vec<String> = file.read_root_storage().map(|e| e.name().to_string()).collect();
     for recip in entries.iter().filter(|n| n.starts_with("__recip_version1.0_")) {
         for tag in ["3001", "39FE", "3003"] {
-            if let Some(s) = msg_string(&mut file, &format!("/{recip}"), tag, budget) {
+            if let Some(s) = msg_string(&mut file, &format!("/{recip}"), tag, budget)? {
                 text.push_str(&s);
                 text.push('\n');
             }
         }
     }
-    match msg_string(&mut file, "", "1000", budget) {
+    match msg_string(&mut file, "", "1000", budget)? {
         Some(body) => text.push_str(&body),
-        None => {
-            if let Ok(html) = stream(&mut file, "/__substg1.0_10130102", budget) {
-                text.push_str(&crate::html::to_text(&crate::text::decode(&html)));
-            }
+        None if file.exists("/__substg1.0_10130102") => {
+            let html = stream(&mut file, "/__substg1.0_10130102", budget)?;
+            text.push_str(&crate::html::to_text(&crate::text::decode(&html)));
         }
+        // Only the compressed RTF body (LZFu): not read.
+        None if file.exists("/__substg1.0_10090102") => {
+            return Err("an Outlook item whose body is only compressed RTF: body not read".into());
+        }
+        None => {}
     }
     let mut members = Vec::new();
     for att in entries.iter().filter(|n| n.starts_with("__attach_version1.0_")) {
         let dir = format!("/{att}");
-        let name = msg_string(&mut file, &dir, "3707", budget)
-            .or_else(|| msg_string(&mut file, &dir, "3704", budget))
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| format!("attachment-{}", members.len() + 1));
+        let long = msg_string(&mut file, &dir, "3707", budget)?;
+        let name = match long.filter(|n| !n.is_empty()) {
+            Some(n) => Some(n),
+            None => msg_string(&mut file, &dir, "3704", budget)?,
+        }
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("attachment-{}", members.len() + 1));
         let name = name.rsplit(['/', '\\']).next().unwrap_or("attachment").to_string();
         match stream(&mut file, &format!("{dir}/__substg1.0_37010102"), budget) {
             Ok(data) => members.push(Member { name, data, encrypted: false, error: None }),
@@ -236,8 +247,9 @@ mod tests {
     #[test]
     fn word_controls_become_plain_text() {
         assert_eq!(
-            word_plain("見積\r表\u{7}1\u{7}\u{13} HYPERLINK \"x\" \u{14}社外秘\u{15}です"),
-            "見積\n表\t1\t社外秘です"
+            word_plain("見積\r表\u{7}1\u{7}\u{13}HYPERLINK\u{14}社外秘\u{15}です"),
+            "見積\n表\t1\t HYPERLINK 社外秘 です"
         );
+        assert!(word_plain("本文\u{13} 社外秘").contains("社外秘"), "an unterminated field hides nothing");
     }
 }

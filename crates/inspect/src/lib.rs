@@ -6,8 +6,10 @@
 //! a crashed extractor — is recorded as a reason the inspection is
 //! incomplete, which the policy treats as a fact (fail closed).
 //!
-//! This crate does no I/O beyond the bytes it is given, and never panics
-//! outward: each file's extraction runs under `catch_unwind`.
+//! This crate does no I/O beyond the bytes it is given — but for OCR, which
+//! runs the `tesseract` program as a child process under the time budget —
+//! and never panics outward: each file's extraction runs under
+//! `catch_unwind`.
 
 mod archive;
 pub mod detect;
@@ -265,7 +267,15 @@ impl Walk<'_> {
                 self.reasons.push(reason);
             }
         }
-        for member in extracted.children {
+        let total = extracted.children.len();
+        for (n, member) in extracted.children.into_iter().enumerate() {
+            // Embedded files, attachments of an item, members of an archive:
+            // the same cap on how many are opened.
+            if n >= self.inspector.max_entries {
+                self.reasons
+                    .push(format!("{path}: {} more embedded files not read ([inspect] max_entries)", total - n));
+                break;
+            }
             let child_path = format!("{path}/{}", member.name);
             let child_name = member.name.rsplit('/').next().unwrap_or(&member.name).to_string();
             if member.encrypted || member.error.is_some() {
@@ -314,13 +324,17 @@ impl Walk<'_> {
     /// A picture's text, by OCR; a picture that may carry text and is not
     /// read is incomplete, never a silent pass.
     fn picture(&self, bytes: &[u8]) -> Extracted {
-        let size = ocr::image_size(bytes);
-        if !ocr::may_carry_text(size) {
+        let Some((w, h)) = ocr::image_size(bytes) else {
+            // No size, no cap on what tesseract would be asked to hold.
+            return Extracted {
+                error: Some("not inspected: a picture whose size cannot be read".into()),
+                ..Extracted::default()
+            };
+        };
+        if !ocr::may_carry_text(Some((w, h))) {
             return Extracted::default();
         }
-        if let Some((w, h)) = size
-            && w as u64 * h as u64 > self.inspector.ocr_max_pixels
-        {
+        if w as u64 * h as u64 > self.inspector.ocr_max_pixels {
             return Extracted {
                 error: Some(format!("not inspected: a {w}×{h} picture is beyond [inspect] ocr_max_pixels")),
                 ..Extracted::default()
@@ -330,23 +344,18 @@ impl Walk<'_> {
             Err(why) => Extracted { error: Some(format!("not inspected: no OCR ({why})")), ..Extracted::default() },
             Ok(t) => match t.read(bytes, &self.budget) {
                 Ok(text) => Extracted { text, ocr: true, ..Extracted::default() },
-                Err(e) => Extracted { error: Some(e), ocr: true, ..Extracted::default() },
+                Err(e) => Extracted { error: Some(e), ..Extracted::default() },
             },
         }
     }
 
-    /// The pages of a PDF that are pictures (scanned), read by OCR.
+    /// The pictures a PDF's pages show (scans, screenshots), read by OCR.
     fn scanned_pages(&self, pages: Vec<pdf::Scanned>, e: &mut Extracted) {
         if pages.is_empty() {
             return;
         }
-        let max = self.inspector.ocr_max_pages;
         let mut problems = Vec::new();
-        for (n, page) in pages.iter().enumerate() {
-            if n >= max {
-                problems.push(format!("{} more scanned pages not read ([inspect] ocr_max_pages)", pages.len() - max));
-                break;
-            }
+        for page in pages.iter() {
             let image = match &page.image {
                 Ok(image) => image,
                 Err(why) => {
@@ -392,7 +401,7 @@ impl Walk<'_> {
             },
             Kind::Html => text_of(Ok(html::to_text(&text::decode(bytes)))),
             Kind::Rtf => text_of(Ok(rtf::to_text(bytes))),
-            Kind::Pdf => match pdf::extract(bytes, budget) {
+            Kind::Pdf => match pdf::extract_limited(bytes, budget, self.inspector.ocr_max_pages) {
                 Ok(p) if p.encrypted => Extracted { encrypted: true, ..Extracted::default() },
                 Ok(p) => {
                     let mut e = Extracted { text: p.text, children: p.embedded, ..Extracted::default() };

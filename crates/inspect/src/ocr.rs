@@ -132,6 +132,12 @@ pub fn image_size(b: &[u8]) -> Option<(u32, u32)> {
     let le16 = |i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?) as u32);
     let be32 = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
     let le32 = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    if b.len() > 3 && b[0] == b'P' && matches!(b[1], b'5' | b'6') && b[2].is_ascii_whitespace() {
+        // PNM, as scanned PDF pages are handed over: "P5 W H 255".
+        let head = String::from_utf8_lossy(&b[..b.len().min(64)]).into_owned();
+        let mut fields = head[2..].split_ascii_whitespace();
+        return Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?));
+    }
     if b.starts_with(b"\x89PNG\r\n\x1a\n") {
         return Some((be32(16)?, be32(20)?));
     }
@@ -150,6 +156,11 @@ pub fn image_size(b: &[u8]) -> Option<(u32, u32)> {
                 continue;
             }
             let marker = b[i + 1];
+            if marker == 0xFF {
+                // Fill bytes before a marker.
+                i += 1;
+                continue;
+            }
             if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
                 return Some((be16(i + 7)?, be16(i + 5)?));
             }
@@ -233,6 +244,9 @@ mod tests {
         let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC0, 0, 11, 8, 0, 50, 0, 100, 3, 0, 0, 0];
         assert_eq!(image_size(&jpeg), Some((100, 50)));
         assert_eq!(image_size(b"not a picture"), None);
+        assert_eq!(image_size(b"P5\n1200 200\n255\n\0\0"), Some((1200, 200)));
+        let filled = [0xFF, 0xD8, 0xFF, 0xFF, 0xFF, 0xC0, 0, 11, 8, 0, 50, 0, 100, 3, 0, 0, 0, 0, 0];
+        assert_eq!(image_size(&filled), Some((100, 50)), "fill bytes before a marker");
         assert!(!may_carry_text(Some((1, 1))) && may_carry_text(Some((800, 600))) && may_carry_text(None));
     }
 

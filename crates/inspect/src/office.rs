@@ -154,9 +154,13 @@ fn common_part(n: &str) -> Option<Dialect> {
 }
 
 /// An embedded file of a package (`word/embeddings/x.xlsx`, an OLE
-/// package `oleObject1.bin`), under its package-relative name.
+/// package `oleObject1.bin`) or a picture it shows (`word/media/`,
+/// `xl/media/`, `ppt/media/`, ODF `Pictures/`: a pasted screenshot is read
+/// by OCR), under its package-relative name.
 fn is_embedding(n: &str) -> bool {
-    n.split('/').nth(1) == Some("embeddings") && !n.ends_with('/')
+    let dir = n.split('/').nth(1);
+    let odf_picture = n.starts_with("Pictures/");
+    (matches!(dir, Some("embeddings" | "media")) || odf_picture) && !n.ends_with('/')
 }
 
 fn package(bytes: &[u8], wanted: impl Fn(&str) -> Option<Dialect>, budget: &Budget) -> Result<Package, String> {
@@ -174,9 +178,22 @@ fn package(bytes: &[u8], wanted: impl Fn(&str) -> Option<Dialect>, budget: &Budg
     }
     let mut embedded = Vec::new();
     for name in all.iter().filter(|n| is_embedding(n)) {
-        let data = member(&mut archive, name, budget)?;
-        let short = name.split_once('/').map(|(_, rest)| rest).unwrap_or(name).to_string();
-        embedded.extend(ole_package(&short, data));
+        let short = if name.starts_with("Pictures/") {
+            name.clone()
+        } else {
+            name.split_once('/').map(|(_, rest)| rest).unwrap_or(name).to_string()
+        };
+        // One unreadable embedding is a fact of its own, not the loss of
+        // the document's text.
+        match member(&mut archive, name, budget) {
+            Ok(data) => embedded.extend(ole_package(&short, data)),
+            Err(e) => embedded.push(crate::archive::Member {
+                name: short,
+                data: Vec::new(),
+                encrypted: false,
+                error: Some(e),
+            }),
+        }
     }
     Ok(Package { text: out, embedded })
 }

@@ -36,6 +36,12 @@ const MAX_STREAM: usize = 64 * 1024 * 1024;
 const MAX_FORM_DEPTH: usize = 8;
 
 pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
+    extract_limited(bytes, budget, usize::MAX)
+}
+
+/// [`extract`], handing over the pictures of at most `max_pictures` pages
+/// (the rest are named in a Scanned entry that says so).
+pub fn extract_limited(bytes: &[u8], budget: &Budget, max_pictures: usize) -> Result<PdfText, String> {
     let options = lopdf::LoadOptions {
         max_decompressed_size: Some(MAX_STREAM.min(budget.remaining_bytes().max(1) as usize)),
         ..Default::default()
@@ -53,9 +59,11 @@ pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
     }
     let mut out = String::new();
     let mut fonts: HashMap<ObjectId, Font> = HashMap::new();
-    let mut scanned = Vec::new();
+    let mut scanned: Vec<Scanned> = Vec::new();
+    // A picture every page shows (a logo in the template) is read once.
+    let mut pictures_seen = std::collections::HashSet::new();
+    let mut pages_with_pictures = 0usize;
     for (number, page_id) in doc.get_pages() {
-        let before = out.len();
         if budget.out_of_time() {
             return Err("time budget exceeded".into());
         }
@@ -66,10 +74,25 @@ pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
         let resources = page_resources(&doc, page_id);
         let mut page = Page { doc: &doc, fonts: &mut fonts, out: &mut out, budget, pending_space: false };
         page.run(&content, &resources, 0)?;
-        if out[before..].trim().is_empty()
-            && let Some(image) = page_picture(&doc, &resources, budget)
-        {
-            scanned.push(Scanned { number, image });
+        // Every picture a page shows may carry text (a scan, a pasted
+        // screenshot), whatever text the page has besides.
+        let mut ids = Vec::new();
+        page_pictures(&doc, &resources, &mut ids, 0);
+        ids.retain(|id| pictures_seen.insert(*id));
+        if !ids.is_empty() {
+            pages_with_pictures += 1;
+            if pages_with_pictures > max_pictures {
+                scanned.push(Scanned {
+                    number,
+                    image: Err("a page with pictures past [inspect] ocr_max_pages: not read".into()),
+                });
+            } else {
+                for id in ids {
+                    if let Some(image) = picture(&doc, id, budget) {
+                        scanned.push(Scanned { number, image });
+                    }
+                }
+            }
         }
         if !out.ends_with('\n') {
             out.push('\n');
@@ -83,16 +106,37 @@ pub fn extract(bytes: &[u8], budget: &Budget) -> Result<PdfText, String> {
     Ok(PdfText { text: out, encrypted: false, embedded: extra.embedded, scanned })
 }
 
-/// The largest picture a page shows (its image XObjects), as a file for
-/// OCR; None when it shows none.
-fn page_picture(doc: &Document, resources: &Dictionary, budget: &Budget) -> Option<Result<Vec<u8>, String>> {
-    let xobjects = sub_dict(doc, resources, b"XObject")?;
+/// The image XObjects a page's resources name, and those of the form
+/// XObjects it draws (a few levels down).
+fn page_pictures(doc: &Document, resources: &Dictionary, out: &mut Vec<ObjectId>, depth: usize) {
+    let Some(xobjects) = sub_dict(doc, resources, b"XObject") else { return };
+    for (_, o) in xobjects.iter() {
+        let Ok(id) = o.as_reference() else { continue };
+        let Ok(stream) = doc.get_object(id).and_then(|o| o.as_stream()) else { continue };
+        match stream.dict.get(b"Subtype").and_then(|t| t.as_name()) {
+            Ok(b"Image") => out.push(id),
+            Ok(b"Form") if depth < MAX_FORM_DEPTH => {
+                if let Some(r) = sub_dict(doc, &stream.dict, b"Resources") {
+                    page_pictures(doc, r, out, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A picture as a file for OCR (JPEG as it is, raw samples as PNM), or
+/// why it cannot be; None for one too small to carry text (or a mask).
+fn picture(doc: &Document, id: ObjectId, budget: &Budget) -> Option<Result<Vec<u8>, String>> {
+    let best = doc.get_object(id).ok()?.as_stream().ok()?;
     let int = |d: &Dictionary, k: &[u8]| d.get(k).ok().map(|o| deref(doc, o)).and_then(|o| o.as_i64().ok());
-    let best = xobjects
-        .iter()
-        .filter_map(|(_, o)| deref(doc, o).as_stream().ok())
-        .filter(|s| s.dict.get(b"Subtype").and_then(|t| t.as_name()).is_ok_and(|n| n == b"Image"))
-        .max_by_key(|s| int(&s.dict, b"Width").unwrap_or(0) * int(&s.dict, b"Height").unwrap_or(0))?;
+    if best.dict.get(b"ImageMask").and_then(|m| m.as_bool()).unwrap_or(false) {
+        return None;
+    }
+    let size = (int(&best.dict, b"Width").unwrap_or(0), int(&best.dict, b"Height").unwrap_or(0));
+    if size.0 > 0 && size.1 > 0 && !crate::ocr::may_carry_text(Some((size.0 as u32, size.1 as u32))) {
+        return None;
+    }
     let filters: Vec<Vec<u8>> = best.filters().map(|f| f.iter().map(|x| x.to_vec()).collect()).unwrap_or_default();
     let (w, h) = (int(&best.dict, b"Width").unwrap_or(0), int(&best.dict, b"Height").unwrap_or(0));
     if w <= 0 || h <= 0 || w > 100_000 || h > 100_000 {
@@ -167,12 +211,26 @@ const MAX_NODES: usize = 10_000;
 impl Extra<'_> {
     fn all(&mut self) -> Result<(), String> {
         let doc = self.doc;
+        // One cap over every page's annotations (pages may share one list).
+        let mut left = MAX_NODES;
         for (_, page_id) in doc.get_pages() {
+            if self.budget.out_of_time() {
+                return Err("time budget exceeded".into());
+            }
             if let Ok(page) = doc.get_dictionary(page_id)
                 && let Ok(annots) = page.get(b"Annots").map(|o| deref(doc, o))
                 && let Ok(list) = annots.as_array()
             {
-                for a in list.iter().take(MAX_NODES) {
+                for a in list.iter() {
+                    if left == 0 {
+                        return Err(format!("more than {MAX_NODES} annotations: the rest not read"));
+                    }
+                    left -= 1;
+                    if let Ok(id) = a.as_reference()
+                        && !self.seen.insert(id)
+                    {
+                        continue;
+                    }
                     if let Ok(d) = deref(doc, a).as_dict() {
                         self.annotation(d)?;
                     }
@@ -214,7 +272,7 @@ impl Extra<'_> {
         }
         if let Some(outlines) = sub_dict(doc, catalog, b"Outlines") {
             let mut left = MAX_NODES;
-            self.outline(outlines.get(b"First").ok().cloned(), &mut left);
+            self.outline(outlines.get(b"First").ok().cloned(), &mut left, 0);
         }
         if let Some(names) = sub_dict(doc, catalog, b"Names")
             && let Some(tree) = sub_dict(doc, names, b"EmbeddedFiles")
@@ -227,7 +285,8 @@ impl Extra<'_> {
 
     fn push(&mut self, text: &str) {
         let text = text.trim();
-        if !text.is_empty() {
+        // Paid for like decompressed bytes: what is kept is bounded.
+        if !text.is_empty() && self.budget.charge(text.len() as u64).is_ok() {
             self.out.push_str(text);
             self.out.push('\n');
         }
@@ -315,9 +374,9 @@ impl Extra<'_> {
         Ok(())
     }
 
-    fn outline(&mut self, mut next: Option<Object>, left: &mut usize) {
+    fn outline(&mut self, mut next: Option<Object>, left: &mut usize, depth: usize) {
         while let Some(item) = next.take() {
-            if *left == 0 {
+            if *left == 0 || depth > 32 {
                 return;
             }
             *left -= 1;
@@ -329,7 +388,7 @@ impl Extra<'_> {
             let Ok(d) = deref(self.doc, &item).as_dict() else { return };
             let d = d.clone();
             self.string_of(&d, b"Title");
-            self.outline(d.get(b"First").ok().cloned(), left);
+            self.outline(d.get(b"First").ok().cloned(), left, depth + 1);
             next = d.get(b"Next").ok().cloned();
         }
     }

@@ -1169,6 +1169,7 @@ fn compound(streams: &[(&str, Vec<u8>)]) -> Vec<u8> {
 fn legacy_doc(unicode: &str, ansi: &str, encrypted: bool) -> Vec<u8> {
     let mut word = vec![0u8; 1024];
     word[0..2].copy_from_slice(&0xA5ECu16.to_le_bytes());
+    word[2..4].copy_from_slice(&0x00C1u16.to_le_bytes());
     word[0x0A..0x0C].copy_from_slice(&(if encrypted { 0x0100u16 } else { 0 }).to_le_bytes());
     word[32..34].copy_from_slice(&14u16.to_le_bytes());
     word[62..64].copy_from_slice(&22u16.to_le_bytes());
@@ -1207,15 +1208,27 @@ fn record(ver_instance: u16, kind: u16, body: &[u8]) -> Vec<u8> {
 #[test]
 fn legacy_word_powerpoint_and_outlook_files_are_read() {
     let i = inspector();
-    // Word 97: both kinds of piece; a field's instruction is not text.
+    // Word 97: both kinds of piece (a field's instruction is kept: nothing
+    // hides behind an unterminated one).
     let doc = legacy_doc("見積書\r社外秘\u{7}", "Draft \u{13} HYPERLINK x \u{14}plan\u{15} v2", false);
     let f = i.file("old.doc", &doc);
     assert_eq!(f.attachments[0].detected_type, "doc");
     assert!(f.complete, "{:?}", f.incomplete_reasons);
     assert!(has_detection(&f, "keyword", "old.doc"), "{:?}", f.attachments[0].text);
-    assert!(f.attachments[0].text.contains("Draft plan v2") && !f.attachments[0].text.contains("HYPERLINK"));
+    assert!(
+        f.attachments[0].text.contains("Draft") && f.attachments[0].text.contains("plan"),
+        "{}",
+        f.attachments[0].text
+    );
     let f = i.file("locked.doc", &legacy_doc("x", "y", true));
     assert!(f.attachments[0].encrypted && !f.complete);
+    // Word 95 and older: said so, not read as garbage.
+    let mut ole = cfb::CompoundFile::open(Cursor::new(legacy_doc("x", "y", false))).unwrap();
+    let mut word = Vec::new();
+    std::io::Read::read_to_end(&mut ole.open_stream("/WordDocument").unwrap(), &mut word).unwrap();
+    word[2..4].copy_from_slice(&0x0065u16.to_le_bytes());
+    let f = i.file("w95.doc", &compound(&[("/WordDocument", word)]));
+    assert!(!f.complete && f.incomplete_reasons[0].contains("Word 95"), "{:?}", f.incomplete_reasons);
     // PowerPoint 97: text atoms inside containers.
     let mut inner = record(0, 0x0FA0, &utf16le("関係者外秘の企画"));
     inner.extend(record(0, 0x0FA8, b"Quarterly plan"));
@@ -1241,10 +1254,12 @@ fn legacy_word_powerpoint_and_outlook_files_are_read() {
     assert!(f.attachments[0].text.contains("お見積もり") && f.attachments[0].text.contains("添付をご確認"));
     assert!(has_detection(&f, "keyword", "fwd.msg/memo.txt"), "{:?}", f.detections);
     assert!(f.complete, "{:?}", f.incomplete_reasons);
-    // Cut files are facts, not crashes.
-    for bytes in [&doc[..doc.len() / 2], &ppt[..ppt.len() - 100], &msg[..600]] {
-        let f = i.file("cut.doc", bytes);
-        assert!(!f.complete || f.attachments[0].error.is_none());
+    // Cut files are facts, not crashes: incomplete, with the reason.
+    for (name, bytes) in
+        [("cut.doc", &doc[..doc.len() / 2]), ("cut.ppt", &ppt[..ppt.len() / 2]), ("cut.msg", &msg[..600])]
+    {
+        let f = i.file(name, bytes);
+        assert!(!f.complete && !f.incomplete_reasons.is_empty(), "{name}: {:?}", f.attachments);
     }
 }
 
@@ -1286,4 +1301,46 @@ fn seven_zip_archives_are_opened_and_encrypted_ones_reported() {
     let small = with_limits(|c| c.inspect.max_decompressed = ByteSize(1_000_000));
     let f = small.file("big.7z", &sevenz(&[("a.txt", &big)], &[]));
     assert!(!f.complete, "{:?}", f.incomplete_reasons);
+}
+
+#[test]
+fn a_screenshot_pasted_into_a_document_or_beside_a_pdfs_text_is_read() {
+    let i = inspector();
+    let shot = rendered("社外秘 顧客一覧", "PNG");
+    let doc = docx_with("<w:p><w:r><w:t>報告です</w:t></w:r></w:p>", &[("word/media/image1.png", &shot)]);
+    let f = i.file("report.docx", &doc);
+    assert!(has_detection(&f, "keyword", "report.docx/media/image1.png"), "{:?}", f.attachments);
+    assert!(f.attachments.iter().any(|a| a.ocr));
+    // A page with a text layer and a picture of text: both are read; a
+    // picture every page shows is read once.
+    let jpeg = rendered("関係者外秘 見積書", "JPEG");
+    let bytes = pdf_with(|d| {
+        let image = d.add_object(Stream::new(
+            dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => 1200, "Height" => 200,
+            "ColorSpace" => "DeviceRGB", "BitsPerComponent" => 8, "Filter" => "DCTDecode" },
+            jpeg,
+        ));
+        // Inside a form XObject, as layout programs place them.
+        let form = d.add_object(Stream::new(
+            dictionary! { "Type" => "XObject", "Subtype" => "Form", "Resources" => dictionary! { "XObject" => dictionary! { "Im1" => image } } },
+            b"q 600 0 0 100 0 0 cm /Im1 Do Q".to_vec(),
+        ));
+        (
+            vec![("Resources", Object::Dictionary(dictionary! { "XObject" => dictionary! { "Fm1" => form } }))],
+            Vec::new(),
+            Vec::new(),
+        )
+    });
+    let f = i.file("mixed.pdf", &bytes);
+    assert!(has_detection(&f, "keyword", "mixed.pdf") && f.attachments[0].ocr, "{:?}", f.attachments[0].text);
+    // Too many embedded files: the rest are a fact.
+    let few = with_limits(|c| c.inspect.max_entries = 2);
+    let parts: Vec<(String, Vec<u8>)> = (0..4).map(|n| (format!("word/embeddings/e{n}.txt"), b"x".to_vec())).collect();
+    let refs: Vec<(&str, &[u8])> = parts.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let f = few.file("many.docx", &docx_with("<w:p/>", &refs));
+    assert!(
+        !f.complete && f.incomplete_reasons.iter().any(|r| r.contains("2 more embedded files")),
+        "{:?}",
+        f.incomplete_reasons
+    );
 }

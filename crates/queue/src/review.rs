@@ -20,11 +20,25 @@ const INLINE_INSPECT: usize = 64 * 1024;
 
 /// Whether to inspect on the async thread. PDFs always go to a blocking
 /// thread under the time limit: their parser is the one most likely to meet
-/// a file built to make it spin. (`JVBERi` is `%PDF` in base64.)
+/// a file built to make it spin; so do pictures and anything that may hold
+/// one (Office and other zips, compound files, 7z), which OCR reads in a
+/// child process that may take seconds. (The markers are the files' magic
+/// numbers in base64: `%PDF`, PNG, JPEG, GIF, TIFF, WebP/RIFF, zip, CFB, 7z.)
 fn inline(data: &[u8]) -> bool {
-    data.len() <= INLINE_INSPECT
-        && memchr::memmem::find(data, b"JVBERi").is_none()
-        && memchr::memmem::find(data, b"%PDF").is_none()
+    const MARKERS: [&[u8]; 11] = [
+        b"JVBERi",
+        b"%PDF",
+        b"iVBORw0KGgo",
+        b"/9j/",
+        b"R0lGOD",
+        b"SUkqA",
+        b"TU0AK",
+        b"UklGR",
+        b"UEsDB",
+        b"0M8R4",
+        b"N3q8r",
+    ];
+    data.len() <= INLINE_INSPECT && !MARKERS.iter().any(|m| memchr::memmem::find(data, m).is_some())
 }
 
 /// Reads a message, says what is in it, and what the rules decide.

@@ -352,10 +352,13 @@ fn banner(lang: Lang, config: &Config, tls: bool) {
         tomare_config::ProtectSetting::Zip => "zip",
     };
     println!("{}", t(lang, "serve.protect", &[&protect]));
-    match tomare_inspect::Inspector::new(config).map(|i| i.ocr_status()) {
-        Ok(Ok(version)) => println!("{}", t(lang, "serve.ocr_on", &[&version, &tomare_inspect::ocr::LANGUAGES])),
-        Ok(Err(why)) => println!("{}", t(lang, "serve.ocr_off", &[&why])),
-        Err(_) => {}
+    let ocr = match config.inspect.ocr {
+        tomare_config::OcrMode::Auto => tomare_inspect::ocr::find().map(|t| t.version),
+        tomare_config::OcrMode::Off => Err("[inspect] ocr = \"off\"".into()),
+    };
+    match ocr {
+        Ok(version) => println!("{}", t(lang, "serve.ocr_on", &[&version, &tomare_inspect::ocr::LANGUAGES])),
+        Err(why) => println!("{}", t(lang, "serve.ocr_off", &[&why])),
     }
     let keys: Vec<String> = config.dkim.all().iter().map(|k| format!("{} ({})", k.domain, k.selector)).collect();
     if keys.is_empty() {
