@@ -16,6 +16,15 @@ pub struct Legacy {
     pub text: String,
     pub encrypted: bool,
     pub members: Vec<Member>,
+    /// What was not read (its pictures).
+    pub partial: Option<String>,
+}
+
+/// Pictures a legacy file holds (Word's `Data` stream, PowerPoint's
+/// `Pictures`) are not read: a fact, not a pass.
+fn pictures_left(file: &Cfb<'_>, stream: &str) -> Option<String> {
+    let len = file.entry(stream).map(|e| e.len()).unwrap_or(0);
+    (len > 0).then(|| "pictures in a legacy Office file: not read by OCR".to_string())
 }
 
 fn open(bytes: &[u8]) -> Result<Cfb<'_>, String> {
@@ -80,7 +89,7 @@ pub fn doc(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
     }
     let flags = u16_at(&word, 0x0A).ok_or("legacy doc: a cut FIB")?;
     if flags & 0x0100 != 0 {
-        return Ok(Legacy { text: String::new(), encrypted: true, members: Vec::new() });
+        return Ok(Legacy { text: String::new(), encrypted: true, members: Vec::new(), partial: None });
     }
     let table_name = if flags & 0x0200 != 0 { "/1Table" } else { "/0Table" };
     // FibBase (32 bytes), then csw + FibRgW, cslw + FibRgLw, cbRgFcLcb +
@@ -126,7 +135,12 @@ pub fn doc(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
         };
         text.push_str(&piece.ok_or("legacy doc: a piece outside the document stream")?);
     }
-    Ok(Legacy { text: word_plain(&text), encrypted: false, members: Vec::new() })
+    Ok(Legacy {
+        text: word_plain(&text),
+        encrypted: false,
+        members: Vec::new(),
+        partial: pictures_left(&file, "/Data"),
+    })
 }
 
 /// A PowerPoint 97–2003 presentation's text: every text atom of its
@@ -134,7 +148,7 @@ pub fn doc(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
 pub fn ppt(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
     let mut file = open(bytes)?;
     if file.exists("/EncryptedSummary") {
-        return Ok(Legacy { text: String::new(), encrypted: true, members: Vec::new() });
+        return Ok(Legacy { text: String::new(), encrypted: true, members: Vec::new(), partial: None });
     }
     let data = stream(&mut file, "/PowerPoint Document", budget)?;
     let mut text = String::new();
@@ -164,7 +178,12 @@ pub fn ppt(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
         }
         i = body + len;
     }
-    Ok(Legacy { text: text.replace(['\r', '\u{b}'], "\n"), encrypted: false, members: Vec::new() })
+    Ok(Legacy {
+        text: text.replace(['\r', '\u{b}'], "\n"),
+        encrypted: false,
+        members: Vec::new(),
+        partial: pictures_left(&file, "/Pictures"),
+    })
 }
 
 /// A property stream of a .msg: `__substg1.0_XXXX001F` (UTF-16LE) or
@@ -237,7 +256,7 @@ pub fn msg(bytes: &[u8], budget: &Budget) -> Result<Legacy, String> {
             }),
         }
     }
-    Ok(Legacy { text, encrypted: false, members })
+    Ok(Legacy { text, encrypted: false, members, partial: None })
 }
 
 #[cfg(test)]

@@ -449,9 +449,13 @@ impl Walk<'_> {
                     _ => legacy::msg(bytes, budget),
                 };
                 match read {
-                    Ok(l) => {
-                        Extracted { text: l.text, encrypted: l.encrypted, children: l.members, ..Extracted::default() }
-                    }
+                    Ok(l) => Extracted {
+                        text: l.text,
+                        encrypted: l.encrypted,
+                        children: l.members,
+                        partial: l.partial,
+                        ..Extracted::default()
+                    },
                     Err(e) => Extracted { error: Some(e), ..Extracted::default() },
                 }
             }

@@ -287,6 +287,28 @@ fn xlsx_extra(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
     Ok(p)
 }
 
+/// The text of an ODF document's comments (`office:annotation`), as a
+/// spreadsheet's cell comments are kept.
+fn annotations(xml: &[u8]) -> String {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut out = String::new();
+    let mut depth = 0usize;
+    while let Ok(event) = reader.read_event() {
+        match event {
+            Event::Start(e) if e.local_name().as_ref() == "annotation" => depth += 1,
+            Event::End(e) if e.local_name().as_ref() == "annotation" => {
+                depth = depth.saturating_sub(1);
+                out.push('\n');
+            }
+            Event::End(e) if depth > 0 && e.local_name().as_ref() == "p" => out.push('\n'),
+            Event::Text(t) if depth > 0 => out.push_str(&t.xml10_content()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
 /// `name: formula` of each defined name of a workbook.
 fn defined_names(xml: &[u8]) -> String {
     let mut reader = quick_xml::Reader::from_reader(xml);
@@ -328,13 +350,20 @@ pub fn spreadsheet(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
         return Ok(Package { text: cells, embedded: Vec::new() });
     }
     let mut extra = if crate::sniff::sniff(bytes) == crate::sniff::Kind::Ods {
-        // The cells are read already: the properties and embedded objects.
+        // The cells are read already: their comments, the properties and
+        // embedded objects.
         let wanted = |n: &str| match n {
             "meta.xml" => Some(Dialect::Values),
             n if n.ends_with("/content.xml") && !n.starts_with("META-INF") => Some(Dialect::Odf),
             _ => None,
         };
-        package(bytes, wanted, budget)?
+        let mut p = package(bytes, wanted, budget)?;
+        if let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes))
+            && let Ok(xml) = member(&mut archive, "content.xml", budget)
+        {
+            p.text.push_str(&annotations(&xml));
+        }
+        p
     } else {
         xlsx_extra(bytes, budget)?
     };

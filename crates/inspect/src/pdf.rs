@@ -72,14 +72,19 @@ pub fn extract_limited(bytes: &[u8], budget: &Budget, max_pictures: usize) -> Re
             .map_err(|e| format!("PDF page: {e}"))?;
         budget.charge(content.len() as u64)?;
         let resources = page_resources(&doc, page_id);
-        let mut page = Page { doc: &doc, fonts: &mut fonts, out: &mut out, budget, pending_space: false };
+        let mut page =
+            Page { doc: &doc, fonts: &mut fonts, out: &mut out, budget, pending_space: false, inline: Vec::new() };
         page.run(&content, &resources, 0)?;
+        let inline = std::mem::take(&mut page.inline);
         // Every picture a page shows may carry text (a scan, a pasted
         // screenshot), whatever text the page has besides.
         let mut ids = Vec::new();
         page_pictures(&doc, &resources, &mut ids, 0);
         ids.retain(|id| pictures_seen.insert(*id));
-        if !ids.is_empty() {
+        let inline: Vec<Option<Result<Vec<u8>, String>>> =
+            inline.iter().map(|image| picture_of(&doc, image, budget)).collect();
+        let inline: Vec<Result<Vec<u8>, String>> = inline.into_iter().flatten().collect();
+        if !ids.is_empty() || !inline.is_empty() {
             pages_with_pictures += 1;
             if pages_with_pictures > max_pictures {
                 scanned.push(Scanned {
@@ -88,10 +93,16 @@ pub fn extract_limited(bytes: &[u8], budget: &Budget, max_pictures: usize) -> Re
                 });
             } else {
                 for id in ids {
-                    if let Some(image) = picture(&doc, id, budget) {
+                    if let Some(image) = doc
+                        .get_object(id)
+                        .ok()
+                        .and_then(|o| o.as_stream().ok())
+                        .and_then(|s| picture_of(&doc, s, budget))
+                    {
                         scanned.push(Scanned { number, image });
                     }
                 }
+                scanned.extend(inline.into_iter().map(|image| Scanned { number, image }));
             }
         }
         if !out.ends_with('\n') {
@@ -125,10 +136,56 @@ fn page_pictures(doc: &Document, resources: &Dictionary, out: &mut Vec<ObjectId>
     }
 }
 
+/// An inline picture's dictionary in the image XObject's long names
+/// (W → Width, CS G → DeviceGray, F Fl → FlateDecode…).
+fn inline_as_xobject(image: &lopdf::Stream) -> lopdf::Stream {
+    let long = |k: &[u8]| -> Vec<u8> {
+        match k {
+            b"W" => b"Width".to_vec(),
+            b"H" => b"Height".to_vec(),
+            b"BPC" => b"BitsPerComponent".to_vec(),
+            b"CS" => b"ColorSpace".to_vec(),
+            b"F" => b"Filter".to_vec(),
+            b"IM" => b"ImageMask".to_vec(),
+            b"DP" => b"DecodeParms".to_vec(),
+            other => other.to_vec(),
+        }
+    };
+    let value = |v: &Object| -> Object {
+        let name = |n: &[u8]| -> Vec<u8> {
+            match n {
+                b"G" => b"DeviceGray".to_vec(),
+                b"RGB" => b"DeviceRGB".to_vec(),
+                b"CMYK" => b"DeviceCMYK".to_vec(),
+                b"Fl" => b"FlateDecode".to_vec(),
+                b"DCT" => b"DCTDecode".to_vec(),
+                b"CCF" => b"CCITTFaxDecode".to_vec(),
+                b"AHx" => b"ASCIIHexDecode".to_vec(),
+                b"A85" => b"ASCII85Decode".to_vec(),
+                b"LZW" => b"LZWDecode".to_vec(),
+                b"RL" => b"RunLengthDecode".to_vec(),
+                other => other.to_vec(),
+            }
+        };
+        match v {
+            Object::Name(n) => Object::Name(name(n)),
+            Object::Array(a) => Object::Array(
+                a.iter().map(|o| if let Object::Name(n) = o { Object::Name(name(n)) } else { o.clone() }).collect(),
+            ),
+            other => other.clone(),
+        }
+    };
+    let mut dict = Dictionary::new();
+    for (k, v) in image.dict.iter() {
+        dict.set(long(k), value(v));
+    }
+    dict.set("Subtype", Object::Name(b"Image".to_vec()));
+    lopdf::Stream::new(dict, image.content.clone())
+}
+
 /// A picture as a file for OCR (JPEG as it is, raw samples as PNM), or
 /// why it cannot be; None for one too small to carry text (or a mask).
-fn picture(doc: &Document, id: ObjectId, budget: &Budget) -> Option<Result<Vec<u8>, String>> {
-    let best = doc.get_object(id).ok()?.as_stream().ok()?;
+fn picture_of(doc: &Document, best: &lopdf::Stream, budget: &Budget) -> Option<Result<Vec<u8>, String>> {
     let int = |d: &Dictionary, k: &[u8]| d.get(k).ok().map(|o| deref(doc, o)).and_then(|o| o.as_i64().ok());
     if best.dict.get(b"ImageMask").and_then(|m| m.as_bool()).unwrap_or(false) {
         return None;
@@ -480,6 +537,8 @@ struct Page<'a> {
     out: &'a mut String,
     budget: &'a Budget,
     pending_space: bool,
+    /// Inline pictures (BI … ID … EI) the page draws, for OCR.
+    inline: Vec<lopdf::Stream>,
 }
 
 impl Page<'_> {
@@ -496,6 +555,13 @@ impl Page<'_> {
             }
             let num = |i: usize| op.operands.get(i).and_then(|o| o.as_float().ok()).unwrap_or(0.0);
             match op.operator.as_str() {
+                "BI" => {
+                    if let [Object::Stream(image)] = op.operands.as_slice()
+                        && self.inline.len() < 64
+                    {
+                        self.inline.push(inline_as_xobject(image));
+                    }
+                }
                 "BT" => {}
                 "Tf" => {
                     let name = op.operands.first().and_then(|o| o.as_name().ok()).unwrap_or(b"");

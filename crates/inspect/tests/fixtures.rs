@@ -1344,3 +1344,37 @@ fn a_screenshot_pasted_into_a_document_or_beside_a_pdfs_text_is_read() {
         f.incomplete_reasons
     );
 }
+
+#[test]
+fn inline_pdf_pictures_ods_comments_and_legacy_pictures_are_not_passed_over() {
+    let i = inspector();
+    // An inline picture (BI … ID … EI) with text: read by OCR.
+    let raw = rendered("社外秘 顧客一覧", "RAW");
+    let samples = raw[raw.iter().position(|b| *b == b'\n').unwrap() + 1..].to_vec();
+    let mut content = b"q 600 0 0 100 0 0 cm BI /W 1200 /H 200 /CS /G /BPC 8 ID ".to_vec();
+    content.extend_from_slice(&samples);
+    content.extend_from_slice(b" EI Q");
+    let bytes = pdf_with(move |d| {
+        let c = d.add_object(Stream::new(dictionary! {}, content));
+        (vec![("Contents", c.into())], Vec::new(), Vec::new())
+    });
+    let f = i.file("inline.pdf", &bytes);
+    assert!(has_detection(&f, "keyword", "inline.pdf"), "{:?} {:?}", f.attachments[0].text, f.incomplete_reasons);
+    // A cell comment of an ods.
+    let content = r#"<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="S"><table:table-row><table:table-cell><office:annotation><text:p>関係者外秘</text:p></office:annotation><text:p>普通</text:p></table:table-cell></table:table-row></table:table></office:spreadsheet></office:body></office:document-content>"#;
+    let manifest = r#"<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#;
+    let ods = zip(&[
+        ("mimetype", b"application/vnd.oasis.opendocument.spreadsheet"),
+        ("META-INF/manifest.xml", manifest.as_bytes()),
+        ("content.xml", content.as_bytes()),
+    ]);
+    let f = i.file("a.ods", &ods);
+    assert!(has_detection(&f, "keyword", "a.ods"), "{:?}", f.attachments[0]);
+    // Pictures inside a legacy presentation are a fact, not a pass.
+    let ppt = compound(&[
+        ("/PowerPoint Document", record(0x000F, 0x03E8, &record(0, 0x0FA0, &utf16le("本文")))),
+        ("/Pictures", vec![1; 64]),
+    ]);
+    let f = i.file("pics.ppt", &ppt);
+    assert!(!f.complete && f.incomplete_reasons[0].contains("pictures"), "{:?}", f.incomplete_reasons);
+}
