@@ -358,6 +358,10 @@ impl Walk<'_> {
         for page in pages.iter() {
             let image = match &page.image {
                 Ok(image) => image,
+                Err(why) if page.number == 0 => {
+                    problems.push(why.clone());
+                    continue;
+                }
                 Err(why) => {
                     problems.push(format!("scanned page {}: {why}", page.number));
                     continue;

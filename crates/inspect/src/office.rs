@@ -257,8 +257,11 @@ pub fn docx(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
 
 pub fn pptx(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
     let wanted = |n: &str| {
+        // Masters and layouts too: a footer set there shows on every slide.
         let body = (n.starts_with("ppt/slides/slide")
             || n.starts_with("ppt/notesSlides/notesSlide")
+            || n.starts_with("ppt/slideMasters/slideMaster")
+            || n.starts_with("ppt/slideLayouts/slideLayout")
             || n.starts_with("ppt/comments/"))
             && n.ends_with(".xml");
         if body { Some(Dialect::Ooxml) } else { common_part(n) }
@@ -278,11 +281,25 @@ fn xlsx_extra(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
         if body { Some(Dialect::Ooxml) } else { common_part(n) }
     };
     let mut p = package(bytes, wanted, budget)?;
-    // Defined names' formulas (what they point at) are values too.
-    if let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes))
-        && let Ok(xml) = member(&mut archive, "xl/workbook.xml", budget)
-    {
-        p.text.push_str(&defined_names(&xml));
+    // Defined names' formulas (what they point at) are values too; each
+    // sheet's printed headers and footers are read from its own part.
+    if let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes)) {
+        if let Ok(xml) = member(&mut archive, "xl/workbook.xml", budget) {
+            p.text.push_str(&defined_names(&xml));
+        }
+        let sheets: Vec<String> = archive
+            .file_names()
+            .filter_map(Result::ok)
+            .filter(|n| n.starts_with("xl/worksheets/") && n.ends_with(".xml"))
+            .map(|n| n.into_owned())
+            .collect();
+        for sheet in sheets {
+            let xml = member(&mut archive, &sheet, budget)?;
+            p.text.push_str(&elements_text(
+                &xml,
+                &["oddHeader", "oddFooter", "evenHeader", "evenFooter", "firstHeader", "firstFooter"],
+            ));
+        }
     }
     Ok(p)
 }
@@ -302,6 +319,27 @@ fn annotations(xml: &[u8]) -> String {
             }
             Event::End(e) if depth > 0 && e.local_name().as_ref() == "p" => out.push('\n'),
             Event::Text(t) if depth > 0 => out.push_str(&t.xml10_content()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The text of the elements named `names` (a sheet's headers and footers),
+/// one per line.
+fn elements_text(xml: &[u8], names: &[&str]) -> String {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut out = String::new();
+    let mut inside = false;
+    while let Ok(event) = reader.read_event() {
+        match event {
+            Event::Start(e) if names.contains(&e.local_name().as_ref()) => inside = true,
+            Event::End(e) if names.contains(&e.local_name().as_ref()) => {
+                inside = false;
+                out.push('\n');
+            }
+            Event::Text(t) if inside => out.push_str(&t.xml10_content()),
             Event::Eof => break,
             _ => {}
         }

@@ -32,6 +32,9 @@ pub struct Scanned {
 
 /// Per-stream decompression limit: a bomb stops here, not in our memory.
 const MAX_STREAM: usize = 64 * 1024 * 1024;
+/// Codes in unmappable fonts from which a PDF counts as holding text nobody
+/// read.
+const UNMAPPED_TEXT: usize = 8;
 /// Nested form XObjects followed at most this deep.
 const MAX_FORM_DEPTH: usize = 8;
 
@@ -63,6 +66,7 @@ pub fn extract_limited(bytes: &[u8], budget: &Budget, max_pictures: usize) -> Re
     // A picture every page shows (a logo in the template) is read once.
     let mut pictures_seen = std::collections::HashSet::new();
     let mut pages_with_pictures = 0usize;
+    let mut unmapped = 0usize;
     for (number, page_id) in doc.get_pages() {
         if budget.out_of_time() {
             return Err("time budget exceeded".into());
@@ -72,10 +76,18 @@ pub fn extract_limited(bytes: &[u8], budget: &Budget, max_pictures: usize) -> Re
             .map_err(|e| format!("PDF page: {e}"))?;
         budget.charge(content.len() as u64)?;
         let resources = page_resources(&doc, page_id);
-        let mut page =
-            Page { doc: &doc, fonts: &mut fonts, out: &mut out, budget, pending_space: false, inline: Vec::new() };
+        let mut page = Page {
+            doc: &doc,
+            fonts: &mut fonts,
+            out: &mut out,
+            budget,
+            pending_space: false,
+            inline: Vec::new(),
+            unmapped: 0,
+        };
         page.run(&content, &resources, 0)?;
         let inline = std::mem::take(&mut page.inline);
+        unmapped += page.unmapped;
         // Every picture a page shows may carry text (a scan, a pasted
         // screenshot), whatever text the page has besides.
         let mut ids = Vec::new();
@@ -114,6 +126,13 @@ pub fn extract_limited(bytes: &[u8], budget: &Budget, max_pictures: usize) -> Re
     let mut extra = Extra { doc: &doc, out: String::new(), embedded: Vec::new(), budget, seen: Default::default() };
     extra.all()?;
     out.push_str(&extra.out);
+    // A few unmapped codes are bullets and dingbats; more is text.
+    if unmapped >= UNMAPPED_TEXT {
+        scanned.push(Scanned {
+            number: 0,
+            image: Err(format!("{unmapped} characters in fonts without a Unicode map: not read")),
+        });
+    }
     Ok(PdfText { text: out, encrypted: false, embedded: extra.embedded, scanned })
 }
 
@@ -539,6 +558,9 @@ struct Page<'a> {
     pending_space: bool,
     /// Inline pictures (BI … ID … EI) the page draws, for OCR.
     inline: Vec<lopdf::Stream>,
+    /// Codes shown in a font with no way to Unicode (Identity-H without a
+    /// ToUnicode map): text drawn that nobody read.
+    unmapped: usize,
 }
 
 impl Page<'_> {
@@ -620,11 +642,11 @@ impl Page<'_> {
                     let mut text = String::new();
                     for operand in &op.operands {
                         match operand {
-                            Object::String(bytes, _) => f.decode(bytes, &mut text),
+                            Object::String(bytes, _) => self.unmapped += f.decode(bytes, &mut text),
                             Object::Array(items) => {
                                 for item in items {
                                     match item {
-                                        Object::String(bytes, _) => f.decode(bytes, &mut text),
+                                        Object::String(bytes, _) => self.unmapped += f.decode(bytes, &mut text),
                                         // A wide negative kern is a word gap in Latin text.
                                         Object::Integer(_) | Object::Real(_)
                                             if item.as_float().unwrap_or(0.0) < -200.0 && !text.ends_with(' ') =>
@@ -810,7 +832,10 @@ impl Font {
             .unwrap_or(if self.composite.is_some() { 2 } else { 1 })
     }
 
-    fn decode(&self, bytes: &[u8], out: &mut String) {
+    /// Appends the text of `bytes`; returns how many codes had no way to
+    /// Unicode.
+    fn decode(&self, bytes: &[u8], out: &mut String) -> usize {
+        let mut lost = 0;
         let mut i = 0;
         while i < bytes.len() {
             let n = self.width(bytes[i]).clamp(1, 4).min(bytes.len() - i);
@@ -829,8 +854,11 @@ impl Font {
                     let euc: Vec<u8> = chunk.iter().map(|b| b | 0x80).collect();
                     out.push_str(&EUC_JP.decode_without_bom_handling(&euc).0);
                 }
-                (Some(Predefined::Identity), _) if self.japan1 => out.extend(japan1_char(code)),
-                (Some(Predefined::Identity), _) => {}
+                (Some(Predefined::Identity), _) if self.japan1 => match japan1_char(code) {
+                    Some(c) => out.push(c),
+                    None => lost += 1,
+                },
+                (Some(Predefined::Identity), _) => lost += 1,
                 (None, Some(table)) => {
                     if let Some(c) = table[chunk[0] as usize] {
                         out.push(c);
@@ -839,6 +867,7 @@ impl Font {
                 (None, None) => out.push(chunk[0] as char),
             }
         }
+        lost
     }
 }
 

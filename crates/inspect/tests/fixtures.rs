@@ -781,9 +781,11 @@ fn a_keyword_only_in_a_hidden_place_of_an_office_file_is_found() {
         ("company property", "a.docx", docx_with("<w:p/>", &[("docProps/app.xml", app.as_bytes())])),
         ("chart title", "a.docx", docx_with("<w:p/>", &[("word/charts/chart1.xml", chart.as_bytes())])),
         ("chart label", "a.xlsx", xlsx_with(&[("xl/charts/chart1.xml", chart_label.as_bytes())])),
+        ("sheet footer", "a.xlsx", xlsx_with(&[("xl/worksheets/sheet9.xml", format!(r#"<worksheet><headerFooter><oddFooter>&amp;C{kw} &amp;P</oddFooter></headerFooter></worksheet>"#).as_bytes())])),
         ("cell comment", "a.xlsx", xlsx_with(&[("xl/comments1.xml", format!(r#"<comments><commentList><comment ref="A1"><text><r><t>{kw}</t></r></text></comment></commentList></comments>"#).as_bytes())])),
         ("threaded comment", "a.xlsx", xlsx_with(&[("xl/threadedComments/threadedComment1.xml", format!(r#"<ThreadedComments><threadedComment ref="A1"><text>{kw}です</text></threadedComment></ThreadedComments>"#).as_bytes())])),
         ("shape text", "a.xlsx", xlsx_with(&[("xl/drawings/drawing1.xml", format!(r#"<xdr:wsDr xmlns:xdr="x" xmlns:a="a"><xdr:sp><xdr:txBody><a:p><a:r><a:t>{kw}</a:t></a:r></a:p></xdr:txBody></xdr:sp></xdr:wsDr>"#).as_bytes())])),
+        ("slide master footer", "a.pptx", package_with(&[("[Content_Types].xml", b"<Types/>"), ("ppt/slides/slide1.xml", b"<p:sld xmlns:p=\"p\"/>")], &[("ppt/slideMasters/slideMaster1.xml", format!(r#"<p:sldMaster xmlns:p="p" xmlns:a="a"><p:sp><p:txBody><a:p><a:r><a:t>{kw}</a:t></a:r></a:p></p:txBody></p:sp></p:sldMaster>"#).as_bytes())])),
         ("slide comment", "a.pptx", package_with(&[("[Content_Types].xml", b"<Types/>"), ("ppt/slides/slide1.xml", b"<p:sld xmlns:p=\"p\"/>")], &[("ppt/comments/comment1.xml", format!(r#"<p:cmLst xmlns:p="p"><p:cm><p:text>{kw}</p:text></p:cm></p:cmLst>"#).as_bytes())])),
         ("odt properties", "a.odt", package_with(&[("mimetype", b"application/vnd.oasis.opendocument.text"), ("content.xml", b"<office:document-content xmlns:office=\"o\"/>")], &[("meta.xml", format!(r#"<office:document-meta xmlns:office="o" xmlns:dc="d"><office:meta><dc:title>{kw}</dc:title></office:meta></office:document-meta>"#).as_bytes())])),
     ];
@@ -1377,4 +1379,20 @@ fn inline_pdf_pictures_ods_comments_and_legacy_pictures_are_not_passed_over() {
     ]);
     let f = i.file("pics.ppt", &ppt);
     assert!(!f.complete && f.incomplete_reasons[0].contains("pictures"), "{:?}", f.incomplete_reasons);
+}
+
+#[test]
+fn text_in_a_font_without_a_unicode_map_is_reported_not_read() {
+    let font = dictionary! {
+        "Type" => "Font", "Subtype" => "Type0", "BaseFont" => "Custom", "Encoding" => "Identity-H",
+        "DescendantFonts" => vec![Object::Dictionary(dictionary! {
+            "Type" => "Font", "Subtype" => "CIDFontType2", "BaseFont" => "Custom",
+            "CIDSystemInfo" => dictionary! { "Registry" => Object::string_literal("Adobe"), "Ordering" => Object::string_literal("Identity"), "Supplement" => 0 },
+        })],
+    };
+    let codes: Vec<u8> = (1..=20u16).flat_map(|c| c.to_be_bytes()).collect();
+    let content = format!("BT /F1 12 Tf 72 700 Td <{}> Tj ET", hex(&codes));
+    let f = inspector().file("glyphs.pdf", &pdf(font, content.as_bytes(), |_, _| {}));
+    assert!(!f.complete, "{:?}", f.attachments[0]);
+    assert!(f.incomplete_reasons[0].contains("without a Unicode map"), "{:?}", f.incomplete_reasons);
 }
