@@ -149,3 +149,75 @@ mod tests {
         assert_eq!(to_text(html), "見積書 &請求書\n二行目\n三行目");
     }
 }
+
+/// Pictures written into HTML as `data:image/…;base64,…` URIs: a picture
+/// of text there is as visible as an attached one (at most `max`).
+pub fn data_images(html: &str, max: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("data:image/") {
+        if out.len() >= max {
+            break;
+        }
+        let after = &rest[at + "data:image/".len()..];
+        let subtype: String =
+            after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '-').collect();
+        let Some(comma) = after.find(',') else { break };
+        let is_base64 = after[..comma].contains(";base64");
+        let data: String = after[comma + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '\r' | '\n' | ' '))
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        if is_base64 && let Ok(bytes) = decode_base64(&data) {
+            out.push((subtype, bytes));
+        }
+        rest = &after[comma + 1..];
+    }
+    out
+}
+
+/// Standard base64 (padding optional).
+fn decode_base64(s: &str) -> Result<Vec<u8>, ()> {
+    let value = |c: u8| -> Result<u32, ()> {
+        Ok(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return Err(()),
+        } as u32)
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|b| *b != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (k, b) in chunk.iter().enumerate() {
+            n |= value(*b)? << (18 - 6 * k);
+        }
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod data_tests {
+    use super::*;
+
+    #[test]
+    fn data_uris_give_their_pictures() {
+        let html = r#"<p>x</p><img src="data:image/png;base64,iVBORw0K
+GgoA"><img src="data:image/gif,notbase64"><img src="http://x/a.png">"#;
+        let found = data_images(html, 8);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "png");
+        assert!(found[0].1.starts_with(b"\x89PNG\r\n\x1a\n"));
+    }
+}

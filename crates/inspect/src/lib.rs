@@ -390,7 +390,7 @@ impl Walk<'_> {
         };
         // A document's text, and its embedded files as members.
         let package_of = |r: Result<office::Package, String>| match r {
-            Ok(p) => Extracted { text: p.text, children: p.embedded, ..Extracted::default() },
+            Ok(p) => Extracted { text: p.text, children: p.embedded, partial: p.partial, ..Extracted::default() },
             Err(e) => Extracted { error: Some(e), ..Extracted::default() },
         };
         match kind {

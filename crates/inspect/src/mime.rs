@@ -181,6 +181,18 @@ impl Walk<'_> {
             }
         }
         let body = self.keep_text(if prefix.is_empty() { "body" } else { prefix }, body);
+        // Pictures written into the HTML body (data: URIs) are inspected
+        // like attached ones.
+        let mut inline = 0;
+        for i in 0.. {
+            let Some(html) = message.body_html(i) else { break };
+            for (subtype, bytes) in crate::html::data_images(&html, self.inspector.max_entries) {
+                inline += 1;
+                let name = format!("inline-image-{inline}.{subtype}");
+                let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+                self.attachment(&path, &name, &format!("image/{subtype}"), &bytes, depth);
+            }
+        }
         for (n, part) in message.attachments().enumerate() {
             let ctype = part
                 .content_type()

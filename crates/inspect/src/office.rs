@@ -140,6 +140,8 @@ fn natural_key(name: &str) -> (String, u64) {
 pub struct Package {
     pub text: String,
     pub embedded: Vec<crate::archive::Member>,
+    /// What was not read, when something was not.
+    pub partial: Option<String>,
 }
 
 /// Parts of every OOXML package a reader sees besides its body: document
@@ -195,7 +197,7 @@ fn package(bytes: &[u8], wanted: impl Fn(&str) -> Option<Dialect>, budget: &Budg
             }),
         }
     }
-    Ok(Package { text: out, embedded })
+    Ok(Package { text: out, embedded, partial: None })
 }
 
 /// An OLE package (a compound file with an `\x01Ole10Native` stream) is
@@ -385,7 +387,10 @@ pub fn odf(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
 pub fn spreadsheet(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
     let cells = spreadsheet_cells(bytes, budget)?;
     if !bytes.starts_with(b"PK") {
-        return Ok(Package { text: cells, embedded: Vec::new() });
+        // A legacy .xls: its comments' and text boxes' text from the BIFF
+        // records calamine leaves; its pictures are a fact.
+        let (text, partial) = xls_extra(bytes, budget);
+        return Ok(Package { text: cells + &text, embedded: Vec::new(), partial });
     }
     let mut extra = if crate::sniff::sniff(bytes) == crate::sniff::Kind::Ods {
         // The cells are read already: their comments, the properties and
@@ -436,6 +441,45 @@ fn spreadsheet_cells(bytes: &[u8], budget: &Budget) -> Result<String, String> {
     Ok(out)
 }
 
+/// The text of a .xls's TXO records (cell comments, text boxes: the text is
+/// in the CONTINUE record after each), and whether it holds pictures.
+fn xls_extra(bytes: &[u8], budget: &Budget) -> (String, Option<String>) {
+    let Ok(mut file) = cfb::CompoundFile::open(Cursor::new(bytes)) else { return (String::new(), None) };
+    let name = if file.exists("/Workbook") { "/Workbook" } else { "/Book" };
+    let mut data = Vec::new();
+    let read = file.open_stream(name).and_then(|s| s.take(budget.remaining_bytes() + 1).read_to_end(&mut data));
+    if read.is_err() || budget.charge(data.len() as u64).is_err() {
+        return (String::new(), Some("a legacy .xls whose workbook stream could not be read".into()));
+    }
+    let (mut text, mut pictures) = (String::new(), false);
+    let (mut i, mut after_txo) = (0usize, false);
+    while i + 4 <= data.len() {
+        let kind = u16::from_le_bytes([data[i], data[i + 1]]);
+        let len = u16::from_le_bytes([data[i + 2], data[i + 3]]) as usize;
+        let body = data.get(i + 4..i + 4 + len).unwrap_or_default();
+        match kind {
+            0x01B6 => after_txo = true,
+            0x003C if after_txo => {
+                after_txo = false;
+                if let Some((&flag, chars)) = body.split_first() {
+                    if flag & 1 == 1 {
+                        let units: Vec<u16> = chars.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                        text.push_str(&String::from_utf16_lossy(&units));
+                    } else {
+                        text.extend(chars.iter().map(|b| *b as char));
+                    }
+                    text.push('\n');
+                }
+            }
+            // MSODRAWINGGROUP: the workbook's pictures.
+            0x00EB => pictures = true,
+            _ => {}
+        }
+        i += 4 + len;
+    }
+    (text, pictures.then(|| "pictures in a legacy .xls: not read by OCR".to_string()))
+}
+
 /// Whether a calamine error means a password.
 pub fn is_password_error(error: &str) -> bool {
     let e = error.to_ascii_lowercase();
@@ -453,6 +497,36 @@ mod tests {
             <w:r><w:t>二行目</w:t></w:r></w:p></w:body></w:document>"#;
         let text = xml_text(xml.as_bytes(), Dialect::Ooxml, &Budget::unlimited()).unwrap();
         assert_eq!(text, "社外秘\tA & B\n二行目\n");
+    }
+
+    #[test]
+    fn a_legacy_workbooks_comment_text_and_pictures() {
+        let record = |kind: u16, body: &[u8]| {
+            let mut r = kind.to_le_bytes().to_vec();
+            r.extend_from_slice(&(body.len() as u16).to_le_bytes());
+            r.extend_from_slice(body);
+            r
+        };
+        let mut wide = vec![1u8];
+        wide.extend("社外秘のコメント".encode_utf16().flat_map(|u| u.to_le_bytes()));
+        let mut stream = record(0x0809, &[0; 16]);
+        stream.extend(record(0x01B6, &[0; 18]));
+        stream.extend(record(0x003C, &wide));
+        stream.extend(record(0x01B6, &[0; 18]));
+        stream.extend(record(0x003C, b"\0plain note"));
+        let mut cfb = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+        std::io::Write::write_all(&mut cfb.create_stream("/Workbook").unwrap(), &stream).unwrap();
+        cfb.flush().unwrap();
+        let bytes = cfb.into_inner().into_inner();
+        let (text, partial) = xls_extra(&bytes, &Budget::unlimited());
+        assert_eq!(text, "社外秘のコメント\nplain note\n");
+        assert!(partial.is_none());
+        stream.extend(record(0x00EB, &[0; 8]));
+        let mut cfb = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+        std::io::Write::write_all(&mut cfb.create_stream("/Workbook").unwrap(), &stream).unwrap();
+        cfb.flush().unwrap();
+        let (_, partial) = xls_extra(&cfb.into_inner().into_inner(), &Budget::unlimited());
+        assert!(partial.unwrap().contains("pictures"));
     }
 
     #[test]

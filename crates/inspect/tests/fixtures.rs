@@ -1396,3 +1396,16 @@ fn text_in_a_font_without_a_unicode_map_is_reported_not_read() {
     assert!(!f.complete, "{:?}", f.attachments[0]);
     assert!(f.incomplete_reasons[0].contains("without a Unicode map"), "{:?}", f.incomplete_reasons);
 }
+
+#[test]
+fn a_picture_written_into_the_html_body_is_read() {
+    let png = rendered("社外秘 顧客一覧", "PNG");
+    let mail = format!(
+        "From: a@example.com\r\nTo: b@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p>ご確認ください</p><img src=\"data:image/png;base64,{}\">\r\n",
+        b64(&png)
+    );
+    let f = inspector().message(mail.as_bytes());
+    assert!(has_detection(&f, "keyword", "inline-image-1.png"), "{:?}", f.attachments);
+    assert!(f.attachments.iter().any(|a| a.ocr));
+}

@@ -23,9 +23,10 @@ const INLINE_INSPECT: usize = 64 * 1024;
 /// a file built to make it spin; so do pictures and anything that may hold
 /// one (Office and other zips, compound files, 7z), which OCR reads in a
 /// child process that may take seconds. (The markers are the files' magic
-/// numbers in base64: `%PDF`, PNG, JPEG, GIF, TIFF, WebP/RIFF, zip, CFB, 7z.)
+/// numbers in base64: `%PDF`, PNG, JPEG, GIF, TIFF, WebP/RIFF, zip, CFB, 7z;
+/// and `data:image` in HTML, as it is and base64-encoded at each alignment.)
 fn inline(data: &[u8]) -> bool {
-    const MARKERS: [&[u8]; 11] = [
+    const MARKERS: [&[u8]; 15] = [
         b"JVBERi",
         b"%PDF",
         b"iVBORw0KGgo",
@@ -37,6 +38,10 @@ fn inline(data: &[u8]) -> bool {
         b"UEsDB",
         b"0M8R4",
         b"N3q8r",
+        b"data:image",
+        b"ZGF0YTppbWFn",
+        b"RhdGE6aW1hZ2",
+        b"kYXRhOmltYWd",
     ];
     data.len() <= INLINE_INSPECT && !MARKERS.iter().any(|m| memchr::memmem::find(data, m).is_some())
 }
@@ -430,6 +435,14 @@ mod tests {
             data: None,
             received_at: 0,
             is_dsn: false,
+        }
+    }
+
+    #[test]
+    fn mail_that_may_hold_a_picture_is_not_inspected_on_the_async_threads() {
+        assert!(inline(b"Subject: hi\r\n\r\nplain text\r\n"));
+        for marker in ["iVBORw0KGgo", "UEsDBBQ", "<img src=\"data:image/png;base64,", "PGltZyBzcmM9ImRhdGE6aW1hZ2Uv"] {
+            assert!(!inline(format!("Subject: x\r\n\r\n{marker}\r\n").as_bytes()), "{marker}");
         }
     }
 
