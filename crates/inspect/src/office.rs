@@ -349,6 +349,30 @@ fn elements_text(xml: &[u8], names: &[&str]) -> String {
     out
 }
 
+/// The text values of a pivot cache (`<s v="…"/>`, shared items and
+/// records alike).
+fn pivot_values(xml: &[u8]) -> String {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut out = String::new();
+    while let Ok(event) = reader.read_event() {
+        match event {
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == "s" => {
+                for a in e.attributes().flatten() {
+                    if a.key.local_name().as_ref() == "v"
+                        && let Ok(v) = a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    {
+                        out.push_str(&v);
+                        out.push('\n');
+                    }
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
 /// `name: formula` of each defined name of a workbook.
 fn defined_names(xml: &[u8]) -> String {
     let mut reader = quick_xml::Reader::from_reader(xml);

@@ -782,6 +782,7 @@ fn a_keyword_only_in_a_hidden_place_of_an_office_file_is_found() {
         ("chart title", "a.docx", docx_with("<w:p/>", &[("word/charts/chart1.xml", chart.as_bytes())])),
         ("chart label", "a.xlsx", xlsx_with(&[("xl/charts/chart1.xml", chart_label.as_bytes())])),
         ("sheet footer", "a.xlsx", xlsx_with(&[("xl/worksheets/sheet9.xml", format!(r#"<worksheet><headerFooter><oddFooter>&amp;C{kw} &amp;P</oddFooter></headerFooter></worksheet>"#).as_bytes())])),
+        ("pivot cache", "a.xlsx", xlsx_with(&[("xl/pivotCache/pivotCacheRecords1.xml", format!(r#"<pivotCacheRecords><r><s v="{kw}顧客"/><n v="3"/></r></pivotCacheRecords>"#).as_bytes())])),
         ("cell comment", "a.xlsx", xlsx_with(&[("xl/comments1.xml", format!(r#"<comments><commentList><comment ref="A1"><text><r><t>{kw}</t></r></text></comment></commentList></comments>"#).as_bytes())])),
         ("threaded comment", "a.xlsx", xlsx_with(&[("xl/threadedComments/threadedComment1.xml", format!(r#"<ThreadedComments><threadedComment ref="A1"><text>{kw}です</text></threadedComment></ThreadedComments>"#).as_bytes())])),
         ("shape text", "a.xlsx", xlsx_with(&[("xl/drawings/drawing1.xml", format!(r#"<xdr:wsDr xmlns:xdr="x" xmlns:a="a"><xdr:sp><xdr:txBody><a:p><a:r><a:t>{kw}</a:t></a:r></a:p></xdr:txBody></xdr:sp></xdr:wsDr>"#).as_bytes())])),
