@@ -302,6 +302,18 @@ fn xlsx_extra(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
                 &["oddHeader", "oddFooter", "evenHeader", "evenFooter", "firstHeader", "firstFooter"],
             ));
         }
+        // Pivot caches keep their source's values, which may be gone from
+        // every sheet.
+        let caches: Vec<String> = archive
+            .file_names()
+            .filter_map(Result::ok)
+            .filter(|n| n.starts_with("xl/pivotCache/") && n.ends_with(".xml"))
+            .map(|n| n.into_owned())
+            .collect();
+        for cache in caches {
+            let xml = member(&mut archive, &cache, budget)?;
+            p.text.push_str(&pivot_values(&xml));
+        }
     }
     Ok(p)
 }
