@@ -184,9 +184,13 @@ impl Walk<'_> {
         // Pictures written into the HTML body (data: URIs) are inspected
         // like attached ones.
         let mut inline = 0;
-        for i in 0.. {
-            let Some(html) = message.body_html(i) else { break };
-            for (subtype, bytes) in crate::html::data_images(&html, self.inspector.max_entries) {
+        for id in &message.html_body {
+            // Only real HTML parts (mail-parser offers plain text as HTML too).
+            let Some(PartType::Html(html)) = message.parts.get(*id as usize).map(|p| &p.body) else { continue };
+            if !html.contains("data:image/") {
+                continue;
+            }
+            for (subtype, bytes) in crate::html::data_images(html, self.inspector.max_entries) {
                 inline += 1;
                 let name = format!("inline-image-{inline}.{subtype}");
                 let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
