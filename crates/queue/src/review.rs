@@ -26,24 +26,28 @@ const INLINE_INSPECT: usize = 64 * 1024;
 /// numbers in base64: `%PDF`, PNG, JPEG, GIF, TIFF, WebP/RIFF, zip, CFB, 7z;
 /// and `data:image` in HTML, as it is and base64-encoded at each alignment.)
 fn inline(data: &[u8]) -> bool {
-    const MARKERS: [&[u8]; 15] = [
-        b"JVBERi",
-        b"%PDF",
-        b"iVBORw0KGgo",
-        b"/9j/",
-        b"R0lGOD",
-        b"SUkqA",
-        b"TU0AK",
-        b"UklGR",
-        b"UEsDB",
-        b"0M8R4",
-        b"N3q8r",
-        b"data:image",
-        b"ZGF0YTppbWFn",
-        b"RhdGE6aW1hZ2",
-        b"kYXRhOmltYWd",
-    ];
-    data.len() <= INLINE_INSPECT && !MARKERS.iter().any(|m| memchr::memmem::find(data, m).is_some())
+    static MARKERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> = std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::new([
+            &b"JVBERi"[..],
+            b"%PDF",
+            b"iVBORw0KGgo",
+            b"/9j/",
+            b"R0lGOD",
+            b"SUkqA",
+            b"TU0AK",
+            b"UklGR",
+            b"UEsDB",
+            b"0M8R4",
+            b"N3q8r",
+            b"data:image",
+            b"ZGF0YTppbWFn",
+            b"RhdGE6aW1hZ2",
+            b"kYXRhOmltYWd",
+        ])
+        .ok()
+    });
+    // One pass over the message for all of them.
+    data.len() <= INLINE_INSPECT && MARKERS.as_ref().is_some_and(|m| !m.is_match(data))
 }
 
 /// Reads a message, says what is in it, and what the rules decide.
