@@ -207,7 +207,13 @@ fn a_link_replaces_the_files_and_opens_only_for_the_recipient_within_its_limits(
     let (code, _, other) = raw(&g, "POST", &format!("{path}/code"), &[FORM.into()], "email=mallory%40evil.test");
     assert_eq!(code, 200);
     let (_, _, mine) = raw(&g, "POST", &format!("{path}/code"), &[FORM.into()], "email=hanako%40customer.test");
-    assert_eq!(String::from_utf8_lossy(&other), String::from_utf8_lossy(&mine), "no hint who the recipients are");
+    // The same answer either way, but for the address each typed (echoed
+    // into the form for the code).
+    assert_eq!(
+        String::from_utf8_lossy(&other).replace("mallory@evil.test", "ADDRESS"),
+        String::from_utf8_lossy(&mine).replace("hanako@customer.test", "ADDRESS"),
+        "no hint who the recipients are"
+    );
     let codes = own_mail_to(&sink, "code", "hanako@customer.test", 1);
     assert_eq!(codes.len(), 1);
     assert!(sink.notices("code").iter().all(|m| !m.rcpts.iter().any(|r| r.contains("evil"))));

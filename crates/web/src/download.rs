@@ -64,7 +64,15 @@ fn form(action: &str, fields: &str, button: &str) -> String {
 
 /// The page: what the files are, and the form that opens them or the
 /// buttons that download them.
-async fn render(app: &App, lang: Lang, token: &str, link: &LinkRow, who: Option<String>, note: &str) -> Response {
+async fn render(
+    app: &App,
+    lang: Lang,
+    token: &str,
+    link: &LinkRow,
+    who: Option<String>,
+    note: &str,
+    email: &str,
+) -> Response {
     let subject = match app.store.get(&link.message_id).await {
         Ok(Some((m, _))) => m.subject,
         _ => String::new(),
@@ -118,10 +126,11 @@ async fn render(app: &App, lang: Lang, token: &str, link: &LinkRow, who: Option<
             );
             body.push_str(&form(&format!("/d/{token}/code"), &ask, &t(lang, "protect.page.send_code", &[])));
             let fields = format!(
-                "<label>{}<br><input type=\"email\" name=\"email\" required></label><br>\
+                "<label>{}<br><input type=\"email\" name=\"email\" value=\"{}\" required></label><br>\
                  <label>{}<br><input type=\"text\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
                  pattern=\"[0-9]{{6}}\" required></label>",
                 html_escape(&t(lang, "protect.page.ask_code", &[])),
+                html_escape(email),
                 html_escape(&t(lang, "protect.page.code", &[])),
             );
             body.push_str(&form(&open, &fields, &t(lang, "protect.page.open", &[])));
@@ -137,7 +146,7 @@ pub async fn show(State(app): State<App>, headers: HeaderMap, Path(token): Path<
         Err(r) => return r,
     };
     let who = proved(&app, &headers, &link, &token);
-    render(&app, lang, &token, &link, who, "").await
+    render(&app, lang, &token, &link, who, "", "").await
 }
 
 #[derive(serde::Deserialize)]
@@ -180,7 +189,8 @@ pub async fn ask_code(
             }
         }
     }
-    render(&app, lang, &token, &link, None, &t(lang, "protect.page.code_sent", &[])).await
+    // The address typed goes into the form for the code (whatever it is).
+    render(&app, lang, &token, &link, None, &t(lang, "protect.page.code_sent", &[]), &email).await
 }
 
 #[derive(serde::Deserialize)]
@@ -217,13 +227,14 @@ pub async fn open(State(app): State<App>, parts: Parts, Path(token): Path<String
                 .map(|_| "password".to_string()),
             "code" => {
                 let hash = tomare_protect::code_hash(&link.message_id, &email, f.code.trim());
-                matches!(app.store.use_code(&link.message_id, &email, &hash, now).await, Ok(true)).then_some(email)
+                matches!(app.store.use_code(&link.message_id, &email, &hash, now).await, Ok(true))
+                    .then(|| email.clone())
             }
             _ => Some(String::new()),
         }
     };
     let Some(who) = who else {
-        return render(&app, lang, &token, &link, None, &t(lang, "protect.page.wrong", &[])).await;
+        return render(&app, lang, &token, &link, None, &t(lang, "protect.page.wrong", &[]), &email).await;
     };
     app.throttle.succeeded(&key, &ip);
     let pass = app.links.download_pass(&token_hash, &who, now);
