@@ -55,10 +55,40 @@ pub fn find() -> Result<Tesseract, String> {
         .clone()
 }
 
+/// Pictures read lately, by their SHA-256 (a signature's logo comes with
+/// every mail of its sender): read once per process, not once per mail.
+static READ: std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], String>>> = std::sync::Mutex::new(None);
+/// How many texts the cache keeps before it starts over.
+const CACHED: usize = 512;
+
+/// Whether `image` was read before in this process (its text is kept).
+pub fn cached(image: &[u8]) -> bool {
+    use sha2::Digest;
+    let key: [u8; 32] = sha2::Sha256::digest(image).into();
+    READ.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|m| m.contains_key(&key))
+}
+
 impl Tesseract {
     /// The text tesseract reads in `image` (any format leptonica knows:
-    /// PNG, JPEG, GIF, TIFF, BMP, WebP, PNM), within the time left.
+    /// PNG, JPEG, GIF, TIFF, BMP, WebP, PNM), within the time left; a
+    /// picture read before in this process is not read again.
     pub fn read(&self, image: &[u8], budget: &Budget) -> Result<String, String> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(image).into();
+        if let Some(text) = READ.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(&key)) {
+            return Ok(text.clone());
+        }
+        let text = self.run(image, budget)?;
+        let mut cache = READ.lock().unwrap_or_else(|p| p.into_inner());
+        let map = cache.get_or_insert_with(Default::default);
+        if map.len() >= CACHED {
+            map.clear();
+        }
+        map.insert(key, text.clone());
+        Ok(text)
+    }
+
+    fn run(&self, image: &[u8], budget: &Budget) -> Result<String, String> {
         let deadline = Instant::now() + budget.time_left();
         let mut child = Command::new(&self.program)
             .args(["stdin", "stdout", "-l", LANGUAGES])

@@ -1066,6 +1066,14 @@ fn text_in_pictures_is_read_by_ocr_and_unread_pictures_are_incomplete() {
         assert!(f.attachments[0].ocr, "{format}: read by OCR");
         assert!(has_detection(&f, "keyword", &name), "{format}: {:?}", f.attachments[0].text);
     }
+    // A picture seen again (a signature's logo) is not read again.
+    let logo = rendered("株式会社サンプル 営業部", "PNG");
+    assert!(!tomare_inspect::ocr::cached(&logo));
+    let first = i.file("logo.png", &logo);
+    assert!(tomare_inspect::ocr::cached(&logo), "kept after the first read");
+    let again = i.file("logo.png", &logo);
+    assert_eq!(first.attachments[0].text, again.attachments[0].text);
+    assert!(again.attachments[0].ocr);
     // As JSON, the attachment says the text came from OCR.
     let f = i.file("screenshot.png", &rendered("CONFIDENTIAL", "PNG"));
     let json = serde_json::to_value(&f).unwrap();
