@@ -350,6 +350,12 @@ impl Default for Org {
 }
 
 impl Org {
+    /// The domain tomare's own mail comes from (MAILER-DAEMON@…): the first
+    /// internal domain.
+    pub fn postmaster_domain(&self) -> &str {
+        self.internal_domains.first().map(String::as_str).unwrap_or("localhost")
+    }
+
     /// `time_zone` in minutes east of UTC (0 when it does not read: `config
     /// check` refuses that).
     pub fn utc_offset_minutes(&self) -> i32 {

@@ -287,7 +287,7 @@ fn xlsx_extra(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
     // sheet's printed headers and footers are read from its own part.
     if let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes)) {
         if let Ok(xml) = member(&mut archive, "xl/workbook.xml", budget) {
-            p.text.push_str(&defined_names(&xml));
+            p.text.push_str(&elements_text(&xml, &["definedName"]));
         }
         let sheets: Vec<String> = archive
             .file_names()
@@ -318,42 +318,22 @@ fn xlsx_extra(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
     Ok(p)
 }
 
-/// The text of an ODF document's comments (`office:annotation`), as a
-/// spreadsheet's cell comments are kept.
-fn annotations(xml: &[u8]) -> String {
+/// The text inside the elements named `names` (a sheet's headers and
+/// footers, defined names' formulas, ODF comments), one per line; a
+/// paragraph inside one ends a line too.
+fn elements_text(xml: &[u8], names: &[&str]) -> String {
     let mut reader = quick_xml::Reader::from_reader(xml);
     let mut out = String::new();
     let mut depth = 0usize;
     while let Ok(event) = reader.read_event() {
         match event {
-            Event::Start(e) if e.local_name().as_ref() == "annotation" => depth += 1,
-            Event::End(e) if e.local_name().as_ref() == "annotation" => {
+            Event::Start(e) if names.contains(&e.local_name().as_ref()) => depth += 1,
+            Event::End(e) if names.contains(&e.local_name().as_ref()) => {
                 depth = depth.saturating_sub(1);
                 out.push('\n');
             }
             Event::End(e) if depth > 0 && e.local_name().as_ref() == "p" => out.push('\n'),
             Event::Text(t) if depth > 0 => out.push_str(&t.xml10_content()),
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    out
-}
-
-/// The text of the elements named `names` (a sheet's headers and footers),
-/// one per line.
-fn elements_text(xml: &[u8], names: &[&str]) -> String {
-    let mut reader = quick_xml::Reader::from_reader(xml);
-    let mut out = String::new();
-    let mut inside = false;
-    while let Ok(event) = reader.read_event() {
-        match event {
-            Event::Start(e) if names.contains(&e.local_name().as_ref()) => inside = true,
-            Event::End(e) if names.contains(&e.local_name().as_ref()) => {
-                inside = false;
-                out.push('\n');
-            }
-            Event::Text(t) if inside => out.push_str(&t.xml10_content()),
             Event::Eof => break,
             _ => {}
         }
@@ -378,26 +358,6 @@ fn pivot_values(xml: &[u8]) -> String {
                     }
                 }
             }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    out
-}
-
-/// `name: formula` of each defined name of a workbook.
-fn defined_names(xml: &[u8]) -> String {
-    let mut reader = quick_xml::Reader::from_reader(xml);
-    let mut out = String::new();
-    let mut inside = false;
-    while let Ok(event) = reader.read_event() {
-        match event {
-            Event::Start(e) if e.local_name().as_ref() == "definedName" => inside = true,
-            Event::End(e) if e.local_name().as_ref() == "definedName" => {
-                inside = false;
-                out.push('\n');
-            }
-            Event::Text(t) if inside => out.push_str(&t.xml10_content()),
             Event::Eof => break,
             _ => {}
         }
@@ -440,7 +400,7 @@ pub fn spreadsheet(bytes: &[u8], budget: &Budget) -> Result<Package, String> {
         if let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes))
             && let Ok(xml) = member(&mut archive, "content.xml", budget)
         {
-            p.text.push_str(&annotations(&xml));
+            p.text.push_str(&elements_text(&xml, &["annotation"]));
         }
         p
     } else {

@@ -808,6 +808,12 @@ const TABLE: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The text for `key` in Japanese, then English, joined by `sep`: for
+/// people who have chosen no language (a recipient outside, an invitee).
+pub fn both(key: &str, args: &[&dyn std::fmt::Display], sep: &str) -> String {
+    format!("{}{sep}{}", t(Lang::Ja, key, args), t(Lang::En, key, args))
+}
+
 /// The table has this key (in both languages).
 pub fn has(key: &str) -> bool {
     TABLE.iter().any(|(k, _, _)| *k == key)

@@ -4,27 +4,15 @@
 //! from the org's MAILER-DAEMON like every notice.
 
 use tomare_config::Config;
-use tomare_model::i18n::{Lang, t};
-
-fn both(key: &str, args: &[&dyn std::fmt::Display]) -> String {
-    format!("{}\r\n{}", t(Lang::Ja, key, args), t(Lang::En, key, args))
-}
+use tomare_model::i18n::both;
 
 fn head(config: &Config, to: &str, subject: &str, now: i64, tag: &str) -> String {
-    let domain = config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost");
+    let domain = config.org.postmaster_domain();
     let mut nonce = [0u8; 6];
     let _ = getrandom::fill(&mut nonce);
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let mut out = tomare_queue::notice::own_head(
-        &config.org.name,
-        domain,
-        to,
-        subject,
-        now,
-        &format!("protect.{tag}.{nonce}@{domain}"),
-    );
-    out.push_str("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
-    out
+    let id = format!("protect.{tag}.{nonce}@{domain}");
+    tomare_queue::notice::own_text_head(&config.org.name, domain, to, subject, now, &id)
 }
 
 /// A password to send, and what it opens.
@@ -44,15 +32,11 @@ pub struct PasswordMail<'a> {
 pub fn password_mail(config: &Config, m: &PasswordMail<'_>, now: i64) -> Vec<u8> {
     let PasswordMail { to, kind, password, subject, sender, to_sender } = *m;
     let subject = tomare_model::escape_controls(subject);
-    let title = format!(
-        "{} / {}",
-        t(Lang::Ja, "protect.password.subject", &[&subject]),
-        t(Lang::En, "protect.password.subject", &[&subject])
-    );
+    let title = both("protect.password.subject", &[&subject], " / ");
     let lead = if to_sender {
-        both("protect.password.lead.sender", &[&subject])
+        both("protect.password.lead.sender", &[&subject], "\r\n")
     } else {
-        both(&format!("protect.password.lead.{kind}"), &[&subject, &sender])
+        both(&format!("protect.password.lead.{kind}"), &[&subject, &sender], "\r\n")
     };
     let mut out = head(config, to, &title, now, "password");
     out.push_str(&format!("{lead}\r\n\r\n    {password}\r\n"));
@@ -61,8 +45,8 @@ pub fn password_mail(config: &Config, m: &PasswordMail<'_>, now: i64) -> Vec<u8>
 
 /// The one-time code mail.
 pub fn code_mail(config: &Config, to: &str, code: &str, sender: &str, now: i64) -> Vec<u8> {
-    let title = format!("{} / {}", t(Lang::Ja, "protect.code.subject", &[]), t(Lang::En, "protect.code.subject", &[]));
+    let title = both("protect.code.subject", &[], " / ");
     let mut out = head(config, to, &title, now, "code");
-    out.push_str(&format!("{}\r\n\r\n    {code}\r\n", both("protect.code.lead", &[&sender])));
+    out.push_str(&format!("{}\r\n\r\n    {code}\r\n", both("protect.code.lead", &[&sender], "\r\n")));
     out.into_bytes()
 }

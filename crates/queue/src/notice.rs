@@ -216,6 +216,21 @@ pub fn own_head(
     )
 }
 
+/// [`own_head`] for a plain-text mail (UTF-8, 8 bit), up to the blank line
+/// before its body: invitations, one-time codes, passwords.
+pub fn own_text_head(
+    org_name: &str,
+    postmaster_domain: &str,
+    to: &str,
+    subject: &str,
+    now: i64,
+    message_id: &str,
+) -> String {
+    let mut out = own_head(org_name, postmaster_domain, to, subject, now, message_id);
+    out.push_str("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    out
+}
+
 /// The notice as a message (text and HTML), ready to queue.
 pub fn notice(n: &SenderNotice<'_>) -> Vec<u8> {
     let headline = n.label(&format!("notice.{}.title", n.kind_key()));

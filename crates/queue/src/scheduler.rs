@@ -317,7 +317,7 @@ fn notice_links(ctx: &Ctx, n: &tomare_store::Notice, to: &str) -> Vec<(LinkActio
 impl Ctx {
     /// The domain our own mail (DSNs, notices) comes from.
     fn postmaster_domain(&self) -> &str {
-        self.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost")
+        self.config.org.postmaster_domain()
     }
 
     /// Queues a message of our own (DSN or notice): null sender, no rules,

@@ -292,6 +292,9 @@ impl Signers {
 
     /// The key for a message's From domain (the longest domain that fits).
     pub fn for_message(&self, raw: &[u8]) -> Option<&Signer> {
+        if self.0.is_empty() {
+            return None;
+        }
         let from = mail_parser::MessageParser::default().parse_headers(raw)?;
         let address = from.from()?.first()?.address()?.to_ascii_lowercase();
         let domain = address.rsplit_once('@')?.1.to_string();

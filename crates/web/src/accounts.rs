@@ -202,7 +202,7 @@ pub async fn first_admin(
     }
     let email = match config.org.admins.first() {
         Some(a) => a.to_lowercase(),
-        None => format!("admin@{}", config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost")),
+        None => format!("admin@{}", config.org.postmaster_domain()),
     };
     let password = random_secret(12);
     store.put_user(org, &email, &hash_password(&password)?).await?;

@@ -12,7 +12,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use tomare_model::i18n::{Lang, t};
+use tomare_model::i18n::{Lang, both, t};
 use tomare_model::now_ms;
 
 #[derive(Debug, thiserror::Error)]
@@ -140,17 +140,15 @@ pub async fn people(
 /// The invitation mail: in both languages (the person has chosen none yet).
 pub fn invite_mail(app: &App, to: &str, url: &str, now: i64) -> Vec<u8> {
     let org = &app.config.org.name;
-    let domain = app.config.org.internal_domains.first().map(String::as_str).unwrap_or("localhost");
-    let both = |key: &str, args: &[&dyn std::fmt::Display]| {
-        format!("{}\r\n{}", t(Lang::Ja, key, args), t(Lang::En, key, args))
-    };
-    let subject = format!("{} / {}", t(Lang::Ja, "invite.subject", &[org]), t(Lang::En, "invite.subject", &[org]));
+    let domain = app.config.org.postmaster_domain();
+    let subject = both("invite.subject", &[org], " / ");
     let until = tomare_model::local_time(now + crate::links::INVITE_LIFETIME_MS, app.config.org.utc_offset_minutes());
-    let mut mail = tomare_queue::notice::own_head(org, domain, to, &subject, now, &format!("invite.{now}@{domain}"));
+    let mut mail =
+        tomare_queue::notice::own_text_head(org, domain, to, &subject, now, &format!("invite.{now}@{domain}"));
     mail.push_str(&format!(
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n\r\n  {url}\r\n\r\n{}\r\n",
-        both("invite.lead", &[&to]),
-        both("invite.expires", &[&until]),
+        "{}\r\n\r\n  {url}\r\n\r\n{}\r\n",
+        both("invite.lead", &[&to], "\r\n"),
+        both("invite.expires", &[&until], "\r\n"),
     ));
     mail.into_bytes()
 }
